@@ -1,0 +1,319 @@
+//! `/api/v1/containers`: list, inspect, operate, logs and stats.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde::Deserialize;
+
+use crate::auth::AuthUser;
+use crate::db::audit::NewAuditEntry;
+use crate::db::users::Role;
+use crate::docker::{ActionOutcome, ContainerDetails, ContainerStats, ContainerSummary, LogLine};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::http::extract::{Json, Path, Query};
+use crate::state::AppState;
+
+/// Container ids are hex; names are `[a-zA-Z0-9][a-zA-Z0-9_.-]*`. Anything
+/// else is refused before it reaches the engine.
+fn check_ref(id_or_name: &str) -> ApiResult<()> {
+    let ok = !id_or_name.is_empty()
+        && id_or_name.len() <= 255
+        && id_or_name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && id_or_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_container_ref",
+            format!("{id_or_name:?} is not a container id or name"),
+        ))
+    }
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only containers with this label (`key` or `key=value`); repeatable
+    /// as a comma-separated list.
+    pub label: Option<String>,
+    /// Only containers in this state (running, exited, ...).
+    pub state: Option<String>,
+    /// Case-insensitive substring of the name or image.
+    pub q: Option<String>,
+}
+
+/// All containers, running or not.
+#[utoipa::path(
+    get, path = "/api/v1/containers", tag = "containers",
+    params(ListQuery),
+    responses(
+        (status = 200, body = [ContainerSummary]),
+        (status = 503, description = "Docker is unreachable", body = Problem),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<ContainerSummary>>> {
+    let labels: Vec<String> = q
+        .label
+        .as_deref()
+        .map(|l| l.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    let mut list = state.docker.list(&labels).await?;
+    if let Some(s) = &q.state {
+        list.retain(|c| &c.state == s);
+    }
+    if let Some(needle) = q.q.as_deref().map(str::to_lowercase) {
+        list.retain(|c| {
+            c.name.to_lowercase().contains(&needle) || c.image.to_lowercase().contains(&needle)
+        });
+    }
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(list))
+}
+
+/// One container in detail.
+#[utoipa::path(
+    get, path = "/api/v1/containers/{id}", tag = "containers",
+    params(("id" = String, Path, description = "Container id or name")),
+    responses(
+        (status = 200, body = ContainerDetails),
+        (status = 404, body = Problem),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn inspect(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ContainerDetails>> {
+    check_ref(&id)?;
+    Ok(Json(state.docker.inspect(&id).await?))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ActionQuery {
+    /// Seconds to wait for a clean stop before the engine kills it.
+    pub timeout: Option<u32>,
+}
+
+/// The operations a `user` may run.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Restart => "restart",
+        }
+    }
+}
+
+/// Starts, stops or restarts a container (role `user` or above).
+#[utoipa::path(
+    post, path = "/api/v1/containers/{id}/{action}", tag = "containers",
+    params(
+        ("id" = String, Path, description = "Container id or name"),
+        ("action" = Action, Path, description = "start, stop or restart"),
+        ActionQuery,
+    ),
+    responses(
+        (status = 200, body = ActionOutcome),
+        (status = 403, description = "Viewers may not operate containers", body = Problem),
+        (status = 404, body = Problem),
+        (status = 409, body = Problem),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn act(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path((id, action)): Path<(String, Action)>,
+    Query(q): Query<ActionQuery>,
+) -> ApiResult<Json<ActionOutcome>> {
+    check_ref(&id)?;
+    let mut entry = NewAuditEntry::new(&format!("container.{}", action.as_str()), "success");
+    entry.actor = Some(user.username.clone());
+    entry.target = Some(id.clone());
+    entry.client_ip = Some(user.ip.to_string());
+    if let Err(e) = user.require(Role::User) {
+        entry.result = "denied".into();
+        state.audit(entry).await;
+        return Err(e);
+    }
+    let timeout = q.timeout.map(|s| Duration::from_secs(u64::from(s)));
+    let r = match action {
+        Action::Start => state.docker.start(&id).await,
+        Action::Stop => state.docker.stop(&id, timeout).await,
+        Action::Restart => state.docker.restart(&id, timeout).await,
+    };
+    match &r {
+        Ok(o) if !o.changed => entry.detail = Some("already in that state".into()),
+        Ok(_) => {}
+        Err(e) => {
+            entry.result = "failure".into();
+            entry.detail = Some(e.to_string());
+        }
+    }
+    state.audit(entry).await;
+    Ok(Json(r?))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveQuery {
+    /// Kill and remove a running container.
+    pub force: Option<bool>,
+}
+
+/// Removes a container (admin only).
+#[utoipa::path(
+    delete, path = "/api/v1/containers/{id}", tag = "containers",
+    params(("id" = String, Path, description = "Container id or name"), RemoveQuery),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 403, body = Problem),
+        (status = 404, body = Problem),
+        (status = 409, description = "Running; use force=true", body = Problem),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn remove(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    Query(q): Query<RemoveQuery>,
+) -> ApiResult<StatusCode> {
+    check_ref(&id)?;
+    let mut entry = NewAuditEntry::new("container.remove", "success");
+    entry.actor = Some(user.username.clone());
+    entry.target = Some(id.clone());
+    entry.client_ip = Some(user.ip.to_string());
+    if let Err(e) = user.require(Role::Admin) {
+        entry.result = "denied".into();
+        state.audit(entry).await;
+        return Err(e);
+    }
+    let r = state.docker.remove(&id, q.force.unwrap_or(false)).await;
+    if let Err(e) = &r {
+        entry.result = "failure".into();
+        entry.detail = Some(e.to_string());
+    }
+    state.audit(entry).await;
+    r?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LogsQuery {
+    /// Lines from the end (default 100; 0 for none).
+    pub tail: Option<u32>,
+    /// Keep the response open and stream new lines (Server-Sent Events).
+    pub follow: Option<bool>,
+    /// Prefix each line with the engine's RFC 3339 timestamp.
+    pub timestamps: Option<bool>,
+}
+
+/// Log lines. Without `follow`: a JSON array. With `follow=true`: a
+/// `text/event-stream` whose events are named `stdout`/`stderr` and carry
+/// one line each, until the container stops or the client leaves.
+#[utoipa::path(
+    get, path = "/api/v1/containers/{id}/logs", tag = "containers",
+    params(("id" = String, Path, description = "Container id or name"), LogsQuery),
+    responses(
+        (status = 200, body = [LogLine], description = "Lines, or an event stream with follow=true"),
+        (status = 404, body = Problem),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn logs(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    Path(id): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> ApiResult<Response> {
+    check_ref(&id)?;
+    let follow = q.follow.unwrap_or(false);
+    let stream = state
+        .docker
+        .logs(&id, Some(q.tail.unwrap_or(100)), follow, q.timestamps.unwrap_or(false))
+        .await?;
+    if !follow {
+        let lines: Vec<LogLine> = stream
+            .take(100_000)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        return Ok(axum::Json(lines).into_response());
+    }
+    let events = stream
+        .take_until(state.shutdown.clone().cancelled_owned())
+        .map(|r| {
+            Ok::<_, Infallible>(match r {
+                Ok(l) => Event::default().event(l.stream).data(l.line),
+                Err(e) => Event::default().event("error").data(e.to_string()),
+            })
+        });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// One resource sample (takes about a second: the engine measures CPU
+/// over an interval).
+#[utoipa::path(
+    get, path = "/api/v1/containers/{id}/stats", tag = "containers",
+    params(("id" = String, Path, description = "Container id or name")),
+    responses(
+        (status = 200, body = ContainerStats),
+        (status = 404, body = Problem),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn stats(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ContainerStats>> {
+    check_ref(&id)?;
+    Ok(Json(state.docker.stats(&id).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_refs_are_checked() {
+        assert!(check_ref("web-1").is_ok());
+        assert!(check_ref("a1b2c3").is_ok());
+        assert!(check_ref("my_app.v2").is_ok());
+        assert!(check_ref("").is_err());
+        assert!(check_ref("-rm").is_err());
+        assert!(check_ref("../etc").is_err());
+        assert!(check_ref("a b").is_err());
+    }
+}

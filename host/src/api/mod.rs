@@ -1,0 +1,70 @@
+//! The HTTP API, version 1. Routes and the OpenAPI document are built from
+//! the same handler annotations (utoipa-axum), so they cannot drift apart.
+
+pub mod audit;
+pub mod auth;
+pub mod containers;
+pub mod health;
+pub mod users;
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "WakeDock API", description = "Manage Docker containers; wake idle ones on request."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "system", description = "Health and metrics"),
+        (name = "auth", description = "Sessions and tokens"),
+        (name = "containers", description = "Docker containers"),
+        (name = "users", description = "User management (admin)"),
+        (name = "audit", description = "Audit log (admin)"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The API routes under `/api/v1` plus the OpenAPI description of them.
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(containers::list))
+        .routes(routes!(containers::inspect, containers::remove))
+        .routes(routes!(containers::act))
+        .routes(routes!(containers::logs))
+        .routes(routes!(containers::stats))
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::get, users::update, users::delete))
+        .routes(routes!(audit::list))
+}
+
+/// Routes outside `/api` (no API rate limit): health and metrics.
+pub fn system_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health::health))
+        .routes(routes!(health::metrics))
+}

@@ -1,0 +1,314 @@
+//! `/api/v1/users`: user management (admin only). There is no open
+//! registration: only admins create users.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use diesel::Connection;
+use serde::Deserialize;
+
+use crate::auth::{password, AuthUser};
+use crate::db::audit::NewAuditEntry;
+use crate::db::users::{self, Role, User, UserChanges};
+use crate::db::{tokens, DbError};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::http::extract::{Json, Path};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub username: String,
+    pub password: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    pub role: Option<Role>,
+    /// A new password; signs the user out everywhere.
+    pub password: Option<String>,
+    /// False deactivates the account and signs it out everywhere.
+    pub active: Option<bool>,
+}
+
+/// Usernames: 1–64 of letters, digits, `_`, `.`, `-`, starting alphanumeric.
+pub fn validate_username(name: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&name.len())
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "username {name:?} is invalid: use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+        ))
+    }
+}
+
+fn entry(admin: &AuthUser, action: &str, target: &str) -> NewAuditEntry {
+    let mut e = NewAuditEntry::new(action, "success");
+    e.actor = Some(admin.username.clone());
+    e.target = Some(target.to_string());
+    e.client_ip = Some(admin.ip.to_string());
+    e
+}
+
+async fn admin_only(state: &AppState, user: &AuthUser, action: &str, target: &str) -> ApiResult<()> {
+    if let Err(e) = user.require(Role::Admin) {
+        let mut en = entry(user, action, target);
+        en.result = "denied".into();
+        state.audit(en).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// All users.
+#[utoipa::path(
+    get, path = "/api/v1/users", tag = "users",
+    responses((status = 200, body = [User]), (status = 403, body = Problem)),
+    security(("bearer" = []))
+)]
+pub async fn list(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<Vec<User>>> {
+    user.require(Role::Admin)?;
+    Ok(Json(state.db.run(users::list).await?))
+}
+
+/// Creates a user.
+#[utoipa::path(
+    post, path = "/api/v1/users", tag = "users",
+    request_body = CreateUser,
+    responses(
+        (status = 201, body = User),
+        (status = 400, body = Problem),
+        (status = 409, description = "Username taken", body = Problem),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(req): Json<CreateUser>,
+) -> ApiResult<(StatusCode, Json<User>)> {
+    admin_only(&state, &user, "user.create", &req.username).await?;
+    validate_username(&req.username).map_err(ApiError::validation)?;
+    password::validate(&req.password).map_err(ApiError::validation)?;
+    let pw = req.password.clone();
+    let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let name = req.username.clone();
+    let role = req.role;
+    let created = state
+        .db
+        .run(move |c| {
+            if users::by_username(c, &name)?.is_some() {
+                return Ok(None);
+            }
+            users::insert(c, &name, &hash, role).map(Some)
+        })
+        .await?
+        .ok_or_else(|| ApiError::Conflict(format!("username {:?} is taken", req.username)))?;
+    let mut e = entry(&user, "user.create", &created.username);
+    e.detail = Some(format!("role {}", created.role.as_str()));
+    state.audit(e).await;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+fn parse_id(id: &str) -> ApiResult<()> {
+    uuid::Uuid::parse_str(id)
+        .map(|_| ())
+        .map_err(|_| ApiError::bad_request("invalid_path", format!("{id:?} is not a user id")))
+}
+
+/// One user.
+#[utoipa::path(
+    get, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 200, body = User), (status = 404, body = Problem)),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<User>> {
+    user.require(Role::Admin)?;
+    parse_id(&id)?;
+    let row = state.db.run(move |c| users::by_id(c, &id)).await?;
+    Ok(Json(
+        row.ok_or_else(|| ApiError::NotFound("no such user".into()))?
+            .to_user()?,
+    ))
+}
+
+/// Changes role, password or active flag.
+#[utoipa::path(
+    patch, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "User id")),
+    request_body = UpdateUser,
+    responses(
+        (status = 200, body = User),
+        (status = 404, body = Problem),
+        (status = 409, description = "Would leave no active admin", body = Problem),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    Json(req): Json<UpdateUser>,
+) -> ApiResult<Json<User>> {
+    admin_only(&state, &user, "user.update", &id).await?;
+    parse_id(&id)?;
+    if req.role.is_none() && req.password.is_none() && req.active.is_none() {
+        return Err(ApiError::validation(
+            "nothing to change: send role, password or active",
+        ));
+    }
+    let hash = match &req.password {
+        Some(pw) => {
+            password::validate(pw).map_err(ApiError::validation)?;
+            let pw = pw.clone();
+            Some(
+                tokio::task::spawn_blocking(move || password::hash(&pw))
+                    .await
+                    .map_err(ApiError::internal)?
+                    .map_err(ApiError::internal)?,
+            )
+        }
+        None => None,
+    };
+    let changes = UserChanges {
+        role: req.role,
+        password_hash: hash,
+        active: req.active,
+    };
+    let signs_out = changes.password_hash.is_some() || changes.active == Some(false);
+    let uid = id.clone();
+    let result = state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let Some(row) = users::by_id(c, &uid)? else {
+                    return Ok(Err(ApiError::NotFound("no such user".into())));
+                };
+                let demoted = changes.role.is_some_and(|r| r != Role::Admin)
+                    || changes.active == Some(false);
+                if row.role == "admin"
+                    && row.active
+                    && demoted
+                    && users::other_active_admins(c, &uid)? == 0
+                {
+                    return Ok(Err(ApiError::Conflict(
+                        "this is the last active admin: promote another user first".into(),
+                    )));
+                }
+                users::update(c, &uid, &changes)?;
+                if signs_out {
+                    tokens::revoke_user(c, &uid)?;
+                }
+                let row = users::by_id(c, &uid)?
+                    .ok_or_else(|| DbError::Other(anyhow::anyhow!("user vanished")))?;
+                Ok::<_, DbError>(Ok(row.to_user()?))
+            })
+        })
+        .await?;
+    let mut e = entry(&user, "user.update", &id);
+    let updated = match result {
+        Ok(u) => u,
+        Err(err) => {
+            e.result = "failure".into();
+            e.detail = Some(err.to_string());
+            state.audit(e).await;
+            return Err(err);
+        }
+    };
+    e.target = Some(updated.username.clone());
+    e.detail = Some(
+        [
+            req.role.map(|r| format!("role={}", r.as_str())),
+            req.password.as_ref().map(|_| "password changed".to_string()),
+            req.active.map(|a| format!("active={a}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", "),
+    );
+    state.audit(e).await;
+    Ok(Json(updated))
+}
+
+/// Deletes a user and their sessions.
+#[utoipa::path(
+    delete, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "User id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, body = Problem),
+        (status = 409, description = "Would leave no active admin", body = Problem),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    admin_only(&state, &user, "user.delete", &id).await?;
+    parse_id(&id)?;
+    if id == user.id {
+        return Err(ApiError::Conflict("you cannot delete your own account".into()));
+    }
+    let uid = id.clone();
+    let result = state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let Some(row) = users::by_id(c, &uid)? else {
+                    return Ok(Err(ApiError::NotFound("no such user".into())));
+                };
+                if row.role == "admin" && row.active && users::other_active_admins(c, &uid)? == 0 {
+                    return Ok(Err(ApiError::Conflict("this is the last active admin".into())));
+                }
+                users::delete(c, &uid)?;
+                Ok::<_, DbError>(Ok(row.username))
+            })
+        })
+        .await?;
+    let mut e = entry(&user, "user.delete", &id);
+    match result {
+        Ok(name) => {
+            e.target = Some(name);
+            state.audit(e).await;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Err(err) => {
+            e.result = "failure".into();
+            e.detail = Some(err.to_string());
+            state.audit(e).await;
+            Err(err)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        assert!(validate_username("alice").is_ok());
+        assert!(validate_username("a.b-c_d1").is_ok());
+        assert!(validate_username("").is_err());
+        assert!(validate_username(".hidden").is_err());
+        assert!(validate_username("with space").is_err());
+        assert!(validate_username(&"x".repeat(65)).is_err());
+    }
+}

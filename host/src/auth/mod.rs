@@ -1,0 +1,153 @@
+//! Authentication and authorization: who is calling, and may they do this.
+//!
+//! A caller proves identity with a JWT access token, sent either as
+//! `Authorization: Bearer` (API clients, no CSRF concern) or in the httpOnly
+//! `wakedock_access` cookie (browsers). Cookie-authenticated requests that
+//! change state must also carry the CSRF token from the readable
+//! `wakedock_csrf` cookie in the `X-CSRF-Token` header (double submit).
+
+pub mod jwt;
+pub mod password;
+pub mod ratelimit;
+pub mod session;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::Method;
+use axum_extra::extract::cookie::CookieJar;
+
+use crate::db::users::{self, Role};
+use crate::error::ApiError;
+use crate::http::client_ip::ClientIp;
+use crate::state::AppState;
+
+pub const ACCESS_COOKIE: &str = "wakedock_access";
+pub const REFRESH_COOKIE: &str = "wakedock_refresh";
+pub const CSRF_COOKIE: &str = "wakedock_csrf";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub id: String,
+    pub username: String,
+    pub role: Role,
+    pub ip: ClientIp,
+}
+
+impl AuthUser {
+    /// Refuses callers below `role`.
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "this action needs the {} role; you are {}",
+                role.as_str(),
+                self.role.as_str()
+            )))
+        }
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Constant-time comparison, so the CSRF check leaks nothing by timing.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn changes_state(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let ip = parts
+            .extensions
+            .get::<ClientIp>()
+            .copied()
+            .unwrap_or_default();
+        let jar = CookieJar::from_headers(&parts.headers);
+        let (token, via_cookie) = match bearer(parts) {
+            Some(t) => (t.to_string(), false),
+            None => match jar.get(ACCESS_COOKIE) {
+                Some(c) => (c.value().to_string(), true),
+                None => {
+                    return Err(ApiError::Unauthorized(
+                        "authentication required: send a bearer token or log in".into(),
+                    ))
+                }
+            },
+        };
+        let claims = state
+            .keys
+            .verify(&token)
+            .map_err(ApiError::Unauthorized)?;
+        if via_cookie && changes_state(&parts.method) {
+            let header = parts
+                .headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok());
+            let cookie = jar.get(CSRF_COOKIE).map(|c| c.value());
+            match (header, cookie) {
+                (Some(h), Some(c)) if !c.is_empty() && same(h, c) => {}
+                _ => {
+                    return Err(ApiError::Forbidden(
+                        "missing or wrong CSRF token: send the wakedock_csrf cookie's value in X-CSRF-Token"
+                            .into(),
+                    ))
+                }
+            }
+        }
+        // The token says who; the database says whether they still may. A
+        // deactivated user or a changed role takes effect at once.
+        let id = claims.sub.clone();
+        let row = state.db.run(move |c| users::by_id(c, &id)).await?;
+        let row = row
+            .filter(|r| r.active)
+            .ok_or_else(|| ApiError::Unauthorized("account is disabled or removed".into()))?;
+        let user = row.to_user()?;
+        Ok(AuthUser {
+            id: user.id,
+            username: user.username,
+            role: user.role,
+            ip,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(same("abc", "abc"));
+        assert!(!same("abc", "abd"));
+        assert!(!same("abc", "abcd"));
+    }
+
+    #[test]
+    fn roles_are_ordered() {
+        let u = AuthUser {
+            id: "1".into(),
+            username: "v".into(),
+            role: Role::Viewer,
+            ip: ClientIp::default(),
+        };
+        assert!(u.require(Role::Viewer).is_ok());
+        assert!(matches!(u.require(Role::User), Err(ApiError::Forbidden(_))));
+        assert!(Role::Admin > Role::User && Role::User > Role::Viewer);
+    }
+}

@@ -1,0 +1,707 @@
+//! Configuration: one typed tree, loaded with figment from defaults, a YAML or
+//! TOML file and environment variables, then validated as a whole.
+//!
+//! Precedence (last wins): built-in defaults < config file < `WAKEDOCK_*`
+//! variables (`__` separates nesting levels, e.g. `WAKEDOCK_WAKEDOCK__PORT`)
+//! < the documented short names (`WAKEDOCK_DATA_PATH`, `WAKEDOCK_LOG_LEVEL`,
+//! `JWT_SECRET_KEY`).
+//!
+//! Every error names the key and where its value came from, because a
+//! self-hoster debugging a compose file needs to know which of three places
+//! to edit.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Format, Serialized, Toml, Yaml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Default location of the config file when neither `--config` nor
+/// `WAKEDOCK_CONFIG_PATH` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "config/wakedock.yaml";
+
+/// `WAKEDOCK_*` variables that are read directly rather than as config keys;
+/// they must not be reported as unknown keys.
+const NON_KEY_ENV_VARS: &[&str] = &[
+    "config_path",
+    "data_path",
+    "log_level",
+    "admin_password",
+    "bridge_token",
+    "test_pg_url",
+    "test_docker_socket",
+];
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub wakedock: ServerConfig,
+    pub database: DatabaseConfig,
+    pub logging: LoggingConfig,
+    pub docker: DockerConfig,
+    pub security: SecurityConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Directory for the SQLite database, the generated JWT secret and
+    /// plugin artifacts.
+    pub data_path: PathBuf,
+    pub host: IpAddr,
+    pub port: u16,
+    /// How long a graceful shutdown waits for in-flight requests.
+    pub shutdown_timeout: HumanDuration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            data_path: PathBuf::from("./data"),
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 8000,
+            shutdown_timeout: HumanDuration(Duration::from_secs(10)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://...`. Unset means SQLite at
+    /// `<data_path>/wakedock.db`.
+    pub url: Option<String>,
+    /// Connections in the pool.
+    pub pool_size: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// A level (`info`) or a tracing filter directive (`info,wakedock=debug`).
+    pub level: String,
+    /// Also append logs to this file.
+    pub file: Option<PathBuf>,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            file: None,
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerConfig {
+    pub socket_path: PathBuf,
+    /// Seconds a stop waits before the engine kills the container.
+    pub stop_timeout: HumanDuration,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        Self {
+            socket_path: PathBuf::from("/var/run/docker.sock"),
+            stop_timeout: HumanDuration(Duration::from_secs(10)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// HMAC secret for JWTs. Unset: generated once and kept in the data dir.
+    pub jwt_secret: Option<String>,
+    /// Origins allowed to call the API from a browser (`https://host:port`).
+    pub cors_origins: Vec<String>,
+    pub access_token_ttl: HumanDuration,
+    pub refresh_token_ttl: HumanDuration,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Peers whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed.
+    pub trusted_proxies: Vec<IpAddr>,
+    pub rate_limit: RateLimitConfig,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            cors_origins: Vec::new(),
+            access_token_ttl: HumanDuration(Duration::from_secs(15 * 60)),
+            refresh_token_ttl: HumanDuration(Duration::from_secs(7 * 24 * 3600)),
+            max_body_bytes: 1024 * 1024,
+            trusted_proxies: vec![IpAddr::from([127, 0, 0, 1]), "::1".parse().unwrap()],
+            rate_limit: RateLimitConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Login attempts per minute from one client IP.
+    pub login_per_ip_per_minute: u32,
+    /// Login attempts per minute against one username, from anywhere.
+    pub login_per_user_per_minute: u32,
+    /// Sustained API requests per second from one client IP.
+    pub api_per_ip_per_second: u32,
+    /// Burst on top of the sustained API rate.
+    pub api_burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            login_per_ip_per_minute: 20,
+            login_per_user_per_minute: 10,
+            api_per_ip_per_second: 50,
+            api_burst: 200,
+        }
+    }
+}
+
+/// A duration written the human way in config (`15m`, `7d`, `500ms`), or
+/// as a plain number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = HumanDuration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as \"30s\", \"15m\" or \"7d\", or a number of seconds")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(HumanDuration(Duration::from_secs(v)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                u64::try_from(v)
+                    .map(|v| HumanDuration(Duration::from_secs(v)))
+                    .map_err(|_| E::custom(format!("a duration cannot be negative ({v})")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                let v = v.trim();
+                if let Ok(secs) = v.parse::<u64>() {
+                    return Ok(HumanDuration(Duration::from_secs(secs)));
+                }
+                humantime::parse_duration(v)
+                    .map(HumanDuration)
+                    .map_err(|e| E::custom(format!("invalid duration {v:?}: {e}")))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// A configuration problem, with the key and the source of the bad value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("invalid value for `{key}` (from {source_name}): {reason}")]
+    Value {
+        key: String,
+        source_name: String,
+        reason: String,
+    },
+}
+
+/// Where the configuration is read from.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    /// The file, if one is used.
+    pub path: Option<PathBuf>,
+}
+
+impl ConfigSource {
+    /// `--config PATH`, else `WAKEDOCK_CONFIG_PATH`, else the default path.
+    /// An explicitly named file must exist; the default one may be absent.
+    pub fn resolve(cli: Option<&Path>) -> Result<Self, ConfigError> {
+        let explicit = cli
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("WAKEDOCK_CONFIG_PATH").map(PathBuf::from));
+        match explicit {
+            Some(path) => {
+                if !path.is_file() {
+                    return Err(ConfigError::File {
+                        path,
+                        reason: "not found (named by --config or WAKEDOCK_CONFIG_PATH)".into(),
+                    });
+                }
+                Ok(Self { path: Some(path) })
+            }
+            None => {
+                let default = PathBuf::from(DEFAULT_CONFIG_PATH);
+                Ok(Self {
+                    path: default.is_file().then_some(default),
+                })
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Loads and validates the configuration from `source` and the process
+    /// environment.
+    pub fn load(source: &ConfigSource) -> Result<Self, ConfigError> {
+        Self::load_with_env(source, std::env::vars())
+    }
+
+    /// Like [`Config::load`] with an explicit environment, so tests need not
+    /// mutate the process environment.
+    pub fn load_with_env(
+        source: &ConfigSource,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let figment = Self::figment(source, env)?;
+        let config: Config = figment.extract().map_err(|e| figment_error(&e))?;
+        config.validate(&figment)?;
+        Ok(config)
+    }
+
+    fn figment(
+        source: &ConfigSource,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Figment, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &source.path {
+            let ext = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase);
+            figment = match ext.as_deref() {
+                Some("yaml" | "yml") => figment.merge(Yaml::file_exact(path)),
+                Some("toml") => figment.merge(Toml::file_exact(path)),
+                _ => {
+                    return Err(ConfigError::File {
+                        path: path.clone(),
+                        reason: "unsupported extension: use .yaml, .yml or .toml".into(),
+                    })
+                }
+            };
+        }
+        // The environment is passed in (not read by figment's Env provider)
+        // so tests stay hermetic and each value is tagged with its variable.
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let lookup = |name: &str| {
+            env.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        for (var, value) in &env {
+            let Some(rest) = var.strip_prefix("WAKEDOCK_") else {
+                continue;
+            };
+            let key = rest.to_ascii_lowercase();
+            if NON_KEY_ENV_VARS.contains(&key.as_str()) {
+                continue;
+            }
+            figment = figment.merge(env_value(var, &key.replace("__", "."), value));
+        }
+        for (var, key) in [
+            ("WAKEDOCK_DATA_PATH", "wakedock.data_path"),
+            ("WAKEDOCK_LOG_LEVEL", "logging.level"),
+            ("JWT_SECRET_KEY", "security.jwt_secret"),
+        ] {
+            if let Some(value) = lookup(var) {
+                figment = figment.merge(env_value(var, key, &value));
+            }
+        }
+        Ok(figment)
+    }
+
+    fn validate(&self, figment: &Figment) -> Result<(), ConfigError> {
+        let fail = |key: &str, reason: String| ConfigError::Value {
+            key: key.to_string(),
+            source_name: source_of(figment, key),
+            reason,
+        };
+        if self.wakedock.data_path.as_os_str().is_empty() {
+            return Err(fail("wakedock.data_path", "must not be empty".into()));
+        }
+        if let Some(url) = &self.database.url {
+            crate::db::DatabaseUrl::parse(url)
+                .map_err(|e| fail("database.url", e.to_string()))?;
+        }
+        if self.database.pool_size == Some(0) {
+            return Err(fail("database.pool_size", "must be at least 1".into()));
+        }
+        validate_log_filter(&self.logging.level).map_err(|e| fail("logging.level", e))?;
+        if self.docker.socket_path.as_os_str().is_empty() {
+            return Err(fail("docker.socket_path", "must not be empty".into()));
+        }
+        if let Some(secret) = &self.security.jwt_secret {
+            if secret.len() < 32 {
+                return Err(fail(
+                    "security.jwt_secret",
+                    "must be at least 32 characters (or leave it unset to have one generated)"
+                        .into(),
+                ));
+            }
+        }
+        let access = self.security.access_token_ttl.get();
+        let refresh = self.security.refresh_token_ttl.get();
+        if access < Duration::from_secs(30) || access > Duration::from_secs(24 * 3600) {
+            return Err(fail(
+                "security.access_token_ttl",
+                format!("{} is outside 30s..24h", self.security.access_token_ttl),
+            ));
+        }
+        if refresh <= access {
+            return Err(fail(
+                "security.refresh_token_ttl",
+                format!(
+                    "{} must be longer than access_token_ttl ({})",
+                    self.security.refresh_token_ttl, self.security.access_token_ttl
+                ),
+            ));
+        }
+        if self.security.max_body_bytes < 1024 {
+            return Err(fail(
+                "security.max_body_bytes",
+                "must be at least 1024".into(),
+            ));
+        }
+        for origin in &self.security.cors_origins {
+            validate_origin(origin).map_err(|e| fail("security.cors_origins", e))?;
+        }
+        let rl = &self.security.rate_limit;
+        for (key, value) in [
+            ("security.rate_limit.login_per_ip_per_minute", rl.login_per_ip_per_minute),
+            ("security.rate_limit.login_per_user_per_minute", rl.login_per_user_per_minute),
+            ("security.rate_limit.api_per_ip_per_second", rl.api_per_ip_per_second),
+            ("security.rate_limit.api_burst", rl.api_burst),
+        ] {
+            if value == 0 {
+                return Err(fail(key, "must be at least 1".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The database URL in effect (SQLite in the data dir when unset).
+    pub fn database_url(&self) -> String {
+        self.database.url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}",
+                self.wakedock.data_path.join("wakedock.db").display()
+            )
+        })
+    }
+
+    /// The effective configuration with secrets replaced, for printing.
+    pub fn masked(&self) -> Config {
+        let mut c = self.clone();
+        c.database.url = Some(mask_url_password(&self.database_url()));
+        if c.security.jwt_secret.is_some() {
+            c.security.jwt_secret = Some("********".into());
+        }
+        c
+    }
+}
+
+/// One environment variable as a figment provider at `key`. The value is
+/// parsed the way figment parses env values (numbers, booleans, arrays), and
+/// the metadata names the variable so errors point at it.
+struct EnvVar {
+    var: String,
+    key: String,
+    value: String,
+}
+
+impl figment::Provider for EnvVar {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(format!("environment variable {}", self.var))
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let value: figment::value::Value = self.value.parse().unwrap_or_else(|e| match e {});
+        match figment::util::nest(&self.key, value) {
+            figment::value::Value::Dict(_, dict) => Ok(figment::Profile::Default.collect(dict)),
+            _ => Err(figment::Error::from(format!(
+                "environment variable {} does not name a config key",
+                self.var
+            ))),
+        }
+    }
+}
+
+fn env_value(var: &str, key: &str, value: &str) -> EnvVar {
+    EnvVar {
+        var: var.to_string(),
+        key: key.to_string(),
+        value: value.to_string(),
+    }
+}
+
+fn source_of(figment: &Figment, key: &str) -> String {
+    figment
+        .find_metadata(key)
+        .map(|md| match &md.source {
+            Some(src) => format!("{} {}", md.name, src),
+            None => md.name.to_string(),
+        })
+        .unwrap_or_else(|| "defaults".into())
+}
+
+fn figment_error(e: &figment::Error) -> ConfigError {
+    // figment's message already names the key and the source, e.g.
+    // `unknown field `prot`, expected ... for key "default.wakedock.prot" in config.yaml YAML file`.
+    let messages: Vec<String> = e.clone().into_iter().map(|e| e.to_string()).collect();
+    ConfigError::Invalid(messages.join("; ").replace("key \"default.", "key \""))
+}
+
+const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+/// A level, or a comma-separated tracing filter whose every directive ends
+/// in a level (`info,wakedock=debug,hyper=warn`). A bare word that is not a
+/// level is refused: tracing would read it as a target and log everything.
+fn validate_log_filter(filter: &str) -> Result<(), String> {
+    let bad = || {
+        format!(
+            "{filter:?} is not a level ({}) or a filter like \"info,wakedock=debug\"",
+            LEVELS.join(", ")
+        )
+    };
+    if filter.trim().is_empty() {
+        return Err(bad());
+    }
+    for directive in filter.split(',').map(str::trim) {
+        let level = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(bad());
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| format!("{}: {e}", bad()))?;
+    Ok(())
+}
+
+fn validate_origin(origin: &str) -> Result<(), String> {
+    let rest = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .ok_or_else(|| format!("{origin:?} must start with http:// or https://"))?;
+    if rest.is_empty() || rest.contains('/') {
+        return Err(format!(
+            "{origin:?} must be an origin (scheme://host[:port]) with no path"
+        ));
+    }
+    http::HeaderValue::from_str(origin).map_err(|_| format!("{origin:?} is not a valid origin"))?;
+    Ok(())
+}
+
+fn mask_url_password(url: &str) -> String {
+    // scheme://user:password@host -> scheme://user:****@host
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((creds, host)) = rest.split_once('@') {
+            if let Some((user, _)) = creds.split_once(':') {
+                return format!("{scheme}://{user}:****@{host}");
+            }
+        }
+    }
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file(ext: &str, body: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::Builder::new()
+            .suffix(&format!(".{ext}"))
+            .tempfile()
+            .unwrap();
+        f.write_all(body.as_bytes()).unwrap();
+        f
+    }
+
+    fn load(path: Option<&Path>, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let source = ConfigSource {
+            path: path.map(Path::to_path_buf),
+        };
+        Config::load_with_env(
+            &source,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn defaults_without_file() {
+        let c = load(None, &[]).unwrap();
+        assert_eq!(c.wakedock.port, 8000);
+        assert_eq!(c.security.access_token_ttl.get(), Duration::from_secs(900));
+        assert_eq!(c.database_url(), "sqlite://./data/wakedock.db");
+    }
+
+    #[test]
+    fn yaml_and_toml_are_both_read() {
+        let y = file(
+            "yaml",
+            "wakedock: { port: 9001 }\nsecurity: { access_token_ttl: 5m, refresh_token_ttl: 7d }\n",
+        );
+        let c = load(Some(y.path()), &[]).unwrap();
+        assert_eq!(c.wakedock.port, 9001);
+        assert_eq!(c.security.access_token_ttl.get(), Duration::from_secs(300));
+        let t = file("toml", "[wakedock]\nport = 9002\n[logging]\nlevel = \"debug\"\n");
+        let c = load(Some(t.path()), &[]).unwrap();
+        assert_eq!(c.wakedock.port, 9002);
+        assert_eq!(c.logging.level, "debug");
+    }
+
+    #[test]
+    fn env_overrides_file_and_documented_names_apply() {
+        let y = file("yaml", "wakedock: { port: 9001 }\n");
+        let c = load(
+            Some(y.path()),
+            &[
+                ("WAKEDOCK_WAKEDOCK__PORT", "9100"),
+                ("WAKEDOCK_DATA_PATH", "/tmp/wd"),
+                ("WAKEDOCK_LOG_LEVEL", "warn"),
+                ("JWT_SECRET_KEY", "0123456789abcdef0123456789abcdef"),
+                ("WAKEDOCK_CONFIG_PATH", "ignored-here"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.wakedock.port, 9100);
+        assert_eq!(c.wakedock.data_path, PathBuf::from("/tmp/wd"));
+        assert_eq!(c.logging.level, "warn");
+        assert_eq!(
+            c.security.jwt_secret.as_deref(),
+            Some("0123456789abcdef0123456789abcdef")
+        );
+    }
+
+    #[test]
+    fn unknown_key_in_file_names_key_and_file() {
+        let y = file("yaml", "wakedock: { prot: 9001 }\n");
+        let err = load(Some(y.path()), &[]).unwrap_err().to_string();
+        assert!(err.contains("prot"), "{err}");
+        assert!(err.contains("wakedock.prot"), "{err}");
+        assert!(err.contains(&y.path().display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_in_env_names_the_variable() {
+        let err = load(None, &[("WAKEDOCK_WAKEDOCK__PORT", "eighty")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("wakedock.port"), "{err}");
+        assert!(err.contains("WAKEDOCK_WAKEDOCK__PORT"), "{err}");
+    }
+
+    #[test]
+    fn unknown_env_key_is_rejected() {
+        let err = load(None, &[("WAKEDOCK_WAKEDOCK__PROT", "1")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("prot"), "{err}");
+        assert!(err.contains("WAKEDOCK_WAKEDOCK__PROT"), "{err}");
+    }
+
+    #[test]
+    fn impossible_values_are_rejected_with_source() {
+        let y = file(
+            "yaml",
+            "security: { access_token_ttl: 2h, refresh_token_ttl: 1h }\n",
+        );
+        let err = load(Some(y.path()), &[]).unwrap_err().to_string();
+        assert!(err.contains("security.refresh_token_ttl"), "{err}");
+        assert!(err.contains(&y.path().display().to_string()), "{err}");
+
+        let err = load(None, &[("JWT_SECRET_KEY", "short")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("security.jwt_secret"), "{err}");
+        assert!(err.contains("JWT_SECRET_KEY"), "{err}");
+
+        let err = load(None, &[("WAKEDOCK_DATABASE__URL", "mysql://x")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database.url"), "{err}");
+
+        assert!(load(None, &[("WAKEDOCK_LOG_LEVEL", "info,wakedock=debug")]).is_ok());
+        let err = load(None, &[("WAKEDOCK_LOG_LEVEL", "loud")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("logging.level"), "{err}");
+
+        let y = file("yaml", "security: { access_token_ttl: soon }\n");
+        let err = load(Some(y.path()), &[]).unwrap_err().to_string();
+        assert!(err.contains("access_token_ttl"), "{err}");
+        assert!(err.contains("invalid duration"), "{err}");
+
+        let y = file("yaml", "security: { cors_origins: [\"example.com/path\"] }\n");
+        let err = load(Some(y.path()), &[]).unwrap_err().to_string();
+        assert!(err.contains("security.cors_origins"), "{err}");
+    }
+
+    #[test]
+    fn unsupported_extension_and_missing_file() {
+        let f = file("ini", "x=1");
+        let err = load(Some(f.path()), &[]).unwrap_err().to_string();
+        assert!(err.contains("unsupported extension"), "{err}");
+        let err = ConfigSource::resolve(Some(Path::new("/nonexistent/wd.yaml")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not found"), "{err}");
+    }
+
+    #[test]
+    fn masked_hides_secrets() {
+        let c = load(
+            None,
+            &[
+                ("JWT_SECRET_KEY", "0123456789abcdef0123456789abcdef"),
+                ("WAKEDOCK_DATABASE__URL", "postgres://wd:hunter2@localhost/wd"),
+            ],
+        )
+        .unwrap();
+        let shown = serde_json::to_string(&c.masked()).unwrap();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
+        assert!(shown.contains("postgres://wd:****@localhost/wd"), "{shown}");
+    }
+}

@@ -1,0 +1,655 @@
+//! The container capability: the only place in WakeDock that talks to the
+//! Docker engine.
+//!
+//! The engine may be absent when WakeDock starts and may restart while it
+//! runs. [`DockerEngine`] therefore holds an optional client, connects
+//! lazily, and a supervisor task keeps the engine's event stream open,
+//! reconnecting with backoff; `/health` asks the engine directly.
+
+pub mod model;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::errors::Error as BollardError;
+use bollard::query_parameters::{
+    EventsOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RestartContainerOptionsBuilder,
+    StartContainerOptions, StatsOptionsBuilder, StopContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures::{Stream, StreamExt};
+use tokio::sync::{broadcast, RwLock};
+use tokio_util::sync::CancellationToken;
+
+pub use model::*;
+
+/// How a container operation failed, in terms the API can answer with.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Engine(String),
+}
+
+impl EngineError {
+    fn from_bollard(e: BollardError, target: &str) -> Self {
+        match e {
+            BollardError::DockerResponseServerError {
+                status_code,
+                message,
+            } => match status_code {
+                404 => Self::NotFound(target.to_string()),
+                409 => Self::Conflict(message),
+                400 => Self::BadRequest(message),
+                _ => Self::Engine(format!("{status_code}: {message}")),
+            },
+            BollardError::JsonDataError { .. }
+            | BollardError::JsonSerdeError { .. }
+            | BollardError::StrParseError { .. } => Self::Engine(e.to_string()),
+            // Socket missing, connection refused or reset, timeouts: the
+            // engine is not there (or went away mid-request).
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// Result of a start/stop/restart.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ActionOutcome {
+    pub id: String,
+    pub action: String,
+    /// False when the container was already in the requested state.
+    pub changed: bool,
+}
+
+/// The Docker engine connection, shared by the whole host.
+pub struct DockerEngine {
+    socket: PathBuf,
+    client: RwLock<Option<Docker>>,
+    up: AtomicBool,
+    events: broadcast::Sender<ContainerEvent>,
+    stop_timeout: Duration,
+}
+
+impl std::fmt::Debug for DockerEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerEngine")
+            .field("socket", &self.socket)
+            .field("up", &self.up.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// Timeout on each engine request; a wedged engine must not wedge the API.
+const REQUEST_TIMEOUT_SECS: u64 = 60;
+
+impl DockerEngine {
+    pub fn new(socket: PathBuf, stop_timeout: Duration) -> Arc<Self> {
+        let (events, _) = broadcast::channel(1024);
+        Arc::new(Self {
+            socket,
+            client: RwLock::new(None),
+            up: AtomicBool::new(false),
+            events,
+            stop_timeout,
+        })
+    }
+
+    /// Whether the last contact with the engine succeeded.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Container events as they happen (only while the engine is up).
+    pub fn subscribe(&self) -> broadcast::Receiver<ContainerEvent> {
+        self.events.subscribe()
+    }
+
+    async fn connect(&self) -> Result<Docker, EngineError> {
+        let path = self.socket.to_string_lossy().to_string();
+        let docker = Docker::connect_with_unix(
+            &path,
+            REQUEST_TIMEOUT_SECS,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .map_err(|e| EngineError::Unavailable(format!("{path}: {e}")))?;
+        // Older engines (Debian's 20.10 speaks API 1.41) refuse newer API
+        // paths, so agree on a version before the first real request.
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| EngineError::Unavailable(format!("{path}: {e}")))?;
+        Ok(docker)
+    }
+
+    /// A connected client, connecting now if there is none yet.
+    async fn client(&self) -> Result<Docker, EngineError> {
+        if let Some(c) = self.client.read().await.as_ref() {
+            return Ok(c.clone());
+        }
+        let docker = self.connect().await.inspect_err(|_| self.mark(false))?;
+        *self.client.write().await = Some(docker.clone());
+        self.mark(true);
+        Ok(docker)
+    }
+
+    fn mark(&self, up: bool) {
+        let was = self.up.swap(up, Ordering::Relaxed);
+        if was != up {
+            if up {
+                tracing::info!(socket = %self.socket.display(), "Docker engine is up");
+            } else {
+                tracing::warn!(socket = %self.socket.display(), "Docker engine is down");
+            }
+        }
+    }
+
+    /// Notes an error: connection-level failures mark the engine down and
+    /// drop the client so the next call renegotiates.
+    async fn observe<T>(&self, r: Result<T, BollardError>, target: &str) -> Result<T, EngineError> {
+        match r {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let e = EngineError::from_bollard(e, target);
+                if matches!(e, EngineError::Unavailable(_)) {
+                    self.mark(false);
+                    *self.client.write().await = None;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Asks the engine whether it is alive, within `timeout`.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), EngineError> {
+        let fut = async {
+            let c = self.client().await?;
+            let r = c.ping().await;
+            self.observe(r, "engine").await.map(|_| ())
+        };
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => {
+                if r.is_ok() {
+                    self.mark(true);
+                }
+                r
+            }
+            Err(_) => {
+                self.mark(false);
+                Err(EngineError::Unavailable("ping timed out".into()))
+            }
+        }
+    }
+
+    /// All containers (running or not), optionally filtered by labels
+    /// (`key` or `key=value`).
+    pub async fn list(&self, labels: &[String]) -> Result<Vec<ContainerSummary>, EngineError> {
+        let c = self.client().await?;
+        let mut filters: HashMap<String, Vec<String>> = HashMap::new();
+        if !labels.is_empty() {
+            filters.insert("label".into(), labels.to_vec());
+        }
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let r = c.list_containers(Some(opts)).await;
+        let list = self.observe(r, "containers").await?;
+        Ok(list.into_iter().map(summary_from).collect())
+    }
+
+    pub async fn inspect(&self, id_or_name: &str) -> Result<ContainerDetails, EngineError> {
+        let c = self.client().await?;
+        let r = c
+            .inspect_container(id_or_name, None::<InspectContainerOptions>)
+            .await;
+        let info = self.observe(r, id_or_name).await?;
+        Ok(details_from(info))
+    }
+
+    pub async fn start(&self, id_or_name: &str) -> Result<ActionOutcome, EngineError> {
+        let c = self.client().await?;
+        let r = c
+            .start_container(id_or_name, None::<StartContainerOptions>)
+            .await;
+        let changed = self.not_modified_is_ok(r, id_or_name).await?;
+        self.outcome(id_or_name, "start", changed).await
+    }
+
+    /// Stops, letting the engine kill the container after `timeout`
+    /// (default: `docker.stop_timeout`).
+    pub async fn stop(
+        &self,
+        id_or_name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<ActionOutcome, EngineError> {
+        let c = self.client().await?;
+        let t = timeout.unwrap_or(self.stop_timeout).as_secs() as i32;
+        let opts = StopContainerOptionsBuilder::default().t(t).build();
+        let changed = self
+            .not_modified_is_ok(c.stop_container(id_or_name, Some(opts)).await, id_or_name)
+            .await?;
+        self.outcome(id_or_name, "stop", changed).await
+    }
+
+    pub async fn restart(
+        &self,
+        id_or_name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<ActionOutcome, EngineError> {
+        let c = self.client().await?;
+        let t = timeout.unwrap_or(self.stop_timeout).as_secs() as i32;
+        let opts = RestartContainerOptionsBuilder::default().t(t).build();
+        let r = c.restart_container(id_or_name, Some(opts)).await;
+        self.observe(r, id_or_name).await?;
+        self.outcome(id_or_name, "restart", true).await
+    }
+
+    /// Removes a container; `force` kills a running one first.
+    pub async fn remove(&self, id_or_name: &str, force: bool) -> Result<(), EngineError> {
+        let c = self.client().await?;
+        let opts = RemoveContainerOptionsBuilder::default().force(force).build();
+        let r = c.remove_container(id_or_name, Some(opts)).await;
+        self.observe(r, id_or_name).await
+    }
+
+    /// Docker answers 304 when the container already is in the asked state;
+    /// that is success without change, not an error.
+    async fn not_modified_is_ok(
+        &self,
+        r: Result<(), BollardError>,
+        target: &str,
+    ) -> Result<bool, EngineError> {
+        match r {
+            Ok(()) => Ok(true),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(false),
+            Err(e) => self.observe(Err(e), target).await,
+        }
+    }
+
+    async fn outcome(
+        &self,
+        id_or_name: &str,
+        action: &str,
+        changed: bool,
+    ) -> Result<ActionOutcome, EngineError> {
+        // Report the full id even when called by name.
+        let id = match self.inspect(id_or_name).await {
+            Ok(d) => d.id,
+            Err(_) => id_or_name.to_string(),
+        };
+        Ok(ActionOutcome {
+            id,
+            action: action.to_string(),
+            changed,
+        })
+    }
+
+    /// Log lines: the last `tail` lines, then (with `follow`) new ones as
+    /// they come until the container stops or the receiver goes away.
+    pub async fn logs(
+        &self,
+        id_or_name: &str,
+        tail: Option<u32>,
+        follow: bool,
+        timestamps: bool,
+    ) -> Result<impl Stream<Item = Result<LogLine, EngineError>> + Send + 'static, EngineError>
+    {
+        // Inspect first so an unknown container is a clean 404 before any
+        // streaming response has started.
+        self.inspect(id_or_name).await?;
+        let c = self.client().await?;
+        let tail = tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into());
+        let opts = LogsOptionsBuilder::default()
+            .follow(follow)
+            .stdout(true)
+            .stderr(true)
+            .timestamps(timestamps)
+            .tail(&tail)
+            .build();
+        let target = id_or_name.to_string();
+        Ok(c.logs(id_or_name, Some(opts)).map(move |r| match r {
+            Ok(out) => {
+                let stream = match &out {
+                    bollard::container::LogOutput::StdErr { .. } => "stderr",
+                    _ => "stdout",
+                };
+                let text = String::from_utf8_lossy(out.as_ref());
+                Ok(LogLine {
+                    stream: stream.to_string(),
+                    line: text.trim_end_matches(['\n', '\r']).to_string(),
+                })
+            }
+            Err(e) => Err(EngineError::from_bollard(e, &target)),
+        }))
+    }
+
+    /// One resource sample. The engine measures CPU over about a second, so
+    /// this takes that long.
+    pub async fn stats(&self, id_or_name: &str) -> Result<ContainerStats, EngineError> {
+        let c = self.client().await?;
+        let opts = StatsOptionsBuilder::default()
+            .stream(false)
+            .one_shot(false)
+            .build();
+        let mut s = c.stats(id_or_name, Some(opts));
+        let first = s.next().await;
+        let sample = match first {
+            Some(r) => self.observe(r, id_or_name).await?,
+            None => return Err(EngineError::Engine("the engine sent no stats".into())),
+        };
+        Ok(stats_from(id_or_name, sample))
+    }
+
+    /// Keeps the event stream open for as long as `shutdown` is not
+    /// cancelled, reconnecting with backoff (0.5 s doubling to 10 s) when the
+    /// engine goes away.
+    pub async fn supervise(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let started = std::time::Instant::now();
+            let result = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = self.pump_events() => r,
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "Docker event stream ended");
+            }
+            self.mark(false);
+            *self.client.write().await = None;
+            // A stream that ran for a while means the engine was healthy:
+            // start the backoff again from the bottom.
+            if started.elapsed() > Duration::from_secs(5) {
+                backoff = Duration::from_millis(500);
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    async fn pump_events(&self) -> Result<(), EngineError> {
+        let c = self.client().await?;
+        let mut filters = HashMap::new();
+        filters.insert("type".to_string(), vec!["container".to_string()]);
+        let opts = EventsOptionsBuilder::default().filters(&filters).build();
+        let mut stream = c.events(Some(opts));
+        self.mark(true);
+        while let Some(ev) = stream.next().await {
+            let ev = match ev {
+                Ok(ev) => ev,
+                Err(e) => return self.observe(Err(e), "events").await,
+            };
+            let Some(actor) = ev.actor else { continue };
+            let attrs: BTreeMap<String, String> =
+                actor.attributes.unwrap_or_default().into_iter().collect();
+            let event = ContainerEvent {
+                id: actor.id.unwrap_or_default(),
+                name: attrs.get("name").cloned(),
+                action: ev.action.unwrap_or_default(),
+                time_nano: ev.time_nano.unwrap_or_default(),
+                labels: attrs
+                    .into_iter()
+                    .filter(|(k, _)| k != "name" && k != "image")
+                    .collect(),
+            };
+            // No receivers is fine: nobody is listening yet.
+            let _ = self.events.send(event);
+        }
+        Err(EngineError::Unavailable("event stream closed".into()))
+    }
+}
+
+fn health_from_status(status: &str) -> &'static str {
+    if status.contains("(healthy)") {
+        "healthy"
+    } else if status.contains("(unhealthy)") {
+        "unhealthy"
+    } else if status.contains("(health: starting)") {
+        "starting"
+    } else {
+        "none"
+    }
+}
+
+fn ports_from(ports: Option<Vec<bollard::models::Port>>) -> Vec<PortMapping> {
+    let mut out: Vec<PortMapping> = ports
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| PortMapping {
+            private_port: p.private_port,
+            public_port: p.public_port,
+            ip: p.ip,
+            protocol: p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into()),
+        })
+        .collect();
+    out.sort_by_key(|p| (p.private_port, p.public_port, p.ip.clone()));
+    out.dedup();
+    out
+}
+
+fn summary_from(c: bollard::models::ContainerSummary) -> ContainerSummary {
+    let status = c.status.unwrap_or_default();
+    ContainerSummary {
+        id: c.id.unwrap_or_default(),
+        name: c
+            .names
+            .and_then(|n| n.into_iter().next())
+            .map(|n| n.trim_start_matches('/').to_string())
+            .unwrap_or_default(),
+        image: c.image.unwrap_or_default(),
+        state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+        health: health_from_status(&status).to_string(),
+        status,
+        labels: c.labels.unwrap_or_default().into_iter().collect(),
+        ports: ports_from(c.ports),
+        created: c.created.unwrap_or_default(),
+    }
+}
+
+fn details_from(i: bollard::models::ContainerInspectResponse) -> ContainerDetails {
+    let state = i.state.unwrap_or_default();
+    let config = i.config.unwrap_or_default();
+    let mut ports = Vec::new();
+    if let Some(map) = i.network_settings.and_then(|n| n.ports) {
+        for (key, bindings) in map {
+            let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+            let Ok(private_port) = port.parse::<u16>() else {
+                continue;
+            };
+            match bindings {
+                Some(bs) if !bs.is_empty() => {
+                    for b in bs {
+                        ports.push(PortMapping {
+                            private_port,
+                            public_port: b.host_port.and_then(|p| p.parse().ok()),
+                            ip: b.host_ip,
+                            protocol: proto.to_string(),
+                        })
+                    }
+                }
+                _ => ports.push(PortMapping {
+                    private_port,
+                    public_port: None,
+                    ip: None,
+                    protocol: proto.to_string(),
+                }),
+            }
+        }
+    }
+    ports.sort_by_key(|p| (p.private_port, p.public_port, p.ip.clone()));
+    let has_healthcheck = config
+        .healthcheck
+        .as_ref()
+        .and_then(|h| h.test.as_ref())
+        .is_some_and(|t| t.first().map(String::as_str) != Some("NONE"));
+    ContainerDetails {
+        id: i.id.unwrap_or_default(),
+        name: i
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string(),
+        image: config.image.clone().unwrap_or_default(),
+        image_id: i.image.unwrap_or_default(),
+        state: state.status.map(|s| s.to_string()).unwrap_or_default(),
+        health: state
+            .health
+            .and_then(|h| h.status)
+            .map(|s| s.to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "none".into()),
+        running: state.running.unwrap_or(false),
+        exit_code: state.exit_code,
+        started_at: state.started_at,
+        finished_at: state.finished_at,
+        restart_count: i.restart_count.unwrap_or(0),
+        created: i.created,
+        labels: config.labels.unwrap_or_default().into_iter().collect(),
+        ports,
+        mounts: i
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| MountInfo {
+                kind: m.typ.map(|t| t.to_string()).unwrap_or_default(),
+                source: m.source,
+                destination: m.destination.unwrap_or_default(),
+                read_only: !m.rw.unwrap_or(true),
+            })
+            .collect(),
+        env_count: config.env.map(|e| e.len()).unwrap_or(0),
+        command: config
+            .entrypoint
+            .unwrap_or_default()
+            .into_iter()
+            .chain(config.cmd.unwrap_or_default())
+            .collect(),
+        has_healthcheck,
+    }
+}
+
+fn stats_from(id: &str, s: bollard::models::ContainerStatsResponse) -> ContainerStats {
+    let cpu = s.cpu_stats.unwrap_or_default();
+    let pre = s.precpu_stats.unwrap_or_default();
+    let total = |c: &bollard::models::ContainerCpuStats| {
+        c.cpu_usage
+            .as_ref()
+            .and_then(|u| u.total_usage)
+            .unwrap_or(0)
+    };
+    let cpu_delta = total(&cpu).saturating_sub(total(&pre)) as f64;
+    let system_delta = cpu
+        .system_cpu_usage
+        .unwrap_or(0)
+        .saturating_sub(pre.system_cpu_usage.unwrap_or(0)) as f64;
+    let online = cpu.online_cpus.map(f64::from).unwrap_or_else(|| {
+        cpu.cpu_usage
+            .as_ref()
+            .and_then(|u| u.percpu_usage.as_ref())
+            .map(|p| p.len().max(1) as f64)
+            .unwrap_or(1.0)
+    });
+    let cpu_percent = if system_delta > 0.0 && cpu_delta > 0.0 {
+        cpu_delta / system_delta * online * 100.0
+    } else {
+        0.0
+    };
+    let mem = s.memory_stats.unwrap_or_default();
+    // Like `docker stats`: page cache the kernel can drop is not "used".
+    let cache = mem
+        .stats
+        .as_ref()
+        .and_then(|m| {
+            m.get("total_inactive_file")
+                .or_else(|| m.get("inactive_file"))
+                .copied()
+        })
+        .unwrap_or(0);
+    let used = mem.usage.unwrap_or(0).saturating_sub(cache);
+    let limit = mem.limit.unwrap_or(0);
+    let (rx, tx) = s
+        .networks
+        .unwrap_or_default()
+        .values()
+        .fold((0u64, 0u64), |(rx, tx), n| {
+            (
+                rx + n.rx_bytes.unwrap_or(0),
+                tx + n.tx_bytes.unwrap_or(0),
+            )
+        });
+    ContainerStats {
+        id: s.id.unwrap_or_else(|| id.to_string()),
+        cpu_percent: (cpu_percent * 100.0).round() / 100.0,
+        memory_bytes: used,
+        memory_limit_bytes: limit,
+        memory_percent: if limit > 0 {
+            ((used as f64 / limit as f64) * 10000.0).round() / 100.0
+        } else {
+            0.0
+        },
+        network_rx_bytes: rx,
+        network_tx_bytes: tx,
+        pids: s.pids_stats.and_then(|p| p.current),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_is_read_from_status() {
+        assert_eq!(health_from_status("Up 3 minutes (healthy)"), "healthy");
+        assert_eq!(health_from_status("Up 1 second (health: starting)"), "starting");
+        assert_eq!(health_from_status("Up 2 hours (unhealthy)"), "unhealthy");
+        assert_eq!(health_from_status("Exited (0) 2 minutes ago"), "none");
+    }
+
+    #[test]
+    fn server_errors_map_to_api_meaning() {
+        let e = |code| {
+            EngineError::from_bollard(
+                BollardError::DockerResponseServerError {
+                    status_code: code,
+                    message: "m".into(),
+                },
+                "web",
+            )
+        };
+        assert!(matches!(e(404), EngineError::NotFound(t) if t == "web"));
+        assert!(matches!(e(409), EngineError::Conflict(_)));
+        assert!(matches!(e(500), EngineError::Engine(_)));
+        let missing = EngineError::from_bollard(
+            BollardError::SocketNotFoundError("/nope".into()),
+            "web",
+        );
+        assert!(matches!(missing, EngineError::Unavailable(_)));
+    }
+
+    #[tokio::test]
+    async fn absent_engine_is_unavailable_not_a_panic() {
+        let engine = DockerEngine::new("/nonexistent/docker.sock".into(), Duration::from_secs(1));
+        assert!(matches!(
+            engine.list(&[]).await,
+            Err(EngineError::Unavailable(_))
+        ));
+        assert!(engine.ping(Duration::from_millis(200)).await.is_err());
+        assert!(!engine.is_up());
+    }
+}

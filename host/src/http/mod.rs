@@ -1,0 +1,82 @@
+//! The HTTP layer: `app(state)` builds the whole router with its middleware,
+//! separate from any socket so tests can drive it directly.
+
+pub mod client_ip;
+pub mod extract;
+pub mod security;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, Method};
+use axum::middleware;
+use axum::response::IntoResponse;
+use axum::Router;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::api;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The OpenAPI document of every route `app` serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, api_doc) = api::api_routes().split_for_parts();
+    let (_, sys_doc) = api::system_routes().split_for_parts();
+    let mut doc = api_doc;
+    doc.merge(sys_doc);
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+pub fn app(state: AppState) -> Router {
+    let (api_router, _) = api::api_routes().split_for_parts();
+    let (system_router, _) = api::system_routes().split_for_parts();
+    let doc = openapi();
+    let api_router = api_router
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc).into_response() }
+            }),
+        )
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security::api_rate_limit,
+        ));
+
+    let cors = cors_layer(&state.config.security.cors_origins);
+    Router::new()
+        .merge(api_router)
+        .merge(system_router)
+        .fallback(not_found)
+        .method_not_allowed_fallback(|| async {
+            ApiError::MethodNotAllowed("this route does not accept that method".into())
+        })
+        .layer(DefaultBodyLimit::max(state.config.security.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track))
+        .layer(middleware::from_fn(security::headers))
+        .layer(middleware::from_fn_with_state(state.clone(), client_ip::resolve))
+        .layer(cors)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static(crate::auth::CSRF_HEADER),
+        ])
+}

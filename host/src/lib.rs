@@ -1,0 +1,35 @@
+//! WakeDock: a self-hosted Docker manager that puts idle containers to sleep
+//! and wakes them when a request arrives.
+//!
+//! # Layout
+//! - [`config`]: the typed configuration (figment: defaults < file < env).
+//! - [`db`]: SQLite or PostgreSQL through diesel, on the blocking pool;
+//!   migrations embedded from `migrations/`.
+//! - [`docker`]: the container capability, the only code that talks to the
+//!   Docker engine; survives the engine going away.
+//! - [`auth`]: passwords, JWT access tokens, rotating refresh tokens, CSRF,
+//!   rate limits, and the [`auth::AuthUser`] extractor that enforces roles.
+//! - [`api`]: the HTTP handlers of `/api/v1`, `/health` and `/metrics`,
+//!   annotated for the OpenAPI document.
+//! - [`http`]: [`http::app`] assembles router and middleware from an
+//!   [`AppState`], with no socket, so tests can drive it directly.
+//! - [`server`]: [`server::run`] serves an app on a listener until a
+//!   shutdown future resolves (tests bind port 0).
+//! - [`cli`]: the `wakedock` command line.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod docker;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod secrets;
+pub mod server;
+pub mod state;
+pub mod telemetry;
+
+pub use error::{ApiError, ApiResult};
+pub use state::AppState;

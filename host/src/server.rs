@@ -1,0 +1,169 @@
+//! Building the host from a configuration and serving it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::jwt::TokenKeys;
+use crate::auth::password;
+use crate::auth::ratelimit::RateLimits;
+use crate::config::Config;
+use crate::db::{self, users, Db};
+use crate::docker::DockerEngine;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+
+/// Connects the database (running migrations) and prepares everything the
+/// handlers need. Docker need not be reachable.
+pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    let data = &config.wakedock.data_path;
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("creating data directory {}", data.display()))?;
+    let secret = match &config.security.jwt_secret {
+        Some(s) => s.clone(),
+        None => crate::secrets::load_or_create_jwt_secret(data)?,
+    };
+    let db = Db::connect(&config.database_url(), config.database.pool_size)
+        .await
+        .context("connecting to the database")?;
+    let applied = db.migrate().await.context("running migrations")?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, backend = db.backend(), "applied migrations");
+    }
+    let docker = DockerEngine::new(
+        config.docker.socket_path.clone(),
+        config.docker.stop_timeout.get(),
+    );
+    Ok(AppState {
+        keys: Arc::new(TokenKeys::new(
+            secret.as_bytes(),
+            config.security.access_token_ttl.get(),
+        )),
+        limits: Arc::new(RateLimits::new(&config.security.rate_limit)),
+        metrics: Arc::new(Metrics::new()?),
+        config: Arc::new(config),
+        db,
+        docker,
+        shutdown: CancellationToken::new(),
+    })
+}
+
+/// On first start (no users at all) creates `admin` with `password`, or
+/// with a generated one that is printed once to the log.
+pub async fn bootstrap_admin(db: &Db, password_text: Option<String>) -> anyhow::Result<()> {
+    if db.run(users::count).await? > 0 {
+        return Ok(());
+    }
+    let (pw, generated) = match password_text {
+        Some(p) => {
+            password::validate(&p).map_err(|e| anyhow::anyhow!("WAKEDOCK_ADMIN_PASSWORD: {e}"))?;
+            (p, false)
+        }
+        None => (password::generate(), true),
+    };
+    let pw2 = pw.clone();
+    let hash = tokio::task::spawn_blocking(move || password::hash(&pw2)).await??;
+    let created = db
+        .run(move |c| {
+            // Re-check inside the write: two hosts starting on one database
+            // must not both create an admin.
+            if users::count(c)? > 0 {
+                return Ok(false);
+            }
+            users::insert(c, "admin", &hash, users::Role::Admin).map(|_| true)
+        })
+        .await?;
+    if created {
+        if generated {
+            tracing::warn!(
+                username = "admin",
+                password = %pw,
+                "created the first admin user with a generated password; it is shown only this once: \
+                 log in and change it, or set WAKEDOCK_ADMIN_PASSWORD before the first start"
+            );
+        } else {
+            tracing::info!(username = "admin", "created the first admin user from WAKEDOCK_ADMIN_PASSWORD");
+        }
+    }
+    Ok(())
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves, then stops
+/// accepting, lets in-flight requests finish (at most
+/// `wakedock.shutdown_timeout`) and returns.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let token = state.shutdown.clone();
+    tokio::spawn(state.docker.clone().supervise(token.clone()));
+    tokio::spawn(maintenance(state.clone(), token.clone()));
+
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, backend = state.db.backend(), "WakeDock is listening");
+    let grace = state.config.wakedock.shutdown_timeout.get();
+    let app = crate::http::app(state);
+    let signal_token = token.clone();
+    let serve = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, finishing requests");
+        // Ends streaming responses so they do not hold the shutdown open.
+        signal_token.cancel();
+    });
+    let serve = tokio::spawn(async move { serve.await });
+    let mut serve = serve;
+    tokio::select! {
+        r = &mut serve => r??,
+        _ = async { token.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "in-flight requests did not finish in time; stopping anyway");
+            serve.abort();
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Housekeeping every minute: forget idle rate-limit keys, delete long
+/// expired refresh tokens.
+async fn maintenance(state: AppState, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        state.limits.shrink();
+        if let Err(e) = state.db.run(db::tokens::purge_expired).await {
+            tracing::warn!(error = %e, "purging expired refresh tokens");
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

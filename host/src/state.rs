@@ -1,0 +1,43 @@
+//! `AppState`: the one value every handler receives.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::jwt::TokenKeys;
+use crate::auth::ratelimit::RateLimits;
+use crate::config::Config;
+use crate::db::audit::{self, NewAuditEntry};
+use crate::db::Db;
+use crate::docker::DockerEngine;
+use crate::metrics::Metrics;
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub docker: Arc<DockerEngine>,
+    pub keys: Arc<TokenKeys>,
+    pub limits: Arc<RateLimits>,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when the server shuts down; long-lived responses (log
+    /// follow) end on it so a graceful shutdown does not wait forever.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Records an audit entry. A failure to record is logged, never turned
+    /// into a failure of the action itself (which has already happened).
+    pub async fn audit(&self, entry: NewAuditEntry) {
+        let e = entry.clone();
+        if let Err(err) = self.db.run(move |c| audit::insert(c, &e)).await {
+            tracing::error!(error = %err, action = %entry.action, "could not write audit entry");
+        }
+    }
+
+    /// Records an audit entry without waiting for it.
+    pub fn audit_later(&self, entry: NewAuditEntry) {
+        let state = self.clone();
+        tokio::spawn(async move { state.audit(entry).await });
+    }
+}

@@ -1,0 +1,76 @@
+# Shared helpers for the scripts in this folder. Source it; do not run it.
+# shellcheck shell=bash
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export ROOT
+# State of the services the scripts start (sockets, logs, data dirs).
+STATE_DIR="${WAKEDOCK_STATE_DIR:-/tmp/wakedock-dev}"
+export STATE_DIR
+mkdir -p "$STATE_DIR"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Installs Debian packages that are missing (apt-get update only when needed).
+apt_install() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]}"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Rust toolchain pieces: the wasm target for plugins, musl for test images.
+ensure_rust() {
+  command -v cargo >/dev/null || die "cargo not found: install Rust with rustup first"
+  local have
+  have="$(rustup target list --installed 2>/dev/null || true)"
+  for t in wasm32-wasip2 x86_64-unknown-linux-musl; do
+    grep -qx "$t" <<<"$have" || { log "adding Rust target $t"; rustup target add "$t" >/dev/null; }
+  done
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy >/dev/null
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy >/dev/null
+}
+
+# Starts the Docker engine unless one answers already.
+ensure_docker() {
+  apt_install docker.io
+  if docker info >/dev/null 2>&1; then return 0; fi
+  log "starting the Docker engine"
+  # containerd and dockerd run in the background; their logs stay in STATE_DIR.
+  nohup dockerd --host=unix:///var/run/docker.sock >"$STATE_DIR/dockerd.log" 2>&1 &
+  for _ in $(seq 1 120); do
+    docker info >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  tail -20 "$STATE_DIR/dockerd.log" >&2
+  die "the Docker engine did not come up (log: $STATE_DIR/dockerd.log)"
+}
+
+# A private PostgreSQL cluster on 127.0.0.1:$PG_PORT for tests; exports
+# WAKEDOCK_TEST_PG_URL.
+PG_PORT="${WAKEDOCK_TEST_PG_PORT:-55432}"
+ensure_postgres() {
+  apt_install postgresql libpq-dev
+  local bin
+  bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+  local data="$STATE_DIR/pg"
+  export WAKEDOCK_TEST_PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+  if "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; then return 0; fi
+  log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+  if [ ! -f "$data/PG_VERSION" ]; then
+    rm -rf "$data"
+    install -d -o postgres -g postgres "$data"
+    runuser -u postgres -- "$bin/initdb" -D "$data" -A trust -U postgres >/dev/null
+  fi
+  runuser -u postgres -- "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -c unix_socket_directories=$data -c fsync=off -c max_connections=200" \
+    start >/dev/null
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every test WakeDock has, on a fresh Debian machine: installs what is
+# missing, starts the Docker engine and a private PostgreSQL, builds the
+# test images and plugins, checks formatting and lints, then runs the
+# unit, integration and end-to-end suites. `.ci/run` calls this.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+started=$(date +%s)
+
+"$ROOT/scripts/install-deps.sh"
+ensure_docker
+ensure_postgres
+log "PostgreSQL for tests: $WAKEDOCK_TEST_PG_URL"
+
+log "building test images"
+scripts/build-test-images.sh
+if [ -x scripts/build-plugins.sh ]; then
+  log "building plugins"
+  scripts/build-plugins.sh
+fi
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+log "cargo test"
+# Artifacts (screenshots, logs) of end-to-end tests land here.
+export WAKEDOCK_ARTIFACTS="${WAKEDOCK_ARTIFACTS:-$ROOT/ci-artifacts}"
+mkdir -p "$WAKEDOCK_ARTIFACTS"
+cargo test --workspace --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
+
+log "all tests passed in $(( $(date +%s) - started )) s"
