@@ -12,7 +12,11 @@ use crate::db::users::{self, Role, UserChanges};
 use crate::db::{tokens, Db};
 
 #[derive(Debug, Parser)]
-#[command(name = "wakedock", version, about = "Manage Docker containers; put idle ones to sleep and wake them on request")]
+#[command(
+    name = "wakedock",
+    version,
+    about = "Manage Docker containers; put idle ones to sleep and wake them on request"
+)]
 pub struct Cli {
     /// Config file (YAML or TOML). Default: $WAKEDOCK_CONFIG_PATH, else config/wakedock.yaml.
     #[arg(long, global = true, value_name = "PATH")]
@@ -128,7 +132,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     crate::telemetry::init(&config.logging)?;
     let addr = std::net::SocketAddr::new(config.wakedock.host, config.wakedock.port);
     let state = crate::server::build_state(config).await?;
-    crate::server::bootstrap_admin(&state.db, std::env::var("WAKEDOCK_ADMIN_PASSWORD").ok()).await?;
+    crate::server::bootstrap_admin(&state.db, std::env::var("WAKEDOCK_ADMIN_PASSWORD").ok())
+        .await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
@@ -138,9 +143,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 async fn user_command(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
     let db = open_db(config).await?;
     match cmd {
-        UserCommand::Add {
-            username, role, ..
-        } => {
+        UserCommand::Add { username, role, .. } => {
             crate::api::users::validate_username(&username).map_err(|e| anyhow::anyhow!(e))?;
             let pw = read_password_stdin()?;
             let hash = password::hash(&pw)?;
@@ -155,7 +158,11 @@ async fn user_command(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("user {username:?} already exists"))?;
             audit_cli(&db, "user.create", &created.username).await;
-            println!("created user {} ({})", created.username, created.role.as_str());
+            println!(
+                "created user {} ({})",
+                created.username,
+                created.role.as_str()
+            );
         }
         UserCommand::Passwd { username, .. } => {
             let pw = read_password_stdin()?;

@@ -323,11 +323,7 @@ impl Config {
         // The environment is passed in (not read by figment's Env provider)
         // so tests stay hermetic and each value is tagged with its variable.
         let env: Vec<(String, String)> = env.into_iter().collect();
-        let lookup = |name: &str| {
-            env.iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
+        let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         for (var, value) in &env {
             let Some(rest) = var.strip_prefix("WAKEDOCK_") else {
                 continue;
@@ -360,8 +356,7 @@ impl Config {
             return Err(fail("wakedock.data_path", "must not be empty".into()));
         }
         if let Some(url) = &self.database.url {
-            crate::db::DatabaseUrl::parse(url)
-                .map_err(|e| fail("database.url", e.to_string()))?;
+            crate::db::DatabaseUrl::parse(url).map_err(|e| fail("database.url", e.to_string()))?;
         }
         if self.database.pool_size == Some(0) {
             return Err(fail("database.pool_size", "must be at least 1".into()));
@@ -407,9 +402,18 @@ impl Config {
         }
         let rl = &self.security.rate_limit;
         for (key, value) in [
-            ("security.rate_limit.login_per_ip_per_minute", rl.login_per_ip_per_minute),
-            ("security.rate_limit.login_per_user_per_minute", rl.login_per_user_per_minute),
-            ("security.rate_limit.api_per_ip_per_second", rl.api_per_ip_per_second),
+            (
+                "security.rate_limit.login_per_ip_per_minute",
+                rl.login_per_ip_per_minute,
+            ),
+            (
+                "security.rate_limit.login_per_user_per_minute",
+                rl.login_per_user_per_minute,
+            ),
+            (
+                "security.rate_limit.api_per_ip_per_second",
+                rl.api_per_ip_per_second,
+            ),
             ("security.rate_limit.api_burst", rl.api_burst),
         ] {
             if value == 0 {
@@ -585,7 +589,10 @@ mod tests {
         let c = load(Some(y.path()), &[]).unwrap();
         assert_eq!(c.wakedock.port, 9001);
         assert_eq!(c.security.access_token_ttl.get(), Duration::from_secs(300));
-        let t = file("toml", "[wakedock]\nport = 9002\n[logging]\nlevel = \"debug\"\n");
+        let t = file(
+            "toml",
+            "[wakedock]\nport = 9002\n[logging]\nlevel = \"debug\"\n",
+        );
         let c = load(Some(t.path()), &[]).unwrap();
         assert_eq!(c.wakedock.port, 9002);
         assert_eq!(c.logging.level, "debug");
@@ -673,7 +680,10 @@ mod tests {
         assert!(err.contains("access_token_ttl"), "{err}");
         assert!(err.contains("invalid duration"), "{err}");
 
-        let y = file("yaml", "security: { cors_origins: [\"example.com/path\"] }\n");
+        let y = file(
+            "yaml",
+            "security: { cors_origins: [\"example.com/path\"] }\n",
+        );
         let err = load(Some(y.path()), &[]).unwrap_err().to_string();
         assert!(err.contains("security.cors_origins"), "{err}");
     }
@@ -695,7 +705,10 @@ mod tests {
             None,
             &[
                 ("JWT_SECRET_KEY", "0123456789abcdef0123456789abcdef"),
-                ("WAKEDOCK_DATABASE__URL", "postgres://wd:hunter2@localhost/wd"),
+                (
+                    "WAKEDOCK_DATABASE__URL",
+                    "postgres://wd:hunter2@localhost/wd",
+                ),
             ],
         )
         .unwrap();

@@ -29,7 +29,10 @@ impl Metrics {
     pub fn new() -> anyhow::Result<Self> {
         let registry = Registry::new_custom(Some("wakedock".into()), None)?;
         let http_requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests by method, route and status"),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by method, route and status",
+            ),
             &["method", "route", "status"],
         )?;
         let http_duration = HistogramVec::new(
@@ -66,7 +69,12 @@ impl Metrics {
     pub fn set_containers(&self, states: &[String]) {
         self.containers.reset();
         for s in [
-            "running", "exited", "paused", "created", "restarting", "dead",
+            "running",
+            "exited",
+            "paused",
+            "created",
+            "restarting",
+            "dead",
         ] {
             self.containers.with_label_values(&[s]).set(0);
         }

@@ -87,7 +87,10 @@ pub async fn bootstrap_admin(db: &Db, password_text: Option<String>) -> anyhow::
                  log in and change it, or set WAKEDOCK_ADMIN_PASSWORD before the first start"
             );
         } else {
-            tracing::info!(username = "admin", "created the first admin user from WAKEDOCK_ADMIN_PASSWORD");
+            tracing::info!(
+                username = "admin",
+                "created the first admin user from WAKEDOCK_ADMIN_PASSWORD"
+            );
         }
     }
     Ok(())

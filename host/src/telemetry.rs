@@ -26,9 +26,7 @@ pub fn init(cfg: &LoggingConfig) -> anyhow::Result<()> {
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let result = match (cfg.format, file) {
         (LogFormat::Text, None) => builder.with_writer(std::io::stderr).try_init(),
-        (LogFormat::Text, Some(f)) => builder
-            .with_writer(std::io::stderr.and(f))
-            .try_init(),
+        (LogFormat::Text, Some(f)) => builder.with_writer(std::io::stderr.and(f)).try_init(),
         (LogFormat::Json, None) => builder.json().with_writer(std::io::stderr).try_init(),
         (LogFormat::Json, Some(f)) => builder
             .json()

@@ -1,1 +1,403 @@
-//! End-to-end test crate: see tests/*.rs
+//! Harness for WakeDock's end-to-end tests.
+//!
+//! - [`TestHost`] runs a real host (the same `server::run` as `wakedock
+//!   serve`) on 127.0.0.1 port 0 with its own data dir and database:
+//!   SQLite in a temp dir, or a fresh database on the PostgreSQL server the
+//!   test setup started (`WAKEDOCK_TEST_PG_URL`).
+//! - [`TestContainer`] runs the locally built test app image
+//!   (`scripts/build-test-images.sh`) with the `wakedock.test=true` label
+//!   and a unique name, and removes it on drop.
+//!
+//! Nothing here touches containers, images or databases it did not create.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use wakedock::config::Config;
+
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+pub const TEST_LABEL: &str = "wakedock.test";
+pub const TEST_IMAGE: &str = "wakedock-testapp:latest";
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+/// The database backends every DB-facing test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+/// A short unique suffix for names of test objects.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
+}
+
+/// A database for one host; a PostgreSQL one is dropped with it.
+#[derive(Debug)]
+pub struct TestDatabase {
+    pub url: String,
+    pg: Option<(String, String)>,
+}
+
+fn psql(admin_url: &str, sql: &str) -> anyhow::Result<()> {
+    let out = Command::new("psql")
+        .args([admin_url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .context("running psql (is PostgreSQL's client installed?)")?;
+    if !out.status.success() {
+        bail!("psql {sql:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+impl TestDatabase {
+    pub fn new(backend: Backend, dir: &std::path::Path) -> anyhow::Result<Self> {
+        match backend {
+            Backend::Sqlite => Ok(Self {
+                url: format!("sqlite://{}", dir.join("wakedock.db").display()),
+                pg: None,
+            }),
+            Backend::Postgres => {
+                let admin = std::env::var("WAKEDOCK_TEST_PG_URL").context(
+                    "WAKEDOCK_TEST_PG_URL is not set: run the suite through scripts/test.sh, \
+                     which starts PostgreSQL",
+                )?;
+                let name = unique("wd_e2e").replace('-', "_");
+                psql(&admin, &format!("CREATE DATABASE {name}"))?;
+                let (base, _) = admin
+                    .rsplit_once('/')
+                    .context("WAKEDOCK_TEST_PG_URL must end in /DATABASE")?;
+                Ok(Self {
+                    url: format!("{base}/{name}"),
+                    pg: Some((admin, name)),
+                })
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.pg.take() {
+            let _ = psql(
+                &admin,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
+        }
+    }
+}
+
+/// The configuration tests start from: loopback, port 0, generous rate
+/// limits (tests that exercise limits lower them).
+pub fn test_config(data: &std::path::Path, db_url: &str) -> Config {
+    let mut c = Config::default();
+    c.wakedock.data_path = data.to_path_buf();
+    c.wakedock.port = 0;
+    c.wakedock.shutdown_timeout = wakedock::config::HumanDuration(Duration::from_secs(5));
+    c.database.url = Some(db_url.to_string());
+    c.security.jwt_secret = Some(JWT_SECRET.into());
+    c.security.rate_limit.api_per_ip_per_second = 10_000;
+    c.security.rate_limit.api_burst = 10_000;
+    c.security.rate_limit.login_per_ip_per_minute = 1_000;
+    c.security.rate_limit.login_per_user_per_minute = 1_000;
+    c
+}
+
+/// A running host.
+pub struct TestHost {
+    pub base: String,
+    pub config: Config,
+    pub backend: Backend,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _db: TestDatabase,
+    _dir: tempfile::TempDir,
+}
+
+impl TestHost {
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Starts a host after `tweak` has adjusted the test configuration.
+    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = TestDatabase::new(backend, dir.path()).expect("test database");
+        let mut config = test_config(&dir.path().join("data"), &db.url);
+        tweak(&mut config);
+        let state = wakedock::server::build_state(config.clone())
+            .await
+            .expect("build host state");
+        wakedock::server::bootstrap_admin(&state.db, Some(ADMIN_PASSWORD.into()))
+            .await
+            .expect("bootstrap admin");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(wakedock::server::run(listener, state, async move {
+            let _ = rx.await;
+        }));
+        Self {
+            base,
+            config,
+            backend,
+            shutdown: Some(tx),
+            task: Some(task),
+            _db: db,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Logs in and returns a client that sends the bearer token.
+    pub async fn login(&self, username: &str, password: &str) -> ApiClient {
+        let http = reqwest::Client::new();
+        let r = http
+            .post(self.url("/api/v1/auth/login"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(r.status(), StatusCode::OK, "login as {username}");
+        let body: Value = r.json().await.unwrap();
+        ApiClient {
+            http,
+            base: self.base.clone(),
+            token: body["access_token"].as_str().unwrap().to_string(),
+            refresh_token: body["refresh_token"].as_str().unwrap().to_string(),
+        }
+    }
+
+    pub async fn admin(&self) -> ApiClient {
+        self.login("admin", ADMIN_PASSWORD).await
+    }
+
+    /// Creates a user with `role` (as admin) and logs in as them.
+    pub async fn user_with_role(&self, role: &str) -> ApiClient {
+        let admin = self.admin().await;
+        let name = unique(role);
+        let pw = "a-long-enough-password";
+        let r = admin
+            .post(
+                "/api/v1/users",
+                json!({"username": name, "password": pw, "role": role}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED, "create {role}");
+        self.login(&name, pw).await
+    }
+
+    /// Graceful shutdown; returns what `server::run` returned.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.task.take() {
+            Some(t) => tokio::time::timeout(Duration::from_secs(15), t)
+                .await
+                .context("host did not stop within 15 s")??,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// An authenticated API client.
+#[derive(Clone)]
+pub struct ApiClient {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub token: String,
+    pub refresh_token: String,
+}
+
+impl ApiClient {
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(&self.token)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.request(Method::GET, path).send().await.unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let r = self.get(path).await;
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.request(Method::POST, path)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_empty(&self, path: &str) -> reqwest::Response {
+        self.request(Method::POST, path).send().await.unwrap()
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> reqwest::Response {
+        self.request(Method::PATCH, path)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.request(Method::DELETE, path).send().await.unwrap()
+    }
+}
+
+/// Reads a problem+json error and returns its `code`.
+pub async fn problem_code(r: reqwest::Response) -> String {
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = r.text().await.unwrap();
+    assert_eq!(ct, "application/problem+json", "body: {body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["code"].as_str().unwrap().to_string()
+}
+
+/// The Docker engine the test setup started (or `socket`).
+pub fn docker_at(socket: Option<&std::path::Path>) -> bollard::Docker {
+    let path = socket
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "/var/run/docker.sock".into());
+    bollard::Docker::connect_with_unix(&path, 60, bollard::API_DEFAULT_VERSION)
+        .expect("connect to Docker")
+}
+
+pub async fn docker() -> bollard::Docker {
+    docker_at(None)
+        .negotiate_version()
+        .await
+        .expect("Docker engine answers (the test setup starts it)")
+}
+
+/// A container from the test image, removed (with its anonymous volumes)
+/// when dropped.
+#[derive(Debug)]
+pub struct TestContainer {
+    pub name: String,
+    pub id: String,
+    socket: Option<PathBuf>,
+}
+
+impl TestContainer {
+    /// Creates and starts a test app container with these env vars,
+    /// publishing its port 8080 on 127.0.0.1.
+    pub async fn run(env: &[(&str, &str)]) -> Self {
+        Self::create(env, true, None).await
+    }
+
+    pub async fn create(env: &[(&str, &str)], start: bool, socket: Option<PathBuf>) -> Self {
+        use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+        use bollard::query_parameters::CreateContainerOptionsBuilder;
+        use std::collections::HashMap;
+
+        let docker = match &socket {
+            Some(s) => docker_at(Some(s)).negotiate_version().await.unwrap(),
+            None => docker().await,
+        };
+        let name = unique("wd-test");
+        let mut labels = HashMap::new();
+        labels.insert(TEST_LABEL.to_string(), "true".to_string());
+        let mut ports = HashMap::new();
+        ports.insert(
+            "8080/tcp".to_string(),
+            Some(vec![PortBinding {
+                host_ip: Some("127.0.0.1".into()),
+                host_port: Some(String::new()),
+            }]),
+        );
+        let body = ContainerCreateBody {
+            image: Some(TEST_IMAGE.into()),
+            env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                port_bindings: Some(ports),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::default().name(&name).build();
+        let created = docker
+            .create_container(Some(opts), body)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("create test container from {TEST_IMAGE} (run scripts/build-test-images.sh): {e}")
+            });
+        if start {
+            docker
+                .start_container(
+                    &name,
+                    None::<bollard::query_parameters::StartContainerOptions>,
+                )
+                .await
+                .unwrap();
+        }
+        Self {
+            name,
+            id: created.id,
+            socket,
+        }
+    }
+}
+
+impl Drop for TestContainer {
+    fn drop(&mut self) {
+        let mut cmd = Command::new("docker");
+        if let Some(s) = &self.socket {
+            cmd.arg("-H").arg(format!("unix://{}", s.display()));
+        }
+        let _ = cmd.args(["rm", "-f", "-v", &self.name]).output();
+    }
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, for at most `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -37,7 +37,10 @@ pub async fn list(
         return Err(ApiError::bad_request("invalid_query", "page starts at 1"));
     }
     if !(1..=500).contains(&per_page) {
-        return Err(ApiError::bad_request("invalid_query", "per_page must be 1..=500"));
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "per_page must be 1..=500",
+        ));
     }
     let (items, total) = state.db.run(move |c| audit::query(c, &q)).await?;
     Ok(Json(AuditPage {

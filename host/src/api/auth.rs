@@ -92,8 +92,9 @@ pub async fn refresh(
     jar: CookieJar,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let token = refresh_token_from(&body, &jar)?
-        .ok_or_else(|| ApiError::Unauthorized("no refresh token: send it in the body or cookie".into()))?;
+    let token = refresh_token_from(&body, &jar)?.ok_or_else(|| {
+        ApiError::Unauthorized("no refresh token: send it in the body or cookie".into())
+    })?;
     let s = session::refresh(&state, &token, ip).await?;
     Ok(session_response(&state, jar, tls, s))
 }

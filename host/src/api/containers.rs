@@ -70,7 +70,12 @@ pub async fn list(
     let labels: Vec<String> = q
         .label
         .as_deref()
-        .map(|l| l.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .map(|l| {
+            l.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
         .unwrap_or_default();
     let mut list = state.docker.list(&labels).await?;
     if let Some(s) = &q.state {
@@ -258,7 +263,12 @@ pub async fn logs(
     let follow = q.follow.unwrap_or(false);
     let stream = state
         .docker
-        .logs(&id, Some(q.tail.unwrap_or(100)), follow, q.timestamps.unwrap_or(false))
+        .logs(
+            &id,
+            Some(q.tail.unwrap_or(100)),
+            follow,
+            q.timestamps.unwrap_or(false),
+        )
         .await?;
     if !follow {
         let lines: Vec<LogLine> = stream

@@ -35,7 +35,10 @@ pub struct UpdateUser {
 /// Usernames: 1–64 of letters, digits, `_`, `.`, `-`, starting alphanumeric.
 pub fn validate_username(name: &str) -> Result<(), String> {
     let ok = (1..=64).contains(&name.len())
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
@@ -56,7 +59,12 @@ fn entry(admin: &AuthUser, action: &str, target: &str) -> NewAuditEntry {
     e
 }
 
-async fn admin_only(state: &AppState, user: &AuthUser, action: &str, target: &str) -> ApiResult<()> {
+async fn admin_only(
+    state: &AppState,
+    user: &AuthUser,
+    action: &str,
+    target: &str,
+) -> ApiResult<()> {
     if let Err(e) = user.require(Role::Admin) {
         let mut en = entry(user, action, target);
         en.result = "denied".into();
@@ -198,8 +206,8 @@ pub async fn update(
                 let Some(row) = users::by_id(c, &uid)? else {
                     return Ok(Err(ApiError::NotFound("no such user".into())));
                 };
-                let demoted = changes.role.is_some_and(|r| r != Role::Admin)
-                    || changes.active == Some(false);
+                let demoted =
+                    changes.role.is_some_and(|r| r != Role::Admin) || changes.active == Some(false);
                 if row.role == "admin"
                     && row.active
                     && demoted
@@ -233,7 +241,9 @@ pub async fn update(
     e.detail = Some(
         [
             req.role.map(|r| format!("role={}", r.as_str())),
-            req.password.as_ref().map(|_| "password changed".to_string()),
+            req.password
+                .as_ref()
+                .map(|_| "password changed".to_string()),
             req.active.map(|a| format!("active={a}")),
         ]
         .into_iter()
@@ -264,7 +274,9 @@ pub async fn delete(
     admin_only(&state, &user, "user.delete", &id).await?;
     parse_id(&id)?;
     if id == user.id {
-        return Err(ApiError::Conflict("you cannot delete your own account".into()));
+        return Err(ApiError::Conflict(
+            "you cannot delete your own account".into(),
+        ));
     }
     let uid = id.clone();
     let result = state
@@ -275,7 +287,9 @@ pub async fn delete(
                     return Ok(Err(ApiError::NotFound("no such user".into())));
                 };
                 if row.role == "admin" && row.active && users::other_active_admins(c, &uid)? == 0 {
-                    return Ok(Err(ApiError::Conflict("this is the last active admin".into())));
+                    return Ok(Err(ApiError::Conflict(
+                        "this is the last active admin".into(),
+                    )));
                 }
                 users::delete(c, &uid)?;
                 Ok::<_, DbError>(Ok(row.username))

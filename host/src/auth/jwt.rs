@@ -64,20 +64,27 @@ impl TokenKeys {
     }
 
     pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
-        Ok(encode(&Header::new(Algorithm::HS256), claims, &self.encoding)?)
+        Ok(encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &self.encoding,
+        )?)
     }
 
     /// Checks signature, expiry and kind.
     pub fn verify(&self, token: &str) -> Result<Claims, String> {
-        let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
-            match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => "token expired".to_string(),
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
-                    "token signature is invalid".to_string()
+        let data =
+            decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
+                match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                        "token expired".to_string()
+                    }
+                    jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                        "token signature is invalid".to_string()
+                    }
+                    _ => "token is malformed or invalid".to_string(),
                 }
-                _ => "token is malformed or invalid".to_string(),
-            }
-        })?;
+            })?;
         if data.claims.typ != "access" {
             return Err("not an access token".into());
         }

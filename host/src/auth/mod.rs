@@ -51,7 +51,11 @@ impl AuthUser {
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = parts
+        .headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
@@ -90,15 +94,9 @@ impl FromRequestParts<AppState> for AuthUser {
                 }
             },
         };
-        let claims = state
-            .keys
-            .verify(&token)
-            .map_err(ApiError::Unauthorized)?;
+        let claims = state.keys.verify(&token).map_err(ApiError::Unauthorized)?;
         if via_cookie && changes_state(&parts.method) {
-            let header = parts
-                .headers
-                .get(CSRF_HEADER)
-                .and_then(|v| v.to_str().ok());
+            let header = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
             let cookie = jar.get(CSRF_COOKIE).map(|c| c.value());
             match (header, cookie) {
                 (Some(h), Some(c)) if !c.is_empty() && same(h, c) => {}

@@ -212,7 +212,13 @@ pub fn cookies(state: &AppState, s: &Session, secure: bool) -> Vec<Cookie<'stati
             .build()
     };
     vec![
-        build(super::ACCESS_COOKIE, s.access_token.clone(), "/", access_age, true),
+        build(
+            super::ACCESS_COOKIE,
+            s.access_token.clone(),
+            "/",
+            access_age,
+            true,
+        ),
         build(
             super::REFRESH_COOKIE,
             s.refresh_token.clone(),
@@ -221,7 +227,13 @@ pub fn cookies(state: &AppState, s: &Session, secure: bool) -> Vec<Cookie<'stati
             true,
         ),
         // Readable by the page's script so it can echo it in X-CSRF-Token.
-        build(super::CSRF_COOKIE, s.csrf_token.clone(), "/", refresh_age, false),
+        build(
+            super::CSRF_COOKIE,
+            s.csrf_token.clone(),
+            "/",
+            refresh_age,
+            false,
+        ),
     ]
 }
 

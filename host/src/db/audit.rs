@@ -120,7 +120,11 @@ mod tests {
             t.db.run(move |c| {
                 for i in 0..7 {
                     let mut e = NewAuditEntry::new(
-                        if i % 2 == 0 { "container.stop" } else { "auth.login" },
+                        if i % 2 == 0 {
+                            "container.stop"
+                        } else {
+                            "auth.login"
+                        },
                         "success",
                     );
                     e.actor = Some(if i < 4 { "alice" } else { "bob" }.into());

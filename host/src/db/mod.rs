@@ -232,7 +232,8 @@ pub(crate) mod testing {
         fn drop(&mut self) {
             if let Some((admin_url, name)) = self.pg.take() {
                 if let Ok(mut c) = PgConnection::establish(&admin_url) {
-                    let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+                    let _ =
+                        c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
                 }
             }
         }
@@ -265,7 +266,9 @@ pub(crate) mod testing {
         let mut c = PgConnection::establish(&admin_url).expect("connect to test PostgreSQL");
         c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
         let (base, _) = admin_url.rsplit_once('/').unwrap();
-        let db = Db::connect(&format!("{base}/{name}"), Some(4)).await.unwrap();
+        let db = Db::connect(&format!("{base}/{name}"), Some(4))
+            .await
+            .unwrap();
         db.migrate().await.unwrap();
         TestDb {
             db,
@@ -291,7 +294,9 @@ mod tests {
             DatabaseUrl::Sqlite("./data/x.db".into())
         );
         assert_eq!(
-            DatabaseUrl::parse("postgresql://u:p@h/d").unwrap().backend(),
+            DatabaseUrl::parse("postgresql://u:p@h/d")
+                .unwrap()
+                .backend(),
             "postgres"
         );
         let err = DatabaseUrl::parse("mysql://u:secret@h/d").unwrap_err();
@@ -304,7 +309,11 @@ mod tests {
         for t in testing::both().await {
             t.db.ping().await.unwrap();
             // Already applied by the helper: a second run applies nothing.
-            assert!(t.db.migrate().await.unwrap().is_empty(), "{}", t.db.backend());
+            assert!(
+                t.db.migrate().await.unwrap().is_empty(),
+                "{}",
+                t.db.backend()
+            );
         }
     }
 }

@@ -104,7 +104,9 @@ pub fn insert(
         created_at: now,
         updated_at: now,
     };
-    diesel::insert_into(users::table).values(&row).execute(conn)?;
+    diesel::insert_into(users::table)
+        .values(&row)
+        .execute(conn)?;
     row.to_user()
 }
 
@@ -191,9 +193,8 @@ mod tests {
     async fn user_crud_on_both_backends() {
         for t in testing::both().await {
             let backend = t.db.backend();
-            let (alice, listed, other_admins) = t
-                .db
-                .run(|c| {
+            let (alice, listed, other_admins) =
+                t.db.run(|c| {
                     let alice = insert(c, "alice", "h1", Role::Admin)?;
                     insert(c, "bob", "h2", Role::Viewer)?;
                     let other = other_active_admins(c, &alice.id)?;
@@ -210,9 +211,8 @@ mod tests {
             assert!(dup.is_err(), "{backend}: duplicate username accepted");
 
             let id = alice.id.clone();
-            let row = t
-                .db
-                .run(move |c| {
+            let row =
+                t.db.run(move |c| {
                     update(
                         c,
                         &id,

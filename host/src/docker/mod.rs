@@ -73,6 +73,16 @@ pub struct ActionOutcome {
     pub changed: bool,
 }
 
+impl ActionOutcome {
+    fn unchanged(id: String, action: &str) -> Self {
+        Self {
+            id,
+            action: action.to_string(),
+            changed: false,
+        }
+    }
+}
+
 /// The Docker engine connection, shared by the whole host.
 pub struct DockerEngine {
     socket: PathBuf,
@@ -118,12 +128,9 @@ impl DockerEngine {
 
     async fn connect(&self) -> Result<Docker, EngineError> {
         let path = self.socket.to_string_lossy().to_string();
-        let docker = Docker::connect_with_unix(
-            &path,
-            REQUEST_TIMEOUT_SECS,
-            bollard::API_DEFAULT_VERSION,
-        )
-        .map_err(|e| EngineError::Unavailable(format!("{path}: {e}")))?;
+        let docker =
+            Docker::connect_with_unix(&path, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+                .map_err(|e| EngineError::Unavailable(format!("{path}: {e}")))?;
         // Older engines (Debian's 20.10 speaks API 1.41) refuse newer API
         // paths, so agree on a version before the first real request.
         let docker = docker
@@ -219,12 +226,20 @@ impl DockerEngine {
     }
 
     pub async fn start(&self, id_or_name: &str) -> Result<ActionOutcome, EngineError> {
+        let before = self.inspect(id_or_name).await?;
+        if before.running {
+            return Ok(ActionOutcome::unchanged(before.id, "start"));
+        }
         let c = self.client().await?;
         let r = c
             .start_container(id_or_name, None::<StartContainerOptions>)
             .await;
         let changed = self.not_modified_is_ok(r, id_or_name).await?;
-        self.outcome(id_or_name, "start", changed).await
+        Ok(ActionOutcome {
+            id: before.id,
+            action: "start".into(),
+            changed,
+        })
     }
 
     /// Stops, letting the engine kill the container after `timeout`
@@ -234,13 +249,23 @@ impl DockerEngine {
         id_or_name: &str,
         timeout: Option<Duration>,
     ) -> Result<ActionOutcome, EngineError> {
+        // Docker 20.10 answers a stop of a stopped container with success,
+        // newer engines with 304: ask first so both report "no change".
+        let before = self.inspect(id_or_name).await?;
+        if !before.running {
+            return Ok(ActionOutcome::unchanged(before.id, "stop"));
+        }
         let c = self.client().await?;
         let t = timeout.unwrap_or(self.stop_timeout).as_secs() as i32;
         let opts = StopContainerOptionsBuilder::default().t(t).build();
         let changed = self
             .not_modified_is_ok(c.stop_container(id_or_name, Some(opts)).await, id_or_name)
             .await?;
-        self.outcome(id_or_name, "stop", changed).await
+        Ok(ActionOutcome {
+            id: before.id,
+            action: "stop".into(),
+            changed,
+        })
     }
 
     pub async fn restart(
@@ -248,18 +273,25 @@ impl DockerEngine {
         id_or_name: &str,
         timeout: Option<Duration>,
     ) -> Result<ActionOutcome, EngineError> {
+        let before = self.inspect(id_or_name).await?;
         let c = self.client().await?;
         let t = timeout.unwrap_or(self.stop_timeout).as_secs() as i32;
         let opts = RestartContainerOptionsBuilder::default().t(t).build();
         let r = c.restart_container(id_or_name, Some(opts)).await;
         self.observe(r, id_or_name).await?;
-        self.outcome(id_or_name, "restart", true).await
+        Ok(ActionOutcome {
+            id: before.id,
+            action: "restart".into(),
+            changed: true,
+        })
     }
 
     /// Removes a container; `force` kills a running one first.
     pub async fn remove(&self, id_or_name: &str, force: bool) -> Result<(), EngineError> {
         let c = self.client().await?;
-        let opts = RemoveContainerOptionsBuilder::default().force(force).build();
+        let opts = RemoveContainerOptionsBuilder::default()
+            .force(force)
+            .build();
         let r = c.remove_container(id_or_name, Some(opts)).await;
         self.observe(r, id_or_name).await
     }
@@ -278,24 +310,6 @@ impl DockerEngine {
             }) => Ok(false),
             Err(e) => self.observe(Err(e), target).await,
         }
-    }
-
-    async fn outcome(
-        &self,
-        id_or_name: &str,
-        action: &str,
-        changed: bool,
-    ) -> Result<ActionOutcome, EngineError> {
-        // Report the full id even when called by name.
-        let id = match self.inspect(id_or_name).await {
-            Ok(d) => d.id,
-            Err(_) => id_or_name.to_string(),
-        };
-        Ok(ActionOutcome {
-            id,
-            action: action.to_string(),
-            changed,
-        })
     }
 
     /// Log lines: the last `tail` lines, then (with `follow`) new ones as
@@ -588,10 +602,7 @@ fn stats_from(id: &str, s: bollard::models::ContainerStatsResponse) -> Container
         .unwrap_or_default()
         .values()
         .fold((0u64, 0u64), |(rx, tx), n| {
-            (
-                rx + n.rx_bytes.unwrap_or(0),
-                tx + n.tx_bytes.unwrap_or(0),
-            )
+            (rx + n.rx_bytes.unwrap_or(0), tx + n.tx_bytes.unwrap_or(0))
         });
     ContainerStats {
         id: s.id.unwrap_or_else(|| id.to_string()),
@@ -616,7 +627,10 @@ mod tests {
     #[test]
     fn health_is_read_from_status() {
         assert_eq!(health_from_status("Up 3 minutes (healthy)"), "healthy");
-        assert_eq!(health_from_status("Up 1 second (health: starting)"), "starting");
+        assert_eq!(
+            health_from_status("Up 1 second (health: starting)"),
+            "starting"
+        );
         assert_eq!(health_from_status("Up 2 hours (unhealthy)"), "unhealthy");
         assert_eq!(health_from_status("Exited (0) 2 minutes ago"), "none");
     }
@@ -635,10 +649,8 @@ mod tests {
         assert!(matches!(e(404), EngineError::NotFound(t) if t == "web"));
         assert!(matches!(e(409), EngineError::Conflict(_)));
         assert!(matches!(e(500), EngineError::Engine(_)));
-        let missing = EngineError::from_bollard(
-            BollardError::SocketNotFoundError("/nope".into()),
-            "web",
-        );
+        let missing =
+            EngineError::from_bollard(BollardError::SocketNotFoundError("/nope".into()), "web");
         assert!(matches!(missing, EngineError::Unavailable(_)));
     }
 

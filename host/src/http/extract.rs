@@ -37,9 +37,10 @@ impl From<JsonRejection> for ApiError {
                 "expected a JSON body with Content-Type: application/json".into(),
             ),
             _ => match r {
-                JsonRejection::JsonSyntaxError(e) => {
-                    ApiError::bad_request("malformed_json", format!("malformed JSON: {}", e.body_text()))
-                }
+                JsonRejection::JsonSyntaxError(e) => ApiError::bad_request(
+                    "malformed_json",
+                    format!("malformed JSON: {}", e.body_text()),
+                ),
                 JsonRejection::JsonDataError(e) => {
                     ApiError::bad_request("invalid_body", e.body_text())
                 }

@@ -57,9 +57,15 @@ pub fn app(state: AppState) -> Router {
             ApiError::MethodNotAllowed("this route does not accept that method".into())
         })
         .layer(DefaultBodyLimit::max(state.config.security.max_body_bytes))
-        .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         .layer(middleware::from_fn(security::headers))
-        .layer(middleware::from_fn_with_state(state.clone(), client_ip::resolve))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            client_ip::resolve,
+        ))
         .layer(cors)
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -13,13 +13,26 @@ const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; s
                    connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'";
 
 pub async fn headers(req: Request, next: Next) -> Response {
-    let tls = req.extensions().get::<ViaTls>().copied().unwrap_or_default();
+    let tls = req
+        .extensions()
+        .get::<ViaTls>()
+        .copied()
+        .unwrap_or_default();
     let mut res = next.run(req).await;
     let h = res.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(
         "cross-origin-opener-policy",
         HeaderValue::from_static("same-origin"),
@@ -36,7 +49,11 @@ pub async fn headers(req: Request, next: Next) -> Response {
 
 /// The global per-IP budget for `/api/`.
 pub async fn api_rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let ip = req.extensions().get::<ClientIp>().copied().unwrap_or_default();
+    let ip = req
+        .extensions()
+        .get::<ClientIp>()
+        .copied()
+        .unwrap_or_default();
     if let Err(e) = state.limits.check_api(ip.0) {
         return e.into_response();
     }

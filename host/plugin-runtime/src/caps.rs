@@ -1,0 +1,172 @@
+//! The capabilities the host lends to plugins, each behind a narrow trait.
+//!
+//! The WakeDock binary implements these against Docker, its database, its
+//! Prometheus registry and its event bus; [`crate::testing`] has in-memory
+//! versions. The runtime does every permission and quota check *before*
+//! calling a trait method (one chokepoint), so implementations only do the
+//! work. Methods are async (boxed futures, so the traits stay object-safe);
+//! they run on the tokio runtime while the calling plugin is suspended.
+//!
+//! Data types are the ones generated from the WIT package, re-exported here,
+//! so there is no second copy of the API to keep in sync.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+pub use crate::bindings::wakedock::plugin::auth::Role;
+pub use crate::bindings::wakedock::plugin::containers::{LabelFilter, Readiness};
+pub use crate::bindings::wakedock::plugin::http_outbound::{Request as OutboundRequest, Response as OutboundResponse};
+pub use crate::bindings::wakedock::plugin::log::Level as LogLevel;
+pub use crate::bindings::wakedock::plugin::metrics::{ContainerStats, MetricDesc, MetricKind};
+pub use crate::bindings::wakedock::plugin::types::{
+    Container, ContainerEvent, ContainerEventKind, ContainerState, Error as CapError, Event, Health, HttpRequest,
+    HttpResponse, PluginEvent,
+};
+
+/// A boxed `Send` future, the return type of every capability method.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Result of a capability call; the error is the WIT `error` variant the
+/// plugin receives.
+pub type CapResult<T> = Result<T, CapError>;
+
+/// Docker containers. Label filtering by the plugin's selector is done by
+/// the runtime (it adds the selector's terms to `filters` and re-checks the
+/// results), so `list` only has to honour `filters`.
+pub trait ContainerHost: Send + Sync {
+    /// Containers carrying every label in `filters` (`value: None` = any
+    /// value); stopped ones only if `include_stopped`.
+    fn list<'a>(&'a self, filters: &'a [LabelFilter], include_stopped: bool) -> BoxFuture<'a, CapResult<Vec<Container>>>;
+    /// One container by id or name; `CapError::NotFound` if absent.
+    fn inspect<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<Container>>;
+    fn start<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<()>>;
+    fn stop<'a>(&'a self, id: &'a str, timeout_secs: Option<u32>) -> BoxFuture<'a, CapResult<()>>;
+    fn restart<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<()>>;
+    /// Resolves when the container is running and ready (healthy, or a port
+    /// answers), driven by Docker events; `CapError::Timeout` after
+    /// `timeout`. The runtime also bounds it by the call's wall-time limit.
+    fn await_ready<'a>(&'a self, id: &'a str, timeout: Duration) -> BoxFuture<'a, CapResult<Readiness>>;
+}
+
+/// Host-collected metrics and the plugin's own Prometheus metrics. The
+/// runtime validates metric names, kinds and label counts against the
+/// plugin's registrations before calling `record`.
+pub trait MetricsHost: Send + Sync {
+    fn container_stats<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<ContainerStats>>;
+    fn all_container_stats(&self) -> BoxFuture<'_, CapResult<Vec<ContainerStats>>>;
+    /// A new metric of `plugin`, to export as
+    /// `wakedock_plugin_{plugin}_{desc.name}` (plugin names use `-`; map to
+    /// `_`).
+    fn register(&self, plugin: &str, desc: &MetricDesc) -> CapResult<()>;
+    /// Applies one update: add for counters, set for gauges, observe for
+    /// histograms.
+    fn record(&self, plugin: &str, name: &str, kind: MetricKind, label_values: &[String], value: f64) -> CapResult<()>;
+}
+
+/// Per-plugin key-value storage.
+pub trait StorageHost: Send + Sync {
+    fn get<'a>(&'a self, plugin: &'a str, key: &'a str) -> BoxFuture<'a, CapResult<Option<Vec<u8>>>>;
+    /// Must fail with `CapError::QuotaExceeded`, atomically, if the plugin's
+    /// total (sum of key + value lengths, with this write applied) would
+    /// exceed `quota_bytes`.
+    fn set<'a>(&'a self, plugin: &'a str, key: &'a str, value: Vec<u8>, quota_bytes: u64) -> BoxFuture<'a, CapResult<()>>;
+    fn delete<'a>(&'a self, plugin: &'a str, key: &'a str) -> BoxFuture<'a, CapResult<bool>>;
+    /// Keys starting with `prefix`, sorted.
+    fn list_keys<'a>(&'a self, plugin: &'a str, prefix: &'a str) -> BoxFuture<'a, CapResult<Vec<String>>>;
+}
+
+/// Outbound HTTP. Called only for URLs whose host is in the plugin's
+/// allowlist and within its rate limit. `url.host` has been checked; an
+/// implementation must send to exactly `url` and must not follow redirects
+/// to other hosts.
+pub trait HttpOutbound: Send + Sync {
+    fn send<'a>(&'a self, plugin: &'a str, url: &'a url::Url, request: OutboundRequest, timeout: Duration) -> BoxFuture<'a, CapResult<OutboundResponse>>;
+}
+
+/// The host's event bus.
+pub trait EventSink: Send + Sync {
+    /// `payload` has been checked to be JSON.
+    fn publish(&self, plugin: &str, topic: &str, payload: &str) -> CapResult<()>;
+}
+
+/// Plugin log lines (already truncated to 4 KiB).
+pub trait LogSink: Send + Sync {
+    fn log(&self, plugin: &str, level: LogLevel, message: &str);
+}
+
+/// Where permission refusals are recorded.
+pub trait AuditSink: Send + Sync {
+    fn record(&self, entry: AuditEntry);
+}
+
+/// One refused call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub plugin: String,
+    /// WIT interface, e.g. `containers`.
+    pub capability: &'static str,
+    /// Function, e.g. `stop`.
+    pub action: &'static str,
+    /// Container id, host, topic...
+    pub target: String,
+    pub reason: String,
+    pub at: SystemTime,
+}
+
+/// The authenticated caller of a plugin HTTP route, resolved by the host
+/// before `handle_http`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthContext {
+    pub user_id: String,
+    pub username: String,
+    pub role: Role,
+    /// Permissions the caller holds, e.g. `containers:write`.
+    pub permissions: Vec<String>,
+}
+
+/// All capabilities, handed to [`crate::PluginRuntime::new`].
+#[derive(Clone)]
+pub struct HostCapabilities {
+    pub containers: Arc<dyn ContainerHost>,
+    pub metrics: Arc<dyn MetricsHost>,
+    pub storage: Arc<dyn StorageHost>,
+    pub http: Arc<dyn HttpOutbound>,
+    pub events: Arc<dyn EventSink>,
+    pub log: Arc<dyn LogSink>,
+    pub audit: Arc<dyn AuditSink>,
+}
+
+/// A [`LogSink`] writing to `tracing` with the plugin name as a field.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TracingLog;
+
+impl LogSink for TracingLog {
+    fn log(&self, plugin: &str, level: LogLevel, message: &str) {
+        match level {
+            LogLevel::Trace => tracing::trace!(plugin, "{message}"),
+            LogLevel::Debug => tracing::debug!(plugin, "{message}"),
+            LogLevel::Info => tracing::info!(plugin, "{message}"),
+            LogLevel::Warn => tracing::warn!(plugin, "{message}"),
+            LogLevel::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+}
+
+/// An [`AuditSink`] writing refusals to `tracing` at warn level.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TracingAudit;
+
+impl AuditSink for TracingAudit {
+    fn record(&self, e: AuditEntry) {
+        tracing::warn!(
+            plugin = %e.plugin,
+            capability = e.capability,
+            action = e.action,
+            target = %e.target,
+            "plugin permission denied: {}",
+            e.reason
+        );
+    }
+}

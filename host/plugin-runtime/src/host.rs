@@ -1,0 +1,511 @@
+//! Store data of one plugin instance and the host side of every WIT import.
+//!
+//! This is the single chokepoint for permissions: each function checks the
+//! plugin's effective [`Permissions`] (and quotas) before touching a
+//! capability, returns `permission-denied` to the plugin on a refusal and
+//! records it in the [`AuditSink`](crate::caps::AuditSink). The second layer
+//! is at link time: interfaces the plugin was not granted are not linked at
+//! all (see `runtime.rs`).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::wakedock::plugin as wit;
+use crate::caps::{
+    AuditEntry, AuthContext, CapError, CapResult, Container, ContainerStats, HostCapabilities, LabelFilter,
+    MetricDesc, MetricKind, OutboundRequest, OutboundResponse, Readiness,
+};
+use crate::manifest::{host_matches, topic_matches, Access, ContainerPermission, Permissions};
+
+/// Longest log line kept.
+const MAX_LOG_BYTES: usize = 4096;
+/// Largest event payload accepted.
+const MAX_EVENT_BYTES: usize = 64 * 1024;
+/// Longest storage key.
+const MAX_KEY_BYTES: usize = 512;
+/// Metrics one plugin may register.
+const MAX_METRICS: usize = 64;
+/// Cap on `await-ready` and outbound timeouts regardless of what the plugin asks.
+const MAX_HOST_WAIT: Duration = Duration::from_secs(120);
+
+/// What every instance of one plugin shares: identity, permissions,
+/// capabilities, metric registrations and rate-limit windows.
+pub(crate) struct PluginShared {
+    pub name: String,
+    pub perms: Permissions,
+    pub caps: HostCapabilities,
+    /// Upper bound for host waits (the call's wall-time limit).
+    pub wall_limit: Duration,
+    metrics: Mutex<HashMap<String, MetricDesc>>,
+    http_window: Mutex<VecDeque<Instant>>,
+}
+
+impl PluginShared {
+    pub fn new(name: String, perms: Permissions, caps: HostCapabilities, wall_limit: Duration) -> Self {
+        PluginShared {
+            name,
+            perms,
+            caps,
+            wall_limit,
+            metrics: Mutex::new(HashMap::new()),
+            http_window: Mutex::new(VecDeque::new()),
+        }
+    }
+}
+
+/// Memory/table limiter that also records the high-water mark and whether
+/// a limit was hit (to report a trap as "memory limit" rather than a bare
+/// `unreachable`).
+pub(crate) struct Limiter {
+    pub memory_limit: usize,
+    pub table_elements_limit: usize,
+    pub max_tables: usize,
+    pub memory_peak: usize,
+    pub memory_hit: bool,
+    pub table_hit: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.memory_hit = true;
+            return Ok(false);
+        }
+        self.memory_peak = self.memory_peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.table_elements_limit {
+            self.table_hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        // A Rust component has a handful of core instances; 64 leaves room
+        // while stopping a component that tries to instantiate thousands.
+        64
+    }
+
+    fn tables(&self) -> usize {
+        self.max_tables
+    }
+
+    fn memories(&self) -> usize {
+        16
+    }
+}
+
+/// Data of one instance's `Store`.
+pub(crate) struct PluginState {
+    pub shared: Arc<PluginShared>,
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub limiter: Limiter,
+    /// The caller of the current `handle-http`, if any.
+    pub caller: Option<AuthContext>,
+    /// Epoch ticks consumed by the current call, and its budget.
+    pub ticks: u64,
+    pub tick_budget: u64,
+    pub cpu_exceeded: bool,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl PluginShared {
+    /// Records a refusal and returns the error the plugin sees.
+    fn deny(&self, capability: &'static str, action: &'static str, target: &str, reason: String) -> CapError {
+        self.caps.audit.record(AuditEntry {
+            plugin: self.name.clone(),
+            capability,
+            action,
+            target: target.to_owned(),
+            reason: reason.clone(),
+            at: SystemTime::now(),
+        });
+        CapError::PermissionDenied(reason)
+    }
+
+    fn container_perm(&self, action: &'static str, target: &str) -> CapResult<&ContainerPermission> {
+        match &self.perms.containers {
+            Some(p) => Ok(p),
+            None => Err(self.deny("containers", action, target, "the containers capability is not granted".into())),
+        }
+    }
+
+    /// Resolves `id` and checks it is inside the plugin's selector (and
+    /// that the plugin may write, if `write`).
+    async fn visible_container(&self, action: &'static str, id: &str, write: bool) -> CapResult<Container> {
+        let perm = self.container_perm(action, id)?;
+        if write && perm.access < Access::Write {
+            return Err(self.deny("containers", action, id, format!("{action} needs containers access \"write\"; granted \"read\"")));
+        }
+        let selector = perm.selector.clone();
+        let c = self.caps.containers.inspect(id).await?;
+        if !selector.matches(&c.labels) {
+            return Err(self.deny("containers", action, id, format!("container `{}` is outside the granted selector", c.name)));
+        }
+        Ok(c)
+    }
+
+    fn host_wait(&self, asked: Duration) -> Duration {
+        asked.min(self.wall_limit).min(MAX_HOST_WAIT)
+    }
+}
+
+impl wit::types::Host for PluginState {}
+
+impl wit::log::Host for PluginState {
+    async fn log(&mut self, level: wit::log::Level, message: String) {
+        let mut message = message;
+        if message.len() > MAX_LOG_BYTES {
+            let mut cut = MAX_LOG_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str("…[truncated]");
+        }
+        self.shared.caps.log.log(&self.shared.name, level, &message);
+    }
+}
+
+fn process_origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+impl wit::clock::Host for PluginState {
+    async fn now_ms(&mut self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+
+    async fn monotonic_ns(&mut self) -> u64 {
+        process_origin().elapsed().as_nanos() as u64
+    }
+}
+
+impl wit::auth::Host for PluginState {
+    async fn current_caller(&mut self) -> Option<wit::auth::Caller> {
+        self.caller.as_ref().map(|c| wit::auth::Caller {
+            user_id: c.user_id.clone(),
+            username: c.username.clone(),
+            role: c.role,
+        })
+    }
+
+    async fn has_permission(&mut self, permission: String) -> bool {
+        self.caller
+            .as_ref()
+            .is_some_and(|c| c.permissions.iter().any(|p| *p == permission))
+    }
+}
+
+impl wit::containers::Host for PluginState {
+    async fn list(&mut self, filters: Vec<LabelFilter>, include_stopped: bool) -> CapResult<Vec<Container>> {
+        let perm = self.shared.container_perm("list", "*")?;
+        let selector = perm.selector.clone();
+        let mut all = filters;
+        all.extend(selector.terms.iter().map(|(k, v)| LabelFilter {
+            key: k.clone(),
+            value: v.clone(),
+        }));
+        let list = self.shared.caps.containers.list(&all, include_stopped).await?;
+        // Defence in depth: never trust the implementation to have filtered.
+        Ok(list.into_iter().filter(|c| selector.matches(&c.labels)).collect())
+    }
+
+    async fn inspect(&mut self, id: String) -> CapResult<Container> {
+        self.shared.visible_container("inspect", &id, false).await
+    }
+
+    async fn start(&mut self, id: String) -> CapResult<()> {
+        let c = self.shared.visible_container("start", &id, true).await?;
+        self.shared.caps.containers.start(&c.id).await
+    }
+
+    async fn stop(&mut self, id: String, timeout_secs: Option<u32>) -> CapResult<()> {
+        let c = self.shared.visible_container("stop", &id, true).await?;
+        self.shared.caps.containers.stop(&c.id, timeout_secs).await
+    }
+
+    async fn restart(&mut self, id: String) -> CapResult<()> {
+        let c = self.shared.visible_container("restart", &id, true).await?;
+        self.shared.caps.containers.restart(&c.id).await
+    }
+
+    async fn await_ready(&mut self, id: String, timeout_ms: u32) -> CapResult<Readiness> {
+        let c = self.shared.visible_container("await-ready", &id, false).await?;
+        let wait = self.shared.host_wait(Duration::from_millis(timeout_ms.into()));
+        match tokio::time::timeout(wait, self.shared.caps.containers.await_ready(&c.id, wait)).await {
+            Ok(r) => r,
+            Err(_) => Err(CapError::Timeout),
+        }
+    }
+}
+
+fn valid_metric_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && (name.as_bytes()[0].is_ascii_lowercase() || name.as_bytes()[0] == b'_')
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+impl PluginShared {
+    fn record_metric(&self, action: &'static str, kind: MetricKind, name: String, labels: Vec<String>, value: f64) -> CapResult<()> {
+        if !self.perms.metrics {
+            return Err(self.deny("metrics", action, &name, "the metrics capability is not granted".into()));
+        }
+        if !value.is_finite() {
+            return Err(CapError::Invalid(format!("metric `{name}`: value must be finite")));
+        }
+        {
+            let registered = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(desc) = registered.get(&name) else {
+                return Err(CapError::NotFound);
+            };
+            if desc.kind != kind {
+                return Err(CapError::Invalid(format!("metric `{name}` is a {:?}, not a {kind:?}", desc.kind)));
+            }
+            if desc.label_names.len() != labels.len() {
+                return Err(CapError::Invalid(format!(
+                    "metric `{name}` has {} labels, got {} values",
+                    desc.label_names.len(),
+                    labels.len()
+                )));
+            }
+        }
+        if kind == MetricKind::Counter && value < 0.0 {
+            return Err(CapError::Invalid(format!("counter `{name}` cannot decrease")));
+        }
+        self.caps.metrics.record(&self.name, &name, kind, &labels, value)
+    }
+
+    async fn visible_ids(&self) -> CapResult<Option<Vec<String>>> {
+        let Some(perm) = &self.perms.containers else {
+            return Ok(None);
+        };
+        let filters: Vec<LabelFilter> = perm
+            .selector
+            .terms
+            .iter()
+            .map(|(k, v)| LabelFilter { key: k.clone(), value: v.clone() })
+            .collect();
+        let selector = perm.selector.clone();
+        let list = self.caps.containers.list(&filters, true).await?;
+        Ok(Some(list.into_iter().filter(|c| selector.matches(&c.labels)).map(|c| c.id).collect()))
+    }
+}
+
+impl wit::metrics::Host for PluginState {
+    async fn stats(&mut self, id: String) -> CapResult<ContainerStats> {
+        let c = self.shared.visible_container("stats", &id, false).await?;
+        self.shared.caps.metrics.container_stats(&c.id).await
+    }
+
+    async fn all_stats(&mut self) -> CapResult<Vec<ContainerStats>> {
+        let Some(ids) = self.shared.visible_ids().await? else {
+            return Err(self.shared.deny("metrics", "all-stats", "*", "reading container stats needs the containers capability".into()));
+        };
+        let all = self.shared.caps.metrics.all_container_stats().await?;
+        Ok(all.into_iter().filter(|s| ids.contains(&s.container_id)).collect())
+    }
+
+    async fn register(&mut self, desc: MetricDesc) -> CapResult<()> {
+        if !self.shared.perms.metrics {
+            return Err(self.shared.deny("metrics", "register", &desc.name, "the metrics capability is not granted".into()));
+        }
+        if !valid_metric_name(&desc.name) {
+            return Err(CapError::Invalid(format!("metric name `{}` must match [a-z_][a-z0-9_]{{0,63}}", desc.name)));
+        }
+        if let Some(bad) = desc.label_names.iter().find(|l| !valid_metric_name(l)) {
+            return Err(CapError::Invalid(format!("label name `{bad}` must match [a-z_][a-z0-9_]{{0,63}}")));
+        }
+        {
+            let mut registered = self.shared.metrics.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(existing) = registered.get(&desc.name) {
+                return if *existing == desc {
+                    Ok(())
+                } else {
+                    Err(CapError::Invalid(format!("metric `{}` is already registered differently", desc.name)))
+                };
+            }
+            if registered.len() >= MAX_METRICS {
+                return Err(CapError::QuotaExceeded);
+            }
+            registered.insert(desc.name.clone(), desc.clone());
+        }
+        let result = self.shared.caps.metrics.register(&self.shared.name, &desc);
+        if result.is_err() {
+            let mut registered = self.shared.metrics.lock().unwrap_or_else(|p| p.into_inner());
+            registered.remove(&desc.name);
+        }
+        result
+    }
+
+    async fn counter_add(&mut self, name: String, label_values: Vec<String>, value: f64) -> CapResult<()> {
+        self.shared.record_metric("counter-add", MetricKind::Counter, name, label_values, value)
+    }
+
+    async fn gauge_set(&mut self, name: String, label_values: Vec<String>, value: f64) -> CapResult<()> {
+        self.shared.record_metric("gauge-set", MetricKind::Gauge, name, label_values, value)
+    }
+
+    async fn histogram_observe(&mut self, name: String, label_values: Vec<String>, value: f64) -> CapResult<()> {
+        self.shared.record_metric("histogram-observe", MetricKind::Histogram, name, label_values, value)
+    }
+}
+
+impl PluginShared {
+    fn storage_quota(&self, action: &'static str, key: &str) -> CapResult<u64> {
+        match self.perms.storage_quota_bytes {
+            Some(q) => Ok(q),
+            None => Err(self.deny("storage", action, key, "the storage capability is not granted".into())),
+        }
+    }
+}
+
+fn check_key(key: &str) -> CapResult<()> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(CapError::Invalid(format!("storage keys must be 1..={MAX_KEY_BYTES} bytes")));
+    }
+    Ok(())
+}
+
+impl wit::storage::Host for PluginState {
+    async fn get(&mut self, key: String) -> CapResult<Option<Vec<u8>>> {
+        self.shared.storage_quota("get", &key)?;
+        check_key(&key)?;
+        self.shared.caps.storage.get(&self.shared.name, &key).await
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>) -> CapResult<()> {
+        let quota = self.shared.storage_quota("set", &key)?;
+        check_key(&key)?;
+        if (key.len() + value.len()) as u64 > quota {
+            return Err(CapError::QuotaExceeded);
+        }
+        self.shared.caps.storage.set(&self.shared.name, &key, value, quota).await
+    }
+
+    async fn delete(&mut self, key: String) -> CapResult<bool> {
+        self.shared.storage_quota("delete", &key)?;
+        check_key(&key)?;
+        self.shared.caps.storage.delete(&self.shared.name, &key).await
+    }
+
+    async fn list_keys(&mut self, prefix: String) -> CapResult<Vec<String>> {
+        self.shared.storage_quota("list-keys", &prefix)?;
+        self.shared.caps.storage.list_keys(&self.shared.name, &prefix).await
+    }
+}
+
+impl wit::http_outbound::Host for PluginState {
+    async fn send(&mut self, request: OutboundRequest) -> CapResult<OutboundResponse> {
+        let Some(perm) = self.shared.perms.http_outbound.clone() else {
+            return Err(self.shared.deny("http-outbound", "send", &request.url, "the http-outbound capability is not granted".into()));
+        };
+        let url = url::Url::parse(&request.url).map_err(|e| CapError::Invalid(format!("url `{}`: {e}", request.url)))?;
+        if url.scheme() != "http" && url.scheme() != "https" {
+            return Err(CapError::Invalid(format!("url scheme `{}` is not http or https", url.scheme())));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(CapError::Invalid("credentials in the URL are not allowed; use a header".into()));
+        }
+        let host = url.host_str().unwrap_or("").trim_end_matches('.').to_ascii_lowercase();
+        if !perm.hosts.iter().any(|p| host_matches(p, &host)) {
+            return Err(self.shared.deny("http-outbound", "send", &host, format!("host `{host}` is not in the granted allowlist")));
+        }
+        {
+            let mut window = self.shared.http_window.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            while window.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60)) {
+                window.pop_front();
+            }
+            if window.len() >= perm.max_requests_per_minute as usize {
+                return Err(CapError::QuotaExceeded);
+            }
+            window.push_back(now);
+        }
+        let asked = request.timeout_ms.map(|ms| Duration::from_millis(ms.into())).unwrap_or(MAX_HOST_WAIT);
+        let wait = self.shared.host_wait(asked);
+        let fut = self.shared.caps.http.send(&self.shared.name, &url, request, wait);
+        match tokio::time::timeout(wait, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(CapError::Timeout),
+        }
+    }
+}
+
+impl wit::events::Host for PluginState {
+    async fn publish(&mut self, topic: String, payload: String) -> CapResult<()> {
+        let Some(patterns) = &self.shared.perms.events_publish else {
+            return Err(self.shared.deny("events", "publish", &topic, "the events capability is not granted".into()));
+        };
+        if !patterns.iter().any(|p| topic_matches(p, &topic)) {
+            return Err(self.shared.deny("events", "publish", &topic, format!("topic `{topic}` is not in the granted publish list")));
+        }
+        if payload.len() > MAX_EVENT_BYTES {
+            return Err(CapError::Invalid(format!("payload larger than {MAX_EVENT_BYTES} bytes")));
+        }
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&payload) {
+            return Err(CapError::Invalid(format!("payload is not JSON: {e}")));
+        }
+        self.shared.caps.events.publish(&self.shared.name, &topic, &payload)
+    }
+}
+
+/// Frozen WASI clocks: std's `Instant`/`SystemTime` see time 0. Plugins get
+/// time only through the `clock` interface (which the host can audit and
+/// fake in tests).
+pub(crate) struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// A WASI context with no authority: no preopened directories, no
+/// environment, no arguments, no network, stdio going nowhere, frozen
+/// clocks. Rust's std imports WASI even in a plugin that never uses it, so
+/// the interfaces are linked, but they can do nothing.
+pub(crate) fn deny_all_wasi() -> WasiCtx {
+    let mut b = WasiCtx::builder();
+    b.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }))
+        .wall_clock(FrozenClock)
+        .monotonic_clock(FrozenClock);
+    b.build()
+}

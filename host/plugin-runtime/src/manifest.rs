@@ -1,0 +1,635 @@
+//! `plugin.toml`: what a plugin is and what it asks for; the admin's
+//! [`Grant`]; and the [`Permissions`] a plugin effectively gets (the
+//! intersection of both, never more than either).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ManifestError;
+
+/// The plugin API version this host implements (the WIT package version).
+pub const HOST_API_VERSION: &str = "0.1.0";
+
+/// A validated `plugin.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Manifest {
+    /// Lowercase slug (`[a-z][a-z0-9-]{0,62}`); also the URL segment under
+    /// `/api/v1/plugins/` and the Prometheus metric prefix.
+    pub name: String,
+    /// The plugin's own version (semver).
+    pub version: String,
+    /// The plugin API version it was built against (semver, no prerelease).
+    pub api_version: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub author: Option<String>,
+    /// How often `on-tick` runs, e.g. `"10s"`, `"500ms"`, `"5m"`. No ticks
+    /// if absent.
+    #[serde(default)]
+    pub tick_interval: Option<String>,
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Default configuration passed (as JSON) to `init`.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+/// Requested (manifest) or approved (grant) capabilities. `None` means not
+/// requested / not granted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Capabilities {
+    #[serde(default)]
+    pub containers: Option<ContainersCap>,
+    #[serde(default)]
+    pub storage: Option<StorageCap>,
+    #[serde(default)]
+    pub http_outbound: Option<HttpOutboundCap>,
+    #[serde(default)]
+    pub events: Option<EventsCap>,
+    #[serde(default)]
+    pub metrics: Option<MetricsCap>,
+}
+
+/// `containers = { access = "read", selector = "wakedock.enable=true" }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ContainersCap {
+    pub access: Access,
+    /// Comma-separated label terms, each `key=value` or `key` (label
+    /// present). A container is visible only if it matches every term.
+    /// Absent: all containers.
+    #[serde(default)]
+    pub selector: Option<String>,
+}
+
+/// Container access level; `write` implies `read`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// `storage = { quota-bytes = 1048576 }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StorageCap {
+    pub quota_bytes: u64,
+}
+
+/// `http-outbound = { hosts = ["hooks.slack.com"], max-requests-per-minute = 60 }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HttpOutboundCap {
+    /// Exact host names, or `*.example.com` for any subdomain.
+    pub hosts: Vec<String>,
+    #[serde(default = "default_rpm")]
+    pub max_requests_per_minute: u32,
+}
+
+fn default_rpm() -> u32 {
+    60
+}
+
+/// `events = { publish = ["wake.*"], subscribe = ["stacks.*"] }`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EventsCap {
+    /// Topics the plugin may publish (`a.b` exact or `a.*` prefix).
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// Event-bus topics delivered to `on-event` (container events are
+    /// delivered by the `containers` capability).
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+}
+
+/// `metrics = {}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MetricsCap {}
+
+/// `[limits]`; unset values take the host defaults ([`crate::RuntimeConfig`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Limits {
+    /// Linear memory per instance.
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    /// CPU time per call, enforced by epoch deadlines (even in a tight loop).
+    #[serde(default)]
+    pub cpu_ms_per_call: Option<u64>,
+    /// Wall time per call, host calls included.
+    #[serde(default)]
+    pub wall_ms_per_call: Option<u64>,
+    /// Live instances (concurrent calls) per plugin.
+    #[serde(default)]
+    pub max_instances: Option<u32>,
+    /// Wasm tables per instance.
+    #[serde(default)]
+    pub max_tables: Option<u32>,
+    /// Elements per wasm table.
+    #[serde(default)]
+    pub max_table_elements: Option<u32>,
+}
+
+/// What the administrator approved for a plugin: same shape as the
+/// manifest's request. Anything absent here is not granted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Grant {
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    /// Optional tighter limits than the manifest asks for.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+impl Grant {
+    /// A grant approving exactly what `manifest` requests (an admin's
+    /// "approve all").
+    pub fn approve_all(manifest: &Manifest) -> Grant {
+        Grant {
+            capabilities: manifest.capabilities.clone(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Parses a grant from TOML with the same field-naming errors as a
+    /// manifest.
+    pub fn from_toml(text: &str) -> Result<Grant, ManifestError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| ManifestError::Syntax(e.to_string()))?;
+        let grant: Grant = serde_path_to_error::deserialize(de).map_err(path_error)?;
+        grant.capabilities.validate("capabilities")?;
+        Ok(grant)
+    }
+}
+
+fn path_error(e: serde_path_to_error::Error<toml::de::Error>) -> ManifestError {
+    let field = e.path().to_string();
+    let inner = e.into_inner();
+    ManifestError::Field {
+        field: if field == "." { "(top level)".to_owned() } else { field },
+        message: inner.message().to_owned(),
+    }
+}
+
+fn field_err(field: impl Into<String>, message: impl Into<String>) -> ManifestError {
+    ManifestError::Field {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+impl Manifest {
+    /// Parses and validates `plugin.toml`. Every error names the offending
+    /// field.
+    pub fn from_toml(text: &str) -> Result<Manifest, ManifestError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| ManifestError::Syntax(e.to_string()))?;
+        let manifest: Manifest = serde_path_to_error::deserialize(de).map_err(path_error)?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    /// Checks every field's syntax and range (not API compatibility, see
+    /// [`check_api_version`]).
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        validate_slug(&self.name).map_err(|m| field_err("name", m))?;
+        semver::Version::parse(&self.version)
+            .map_err(|e| field_err("version", format!("`{}` is not a semantic version: {e}", self.version)))?;
+        parse_api_version(&self.api_version)?;
+        if let Some(t) = &self.tick_interval {
+            let d = parse_duration(t).map_err(|m| field_err("tick-interval", m))?;
+            if d < Duration::from_millis(100) {
+                return Err(field_err("tick-interval", "must be at least 100ms"));
+            }
+        }
+        self.capabilities.validate("capabilities")?;
+        self.limits.validate("limits")?;
+        Ok(())
+    }
+
+    /// The tick interval, if the plugin wants ticks.
+    pub fn tick_interval(&self) -> Option<Duration> {
+        self.tick_interval.as_deref().and_then(|t| parse_duration(t).ok())
+    }
+
+    /// `[config]` as a JSON object.
+    pub fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).unwrap_or_else(|_| serde_json::Value::Object(Default::default()))
+    }
+}
+
+fn parse_api_version(v: &str) -> Result<semver::Version, ManifestError> {
+    let parsed = semver::Version::parse(v)
+        .map_err(|e| field_err("api-version", format!("`{v}` is not a semantic version: {e}")))?;
+    if !parsed.pre.is_empty() {
+        return Err(field_err("api-version", "prerelease API versions are not supported"));
+    }
+    Ok(parsed)
+}
+
+/// Whether a plugin built against `plugin_api` can run on this host.
+///
+/// Same major; for `0.x`, same minor too; and the host's minor must be at
+/// least the plugin's (a plugin may use functions added in its minor).
+pub fn check_api_version(plugin_api: &str) -> Result<(), crate::RuntimeError> {
+    let plugin = parse_api_version(plugin_api)?;
+    let host = semver::Version::parse(HOST_API_VERSION).expect("HOST_API_VERSION is valid semver");
+    let compatible = if host.major == 0 {
+        plugin.major == 0 && plugin.minor == host.minor
+    } else {
+        plugin.major == host.major && plugin.minor <= host.minor
+    };
+    if compatible {
+        Ok(())
+    } else {
+        Err(crate::RuntimeError::IncompatibleApi {
+            plugin: plugin_api.to_owned(),
+            host: HOST_API_VERSION.to_owned(),
+        })
+    }
+}
+
+fn validate_slug(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.as_bytes()[0].is_ascii_lowercase()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a lowercase slug (letters, digits and '-', starting with a letter, at most 63 characters)"
+        ))
+    }
+}
+
+/// Parses `"250ms"`, `"10s"`, `"5m"`, `"1h"`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like \"10s\" or \"500ms\""))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(format!("`{text}`: unknown unit `{unit}` (use ms, s, m or h)")),
+    };
+    Ok(d)
+}
+
+impl Capabilities {
+    fn validate(&self, at: &str) -> Result<(), ManifestError> {
+        if let Some(c) = &self.containers {
+            if let Some(sel) = &c.selector {
+                Selector::parse(sel).map_err(|m| field_err(format!("{at}.containers.selector"), m))?;
+            }
+        }
+        if let Some(h) = &self.http_outbound {
+            for (i, host) in h.hosts.iter().enumerate() {
+                validate_host_pattern(host).map_err(|m| field_err(format!("{at}.http-outbound.hosts[{i}]"), m))?;
+            }
+        }
+        if let Some(e) = &self.events {
+            for (i, t) in e.publish.iter().enumerate() {
+                validate_topic_pattern(t).map_err(|m| field_err(format!("{at}.events.publish[{i}]"), m))?;
+            }
+            for (i, t) in e.subscribe.iter().enumerate() {
+                validate_topic_pattern(t).map_err(|m| field_err(format!("{at}.events.subscribe[{i}]"), m))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Limits {
+    fn validate(&self, at: &str) -> Result<(), ManifestError> {
+        let nonzero = |v: Option<u64>, name: &str| match v {
+            Some(0) => Err(field_err(format!("{at}.{name}"), "must be greater than 0")),
+            _ => Ok(()),
+        };
+        nonzero(self.memory_bytes, "memory-bytes")?;
+        nonzero(self.cpu_ms_per_call, "cpu-ms-per-call")?;
+        nonzero(self.wall_ms_per_call, "wall-ms-per-call")?;
+        nonzero(self.max_instances.map(u64::from), "max-instances")?;
+        Ok(())
+    }
+}
+
+fn validate_host_pattern(host: &str) -> Result<(), String> {
+    let body = host.strip_prefix("*.").unwrap_or(host);
+    let ok = !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !body.starts_with('.')
+        && !body.ends_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{host}` is not a lowercase host name or `*.domain` pattern"))
+    }
+}
+
+fn validate_topic_pattern(topic: &str) -> Result<(), String> {
+    let body = topic.strip_suffix(".*").unwrap_or(topic);
+    let ok = topic == "*"
+        || (!body.is_empty()
+            && body
+                .split('.')
+                .all(|seg| !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{topic}` is not a topic (`a.b`) or pattern (`a.*`)"))
+    }
+}
+
+/// Whether `topic` matches `pattern` (`a.*` matches `a.b` and `a.b.c`;
+/// `*` matches everything).
+pub fn topic_matches(pattern: &str, topic: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.strip_suffix(".*") {
+        Some(prefix) => topic.len() > prefix.len() + 1 && topic.starts_with(prefix) && topic.as_bytes()[prefix.len()] == b'.',
+        None => pattern == topic,
+    }
+}
+
+/// Whether `host` (lowercase) matches `pattern` (`*.x.com` matches
+/// `a.x.com` and `a.b.x.com`, not `x.com`).
+pub fn host_matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(domain) => host.len() > domain.len() + 1 && host.ends_with(domain) && host.as_bytes()[host.len() - domain.len() - 1] == b'.',
+        None => pattern == host,
+    }
+}
+
+/// A parsed label selector: every term must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selector {
+    /// (key, Some(value)) requires `key=value`; (key, None) requires `key`.
+    pub terms: BTreeSet<(String, Option<String>)>,
+}
+
+impl Selector {
+    /// Parses `a=b,c`.
+    pub fn parse(text: &str) -> Result<Selector, String> {
+        let mut terms = BTreeSet::new();
+        for raw in text.split(',') {
+            let term = raw.trim();
+            if term.is_empty() {
+                continue;
+            }
+            let (k, v) = match term.split_once('=') {
+                Some((k, v)) => (k.trim(), Some(v.trim().to_owned())),
+                None => (term, None),
+            };
+            if k.is_empty() || k.contains(char::is_whitespace) {
+                return Err(format!("`{term}` is not a label term (`key=value` or `key`)"));
+            }
+            terms.insert((k.to_owned(), v));
+        }
+        Ok(Selector { terms })
+    }
+
+    /// Whether `labels` satisfy every term.
+    pub fn matches(&self, labels: &[(String, String)]) -> bool {
+        self.terms.iter().all(|(k, v)| {
+            labels
+                .iter()
+                .any(|(lk, lv)| lk == k && v.as_ref().is_none_or(|v| v == lv))
+        })
+    }
+
+    /// Conjunction of two selectors (a container must match both).
+    pub fn and(&self, other: &Selector) -> Selector {
+        Selector {
+            terms: self.terms.union(&other.terms).cloned().collect(),
+        }
+    }
+}
+
+/// What a plugin may do: the manifest's request ∩ the admin's grant.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Permissions {
+    pub containers: Option<ContainerPermission>,
+    pub storage_quota_bytes: Option<u64>,
+    pub http_outbound: Option<HttpPermission>,
+    pub events_publish: Option<Vec<String>>,
+    pub events_subscribe: Vec<String>,
+    pub metrics: bool,
+}
+
+/// Effective container permission.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerPermission {
+    pub access: Access,
+    pub selector: Selector,
+}
+
+/// Effective outbound HTTP permission.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpPermission {
+    pub hosts: Vec<String>,
+    pub max_requests_per_minute: u32,
+}
+
+fn pattern_covered(pattern: &str, by: &[String], matches: fn(&str, &str) -> bool) -> bool {
+    by.iter().any(|g| g == pattern || (!pattern.contains('*') && matches(g, pattern)))
+}
+
+impl Permissions {
+    /// Intersects a request with a grant. A pattern survives only if the
+    /// grant has the same pattern or one covering it; a plain name survives
+    /// if a grant pattern matches it.
+    pub fn intersect(requested: &Capabilities, granted: &Capabilities) -> Permissions {
+        let containers = match (&requested.containers, &granted.containers) {
+            (Some(r), Some(g)) => {
+                let sel = |c: &ContainersCap| c.selector.as_deref().map(Selector::parse).transpose().ok().flatten().unwrap_or_default();
+                Some(ContainerPermission {
+                    access: r.access.min(g.access),
+                    selector: sel(r).and(&sel(g)),
+                })
+            }
+            _ => None,
+        };
+        let storage_quota_bytes = match (&requested.storage, &granted.storage) {
+            (Some(r), Some(g)) => Some(r.quota_bytes.min(g.quota_bytes)),
+            _ => None,
+        };
+        let http_outbound = match (&requested.http_outbound, &granted.http_outbound) {
+            (Some(r), Some(g)) => Some(HttpPermission {
+                hosts: r
+                    .hosts
+                    .iter()
+                    .filter(|h| pattern_covered(h, &g.hosts, host_matches))
+                    .cloned()
+                    .collect(),
+                max_requests_per_minute: r.max_requests_per_minute.min(g.max_requests_per_minute),
+            }),
+            _ => None,
+        };
+        let (events_publish, events_subscribe) = match (&requested.events, &granted.events) {
+            (Some(r), Some(g)) => (
+                Some(
+                    r.publish
+                        .iter()
+                        .filter(|t| pattern_covered(t, &g.publish, topic_matches))
+                        .cloned()
+                        .collect(),
+                ),
+                r.subscribe
+                    .iter()
+                    .filter(|t| pattern_covered(t, &g.subscribe, topic_matches))
+                    .cloned()
+                    .collect(),
+            ),
+            _ => (None, Vec::new()),
+        };
+        Permissions {
+            containers,
+            storage_quota_bytes,
+            http_outbound,
+            events_publish,
+            events_subscribe,
+            metrics: requested.metrics.is_some() && granted.metrics.is_some(),
+        }
+    }
+
+    /// Whether the WIT interface named `iface` (e.g. `containers`) may be
+    /// linked for this plugin. `types`, `log`, `clock` and `auth` always may.
+    pub fn allows_interface(&self, iface: &str) -> bool {
+        match iface {
+            "types" | "log" | "clock" | "auth" => true,
+            "containers" => self.containers.is_some(),
+            "metrics" => self.metrics,
+            "storage" => self.storage_quota_bytes.is_some(),
+            "http-outbound" => self.http_outbound.is_some(),
+            "events" => self.events_publish.is_some(),
+            _ => false,
+        }
+    }
+}
+
+/// Effective limits: the smallest of manifest, grant and host maximum.
+pub(crate) fn min_opt(values: &[Option<u64>], host_default: u64, host_max: u64) -> u64 {
+    let asked = values.iter().flatten().copied().min().unwrap_or(host_default);
+    asked.min(host_max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "wake"
+version = "1.2.3"
+api-version = "0.1.0"
+description = "d"
+author = "a"
+tick-interval = "10s"
+[capabilities]
+containers = { access = "write", selector = "wakedock.enable=true" }
+storage = { quota-bytes = 1048576 }
+http-outbound = { hosts = ["hooks.slack.com", "*.example.com"], max-requests-per-minute = 60 }
+events = { publish = ["wake.*"] }
+metrics = {}
+[limits]
+memory-bytes = 1000000
+[config]
+x = 1
+"#;
+
+    #[test]
+    fn parses_a_full_manifest() {
+        let m = Manifest::from_toml(GOOD).unwrap();
+        assert_eq!(m.name, "wake");
+        assert_eq!(m.tick_interval(), Some(Duration::from_secs(10)));
+        assert_eq!(m.capabilities.containers.as_ref().unwrap().access, Access::Write);
+        assert_eq!(m.config_json(), serde_json::json!({"x": 1}));
+    }
+
+    fn field_of(text: &str) -> String {
+        match Manifest::from_toml(text) {
+            Err(ManifestError::Field { field, .. }) => field,
+            other => panic!("expected a field error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(field_of(&GOOD.replace("name = \"wake\"", "name = \"Wake!\"")), "name");
+        assert_eq!(field_of(&GOOD.replace("version = \"1.2.3\"", "version = \"one\"")), "version");
+        assert_eq!(field_of(&GOOD.replace("access = \"write\"", "access = \"root\"")), "capabilities.containers.access");
+        assert_eq!(field_of(&GOOD.replace("quota-bytes = 1048576", "quota-bytes = \"big\"")), "capabilities.storage.quota-bytes");
+        assert_eq!(field_of(&GOOD.replace("metrics = {}", "metrics = {}\nshell = {}")), "capabilities");
+        assert_eq!(field_of(&GOOD.replace("tick-interval = \"10s\"", "tick-interval = \"10 parsecs\"")), "tick-interval");
+        assert_eq!(field_of(&GOOD.replace("\"hooks.slack.com\"", "\"Hooks.Slack.com/x\"")), "capabilities.http-outbound.hosts[0]");
+        assert_eq!(field_of(&GOOD.replace("memory-bytes = 1000000", "memory-bytes = 0")), "limits.memory-bytes");
+        assert_eq!(field_of(&GOOD.replace("api-version = \"0.1.0\"", "api-version = \"0.1.0-beta\"")), "api-version");
+        assert_eq!(field_of("name = \"x\"\nversion = \"1.0.0\""), "api-version");
+    }
+
+    #[test]
+    fn api_versions() {
+        assert!(check_api_version("0.1.0").is_ok());
+        assert!(check_api_version("0.2.0").is_err());
+        assert!(check_api_version("9.0.0").is_err());
+        assert!(check_api_version("1.0.0").is_err());
+    }
+
+    #[test]
+    fn intersection_never_exceeds_either_side() {
+        let m = Manifest::from_toml(GOOD).unwrap();
+        let grant = Grant::from_toml(
+            r#"
+[capabilities]
+containers = { access = "read", selector = "team=a" }
+storage = { quota-bytes = 10 }
+http-outbound = { hosts = ["hooks.slack.com", "*.other.org"], max-requests-per-minute = 600 }
+"#,
+        )
+        .unwrap();
+        let p = Permissions::intersect(&m.capabilities, &grant.capabilities);
+        let c = p.containers.unwrap();
+        assert_eq!(c.access, Access::Read);
+        assert!(c.selector.matches(&[("team".into(), "a".into()), ("wakedock.enable".into(), "true".into())]));
+        assert!(!c.selector.matches(&[("wakedock.enable".into(), "true".into())]));
+        assert_eq!(p.storage_quota_bytes, Some(10));
+        let h = p.http_outbound.unwrap();
+        assert_eq!(h.hosts, vec!["hooks.slack.com".to_owned()]);
+        assert_eq!(h.max_requests_per_minute, 60);
+        assert_eq!(p.events_publish, None);
+        assert!(!p.metrics);
+        assert!(!p.allows_interface("events"));
+        assert!(p.allows_interface("log"));
+    }
+
+    #[test]
+    fn matching_rules() {
+        assert!(topic_matches("wake.*", "wake.started"));
+        assert!(!topic_matches("wake.*", "wake"));
+        assert!(!topic_matches("wake.*", "wakeful.x"));
+        assert!(host_matches("*.example.com", "a.example.com"));
+        assert!(!host_matches("*.example.com", "example.com"));
+        assert!(!host_matches("*.example.com", "evilexample.com"));
+        assert!(host_matches("hooks.slack.com", "hooks.slack.com"));
+    }
+}

@@ -1,0 +1,318 @@
+//! In-memory capability implementations, so the runtime (and code using it)
+//! can be tested without Docker, a database or a network. Enabled by the
+//! `testing` feature.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::caps::*;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Containers held in a vector; start/stop change their state.
+#[derive(Default)]
+pub struct MemoryContainers {
+    pub containers: Mutex<Vec<Container>>,
+    /// `(action, id)` of every mutating call that reached the host.
+    pub actions: Mutex<Vec<(String, String)>>,
+}
+
+impl MemoryContainers {
+    pub fn add(&self, id: &str, name: &str, running: bool, labels: &[(&str, &str)]) {
+        lock(&self.containers).push(Container {
+            id: id.into(),
+            name: name.into(),
+            image: "test/image:latest".into(),
+            state: if running { ContainerState::Running } else { ContainerState::Exited },
+            health: Health::None,
+            labels: labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+            started_at_ms: running.then_some(0),
+        });
+    }
+
+    fn find(&self, id: &str) -> CapResult<Container> {
+        lock(&self.containers)
+            .iter()
+            .find(|c| c.id == id || c.name == id)
+            .cloned()
+            .ok_or(CapError::NotFound)
+    }
+
+    fn set_state(&self, action: &str, id: &str, state: ContainerState) -> CapResult<()> {
+        let mut list = lock(&self.containers);
+        let c = list.iter_mut().find(|c| c.id == id || c.name == id).ok_or(CapError::NotFound)?;
+        c.state = state;
+        lock(&self.actions).push((action.into(), c.id.clone()));
+        Ok(())
+    }
+}
+
+impl ContainerHost for MemoryContainers {
+    fn list<'a>(&'a self, filters: &'a [LabelFilter], include_stopped: bool) -> BoxFuture<'a, CapResult<Vec<Container>>> {
+        Box::pin(async move {
+            Ok(lock(&self.containers)
+                .iter()
+                .filter(|c| include_stopped || c.state == ContainerState::Running)
+                .filter(|c| {
+                    filters.iter().all(|f| {
+                        c.labels
+                            .iter()
+                            .any(|(k, v)| *k == f.key && f.value.as_ref().is_none_or(|fv| fv == v))
+                    })
+                })
+                .cloned()
+                .collect())
+        })
+    }
+
+    fn inspect<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<Container>> {
+        Box::pin(async move { self.find(id) })
+    }
+
+    fn start<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<()>> {
+        Box::pin(async move { self.set_state("start", id, ContainerState::Running) })
+    }
+
+    fn stop<'a>(&'a self, id: &'a str, _timeout_secs: Option<u32>) -> BoxFuture<'a, CapResult<()>> {
+        Box::pin(async move { self.set_state("stop", id, ContainerState::Exited) })
+    }
+
+    fn restart<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<()>> {
+        Box::pin(async move { self.set_state("restart", id, ContainerState::Running) })
+    }
+
+    fn await_ready<'a>(&'a self, id: &'a str, timeout: Duration) -> BoxFuture<'a, CapResult<Readiness>> {
+        Box::pin(async move {
+            if self.find(id)?.state == ContainerState::Running {
+                Ok(Readiness::Running)
+            } else {
+                tokio::time::sleep(timeout).await;
+                Err(CapError::Timeout)
+            }
+        })
+    }
+}
+
+/// Key-value storage per plugin with an atomic quota check.
+#[derive(Default)]
+pub struct MemoryStorage {
+    pub data: Mutex<BTreeMap<(String, String), Vec<u8>>>,
+}
+
+impl MemoryStorage {
+    /// Bytes (keys + values) used by `plugin`.
+    pub fn usage(&self, plugin: &str) -> u64 {
+        lock(&self.data)
+            .iter()
+            .filter(|((p, _), _)| p == plugin)
+            .map(|((_, k), v)| (k.len() + v.len()) as u64)
+            .sum()
+    }
+}
+
+impl StorageHost for MemoryStorage {
+    fn get<'a>(&'a self, plugin: &'a str, key: &'a str) -> BoxFuture<'a, CapResult<Option<Vec<u8>>>> {
+        Box::pin(async move { Ok(lock(&self.data).get(&(plugin.to_owned(), key.to_owned())).cloned()) })
+    }
+
+    fn set<'a>(&'a self, plugin: &'a str, key: &'a str, value: Vec<u8>, quota_bytes: u64) -> BoxFuture<'a, CapResult<()>> {
+        Box::pin(async move {
+            let mut data = lock(&self.data);
+            let k = (plugin.to_owned(), key.to_owned());
+            let used: u64 = data
+                .iter()
+                .filter(|((p, kk), _)| p == plugin && kk != key)
+                .map(|((_, kk), v)| (kk.len() + v.len()) as u64)
+                .sum();
+            if used + (key.len() + value.len()) as u64 > quota_bytes {
+                return Err(CapError::QuotaExceeded);
+            }
+            data.insert(k, value);
+            Ok(())
+        })
+    }
+
+    fn delete<'a>(&'a self, plugin: &'a str, key: &'a str) -> BoxFuture<'a, CapResult<bool>> {
+        Box::pin(async move { Ok(lock(&self.data).remove(&(plugin.to_owned(), key.to_owned())).is_some()) })
+    }
+
+    fn list_keys<'a>(&'a self, plugin: &'a str, prefix: &'a str) -> BoxFuture<'a, CapResult<Vec<String>>> {
+        Box::pin(async move {
+            Ok(lock(&self.data)
+                .keys()
+                .filter(|(p, k)| p == plugin && k.starts_with(prefix))
+                .map(|(_, k)| k.clone())
+                .collect())
+        })
+    }
+}
+
+/// Records metric registrations and the latest value per series.
+#[derive(Default)]
+pub struct MemoryMetrics {
+    pub registered: Mutex<Vec<(String, MetricDesc)>>,
+    /// (plugin, metric, label values) → value (sum for counters, last for
+    /// gauges, sum of observations for histograms).
+    pub values: Mutex<BTreeMap<(String, String, Vec<String>), f64>>,
+    pub stats: Mutex<Vec<ContainerStats>>,
+}
+
+impl MetricsHost for MemoryMetrics {
+    fn container_stats<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<ContainerStats>> {
+        Box::pin(async move {
+            lock(&self.stats)
+                .iter()
+                .find(|s| s.container_id == id)
+                .cloned()
+                .ok_or(CapError::NotFound)
+        })
+    }
+
+    fn all_container_stats(&self) -> BoxFuture<'_, CapResult<Vec<ContainerStats>>> {
+        Box::pin(async move { Ok(lock(&self.stats).clone()) })
+    }
+
+    fn register(&self, plugin: &str, desc: &MetricDesc) -> CapResult<()> {
+        lock(&self.registered).push((plugin.into(), desc.clone()));
+        Ok(())
+    }
+
+    fn record(&self, plugin: &str, name: &str, kind: MetricKind, label_values: &[String], value: f64) -> CapResult<()> {
+        let mut values = lock(&self.values);
+        let slot = values
+            .entry((plugin.into(), name.into(), label_values.to_vec()))
+            .or_insert(0.0);
+        match kind {
+            MetricKind::Gauge => *slot = value,
+            MetricKind::Counter | MetricKind::Histogram => *slot += value,
+        }
+        Ok(())
+    }
+}
+
+/// Records published events.
+#[derive(Default)]
+pub struct MemoryEvents {
+    pub published: Mutex<Vec<(String, String, String)>>,
+}
+
+impl EventSink for MemoryEvents {
+    fn publish(&self, plugin: &str, topic: &str, payload: &str) -> CapResult<()> {
+        lock(&self.published).push((plugin.into(), topic.into(), payload.into()));
+        Ok(())
+    }
+}
+
+/// Records outbound requests and answers each with `200` and body `ok`.
+/// No network traffic at all.
+#[derive(Default)]
+pub struct RecordingHttp {
+    pub sent: Mutex<Vec<(String, String)>>,
+}
+
+impl HttpOutbound for RecordingHttp {
+    fn send<'a>(&'a self, plugin: &'a str, url: &'a url::Url, _request: OutboundRequest, _timeout: Duration) -> BoxFuture<'a, CapResult<OutboundResponse>> {
+        Box::pin(async move {
+            lock(&self.sent).push((plugin.into(), url.to_string()));
+            Ok(OutboundResponse {
+                status: 200,
+                headers: Vec::new(),
+                body: b"ok".to_vec(),
+            })
+        })
+    }
+}
+
+/// Records log lines.
+#[derive(Default)]
+pub struct MemoryLog {
+    pub lines: Mutex<Vec<(String, LogLevel, String)>>,
+}
+
+impl LogSink for MemoryLog {
+    fn log(&self, plugin: &str, level: LogLevel, message: &str) {
+        lock(&self.lines).push((plugin.into(), level, message.into()));
+    }
+}
+
+/// Records audit entries.
+#[derive(Default)]
+pub struct MemoryAudit {
+    pub entries: Mutex<Vec<AuditEntry>>,
+}
+
+impl AuditSink for MemoryAudit {
+    fn record(&self, entry: AuditEntry) {
+        lock(&self.entries).push(entry);
+    }
+}
+
+/// All in-memory capabilities, with handles to inspect them.
+#[derive(Default, Clone)]
+pub struct TestHost {
+    pub containers: Arc<MemoryContainers>,
+    pub storage: Arc<MemoryStorage>,
+    pub metrics: Arc<MemoryMetrics>,
+    pub events: Arc<MemoryEvents>,
+    pub http: Arc<RecordingHttp>,
+    pub log: Arc<MemoryLog>,
+    pub audit: Arc<MemoryAudit>,
+}
+
+impl TestHost {
+    pub fn new() -> TestHost {
+        TestHost::default()
+    }
+
+    /// The capabilities to hand to [`crate::PluginRuntime::new`].
+    pub fn capabilities(&self) -> HostCapabilities {
+        HostCapabilities {
+            containers: self.containers.clone(),
+            metrics: self.metrics.clone(),
+            storage: self.storage.clone(),
+            http: self.http.clone(),
+            events: self.events.clone(),
+            log: self.log.clone(),
+            audit: self.audit.clone(),
+        }
+    }
+
+    /// Audit entries so far.
+    pub fn audit_entries(&self) -> Vec<AuditEntry> {
+        lock(&self.audit.entries).clone()
+    }
+
+    /// Log lines of `plugin` so far.
+    pub fn log_lines(&self, plugin: &str) -> Vec<String> {
+        lock(&self.log.lines)
+            .iter()
+            .filter(|(p, _, _)| p == plugin)
+            .map(|(_, _, m)| m.clone())
+            .collect()
+    }
+}
+
+/// A viewer caller for HTTP tests.
+pub fn test_caller() -> AuthContext {
+    AuthContext {
+        user_id: "u-1".into(),
+        username: "alice".into(),
+        role: Role::Operator,
+        permissions: vec!["containers:read".into()],
+    }
+}
+
+/// A GET request for HTTP tests.
+pub fn get(path: &str) -> HttpRequest {
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    HttpRequest {
+        method: "GET".into(),
+        path: path.into(),
+        query: query.into(),
+        headers: Vec::new(),
+        body: Vec::new(),
+    }
+}
