@@ -1,8 +1,10 @@
 //! The host keeps serving while the Docker engine goes away and comes back.
 //!
 //! The test runs its own engine (a second `dockerd` on a private socket,
-//! data root and exec root, no bridge, no iptables), so stopping it touches
-//! nothing else on the machine.
+//! data root and exec root, no bridge, no iptables) in a network namespace
+//! of its own, so neither starting nor stopping it touches anything else on
+//! the machine. (A `dockerd --bridge=none` in the host's namespace deletes
+//! the host's `docker0` on start: the namespace is what prevents that.)
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -24,7 +26,8 @@ impl PrivateEngine {
 
     fn start(dir: &Path) -> Self {
         let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
-        let child = Command::new("dockerd")
+        let child = Command::new("unshare")
+            .args(["--net", "--", "dockerd"])
             .arg(format!("--host=unix://{}", Self::socket(dir).display()))
             .arg(format!("--data-root={}", dir.join("data").display()))
             .arg(format!("--exec-root={}", dir.join("exec").display()))

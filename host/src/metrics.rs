@@ -38,13 +38,13 @@ impl Metrics {
         let http_duration = HistogramVec::new(
             HistogramOpts::new(
                 "http_request_duration_seconds",
-                "Time to response head, by method and route",
+                "Time to response head, by method, route and status",
             )
             .buckets(vec![
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 10.0,
             ]),
-            &["method", "route"],
+            &["method", "route", "status"],
         )?;
         let containers = IntGaugeVec::new(
             Opts::new("containers", "Containers on the engine by state"),
@@ -102,11 +102,11 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         .unwrap_or_else(|| "unmatched".into());
     let response = next.run(req).await;
     let m = &state.metrics;
-    m.http_requests
-        .with_label_values(&[&method, &route, response.status().as_str()])
-        .inc();
+    let status = response.status();
+    let labels = [method.as_str(), route.as_str(), status.as_str()];
+    m.http_requests.with_label_values(&labels).inc();
     m.http_duration
-        .with_label_values(&[&method, &route])
+        .with_label_values(&labels)
         .observe(start.elapsed().as_secs_f64());
     response
 }

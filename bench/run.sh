@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every benchmark; each prints its figures with a baseline measured in
+# the same run. Record what it prints in docs/benchmarks.md.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+echo "== host idle memory"
+"$here/idle-rss.sh"
+if [ -f "$here/plugin-runtime/Cargo.toml" ]; then
+  echo "== plugin runtime"
+  "$here/../scripts/build-plugins.sh" >/dev/null
+  cargo run --release -q -p wakedock-bench-plugins
+fi
