@@ -4,7 +4,7 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export ROOT
 # State of the services the scripts start (sockets, logs, data dirs).
-STATE_DIR="${WAKEDOCK_STATE_DIR:-/tmp/wakedock-dev}"
+STATE_DIR="${WD_STATE_DIR:-/tmp/wakedock-dev}"
 export STATE_DIR
 mkdir -p "$STATE_DIR"
 
@@ -56,7 +56,7 @@ ensure_docker() {
 
 # A private PostgreSQL cluster on 127.0.0.1:$PG_PORT for tests; exports
 # WAKEDOCK_TEST_PG_URL.
-PG_PORT="${WAKEDOCK_TEST_PG_PORT:-55432}"
+PG_PORT="${WD_TEST_PG_PORT:-55432}"
 ensure_postgres() {
   apt_install postgresql libpq-dev
   local bin

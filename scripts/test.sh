@@ -27,8 +27,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 log "cargo test"
 # Artifacts (screenshots, logs) of end-to-end tests land here.
-export WAKEDOCK_ARTIFACTS="${WAKEDOCK_ARTIFACTS:-$ROOT/ci-artifacts}"
-mkdir -p "$WAKEDOCK_ARTIFACTS"
+export WD_ARTIFACTS="${WD_ARTIFACTS:-$ROOT/ci-artifacts}"
+mkdir -p "$WD_ARTIFACTS"
 cargo test --workspace --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
 
 log "all tests passed in $(( $(date +%s) - started )) s"

@@ -37,6 +37,44 @@ pub enum Command {
     /// Manage users directly in the database (works with the server stopped).
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage plugins in the database; a running host applies the change
+    /// within two seconds.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Install or upgrade a plugin from its plugin.toml and .wasm. Without
+    /// --grant, shows what the plugin requests and installs nothing.
+    Install {
+        #[arg(long, value_name = "PLUGIN.TOML")]
+        manifest: PathBuf,
+        #[arg(long, value_name = "COMPONENT.WASM")]
+        wasm: PathBuf,
+        /// `all` to approve what the plugin requests, or a TOML file with an
+        /// explicit grant ([capabilities], [limits]).
+        #[arg(long, value_name = "all|FILE")]
+        grant: Option<String>,
+        /// Overrides of the manifest's [config], as a JSON object.
+        #[arg(long, value_name = "JSON")]
+        config: Option<String>,
+        /// Install it disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Installed plugins.
+    List,
+    Enable {
+        name: String,
+    },
+    Disable {
+        name: String,
+    },
+    /// Uninstall: delete the plugin, its files and its storage.
+    Remove {
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +157,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::User(cmd) => user_command(&config, cmd).await,
+        Command::Plugin(cmd) => plugin_command(&config, cmd).await,
     }
 }
 
@@ -208,4 +247,113 @@ async fn audit_cli(db: &Db, action: &str, target: &str) {
     e.target = Some(target.to_string());
     e.detail = Some("via the wakedock command line".into());
     let _ = db.run(move |c| crate::db::audit::insert(c, &e)).await;
+}
+
+async fn plugin_command(config: &Config, cmd: PluginCommand) -> anyhow::Result<()> {
+    use crate::db::plugins as rows;
+    use crate::plugins::{store_files, GrantSpec, PluginPackage, Source};
+    use wakedock_plugin_runtime::Grant;
+
+    let db = open_db(config).await?;
+    let plugins_dir = config.wakedock.data_path.join("plugins");
+    match cmd {
+        PluginCommand::Install {
+            manifest,
+            wasm,
+            grant,
+            config: plugin_config,
+            disabled,
+        } => {
+            let package = PluginPackage::from_files(&manifest, &wasm)?;
+            let m = package.manifest()?;
+            wakedock_plugin_runtime::manifest::check_api_version(&m.api_version)?;
+            let Some(grant) = grant else {
+                println!(
+                    "{} {} (plugin API {}) requests:\n{}",
+                    m.name,
+                    m.version,
+                    m.api_version,
+                    toml::to_string_pretty(&m.capabilities)?
+                );
+                anyhow::bail!(
+                    "nothing installed: pass --grant all, or --grant FILE with an explicit grant"
+                );
+            };
+            let spec = if grant == "all" {
+                GrantSpec::All(crate::plugins::AllMarker)
+            } else {
+                let text = std::fs::read_to_string(&grant)
+                    .with_context(|| format!("reading grant file {grant}"))?;
+                GrantSpec::Explicit(Box::new(Grant::from_toml(&text)?))
+            };
+            let grant = spec.resolve(&m).map_err(|e| anyhow::anyhow!(e))?;
+            let plugin_config: serde_json::Value = match plugin_config {
+                Some(c) => serde_json::from_str(&c).context("--config must be a JSON object")?,
+                None => serde_json::Value::Null,
+            };
+            if !(plugin_config.is_null() || plugin_config.is_object()) {
+                anyhow::bail!("--config must be a JSON object");
+            }
+            let row = store_files(
+                &plugins_dir,
+                &m,
+                &package,
+                &grant,
+                &plugin_config,
+                !disabled,
+                Source::Cli,
+            )?;
+            let name = row.name.clone();
+            db.run(move |c| rows::upsert(c, &row)).await?;
+            audit_cli(&db, "plugin.install", &name).await;
+            println!(
+                "installed {name} {} ({}); a running host loads it within 2 s",
+                m.version,
+                if disabled { "disabled" } else { "enabled" }
+            );
+        }
+        PluginCommand::List => {
+            let list = db.run(rows::list).await?;
+            println!(
+                "{:<20} {:<10} {:<8} {:<8} SHA-256",
+                "NAME", "VERSION", "ENABLED", "SOURCE"
+            );
+            for p in list {
+                println!(
+                    "{:<20} {:<10} {:<8} {:<8} {}",
+                    p.name,
+                    p.version,
+                    p.enabled,
+                    p.source,
+                    &p.wasm_sha256[..16.min(p.wasm_sha256.len())]
+                );
+            }
+        }
+        PluginCommand::Enable { name } => set_plugin_enabled(&db, &name, true).await?,
+        PluginCommand::Disable { name } => set_plugin_enabled(&db, &name, false).await?,
+        PluginCommand::Remove { name } => {
+            let n = name.clone();
+            if !db.run(move |c| rows::delete(c, &n)).await? {
+                anyhow::bail!("no plugin named {name:?} is installed");
+            }
+            let _ = std::fs::remove_dir_all(plugins_dir.join(&name));
+            audit_cli(&db, "plugin.remove", &name).await;
+            println!("removed {name}");
+        }
+    }
+    Ok(())
+}
+
+async fn set_plugin_enabled(db: &Db, name: &str, enabled: bool) -> anyhow::Result<()> {
+    let n = name.to_string();
+    if !db
+        .run(move |c| crate::db::plugins::set_enabled(c, &n, enabled))
+        .await?
+    {
+        anyhow::bail!("no plugin named {name:?} is installed");
+    }
+    let action = if enabled { "enabled" } else { "disabled" };
+    audit_cli(db, "plugin.update", name).await;
+    println!("{action} {name}; a running host applies it within 2 s");
+    Ok(())
 }

@@ -32,7 +32,6 @@ const NON_KEY_ENV_VARS: &[&str] = &[
     "admin_password",
     "bridge_token",
     "test_pg_url",
-    "test_docker_socket",
 ];
 
 /// The whole configuration.
@@ -44,6 +43,59 @@ pub struct Config {
     pub logging: LoggingConfig,
     pub docker: DockerConfig,
     pub security: SecurityConfig,
+    /// Plugins installed from files at start (source `config`). Removing
+    /// one from this list uninstalls it.
+    pub plugins: Vec<PluginDecl>,
+    pub plugin_runtime: PluginRuntimeConfig,
+}
+
+/// How the host treats misbehaving plugins.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginRuntimeConfig {
+    /// Consecutive failed calls (trap, timeout, limit) that put a plugin in
+    /// the `failed` state.
+    pub failure_threshold: u32,
+    /// First wait before a failed plugin is retried; doubles up to
+    /// `failure_backoff_max`.
+    pub failure_backoff: HumanDuration,
+    pub failure_backoff_max: HumanDuration,
+}
+
+impl Default for PluginRuntimeConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 3,
+            failure_backoff: HumanDuration(Duration::from_secs(30)),
+            failure_backoff_max: HumanDuration(Duration::from_secs(30 * 60)),
+        }
+    }
+}
+
+/// A plugin declared in the config file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PluginDecl {
+    /// Its `plugin.toml`.
+    pub manifest: PathBuf,
+    /// Its component (`.wasm`).
+    pub wasm: PathBuf,
+    /// `all` (what the manifest requests) or an explicit grant.
+    #[serde(default = "grant_all")]
+    pub grant: crate::plugins::GrantSpec,
+    /// Overrides of the manifest's `[config]`.
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+}
+
+fn grant_all() -> crate::plugins::GrantSpec {
+    crate::plugins::GrantSpec::All(crate::plugins::AllMarker)
+}
+
+fn enabled_by_default() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -362,6 +414,36 @@ impl Config {
             return Err(fail("database.pool_size", "must be at least 1".into()));
         }
         validate_log_filter(&self.logging.level).map_err(|e| fail("logging.level", e))?;
+        if self.plugin_runtime.failure_threshold == 0 {
+            return Err(fail(
+                "plugin_runtime.failure_threshold",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.plugin_runtime.failure_backoff > self.plugin_runtime.failure_backoff_max {
+            return Err(fail(
+                "plugin_runtime.failure_backoff",
+                "must not exceed failure_backoff_max".into(),
+            ));
+        }
+        for (i, p) in self.plugins.iter().enumerate() {
+            for (what, path) in [("manifest", &p.manifest), ("wasm", &p.wasm)] {
+                if !path.is_file() {
+                    return Err(fail(
+                        &format!("plugins.{i}.{what}"),
+                        format!(
+                            "{} does not exist (build plugins with scripts/build-plugins.sh)",
+                            path.display()
+                        ),
+                    ));
+                }
+            }
+            if let Some(c) = &p.config {
+                if !c.is_object() {
+                    return Err(fail(&format!("plugins.{i}.config"), "must be a map".into()));
+                }
+            }
+        }
         if self.docker.socket_path.as_os_str().is_empty() {
             return Err(fail("docker.socket_path", "must not be empty".into()));
         }

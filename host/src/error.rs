@@ -36,6 +36,10 @@ pub enum ApiError {
     EngineUnavailable(String),
     #[error("the Docker engine refused the request: {0}")]
     EngineError(String),
+    #[error("{0}")]
+    PluginUnavailable(String),
+    #[error("the plugin failed: {0}")]
+    PluginFailed(String),
     #[error("the database is unavailable")]
     DatabaseUnavailable(#[source] anyhow::Error),
     #[error("internal error")]
@@ -87,7 +91,8 @@ impl ApiError {
             Self::EngineUnavailable(_) | Self::DatabaseUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::EngineError(_) => StatusCode::BAD_GATEWAY,
+            Self::EngineError(_) | Self::PluginFailed(_) => StatusCode::BAD_GATEWAY,
+            Self::PluginUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -105,6 +110,8 @@ impl ApiError {
             Self::RateLimited { .. } => "rate_limited",
             Self::EngineUnavailable(_) => "docker_unavailable",
             Self::EngineError(_) => "docker_error",
+            Self::PluginUnavailable(_) => "plugin_unavailable",
+            Self::PluginFailed(_) => "plugin_error",
             Self::DatabaseUnavailable(_) => "database_unavailable",
             Self::Internal(_) => "internal_error",
         }

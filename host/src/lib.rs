@@ -11,6 +11,9 @@
 //!   rate limits, and the [`auth::AuthUser`] extractor that enforces roles.
 //! - [`api`]: the HTTP handlers of `/api/v1`, `/health` and `/metrics`,
 //!   annotated for the OpenAPI document.
+//! - [`plugins`]: installs and runs WebAssembly plugins (the runtime is
+//!   the `wakedock-plugin-runtime` crate) and implements their
+//!   capabilities on top of the ones above; [`events`] is the event bus.
 //! - [`http`]: [`http::app`] assembles router and middleware from an
 //!   [`AppState`], with no socket, so tests can drive it directly.
 //! - [`server`]: [`server::run`] serves an app on a listener until a
@@ -24,8 +27,10 @@ pub mod config;
 pub mod db;
 pub mod docker;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod metrics;
+pub mod plugins;
 pub mod secrets;
 pub mod server;
 pub mod state;

@@ -39,13 +39,32 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         config.docker.socket_path.clone(),
         config.docker.stop_timeout.get(),
     );
+    let metrics = Arc::new(Metrics::new()?);
+    let bus = crate::events::EventBus::default();
+    let plugins = Arc::new(
+        crate::plugins::PluginManager::new(
+            db.clone(),
+            docker.clone(),
+            bus.clone(),
+            metrics.registry.clone(),
+            data,
+            &config.plugin_runtime,
+        )
+        .context("starting the plugin runtime")?,
+    );
+    plugins
+        .start(&config.plugins)
+        .await
+        .context("loading plugins")?;
     Ok(AppState {
         keys: Arc::new(TokenKeys::new(
             secret.as_bytes(),
             config.security.access_token_ttl.get(),
         )),
         limits: Arc::new(RateLimits::new(&config.security.rate_limit)),
-        metrics: Arc::new(Metrics::new()?),
+        metrics,
+        bus,
+        plugins,
         config: Arc::new(config),
         db,
         docker,
@@ -107,6 +126,12 @@ pub async fn run(
     let token = state.shutdown.clone();
     tokio::spawn(state.docker.clone().supervise(token.clone()));
     tokio::spawn(maintenance(state.clone(), token.clone()));
+    tokio::spawn(
+        state
+            .plugins
+            .clone()
+            .run(state.docker.clone(), state.bus.clone(), token.clone()),
+    );
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = state.db.backend(), "WakeDock is listening");

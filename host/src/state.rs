@@ -10,7 +10,9 @@ use crate::config::Config;
 use crate::db::audit::{self, NewAuditEntry};
 use crate::db::Db;
 use crate::docker::DockerEngine;
+use crate::events::EventBus;
 use crate::metrics::Metrics;
+use crate::plugins::PluginManager;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -20,6 +22,8 @@ pub struct AppState {
     pub keys: Arc<TokenKeys>,
     pub limits: Arc<RateLimits>,
     pub metrics: Arc<Metrics>,
+    pub bus: EventBus,
+    pub plugins: Arc<PluginManager>,
     /// Cancelled when the server shuts down; long-lived responses (log
     /// follow) end on it so a graceful shutdown does not wait forever.
     pub shutdown: CancellationToken,

@@ -113,6 +113,29 @@ pub fn test_config(data: &std::path::Path, db_url: &str) -> Config {
     c
 }
 
+type Launched = (
+    String,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+);
+
+/// Builds the host from `config` and serves it on 127.0.0.1, port 0.
+async fn launch(config: &Config) -> Launched {
+    let state = wakedock::server::build_state(config.clone())
+        .await
+        .expect("build host state");
+    wakedock::server::bootstrap_admin(&state.db, Some(ADMIN_PASSWORD.into()))
+        .await
+        .expect("bootstrap admin");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(wakedock::server::run(listener, state, async move {
+        let _ = rx.await;
+    }));
+    (base, tx, task)
+}
+
 /// A running host.
 pub struct TestHost {
     pub base: String,
@@ -135,27 +158,52 @@ impl TestHost {
         let db = TestDatabase::new(backend, dir.path()).expect("test database");
         let mut config = test_config(&dir.path().join("data"), &db.url);
         tweak(&mut config);
-        let state = wakedock::server::build_state(config.clone())
-            .await
-            .expect("build host state");
-        wakedock::server::bootstrap_admin(&state.db, Some(ADMIN_PASSWORD.into()))
-            .await
-            .expect("bootstrap admin");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(wakedock::server::run(listener, state, async move {
-            let _ = rx.await;
-        }));
+        let (base, shutdown, task) = launch(&config).await;
         Self {
             base,
             config,
             backend,
-            shutdown: Some(tx),
+            shutdown: Some(shutdown),
             task: Some(task),
             _db: db,
             _dir: dir,
         }
+    }
+
+    /// Stops the host gracefully and starts it again on the same data
+    /// directory and database (a new port).
+    pub async fn restart(mut self) -> Self {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(15), t)
+                .await
+                .expect("host stops within 15 s")
+                .expect("host task")
+                .expect("host stopped cleanly");
+        }
+        let (base, shutdown, task) = launch(&self.config).await;
+        self.base = base;
+        self.shutdown = Some(shutdown);
+        self.task = Some(task);
+        self
+    }
+
+    /// The host's data directory.
+    pub fn data_path(&self) -> PathBuf {
+        self.config.wakedock.data_path.clone()
+    }
+
+    /// Writes the host's configuration as a YAML file (for CLI commands
+    /// that must act on the same database and data directory).
+    pub fn write_config_file(&self) -> PathBuf {
+        let path = self._dir.path().join("wakedock.yaml");
+        let mut c = self.config.clone();
+        c.plugins.clear();
+        // JSON is YAML.
+        std::fs::write(&path, serde_json::to_string_pretty(&c).unwrap()).unwrap();
+        path
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -317,10 +365,20 @@ impl TestContainer {
     /// Creates and starts a test app container with these env vars,
     /// publishing its port 8080 on 127.0.0.1.
     pub async fn run(env: &[(&str, &str)]) -> Self {
-        Self::create(env, true, None).await
+        Self::create(env, &[], true, None).await
     }
 
-    pub async fn create(env: &[(&str, &str)], start: bool, socket: Option<PathBuf>) -> Self {
+    /// Like [`TestContainer::run`], with extra labels.
+    pub async fn run_labelled(env: &[(&str, &str)], labels: &[(&str, &str)]) -> Self {
+        Self::create(env, labels, true, None).await
+    }
+
+    pub async fn create(
+        env: &[(&str, &str)],
+        extra_labels: &[(&str, &str)],
+        start: bool,
+        socket: Option<PathBuf>,
+    ) -> Self {
         use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
         use bollard::query_parameters::CreateContainerOptionsBuilder;
         use std::collections::HashMap;
@@ -332,6 +390,9 @@ impl TestContainer {
         let name = unique("wd-test");
         let mut labels = HashMap::new();
         labels.insert(TEST_LABEL.to_string(), "true".to_string());
+        for (k, v) in extra_labels {
+            labels.insert(k.to_string(), v.to_string());
+        }
         let mut ports = HashMap::new();
         ports.insert(
             "8080/tcp".to_string(),

@@ -57,7 +57,11 @@ impl CompileCache {
 
     /// Returns the compiled component for `wasm`, from the cache when
     /// possible. Blocking (compiles): call from a blocking thread.
-    pub fn load_or_compile(&self, engine: &Engine, wasm: &[u8]) -> wasmtime::Result<(Component, CacheOutcome)> {
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+    ) -> wasmtime::Result<(Component, CacheOutcome)> {
         let Some(dir) = &self.dir else {
             return Ok((Component::new(engine, wasm)?, CacheOutcome::Uncached));
         };
@@ -81,12 +85,21 @@ impl CompileCache {
 }
 
 /// Loads an artifact written by [`CompileCache::load_or_compile`].
+///
+/// Reads the file into memory rather than using
+/// `Component::deserialize_file`: that one maps the file, and if anything
+/// truncates or rewrites the file while the plugin is loaded the host dies
+/// of SIGBUS (seen in the corrupt-artifact test). Reading costs a copy of a
+/// few hundred KiB per load, well under a millisecond.
 #[allow(unsafe_code)]
 fn load_artifact(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    let bytes = std::fs::read(path)?;
     // SAFETY: `path` is inside the runtime's own cache directory and was
     // produced by `Engine::precompile_component` of a compatible engine
     // (the file name carries the engine compatibility hash, and wasmtime
-    // re-checks the header). Nothing else writes there: plugins have no
-    // filesystem access, and the directory belongs to the host.
-    unsafe { Component::deserialize_file(engine, path) }
+    // re-checks the header and version). Nothing else is meant to write
+    // there: plugins have no filesystem access, and the directory belongs to
+    // the host. The bytes are an owned copy, so later changes to the file
+    // cannot affect the loaded code.
+    unsafe { Component::deserialize(engine, &bytes) }
 }

@@ -17,12 +17,14 @@ use std::time::{Duration, SystemTime};
 
 pub use crate::bindings::wakedock::plugin::auth::Role;
 pub use crate::bindings::wakedock::plugin::containers::{LabelFilter, Readiness};
-pub use crate::bindings::wakedock::plugin::http_outbound::{Request as OutboundRequest, Response as OutboundResponse};
+pub use crate::bindings::wakedock::plugin::http_outbound::{
+    Request as OutboundRequest, Response as OutboundResponse,
+};
 pub use crate::bindings::wakedock::plugin::log::Level as LogLevel;
 pub use crate::bindings::wakedock::plugin::metrics::{ContainerStats, MetricDesc, MetricKind};
 pub use crate::bindings::wakedock::plugin::types::{
-    Container, ContainerEvent, ContainerEventKind, ContainerState, Error as CapError, Event, Health, HttpRequest,
-    HttpResponse, PluginEvent,
+    Container, ContainerEvent, ContainerEventKind, ContainerState, Error as CapError, Event,
+    Health, HttpRequest, HttpResponse, PluginEvent,
 };
 
 /// A boxed `Send` future, the return type of every capability method.
@@ -38,7 +40,11 @@ pub type CapResult<T> = Result<T, CapError>;
 pub trait ContainerHost: Send + Sync {
     /// Containers carrying every label in `filters` (`value: None` = any
     /// value); stopped ones only if `include_stopped`.
-    fn list<'a>(&'a self, filters: &'a [LabelFilter], include_stopped: bool) -> BoxFuture<'a, CapResult<Vec<Container>>>;
+    fn list<'a>(
+        &'a self,
+        filters: &'a [LabelFilter],
+        include_stopped: bool,
+    ) -> BoxFuture<'a, CapResult<Vec<Container>>>;
     /// One container by id or name; `CapError::NotFound` if absent.
     fn inspect<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<Container>>;
     fn start<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<()>>;
@@ -47,7 +53,11 @@ pub trait ContainerHost: Send + Sync {
     /// Resolves when the container is running and ready (healthy, or a port
     /// answers), driven by Docker events; `CapError::Timeout` after
     /// `timeout`. The runtime also bounds it by the call's wall-time limit.
-    fn await_ready<'a>(&'a self, id: &'a str, timeout: Duration) -> BoxFuture<'a, CapResult<Readiness>>;
+    fn await_ready<'a>(
+        &'a self,
+        id: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, CapResult<Readiness>>;
 }
 
 /// Host-collected metrics and the plugin's own Prometheus metrics. The
@@ -62,19 +72,40 @@ pub trait MetricsHost: Send + Sync {
     fn register(&self, plugin: &str, desc: &MetricDesc) -> CapResult<()>;
     /// Applies one update: add for counters, set for gauges, observe for
     /// histograms.
-    fn record(&self, plugin: &str, name: &str, kind: MetricKind, label_values: &[String], value: f64) -> CapResult<()>;
+    fn record(
+        &self,
+        plugin: &str,
+        name: &str,
+        kind: MetricKind,
+        label_values: &[String],
+        value: f64,
+    ) -> CapResult<()>;
 }
 
 /// Per-plugin key-value storage.
 pub trait StorageHost: Send + Sync {
-    fn get<'a>(&'a self, plugin: &'a str, key: &'a str) -> BoxFuture<'a, CapResult<Option<Vec<u8>>>>;
+    fn get<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, CapResult<Option<Vec<u8>>>>;
     /// Must fail with `CapError::QuotaExceeded`, atomically, if the plugin's
     /// total (sum of key + value lengths, with this write applied) would
     /// exceed `quota_bytes`.
-    fn set<'a>(&'a self, plugin: &'a str, key: &'a str, value: Vec<u8>, quota_bytes: u64) -> BoxFuture<'a, CapResult<()>>;
+    fn set<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+        value: Vec<u8>,
+        quota_bytes: u64,
+    ) -> BoxFuture<'a, CapResult<()>>;
     fn delete<'a>(&'a self, plugin: &'a str, key: &'a str) -> BoxFuture<'a, CapResult<bool>>;
     /// Keys starting with `prefix`, sorted.
-    fn list_keys<'a>(&'a self, plugin: &'a str, prefix: &'a str) -> BoxFuture<'a, CapResult<Vec<String>>>;
+    fn list_keys<'a>(
+        &'a self,
+        plugin: &'a str,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, CapResult<Vec<String>>>;
 }
 
 /// Outbound HTTP. Called only for URLs whose host is in the plugin's
@@ -82,7 +113,13 @@ pub trait StorageHost: Send + Sync {
 /// implementation must send to exactly `url` and must not follow redirects
 /// to other hosts.
 pub trait HttpOutbound: Send + Sync {
-    fn send<'a>(&'a self, plugin: &'a str, url: &'a url::Url, request: OutboundRequest, timeout: Duration) -> BoxFuture<'a, CapResult<OutboundResponse>>;
+    fn send<'a>(
+        &'a self,
+        plugin: &'a str,
+        url: &'a url::Url,
+        request: OutboundRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'a, CapResult<OutboundResponse>>;
 }
 
 /// The host's event bus.

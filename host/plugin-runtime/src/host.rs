@@ -17,8 +17,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::wakedock::plugin as wit;
 use crate::caps::{
-    AuditEntry, AuthContext, CapError, CapResult, Container, ContainerStats, HostCapabilities, LabelFilter,
-    MetricDesc, MetricKind, OutboundRequest, OutboundResponse, Readiness,
+    AuditEntry, AuthContext, CapError, CapResult, Container, ContainerStats, HostCapabilities,
+    LabelFilter, MetricDesc, MetricKind, OutboundRequest, OutboundResponse, Readiness,
 };
 use crate::manifest::{host_matches, topic_matches, Access, ContainerPermission, Permissions};
 
@@ -46,7 +46,12 @@ pub(crate) struct PluginShared {
 }
 
 impl PluginShared {
-    pub fn new(name: String, perms: Permissions, caps: HostCapabilities, wall_limit: Duration) -> Self {
+    pub fn new(
+        name: String,
+        perms: Permissions,
+        caps: HostCapabilities,
+        wall_limit: Duration,
+    ) -> Self {
         PluginShared {
             name,
             perms,
@@ -71,7 +76,12 @@ pub(crate) struct Limiter {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_limit {
             self.memory_hit = true;
             return Ok(false);
@@ -80,7 +90,12 @@ impl ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.table_elements_limit {
             self.table_hit = true;
             return Ok(false);
@@ -128,7 +143,13 @@ impl WasiView for PluginState {
 
 impl PluginShared {
     /// Records a refusal and returns the error the plugin sees.
-    fn deny(&self, capability: &'static str, action: &'static str, target: &str, reason: String) -> CapError {
+    fn deny(
+        &self,
+        capability: &'static str,
+        action: &'static str,
+        target: &str,
+        reason: String,
+    ) -> CapError {
         self.caps.audit.record(AuditEntry {
             plugin: self.name.clone(),
             capability,
@@ -140,24 +161,48 @@ impl PluginShared {
         CapError::PermissionDenied(reason)
     }
 
-    fn container_perm(&self, action: &'static str, target: &str) -> CapResult<&ContainerPermission> {
+    fn container_perm(
+        &self,
+        action: &'static str,
+        target: &str,
+    ) -> CapResult<&ContainerPermission> {
         match &self.perms.containers {
             Some(p) => Ok(p),
-            None => Err(self.deny("containers", action, target, "the containers capability is not granted".into())),
+            None => Err(self.deny(
+                "containers",
+                action,
+                target,
+                "the containers capability is not granted".into(),
+            )),
         }
     }
 
     /// Resolves `id` and checks it is inside the plugin's selector (and
     /// that the plugin may write, if `write`).
-    async fn visible_container(&self, action: &'static str, id: &str, write: bool) -> CapResult<Container> {
+    async fn visible_container(
+        &self,
+        action: &'static str,
+        id: &str,
+        write: bool,
+    ) -> CapResult<Container> {
         let perm = self.container_perm(action, id)?;
         if write && perm.access < Access::Write {
-            return Err(self.deny("containers", action, id, format!("{action} needs containers access \"write\"; granted \"read\"")));
+            return Err(self.deny(
+                "containers",
+                action,
+                id,
+                format!("{action} needs containers access \"write\"; granted \"read\""),
+            ));
         }
         let selector = perm.selector.clone();
         let c = self.caps.containers.inspect(id).await?;
         if !selector.matches(&c.labels) {
-            return Err(self.deny("containers", action, id, format!("container `{}` is outside the granted selector", c.name)));
+            return Err(self.deny(
+                "containers",
+                action,
+                id,
+                format!("container `{}` is outside the granted selector", c.name),
+            ));
         }
         Ok(c)
     }
@@ -214,12 +259,16 @@ impl wit::auth::Host for PluginState {
     async fn has_permission(&mut self, permission: String) -> bool {
         self.caller
             .as_ref()
-            .is_some_and(|c| c.permissions.iter().any(|p| *p == permission))
+            .is_some_and(|c| c.permissions.contains(&permission))
     }
 }
 
 impl wit::containers::Host for PluginState {
-    async fn list(&mut self, filters: Vec<LabelFilter>, include_stopped: bool) -> CapResult<Vec<Container>> {
+    async fn list(
+        &mut self,
+        filters: Vec<LabelFilter>,
+        include_stopped: bool,
+    ) -> CapResult<Vec<Container>> {
         let perm = self.shared.container_perm("list", "*")?;
         let selector = perm.selector.clone();
         let mut all = filters;
@@ -227,9 +276,17 @@ impl wit::containers::Host for PluginState {
             key: k.clone(),
             value: v.clone(),
         }));
-        let list = self.shared.caps.containers.list(&all, include_stopped).await?;
+        let list = self
+            .shared
+            .caps
+            .containers
+            .list(&all, include_stopped)
+            .await?;
         // Defence in depth: never trust the implementation to have filtered.
-        Ok(list.into_iter().filter(|c| selector.matches(&c.labels)).collect())
+        Ok(list
+            .into_iter()
+            .filter(|c| selector.matches(&c.labels))
+            .collect())
     }
 
     async fn inspect(&mut self, id: String) -> CapResult<Container> {
@@ -252,9 +309,15 @@ impl wit::containers::Host for PluginState {
     }
 
     async fn await_ready(&mut self, id: String, timeout_ms: u32) -> CapResult<Readiness> {
-        let c = self.shared.visible_container("await-ready", &id, false).await?;
-        let wait = self.shared.host_wait(Duration::from_millis(timeout_ms.into()));
-        match tokio::time::timeout(wait, self.shared.caps.containers.await_ready(&c.id, wait)).await {
+        let c = self
+            .shared
+            .visible_container("await-ready", &id, false)
+            .await?;
+        let wait = self
+            .shared
+            .host_wait(Duration::from_millis(timeout_ms.into()));
+        match tokio::time::timeout(wait, self.shared.caps.containers.await_ready(&c.id, wait)).await
+        {
             Ok(r) => r,
             Err(_) => Err(CapError::Timeout),
         }
@@ -265,16 +328,32 @@ fn valid_metric_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && (name.as_bytes()[0].is_ascii_lowercase() || name.as_bytes()[0] == b'_')
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 impl PluginShared {
-    fn record_metric(&self, action: &'static str, kind: MetricKind, name: String, labels: Vec<String>, value: f64) -> CapResult<()> {
+    fn record_metric(
+        &self,
+        action: &'static str,
+        kind: MetricKind,
+        name: String,
+        labels: Vec<String>,
+        value: f64,
+    ) -> CapResult<()> {
         if !self.perms.metrics {
-            return Err(self.deny("metrics", action, &name, "the metrics capability is not granted".into()));
+            return Err(self.deny(
+                "metrics",
+                action,
+                &name,
+                "the metrics capability is not granted".into(),
+            ));
         }
         if !value.is_finite() {
-            return Err(CapError::Invalid(format!("metric `{name}`: value must be finite")));
+            return Err(CapError::Invalid(format!(
+                "metric `{name}`: value must be finite"
+            )));
         }
         {
             let registered = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
@@ -282,7 +361,10 @@ impl PluginShared {
                 return Err(CapError::NotFound);
             };
             if desc.kind != kind {
-                return Err(CapError::Invalid(format!("metric `{name}` is a {:?}, not a {kind:?}", desc.kind)));
+                return Err(CapError::Invalid(format!(
+                    "metric `{name}` is a {:?}, not a {kind:?}",
+                    desc.kind
+                )));
             }
             if desc.label_names.len() != labels.len() {
                 return Err(CapError::Invalid(format!(
@@ -293,9 +375,13 @@ impl PluginShared {
             }
         }
         if kind == MetricKind::Counter && value < 0.0 {
-            return Err(CapError::Invalid(format!("counter `{name}` cannot decrease")));
+            return Err(CapError::Invalid(format!(
+                "counter `{name}` cannot decrease"
+            )));
         }
-        self.caps.metrics.record(&self.name, &name, kind, &labels, value)
+        self.caps
+            .metrics
+            .record(&self.name, &name, kind, &labels, value)
     }
 
     async fn visible_ids(&self) -> CapResult<Option<Vec<String>>> {
@@ -306,11 +392,19 @@ impl PluginShared {
             .selector
             .terms
             .iter()
-            .map(|(k, v)| LabelFilter { key: k.clone(), value: v.clone() })
+            .map(|(k, v)| LabelFilter {
+                key: k.clone(),
+                value: v.clone(),
+            })
             .collect();
         let selector = perm.selector.clone();
         let list = self.caps.containers.list(&filters, true).await?;
-        Ok(Some(list.into_iter().filter(|c| selector.matches(&c.labels)).map(|c| c.id).collect()))
+        Ok(Some(
+            list.into_iter()
+                .filter(|c| selector.matches(&c.labels))
+                .map(|c| c.id)
+                .collect(),
+        ))
     }
 }
 
@@ -322,29 +416,54 @@ impl wit::metrics::Host for PluginState {
 
     async fn all_stats(&mut self) -> CapResult<Vec<ContainerStats>> {
         let Some(ids) = self.shared.visible_ids().await? else {
-            return Err(self.shared.deny("metrics", "all-stats", "*", "reading container stats needs the containers capability".into()));
+            return Err(self.shared.deny(
+                "metrics",
+                "all-stats",
+                "*",
+                "reading container stats needs the containers capability".into(),
+            ));
         };
         let all = self.shared.caps.metrics.all_container_stats().await?;
-        Ok(all.into_iter().filter(|s| ids.contains(&s.container_id)).collect())
+        Ok(all
+            .into_iter()
+            .filter(|s| ids.contains(&s.container_id))
+            .collect())
     }
 
     async fn register(&mut self, desc: MetricDesc) -> CapResult<()> {
         if !self.shared.perms.metrics {
-            return Err(self.shared.deny("metrics", "register", &desc.name, "the metrics capability is not granted".into()));
+            return Err(self.shared.deny(
+                "metrics",
+                "register",
+                &desc.name,
+                "the metrics capability is not granted".into(),
+            ));
         }
         if !valid_metric_name(&desc.name) {
-            return Err(CapError::Invalid(format!("metric name `{}` must match [a-z_][a-z0-9_]{{0,63}}", desc.name)));
+            return Err(CapError::Invalid(format!(
+                "metric name `{}` must match [a-z_][a-z0-9_]{{0,63}}",
+                desc.name
+            )));
         }
         if let Some(bad) = desc.label_names.iter().find(|l| !valid_metric_name(l)) {
-            return Err(CapError::Invalid(format!("label name `{bad}` must match [a-z_][a-z0-9_]{{0,63}}")));
+            return Err(CapError::Invalid(format!(
+                "label name `{bad}` must match [a-z_][a-z0-9_]{{0,63}}"
+            )));
         }
         {
-            let mut registered = self.shared.metrics.lock().unwrap_or_else(|p| p.into_inner());
+            let mut registered = self
+                .shared
+                .metrics
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if let Some(existing) = registered.get(&desc.name) {
                 return if *existing == desc {
                     Ok(())
                 } else {
-                    Err(CapError::Invalid(format!("metric `{}` is already registered differently", desc.name)))
+                    Err(CapError::Invalid(format!(
+                        "metric `{}` is already registered differently",
+                        desc.name
+                    )))
                 };
             }
             if registered.len() >= MAX_METRICS {
@@ -354,22 +473,54 @@ impl wit::metrics::Host for PluginState {
         }
         let result = self.shared.caps.metrics.register(&self.shared.name, &desc);
         if result.is_err() {
-            let mut registered = self.shared.metrics.lock().unwrap_or_else(|p| p.into_inner());
+            let mut registered = self
+                .shared
+                .metrics
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             registered.remove(&desc.name);
         }
         result
     }
 
-    async fn counter_add(&mut self, name: String, label_values: Vec<String>, value: f64) -> CapResult<()> {
-        self.shared.record_metric("counter-add", MetricKind::Counter, name, label_values, value)
+    async fn counter_add(
+        &mut self,
+        name: String,
+        label_values: Vec<String>,
+        value: f64,
+    ) -> CapResult<()> {
+        self.shared.record_metric(
+            "counter-add",
+            MetricKind::Counter,
+            name,
+            label_values,
+            value,
+        )
     }
 
-    async fn gauge_set(&mut self, name: String, label_values: Vec<String>, value: f64) -> CapResult<()> {
-        self.shared.record_metric("gauge-set", MetricKind::Gauge, name, label_values, value)
+    async fn gauge_set(
+        &mut self,
+        name: String,
+        label_values: Vec<String>,
+        value: f64,
+    ) -> CapResult<()> {
+        self.shared
+            .record_metric("gauge-set", MetricKind::Gauge, name, label_values, value)
     }
 
-    async fn histogram_observe(&mut self, name: String, label_values: Vec<String>, value: f64) -> CapResult<()> {
-        self.shared.record_metric("histogram-observe", MetricKind::Histogram, name, label_values, value)
+    async fn histogram_observe(
+        &mut self,
+        name: String,
+        label_values: Vec<String>,
+        value: f64,
+    ) -> CapResult<()> {
+        self.shared.record_metric(
+            "histogram-observe",
+            MetricKind::Histogram,
+            name,
+            label_values,
+            value,
+        )
     }
 }
 
@@ -377,14 +528,21 @@ impl PluginShared {
     fn storage_quota(&self, action: &'static str, key: &str) -> CapResult<u64> {
         match self.perms.storage_quota_bytes {
             Some(q) => Ok(q),
-            None => Err(self.deny("storage", action, key, "the storage capability is not granted".into())),
+            None => Err(self.deny(
+                "storage",
+                action,
+                key,
+                "the storage capability is not granted".into(),
+            )),
         }
     }
 }
 
 fn check_key(key: &str) -> CapResult<()> {
     if key.is_empty() || key.len() > MAX_KEY_BYTES {
-        return Err(CapError::Invalid(format!("storage keys must be 1..={MAX_KEY_BYTES} bytes")));
+        return Err(CapError::Invalid(format!(
+            "storage keys must be 1..={MAX_KEY_BYTES} bytes"
+        )));
     }
     Ok(())
 }
@@ -402,41 +560,80 @@ impl wit::storage::Host for PluginState {
         if (key.len() + value.len()) as u64 > quota {
             return Err(CapError::QuotaExceeded);
         }
-        self.shared.caps.storage.set(&self.shared.name, &key, value, quota).await
+        self.shared
+            .caps
+            .storage
+            .set(&self.shared.name, &key, value, quota)
+            .await
     }
 
     async fn delete(&mut self, key: String) -> CapResult<bool> {
         self.shared.storage_quota("delete", &key)?;
         check_key(&key)?;
-        self.shared.caps.storage.delete(&self.shared.name, &key).await
+        self.shared
+            .caps
+            .storage
+            .delete(&self.shared.name, &key)
+            .await
     }
 
     async fn list_keys(&mut self, prefix: String) -> CapResult<Vec<String>> {
         self.shared.storage_quota("list-keys", &prefix)?;
-        self.shared.caps.storage.list_keys(&self.shared.name, &prefix).await
+        self.shared
+            .caps
+            .storage
+            .list_keys(&self.shared.name, &prefix)
+            .await
     }
 }
 
 impl wit::http_outbound::Host for PluginState {
     async fn send(&mut self, request: OutboundRequest) -> CapResult<OutboundResponse> {
         let Some(perm) = self.shared.perms.http_outbound.clone() else {
-            return Err(self.shared.deny("http-outbound", "send", &request.url, "the http-outbound capability is not granted".into()));
+            return Err(self.shared.deny(
+                "http-outbound",
+                "send",
+                &request.url,
+                "the http-outbound capability is not granted".into(),
+            ));
         };
-        let url = url::Url::parse(&request.url).map_err(|e| CapError::Invalid(format!("url `{}`: {e}", request.url)))?;
+        let url = url::Url::parse(&request.url)
+            .map_err(|e| CapError::Invalid(format!("url `{}`: {e}", request.url)))?;
         if url.scheme() != "http" && url.scheme() != "https" {
-            return Err(CapError::Invalid(format!("url scheme `{}` is not http or https", url.scheme())));
+            return Err(CapError::Invalid(format!(
+                "url scheme `{}` is not http or https",
+                url.scheme()
+            )));
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(CapError::Invalid("credentials in the URL are not allowed; use a header".into()));
+            return Err(CapError::Invalid(
+                "credentials in the URL are not allowed; use a header".into(),
+            ));
         }
-        let host = url.host_str().unwrap_or("").trim_end_matches('.').to_ascii_lowercase();
+        let host = url
+            .host_str()
+            .unwrap_or("")
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
         if !perm.hosts.iter().any(|p| host_matches(p, &host)) {
-            return Err(self.shared.deny("http-outbound", "send", &host, format!("host `{host}` is not in the granted allowlist")));
+            return Err(self.shared.deny(
+                "http-outbound",
+                "send",
+                &host,
+                format!("host `{host}` is not in the granted allowlist"),
+            ));
         }
         {
-            let mut window = self.shared.http_window.lock().unwrap_or_else(|p| p.into_inner());
+            let mut window = self
+                .shared
+                .http_window
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
-            while window.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60)) {
+            while window
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+            {
                 window.pop_front();
             }
             if window.len() >= perm.max_requests_per_minute as usize {
@@ -444,9 +641,16 @@ impl wit::http_outbound::Host for PluginState {
             }
             window.push_back(now);
         }
-        let asked = request.timeout_ms.map(|ms| Duration::from_millis(ms.into())).unwrap_or(MAX_HOST_WAIT);
+        let asked = request
+            .timeout_ms
+            .map(|ms| Duration::from_millis(ms.into()))
+            .unwrap_or(MAX_HOST_WAIT);
         let wait = self.shared.host_wait(asked);
-        let fut = self.shared.caps.http.send(&self.shared.name, &url, request, wait);
+        let fut = self
+            .shared
+            .caps
+            .http
+            .send(&self.shared.name, &url, request, wait);
         match tokio::time::timeout(wait, fut).await {
             Ok(r) => r,
             Err(_) => Err(CapError::Timeout),
@@ -457,18 +661,33 @@ impl wit::http_outbound::Host for PluginState {
 impl wit::events::Host for PluginState {
     async fn publish(&mut self, topic: String, payload: String) -> CapResult<()> {
         let Some(patterns) = &self.shared.perms.events_publish else {
-            return Err(self.shared.deny("events", "publish", &topic, "the events capability is not granted".into()));
+            return Err(self.shared.deny(
+                "events",
+                "publish",
+                &topic,
+                "the events capability is not granted".into(),
+            ));
         };
         if !patterns.iter().any(|p| topic_matches(p, &topic)) {
-            return Err(self.shared.deny("events", "publish", &topic, format!("topic `{topic}` is not in the granted publish list")));
+            return Err(self.shared.deny(
+                "events",
+                "publish",
+                &topic,
+                format!("topic `{topic}` is not in the granted publish list"),
+            ));
         }
         if payload.len() > MAX_EVENT_BYTES {
-            return Err(CapError::Invalid(format!("payload larger than {MAX_EVENT_BYTES} bytes")));
+            return Err(CapError::Invalid(format!(
+                "payload larger than {MAX_EVENT_BYTES} bytes"
+            )));
         }
         if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&payload) {
             return Err(CapError::Invalid(format!("payload is not JSON: {e}")));
         }
-        self.shared.caps.events.publish(&self.shared.name, &topic, &payload)
+        self.shared
+            .caps
+            .events
+            .publish(&self.shared.name, &topic, &payload)
     }
 }
 

@@ -9,10 +9,12 @@
 //!   in-memory versions;
 //! - **manifest + grant** ([`manifest`]): a plugin gets the intersection of
 //!   what its `plugin.toml` requests and what the admin granted, checked
-//!   twice: only granted interfaces are linked (a component importing more
-//!   is refused at load), and every host function checks scope (selector,
-//!   access level, host allowlist, topics, quotas), returning
-//!   `permission-denied` and auditing refusals;
+//!   twice: a component importing an interface its manifest does not
+//!   request is refused at load, and only requested interfaces are linked;
+//!   every host function then checks the effective permission and scope
+//!   (selector, access level, host allowlist, topics, quotas), returning
+//!   `permission-denied` and auditing refusals, so an admin may grant part
+//!   of a request;
 //! - **limits**: memory per instance, CPU per call (epoch deadlines), wall
 //!   time per call (tokio timeout, host calls included), instances per
 //!   plugin, tables; failures disable a plugin with exponential back-off
@@ -55,12 +57,14 @@ pub(crate) mod bindings {
 
 pub use cache::CacheOutcome;
 pub use caps::{
-    AuditEntry, AuditSink, AuthContext, BoxFuture, CapError, CapResult, ContainerHost, EventSink, HostCapabilities,
-    HttpOutbound, LogSink, MetricsHost, StorageHost,
+    AuditEntry, AuditSink, AuthContext, BoxFuture, CapError, CapResult, ContainerHost, EventSink,
+    HostCapabilities, HttpOutbound, LogSink, MetricsHost, StorageHost,
 };
 pub use error::{CallError, ManifestError, RuntimeError};
 pub use manifest::{Grant, Manifest, Permissions, HOST_API_VERSION};
-pub use runtime::{EffectiveLimits, LoadReport, PluginHealth, PluginId, PluginRuntime, PluginStatus, RuntimeConfig};
+pub use runtime::{
+    EffectiveLimits, LoadReport, PluginHealth, PluginId, PluginRuntime, PluginStatus, RuntimeConfig,
+};
 
 use sha2::{Digest, Sha256};
 

@@ -165,7 +165,8 @@ impl Grant {
     /// Parses a grant from TOML with the same field-naming errors as a
     /// manifest.
     pub fn from_toml(text: &str) -> Result<Grant, ManifestError> {
-        let de = toml::Deserializer::parse(text).map_err(|e| ManifestError::Syntax(e.to_string()))?;
+        let de =
+            toml::Deserializer::parse(text).map_err(|e| ManifestError::Syntax(e.to_string()))?;
         let grant: Grant = serde_path_to_error::deserialize(de).map_err(path_error)?;
         grant.capabilities.validate("capabilities")?;
         Ok(grant)
@@ -173,12 +174,21 @@ impl Grant {
 }
 
 fn path_error(e: serde_path_to_error::Error<toml::de::Error>) -> ManifestError {
-    let field = e.path().to_string();
+    let path = e.path().to_string();
     let inner = e.into_inner();
-    ManifestError::Field {
-        field: if field == "." { "(top level)".to_owned() } else { field },
-        message: inner.message().to_owned(),
-    }
+    let message = inner.message().to_owned();
+    // serde reports a missing field at its parent: name the field itself.
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name.to_owned());
+    let field = match (path.as_str(), missing) {
+        (".", Some(name)) => name,
+        (_, Some(name)) => format!("{path}.{name}"),
+        (".", None) => "(top level)".to_owned(),
+        (_, None) => path,
+    };
+    ManifestError::Field { field, message }
 }
 
 fn field_err(field: impl Into<String>, message: impl Into<String>) -> ManifestError {
@@ -192,7 +202,8 @@ impl Manifest {
     /// Parses and validates `plugin.toml`. Every error names the offending
     /// field.
     pub fn from_toml(text: &str) -> Result<Manifest, ManifestError> {
-        let de = toml::Deserializer::parse(text).map_err(|e| ManifestError::Syntax(e.to_string()))?;
+        let de =
+            toml::Deserializer::parse(text).map_err(|e| ManifestError::Syntax(e.to_string()))?;
         let manifest: Manifest = serde_path_to_error::deserialize(de).map_err(path_error)?;
         manifest.validate()?;
         Ok(manifest)
@@ -202,8 +213,12 @@ impl Manifest {
     /// [`check_api_version`]).
     pub fn validate(&self) -> Result<(), ManifestError> {
         validate_slug(&self.name).map_err(|m| field_err("name", m))?;
-        semver::Version::parse(&self.version)
-            .map_err(|e| field_err("version", format!("`{}` is not a semantic version: {e}", self.version)))?;
+        semver::Version::parse(&self.version).map_err(|e| {
+            field_err(
+                "version",
+                format!("`{}` is not a semantic version: {e}", self.version),
+            )
+        })?;
         parse_api_version(&self.api_version)?;
         if let Some(t) = &self.tick_interval {
             let d = parse_duration(t).map_err(|m| field_err("tick-interval", m))?;
@@ -218,20 +233,30 @@ impl Manifest {
 
     /// The tick interval, if the plugin wants ticks.
     pub fn tick_interval(&self) -> Option<Duration> {
-        self.tick_interval.as_deref().and_then(|t| parse_duration(t).ok())
+        self.tick_interval
+            .as_deref()
+            .and_then(|t| parse_duration(t).ok())
     }
 
     /// `[config]` as a JSON object.
     pub fn config_json(&self) -> serde_json::Value {
-        serde_json::to_value(&self.config).unwrap_or_else(|_| serde_json::Value::Object(Default::default()))
+        serde_json::to_value(&self.config)
+            .unwrap_or_else(|_| serde_json::Value::Object(Default::default()))
     }
 }
 
 fn parse_api_version(v: &str) -> Result<semver::Version, ManifestError> {
-    let parsed = semver::Version::parse(v)
-        .map_err(|e| field_err("api-version", format!("`{v}` is not a semantic version: {e}")))?;
+    let parsed = semver::Version::parse(v).map_err(|e| {
+        field_err(
+            "api-version",
+            format!("`{v}` is not a semantic version: {e}"),
+        )
+    })?;
     if !parsed.pre.is_empty() {
-        return Err(field_err("api-version", "prerelease API versions are not supported"));
+        return Err(field_err(
+            "api-version",
+            "prerelease API versions are not supported",
+        ));
     }
     Ok(parsed)
 }
@@ -288,7 +313,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(format!("`{text}`: unknown unit `{unit}` (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{unit}` (use ms, s, m or h)"
+            ))
+        }
     };
     Ok(d)
 }
@@ -297,20 +326,24 @@ impl Capabilities {
     fn validate(&self, at: &str) -> Result<(), ManifestError> {
         if let Some(c) = &self.containers {
             if let Some(sel) = &c.selector {
-                Selector::parse(sel).map_err(|m| field_err(format!("{at}.containers.selector"), m))?;
+                Selector::parse(sel)
+                    .map_err(|m| field_err(format!("{at}.containers.selector"), m))?;
             }
         }
         if let Some(h) = &self.http_outbound {
             for (i, host) in h.hosts.iter().enumerate() {
-                validate_host_pattern(host).map_err(|m| field_err(format!("{at}.http-outbound.hosts[{i}]"), m))?;
+                validate_host_pattern(host)
+                    .map_err(|m| field_err(format!("{at}.http-outbound.hosts[{i}]"), m))?;
             }
         }
         if let Some(e) = &self.events {
             for (i, t) in e.publish.iter().enumerate() {
-                validate_topic_pattern(t).map_err(|m| field_err(format!("{at}.events.publish[{i}]"), m))?;
+                validate_topic_pattern(t)
+                    .map_err(|m| field_err(format!("{at}.events.publish[{i}]"), m))?;
             }
             for (i, t) in e.subscribe.iter().enumerate() {
-                validate_topic_pattern(t).map_err(|m| field_err(format!("{at}.events.subscribe[{i}]"), m))?;
+                validate_topic_pattern(t)
+                    .map_err(|m| field_err(format!("{at}.events.subscribe[{i}]"), m))?;
             }
         }
         Ok(())
@@ -342,7 +375,9 @@ fn validate_host_pattern(host: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("`{host}` is not a lowercase host name or `*.domain` pattern"))
+        Err(format!(
+            "`{host}` is not a lowercase host name or `*.domain` pattern"
+        ))
     }
 }
 
@@ -350,13 +385,18 @@ fn validate_topic_pattern(topic: &str) -> Result<(), String> {
     let body = topic.strip_suffix(".*").unwrap_or(topic);
     let ok = topic == "*"
         || (!body.is_empty()
-            && body
-                .split('.')
-                .all(|seg| !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')));
+            && body.split('.').all(|seg| {
+                !seg.is_empty()
+                    && seg.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                    })
+            }));
     if ok {
         Ok(())
     } else {
-        Err(format!("`{topic}` is not a topic (`a.b`) or pattern (`a.*`)"))
+        Err(format!(
+            "`{topic}` is not a topic (`a.b`) or pattern (`a.*`)"
+        ))
     }
 }
 
@@ -367,7 +407,11 @@ pub fn topic_matches(pattern: &str, topic: &str) -> bool {
         return true;
     }
     match pattern.strip_suffix(".*") {
-        Some(prefix) => topic.len() > prefix.len() + 1 && topic.starts_with(prefix) && topic.as_bytes()[prefix.len()] == b'.',
+        Some(prefix) => {
+            topic.len() > prefix.len() + 1
+                && topic.starts_with(prefix)
+                && topic.as_bytes()[prefix.len()] == b'.'
+        }
         None => pattern == topic,
     }
 }
@@ -376,7 +420,11 @@ pub fn topic_matches(pattern: &str, topic: &str) -> bool {
 /// `a.x.com` and `a.b.x.com`, not `x.com`).
 pub fn host_matches(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix("*.") {
-        Some(domain) => host.len() > domain.len() + 1 && host.ends_with(domain) && host.as_bytes()[host.len() - domain.len() - 1] == b'.',
+        Some(domain) => {
+            host.len() > domain.len() + 1
+                && host.ends_with(domain)
+                && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
+        }
         None => pattern == host,
     }
 }
@@ -402,7 +450,9 @@ impl Selector {
                 None => (term, None),
             };
             if k.is_empty() || k.contains(char::is_whitespace) {
-                return Err(format!("`{term}` is not a label term (`key=value` or `key`)"));
+                return Err(format!(
+                    "`{term}` is not a label term (`key=value` or `key`)"
+                ));
             }
             terms.insert((k.to_owned(), v));
         }
@@ -452,7 +502,8 @@ pub struct HttpPermission {
 }
 
 fn pattern_covered(pattern: &str, by: &[String], matches: fn(&str, &str) -> bool) -> bool {
-    by.iter().any(|g| g == pattern || (!pattern.contains('*') && matches(g, pattern)))
+    by.iter()
+        .any(|g| g == pattern || (!pattern.contains('*') && matches(g, pattern)))
 }
 
 impl Permissions {
@@ -462,7 +513,15 @@ impl Permissions {
     pub fn intersect(requested: &Capabilities, granted: &Capabilities) -> Permissions {
         let containers = match (&requested.containers, &granted.containers) {
             (Some(r), Some(g)) => {
-                let sel = |c: &ContainersCap| c.selector.as_deref().map(Selector::parse).transpose().ok().flatten().unwrap_or_default();
+                let sel = |c: &ContainersCap| {
+                    c.selector
+                        .as_deref()
+                        .map(Selector::parse)
+                        .transpose()
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default()
+                };
                 Some(ContainerPermission {
                     access: r.access.min(g.access),
                     selector: sel(r).and(&sel(g)),
@@ -530,7 +589,12 @@ impl Permissions {
 
 /// Effective limits: the smallest of manifest, grant and host maximum.
 pub(crate) fn min_opt(values: &[Option<u64>], host_default: u64, host_max: u64) -> u64 {
-    let asked = values.iter().flatten().copied().min().unwrap_or(host_default);
+    let asked = values
+        .iter()
+        .flatten()
+        .copied()
+        .min()
+        .unwrap_or(host_default);
     asked.min(host_max)
 }
 
@@ -562,7 +626,10 @@ x = 1
         let m = Manifest::from_toml(GOOD).unwrap();
         assert_eq!(m.name, "wake");
         assert_eq!(m.tick_interval(), Some(Duration::from_secs(10)));
-        assert_eq!(m.capabilities.containers.as_ref().unwrap().access, Access::Write);
+        assert_eq!(
+            m.capabilities.containers.as_ref().unwrap().access,
+            Access::Write
+        );
         assert_eq!(m.config_json(), serde_json::json!({"x": 1}));
     }
 
@@ -575,15 +642,42 @@ x = 1
 
     #[test]
     fn errors_name_the_field() {
-        assert_eq!(field_of(&GOOD.replace("name = \"wake\"", "name = \"Wake!\"")), "name");
-        assert_eq!(field_of(&GOOD.replace("version = \"1.2.3\"", "version = \"one\"")), "version");
-        assert_eq!(field_of(&GOOD.replace("access = \"write\"", "access = \"root\"")), "capabilities.containers.access");
-        assert_eq!(field_of(&GOOD.replace("quota-bytes = 1048576", "quota-bytes = \"big\"")), "capabilities.storage.quota-bytes");
-        assert_eq!(field_of(&GOOD.replace("metrics = {}", "metrics = {}\nshell = {}")), "capabilities");
-        assert_eq!(field_of(&GOOD.replace("tick-interval = \"10s\"", "tick-interval = \"10 parsecs\"")), "tick-interval");
-        assert_eq!(field_of(&GOOD.replace("\"hooks.slack.com\"", "\"Hooks.Slack.com/x\"")), "capabilities.http-outbound.hosts[0]");
-        assert_eq!(field_of(&GOOD.replace("memory-bytes = 1000000", "memory-bytes = 0")), "limits.memory-bytes");
-        assert_eq!(field_of(&GOOD.replace("api-version = \"0.1.0\"", "api-version = \"0.1.0-beta\"")), "api-version");
+        assert_eq!(
+            field_of(&GOOD.replace("name = \"wake\"", "name = \"Wake!\"")),
+            "name"
+        );
+        assert_eq!(
+            field_of(&GOOD.replace("version = \"1.2.3\"", "version = \"one\"")),
+            "version"
+        );
+        assert_eq!(
+            field_of(&GOOD.replace("access = \"write\"", "access = \"root\"")),
+            "capabilities.containers.access"
+        );
+        assert_eq!(
+            field_of(&GOOD.replace("quota-bytes = 1048576", "quota-bytes = \"big\"")),
+            "capabilities.storage.quota-bytes"
+        );
+        assert_eq!(
+            field_of(&GOOD.replace("metrics = {}", "metrics = {}\nshell = {}")),
+            "capabilities.shell"
+        );
+        assert_eq!(
+            field_of(&GOOD.replace("tick-interval = \"10s\"", "tick-interval = \"10 parsecs\"")),
+            "tick-interval"
+        );
+        assert_eq!(
+            field_of(&GOOD.replace("\"hooks.slack.com\"", "\"Hooks.Slack.com/x\"")),
+            "capabilities.http-outbound.hosts[0]"
+        );
+        assert_eq!(
+            field_of(&GOOD.replace("memory-bytes = 1000000", "memory-bytes = 0")),
+            "limits.memory-bytes"
+        );
+        assert_eq!(
+            field_of(&GOOD.replace("api-version = \"0.1.0\"", "api-version = \"0.1.0-beta\"")),
+            "api-version"
+        );
         assert_eq!(field_of("name = \"x\"\nversion = \"1.0.0\""), "api-version");
     }
 
@@ -608,12 +702,17 @@ http-outbound = { hosts = ["hooks.slack.com", "*.other.org"], max-requests-per-m
         )
         .unwrap();
         let p = Permissions::intersect(&m.capabilities, &grant.capabilities);
-        let c = p.containers.unwrap();
+        let c = p.containers.clone().unwrap();
         assert_eq!(c.access, Access::Read);
-        assert!(c.selector.matches(&[("team".into(), "a".into()), ("wakedock.enable".into(), "true".into())]));
-        assert!(!c.selector.matches(&[("wakedock.enable".into(), "true".into())]));
+        assert!(c.selector.matches(&[
+            ("team".into(), "a".into()),
+            ("wakedock.enable".into(), "true".into())
+        ]));
+        assert!(!c
+            .selector
+            .matches(&[("wakedock.enable".into(), "true".into())]));
         assert_eq!(p.storage_quota_bytes, Some(10));
-        let h = p.http_outbound.unwrap();
+        let h = p.http_outbound.clone().unwrap();
         assert_eq!(h.hosts, vec!["hooks.slack.com".to_owned()]);
         assert_eq!(h.max_requests_per_minute, 60);
         assert_eq!(p.events_publish, None);

@@ -31,7 +31,9 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime::{
+    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+};
 
 use crate::bindings::wakedock::plugin as wit;
 use crate::bindings::{Plugin as PluginBindings, PluginPre};
@@ -39,7 +41,9 @@ use crate::cache::{CacheOutcome, CompileCache};
 use crate::caps::{AuthContext, Event, HostCapabilities, HttpRequest, HttpResponse};
 use crate::error::{CallError, RuntimeError};
 use crate::host::{deny_all_wasi, Limiter, PluginShared, PluginState};
-use crate::manifest::{check_api_version, min_opt, topic_matches, Grant, Manifest, Permissions, HOST_API_VERSION};
+use crate::manifest::{
+    check_api_version, min_opt, topic_matches, Grant, Manifest, Permissions, HOST_API_VERSION,
+};
 
 /// The WIT package of the plugin API.
 const API_PACKAGE: &str = "wakedock:plugin";
@@ -239,7 +243,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl PluginRuntime {
     /// Builds the engine (epoch interruption, pooling allocator, no
     /// component-model concurrency) and starts the epoch ticker thread.
-    pub fn new(config: RuntimeConfig, caps: HostCapabilities) -> Result<PluginRuntime, RuntimeError> {
+    pub fn new(
+        config: RuntimeConfig,
+        caps: HostCapabilities,
+    ) -> Result<PluginRuntime, RuntimeError> {
         let mut wc = wasmtime::Config::new();
         wc.epoch_interruption(true);
         // Concurrency support (WASIp3) triples call overhead; plugins are
@@ -250,7 +257,7 @@ impl PluginRuntime {
         let n = config.pool_total_instances;
         pool.total_component_instances(n)
             .total_core_instances(n.saturating_mul(4))
-            .total_memories(n.saturating_mul(2))
+            .total_memories(n)
             .total_tables(n.saturating_mul(4))
             .total_stacks(n)
             .max_memory_size(config.max_memory_bytes as usize)
@@ -258,7 +265,8 @@ impl PluginRuntime {
             .max_unused_warm_slots(16);
         wc.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wc).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
-        let cache = CompileCache::new(&engine, config.cache_dir.clone()).map_err(|e| RuntimeError::Cache(e.to_string()))?;
+        let cache = CompileCache::new(&engine, config.cache_dir.clone())
+            .map_err(|e| RuntimeError::Cache(e.to_string()))?;
 
         let weak = engine.weak();
         let tick = config.epoch_tick;
@@ -292,14 +300,24 @@ impl PluginRuntime {
     /// Validates, compiles (or loads from cache), links and initialises a
     /// plugin. `config_override` (a JSON object, or `Null`) is merged over
     /// the manifest's `[config]`. The plugin serves calls once this returns.
-    pub async fn load(&self, manifest: Manifest, wasm: &[u8], grant: Grant, config_override: serde_json::Value) -> Result<LoadReport, RuntimeError> {
+    pub async fn load(
+        &self,
+        manifest: Manifest,
+        wasm: &[u8],
+        grant: Grant,
+        config_override: serde_json::Value,
+    ) -> Result<LoadReport, RuntimeError> {
         if self.read_plugins().contains_key(&manifest.name) {
             return Err(RuntimeError::AlreadyLoaded(manifest.name));
         }
         let (plugin, report) = self.prepare(manifest, wasm, grant, config_override).await?;
         let name = plugin.manifest.name.clone();
         {
-            let mut map = self.inner.plugins.write().unwrap_or_else(|p| p.into_inner());
+            let mut map = self
+                .inner
+                .plugins
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
             if map.contains_key(&name) {
                 return Err(RuntimeError::AlreadyLoaded(name));
             }
@@ -314,14 +332,24 @@ impl PluginRuntime {
     /// without a host restart. The new version is fully validated and
     /// initialised before the swap; on error the old one keeps running.
     /// Calls already running on the old version finish on it.
-    pub async fn upgrade(&self, manifest: Manifest, wasm: &[u8], grant: Grant, config_override: serde_json::Value) -> Result<LoadReport, RuntimeError> {
+    pub async fn upgrade(
+        &self,
+        manifest: Manifest,
+        wasm: &[u8],
+        grant: Grant,
+        config_override: serde_json::Value,
+    ) -> Result<LoadReport, RuntimeError> {
         if !self.read_plugins().contains_key(&manifest.name) {
             return Err(RuntimeError::NotLoaded(manifest.name));
         }
         let (plugin, report) = self.prepare(manifest, wasm, grant, config_override).await?;
         let name = plugin.manifest.name.clone();
         let old = {
-            let mut map = self.inner.plugins.write().unwrap_or_else(|p| p.into_inner());
+            let mut map = self
+                .inner
+                .plugins
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
             map.insert(name.clone(), plugin.clone())
         };
         if let Some(old) = old {
@@ -336,7 +364,12 @@ impl PluginRuntime {
 
     /// Removes a plugin. Running calls finish; its ticker stops.
     pub fn unload(&self, id: &str) -> Result<(), RuntimeError> {
-        let removed = self.inner.plugins.write().unwrap_or_else(|p| p.into_inner()).remove(id);
+        let removed = self
+            .inner
+            .plugins
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
         match removed {
             Some(p) => {
                 if let Some(t) = lock(&p.ticker).take() {
@@ -364,7 +397,8 @@ impl PluginRuntime {
     pub fn disable(&self, id: &str) -> Result<(), RuntimeError> {
         let p = self.get(id)?;
         lock(&p.health).admin_enabled = false;
-        lock(&p.idle).clear();
+        let dropped = std::mem::take(&mut *lock(&p.idle));
+        p.live.fetch_sub(dropped.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -414,7 +448,12 @@ impl PluginRuntime {
 
     /// Routes an HTTP request (path relative to `/api/v1/plugins/{id}`) to
     /// a plugin. The host authenticates first and passes the caller.
-    pub async fn handle_http(&self, id: &str, request: HttpRequest, auth: AuthContext) -> Result<HttpResponse, RuntimeError> {
+    pub async fn handle_http(
+        &self,
+        id: &str,
+        request: HttpRequest,
+        auth: AuthContext,
+    ) -> Result<HttpResponse, RuntimeError> {
         let p = self.get(id)?;
         match self.call(&p, Call::Http(request, auth)).await? {
             Output::Http(r) => Ok(r),
@@ -458,31 +497,64 @@ impl PluginRuntime {
         let c = &self.inner.config;
         let (ml, gl) = (&m.limits, &g.limits);
         EffectiveLimits {
-            memory_bytes: min_opt(&[ml.memory_bytes, gl.memory_bytes], c.default_memory_bytes, c.max_memory_bytes),
-            cpu_ms_per_call: min_opt(&[ml.cpu_ms_per_call, gl.cpu_ms_per_call], c.default_cpu_ms_per_call, c.max_cpu_ms_per_call),
-            wall_ms_per_call: min_opt(&[ml.wall_ms_per_call, gl.wall_ms_per_call], c.default_wall_ms_per_call, c.max_wall_ms_per_call),
+            memory_bytes: min_opt(
+                &[ml.memory_bytes, gl.memory_bytes],
+                c.default_memory_bytes,
+                c.max_memory_bytes,
+            ),
+            cpu_ms_per_call: min_opt(
+                &[ml.cpu_ms_per_call, gl.cpu_ms_per_call],
+                c.default_cpu_ms_per_call,
+                c.max_cpu_ms_per_call,
+            ),
+            wall_ms_per_call: min_opt(
+                &[ml.wall_ms_per_call, gl.wall_ms_per_call],
+                c.default_wall_ms_per_call,
+                c.max_wall_ms_per_call,
+            ),
             max_instances: min_opt(
-                &[ml.max_instances.map(u64::from), gl.max_instances.map(u64::from)],
+                &[
+                    ml.max_instances.map(u64::from),
+                    gl.max_instances.map(u64::from),
+                ],
                 c.default_max_instances.into(),
                 c.max_instances.into(),
             ) as u32,
-            max_tables: min_opt(&[ml.max_tables.map(u64::from), gl.max_tables.map(u64::from)], 16, 64) as u32,
+            max_tables: min_opt(
+                &[ml.max_tables.map(u64::from), gl.max_tables.map(u64::from)],
+                16,
+                64,
+            ) as u32,
             max_table_elements: min_opt(
-                &[ml.max_table_elements.map(u64::from), gl.max_table_elements.map(u64::from)],
+                &[
+                    ml.max_table_elements.map(u64::from),
+                    gl.max_table_elements.map(u64::from),
+                ],
                 c.default_table_elements.into(),
                 c.max_table_elements.into(),
             ) as u32,
         }
     }
 
-    async fn prepare(&self, manifest: Manifest, wasm: &[u8], grant: Grant, config_override: serde_json::Value) -> Result<(Arc<LoadedPlugin>, LoadReport), RuntimeError> {
+    async fn prepare(
+        &self,
+        manifest: Manifest,
+        wasm: &[u8],
+        grant: Grant,
+        config_override: serde_json::Value,
+    ) -> Result<(Arc<LoadedPlugin>, LoadReport), RuntimeError> {
         manifest.validate()?;
         check_api_version(&manifest.api_version)?;
         let name = manifest.name.clone();
         let perms = Permissions::intersect(&manifest.capabilities, &grant.capabilities);
         let limits = self.effective_limits(&manifest, &grant);
-        let config_json = merge_config(manifest.config_json(), config_override)
-            .map_err(|message| RuntimeError::InvalidConfig { plugin: name.clone(), message })?;
+        let config_json =
+            merge_config(manifest.config_json(), config_override).map_err(|message| {
+                RuntimeError::InvalidConfig {
+                    plugin: name.clone(),
+                    message,
+                }
+            })?;
 
         // Compile (or load the cached artifact) off the async workers.
         let started = Instant::now();
@@ -490,20 +562,21 @@ impl PluginRuntime {
         let bytes = wasm.to_vec();
         let sha256 = crate::sha256_hex(&bytes);
         let inner = self.inner.clone();
-        let compiled = tokio::task::spawn_blocking(move || inner.cache.load_or_compile(&engine, &bytes))
-            .await
-            .map_err(|e| RuntimeError::Engine(format!("compile task: {e}")))?;
+        let compiled =
+            tokio::task::spawn_blocking(move || inner.cache.load_or_compile(&engine, &bytes))
+                .await
+                .map_err(|e| RuntimeError::Engine(format!("compile task: {e}")))?;
         let (component, cache) = compiled.map_err(|e| RuntimeError::MalformedWasm {
             plugin: name.clone(),
             message: format!("{e:#}"),
         })?;
         let compile_time = started.elapsed();
 
-        check_imports(&self.inner.engine, &component, &manifest, &perms)?;
+        check_imports(&self.inner.engine, &component, &manifest)?;
         check_exports(&self.inner.engine, &component, &name)?;
 
         let mut linker: Linker<PluginState> = Linker::new(&self.inner.engine);
-        link(&mut linker, &perms).map_err(|e| RuntimeError::Instantiate {
+        link(&mut linker, &manifest).map_err(|e| RuntimeError::Instantiate {
             plugin: name.clone(),
             message: format!("linking: {e:#}"),
         })?;
@@ -636,7 +709,10 @@ impl PluginRuntime {
         let config = p.config_json.clone();
         let fut = async {
             let bindings = pre.instantiate_async(&mut store).await?;
-            let init = bindings.wakedock_plugin_handler().call_init(&mut store, &config).await?;
+            let init = bindings
+                .wakedock_plugin_handler()
+                .call_init(&mut store, &config)
+                .await?;
             wasmtime::Result::Ok((bindings, init))
         };
         let outcome = tokio::time::timeout(wall, fut).await;
@@ -645,7 +721,11 @@ impl PluginRuntime {
                 p.live.fetch_add(1, Ordering::Relaxed);
                 let peak = store.data().limiter.memory_peak as u64;
                 p.memory_hwm.fetch_max(peak, Ordering::Relaxed);
-                return Ok(Instance { store, bindings, calls: 0 });
+                return Ok(Instance {
+                    store,
+                    bindings,
+                    calls: 0,
+                });
             }
             Ok(Ok((_, Err(message)))) => {
                 return Err(RuntimeError::InitFailed {
@@ -654,7 +734,9 @@ impl PluginRuntime {
                 })
             }
             Ok(Err(e)) => classify(&p.limits, store.data(), &e),
-            Err(_) => CallError::WallTimeout { limit_ms: p.limits.wall_ms_per_call },
+            Err(_) => CallError::WallTimeout {
+                limit_ms: p.limits.wall_ms_per_call,
+            },
         };
         Err(RuntimeError::Call {
             plugin: p.manifest.name.clone(),
@@ -695,7 +777,8 @@ impl PluginRuntime {
         let mut h = lock(&p.health);
         h.last_error = Some(msg.clone());
         h.consecutive_failures += 1;
-        if h.consecutive_failures >= self.inner.config.failure_threshold && h.failed_until.is_none() {
+        if h.consecutive_failures >= self.inner.config.failure_threshold && h.failed_until.is_none()
+        {
             let c = &self.inner.config;
             let factor = 1u32.checked_shl(h.relapses.min(16)).unwrap_or(u32::MAX);
             let backoff = c.backoff_base.saturating_mul(factor).min(c.backoff_max);
@@ -729,7 +812,8 @@ impl PluginRuntime {
         };
         p.calls.fetch_add(1, Ordering::Relaxed);
         let result = self.call_on_instance(p, call, wall).await;
-        p.total_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        p.total_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         match &result {
             Ok(_) => self.record_success(p),
             Err(e) => self.record_failure(p, e),
@@ -737,7 +821,12 @@ impl PluginRuntime {
         result
     }
 
-    async fn call_on_instance(&self, p: &Arc<LoadedPlugin>, call: Call, wall: Duration) -> Result<Output, RuntimeError> {
+    async fn call_on_instance(
+        &self,
+        p: &Arc<LoadedPlugin>,
+        call: Call,
+        wall: Duration,
+    ) -> Result<Output, RuntimeError> {
         let pooled = lock(&p.idle).pop();
         let mut inst = match pooled {
             Some(i) => i,
@@ -750,15 +839,26 @@ impl PluginRuntime {
             s.caller = None;
         }
         inst.store.set_epoch_deadline(1);
-        let Instance { store, bindings, .. } = &mut inst;
+        let Instance {
+            store, bindings, ..
+        } = &mut inst;
         let handler = bindings.wakedock_plugin_handler();
         let fut = async {
             match call {
-                Call::Event(ev) => handler.call_on_event(&mut *store, &ev).await.map(|_| Output::Unit),
-                Call::Tick => handler.call_on_tick(&mut *store).await.map(|_| Output::Unit),
+                Call::Event(ev) => handler
+                    .call_on_event(&mut *store, &ev)
+                    .await
+                    .map(|_| Output::Unit),
+                Call::Tick => handler
+                    .call_on_tick(&mut *store)
+                    .await
+                    .map(|_| Output::Unit),
                 Call::Http(req, auth) => {
                     store.data_mut().caller = Some(auth);
-                    handler.call_handle_http(&mut *store, &req).await.map(Output::Http)
+                    handler
+                        .call_handle_http(&mut *store, &req)
+                        .await
+                        .map(Output::Http)
                 }
             }
         };
@@ -778,7 +878,9 @@ impl PluginRuntime {
                 return Ok(out);
             }
             Ok(Err(e)) => classify(&p.limits, inst.store.data(), &e),
-            Err(_) => CallError::WallTimeout { limit_ms: p.limits.wall_ms_per_call },
+            Err(_) => CallError::WallTimeout {
+                limit_ms: p.limits.wall_ms_per_call,
+            },
         };
         // The instance may be in any state after a failure: drop it.
         p.live.fetch_sub(1, Ordering::Relaxed);
@@ -794,10 +896,14 @@ impl PluginRuntime {
 /// the limit that caused it.
 fn classify(limits: &EffectiveLimits, s: &PluginState, e: &wasmtime::Error) -> CallError {
     if s.cpu_exceeded {
-        return CallError::CpuLimit { limit_ms: limits.cpu_ms_per_call };
+        return CallError::CpuLimit {
+            limit_ms: limits.cpu_ms_per_call,
+        };
     }
     if s.limiter.memory_hit {
-        return CallError::MemoryLimit { limit_bytes: limits.memory_bytes };
+        return CallError::MemoryLimit {
+            limit_bytes: limits.memory_bytes,
+        };
     }
     if s.limiter.table_hit {
         return CallError::TableLimit;
@@ -820,7 +926,12 @@ fn entitled(p: &LoadedPlugin, event: &Event) -> bool {
             .as_ref()
             .is_some_and(|c| c.selector.matches(&ev.labels)),
         Event::Plugin(ev) => {
-            ev.source != p.manifest.name && p.shared.perms.events_subscribe.iter().any(|t| topic_matches(t, &ev.topic))
+            ev.source != p.manifest.name
+                && p.shared
+                    .perms
+                    .events_subscribe
+                    .iter()
+                    .any(|t| topic_matches(t, &ev.topic))
         }
     }
 }
@@ -856,7 +967,10 @@ fn status_of(p: &LoadedPlugin) -> PluginStatus {
 }
 
 /// Shallow-merges the admin's overrides over the manifest defaults.
-fn merge_config(defaults: serde_json::Value, overrides: serde_json::Value) -> Result<String, String> {
+fn merge_config(
+    defaults: serde_json::Value,
+    overrides: serde_json::Value,
+) -> Result<String, String> {
     let mut base = match defaults {
         serde_json::Value::Object(m) => m,
         _ => serde_json::Map::new(),
@@ -864,7 +978,11 @@ fn merge_config(defaults: serde_json::Value, overrides: serde_json::Value) -> Re
     match overrides {
         serde_json::Value::Null => {}
         serde_json::Value::Object(m) => base.extend(m),
-        other => return Err(format!("config override must be a JSON object, got {other}")),
+        other => {
+            return Err(format!(
+                "config override must be a JSON object, got {other}"
+            ))
+        }
     }
     Ok(serde_json::Value::Object(base).to_string())
 }
@@ -886,13 +1004,22 @@ fn import_version_ok(version: Option<&str>) -> bool {
     };
     v.pre.is_empty()
         && v.major == host.major
-        && if host.major == 0 { v.minor == host.minor } else { v.minor <= host.minor }
+        && if host.major == 0 {
+            v.minor == host.minor
+        } else {
+            v.minor <= host.minor
+        }
         && v <= host
 }
 
 /// Layer one of the permission check: every interface the component
-/// actually imports must be of this API version and granted.
-fn check_imports(engine: &Engine, component: &wasmtime::component::Component, m: &Manifest, perms: &Permissions) -> Result<(), RuntimeError> {
+/// actually imports must be of this API version and requested by its
+/// manifest (a component importing more than it declares is refused).
+fn check_imports(
+    engine: &Engine,
+    component: &wasmtime::component::Component,
+    m: &Manifest,
+) -> Result<(), RuntimeError> {
     let ty = component.component_type();
     for (name, _) in ty.imports(engine) {
         let Some((pkg, iface, version)) = split_import(name) else {
@@ -920,19 +1047,12 @@ fn check_imports(engine: &Engine, component: &wasmtime::component::Component, m:
                 host: HOST_API_VERSION.to_owned(),
             });
         }
-        if !perms.allows_interface(iface) {
-            let requested = match iface {
-                "containers" => m.capabilities.containers.is_some(),
-                "metrics" => m.capabilities.metrics.is_some(),
-                "storage" => m.capabilities.storage.is_some(),
-                "http-outbound" => m.capabilities.http_outbound.is_some(),
-                "events" => m.capabilities.events.is_some(),
-                _ => false,
-            };
-            let reason = if !matches!(iface, "containers" | "metrics" | "storage" | "http-outbound" | "events") {
+        if !requests_interface(m, iface) {
+            let reason = if !matches!(
+                iface,
+                "containers" | "metrics" | "storage" | "http-outbound" | "events"
+            ) {
                 format!("`{iface}` is not an interface of plugin API {HOST_API_VERSION}")
-            } else if requested {
-                format!("the administrator's grant does not include capability `{iface}`")
             } else {
                 format!("the manifest does not request capability `{iface}` (add it under [capabilities])")
             };
@@ -946,10 +1066,34 @@ fn check_imports(engine: &Engine, component: &wasmtime::component::Component, m:
     Ok(())
 }
 
-fn check_exports(engine: &Engine, component: &wasmtime::component::Component, plugin: &str) -> Result<(), RuntimeError> {
+/// Whether the manifest asks for the WIT interface `iface`. Requested
+/// interfaces are linked even where the admin's grant leaves them out, so
+/// that a call to them reaches the host function, which answers
+/// `permission-denied` (and audits it) instead of the plugin failing to
+/// load: admins may grant part of what a plugin asks for.
+fn requests_interface(m: &Manifest, iface: &str) -> bool {
+    let c = &m.capabilities;
+    match iface {
+        "types" | "log" | "clock" | "auth" => true,
+        "containers" => c.containers.is_some(),
+        "metrics" => c.metrics.is_some(),
+        "storage" => c.storage.is_some(),
+        "http-outbound" => c.http_outbound.is_some(),
+        "events" => c.events.is_some(),
+        _ => false,
+    }
+}
+
+fn check_exports(
+    engine: &Engine,
+    component: &wasmtime::component::Component,
+    plugin: &str,
+) -> Result<(), RuntimeError> {
     let ty = component.component_type();
     let found = ty.exports(engine).any(|(name, _)| {
-        split_import(name).is_some_and(|(pkg, iface, v)| pkg == API_PACKAGE && iface == "handler" && import_version_ok(v))
+        split_import(name).is_some_and(|(pkg, iface, v)| {
+            pkg == API_PACKAGE && iface == "handler" && import_version_ok(v)
+        })
     });
     if found {
         Ok(())
@@ -961,27 +1105,28 @@ fn check_exports(engine: &Engine, component: &wasmtime::component::Component, pl
     }
 }
 
-/// Layer two: link WASI (deny-all) plus only the granted WakeDock
-/// interfaces. Each host function still checks scope.
-fn link(linker: &mut Linker<PluginState>, perms: &Permissions) -> wasmtime::Result<()> {
+/// Layer two: link WASI (deny-all) plus only the WakeDock interfaces the
+/// manifest requests. Each host function checks the effective permission
+/// (request ∩ grant) and scope before doing anything.
+fn link(linker: &mut Linker<PluginState>, m: &Manifest) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     wit::types::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
     wit::log::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
     wit::clock::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
     wit::auth::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
-    if perms.allows_interface("containers") {
+    if requests_interface(m, "containers") {
         wit::containers::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
     }
-    if perms.allows_interface("metrics") {
+    if requests_interface(m, "metrics") {
         wit::metrics::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
     }
-    if perms.allows_interface("storage") {
+    if requests_interface(m, "storage") {
         wit::storage::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
     }
-    if perms.allows_interface("http-outbound") {
+    if requests_interface(m, "http-outbound") {
         wit::http_outbound::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
     }
-    if perms.allows_interface("events") {
+    if requests_interface(m, "events") {
         wit::events::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
     }
     Ok(())

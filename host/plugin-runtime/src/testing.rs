@@ -26,9 +26,16 @@ impl MemoryContainers {
             id: id.into(),
             name: name.into(),
             image: "test/image:latest".into(),
-            state: if running { ContainerState::Running } else { ContainerState::Exited },
+            state: if running {
+                ContainerState::Running
+            } else {
+                ContainerState::Exited
+            },
             health: Health::None,
-            labels: labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
             started_at_ms: running.then_some(0),
         });
     }
@@ -43,7 +50,10 @@ impl MemoryContainers {
 
     fn set_state(&self, action: &str, id: &str, state: ContainerState) -> CapResult<()> {
         let mut list = lock(&self.containers);
-        let c = list.iter_mut().find(|c| c.id == id || c.name == id).ok_or(CapError::NotFound)?;
+        let c = list
+            .iter_mut()
+            .find(|c| c.id == id || c.name == id)
+            .ok_or(CapError::NotFound)?;
         c.state = state;
         lock(&self.actions).push((action.into(), c.id.clone()));
         Ok(())
@@ -51,7 +61,11 @@ impl MemoryContainers {
 }
 
 impl ContainerHost for MemoryContainers {
-    fn list<'a>(&'a self, filters: &'a [LabelFilter], include_stopped: bool) -> BoxFuture<'a, CapResult<Vec<Container>>> {
+    fn list<'a>(
+        &'a self,
+        filters: &'a [LabelFilter],
+        include_stopped: bool,
+    ) -> BoxFuture<'a, CapResult<Vec<Container>>> {
         Box::pin(async move {
             Ok(lock(&self.containers)
                 .iter()
@@ -84,7 +98,11 @@ impl ContainerHost for MemoryContainers {
         Box::pin(async move { self.set_state("restart", id, ContainerState::Running) })
     }
 
-    fn await_ready<'a>(&'a self, id: &'a str, timeout: Duration) -> BoxFuture<'a, CapResult<Readiness>> {
+    fn await_ready<'a>(
+        &'a self,
+        id: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, CapResult<Readiness>> {
         Box::pin(async move {
             if self.find(id)?.state == ContainerState::Running {
                 Ok(Readiness::Running)
@@ -114,11 +132,25 @@ impl MemoryStorage {
 }
 
 impl StorageHost for MemoryStorage {
-    fn get<'a>(&'a self, plugin: &'a str, key: &'a str) -> BoxFuture<'a, CapResult<Option<Vec<u8>>>> {
-        Box::pin(async move { Ok(lock(&self.data).get(&(plugin.to_owned(), key.to_owned())).cloned()) })
+    fn get<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, CapResult<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            Ok(lock(&self.data)
+                .get(&(plugin.to_owned(), key.to_owned()))
+                .cloned())
+        })
     }
 
-    fn set<'a>(&'a self, plugin: &'a str, key: &'a str, value: Vec<u8>, quota_bytes: u64) -> BoxFuture<'a, CapResult<()>> {
+    fn set<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+        value: Vec<u8>,
+        quota_bytes: u64,
+    ) -> BoxFuture<'a, CapResult<()>> {
         Box::pin(async move {
             let mut data = lock(&self.data);
             let k = (plugin.to_owned(), key.to_owned());
@@ -136,10 +168,18 @@ impl StorageHost for MemoryStorage {
     }
 
     fn delete<'a>(&'a self, plugin: &'a str, key: &'a str) -> BoxFuture<'a, CapResult<bool>> {
-        Box::pin(async move { Ok(lock(&self.data).remove(&(plugin.to_owned(), key.to_owned())).is_some()) })
+        Box::pin(async move {
+            Ok(lock(&self.data)
+                .remove(&(plugin.to_owned(), key.to_owned()))
+                .is_some())
+        })
     }
 
-    fn list_keys<'a>(&'a self, plugin: &'a str, prefix: &'a str) -> BoxFuture<'a, CapResult<Vec<String>>> {
+    fn list_keys<'a>(
+        &'a self,
+        plugin: &'a str,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, CapResult<Vec<String>>> {
         Box::pin(async move {
             Ok(lock(&self.data)
                 .keys()
@@ -150,13 +190,16 @@ impl StorageHost for MemoryStorage {
     }
 }
 
+/// A metric series: (plugin, metric name, label values).
+pub type SeriesKey = (String, String, Vec<String>);
+
 /// Records metric registrations and the latest value per series.
 #[derive(Default)]
 pub struct MemoryMetrics {
     pub registered: Mutex<Vec<(String, MetricDesc)>>,
     /// (plugin, metric, label values) → value (sum for counters, last for
     /// gauges, sum of observations for histograms).
-    pub values: Mutex<BTreeMap<(String, String, Vec<String>), f64>>,
+    pub values: Mutex<BTreeMap<SeriesKey, f64>>,
     pub stats: Mutex<Vec<ContainerStats>>,
 }
 
@@ -180,7 +223,14 @@ impl MetricsHost for MemoryMetrics {
         Ok(())
     }
 
-    fn record(&self, plugin: &str, name: &str, kind: MetricKind, label_values: &[String], value: f64) -> CapResult<()> {
+    fn record(
+        &self,
+        plugin: &str,
+        name: &str,
+        kind: MetricKind,
+        label_values: &[String],
+        value: f64,
+    ) -> CapResult<()> {
         let mut values = lock(&self.values);
         let slot = values
             .entry((plugin.into(), name.into(), label_values.to_vec()))
@@ -214,7 +264,13 @@ pub struct RecordingHttp {
 }
 
 impl HttpOutbound for RecordingHttp {
-    fn send<'a>(&'a self, plugin: &'a str, url: &'a url::Url, _request: OutboundRequest, _timeout: Duration) -> BoxFuture<'a, CapResult<OutboundResponse>> {
+    fn send<'a>(
+        &'a self,
+        plugin: &'a str,
+        url: &'a url::Url,
+        _request: OutboundRequest,
+        _timeout: Duration,
+    ) -> BoxFuture<'a, CapResult<OutboundResponse>> {
         Box::pin(async move {
             lock(&self.sent).push((plugin.into(), url.to_string()));
             Ok(OutboundResponse {
@@ -295,12 +351,12 @@ impl TestHost {
     }
 }
 
-/// A viewer caller for HTTP tests.
+/// A caller with role `user` and `containers:read`, for HTTP tests.
 pub fn test_caller() -> AuthContext {
     AuthContext {
         user_id: "u-1".into(),
         username: "alice".into(),
-        role: Role::Operator,
+        role: Role::User,
         permissions: vec!["containers:read".into()],
     }
 }

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod containers;
 pub mod health;
+pub mod plugins;
 pub mod users;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -24,6 +25,7 @@ use crate::state::AppState;
         (name = "containers", description = "Docker containers"),
         (name = "users", description = "User management (admin)"),
         (name = "audit", description = "Audit log (admin)"),
+        (name = "plugins", description = "WebAssembly plugins (admin) and their routes"),
     )
 )]
 pub struct ApiDoc;
@@ -60,6 +62,22 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))
         .routes(routes!(audit::list))
+        .routes(routes!(plugins::list))
+        .routes(routes!(plugins::get, plugins::update, plugins::remove))
+        .merge(
+            // Packages carry a component: allow bodies up to 64 MiB here only.
+            OpenApiRouter::new()
+                .routes(routes!(plugins::install))
+                .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024)),
+        )
+}
+
+/// The plugins' own routes: any method, any path below the plugin's name.
+pub fn plugin_routes() -> axum::Router<AppState> {
+    axum::Router::new().route(
+        "/api/v1/plugins/{name}/{*path}",
+        axum::routing::any(plugins::plugin_http),
+    )
 }
 
 /// Routes outside `/api` (no API rate limit): health and metrics.

@@ -5,6 +5,8 @@
 //! through [`Db::run`]; a tokio worker never waits on the database.
 
 pub mod audit;
+pub mod plugin_kv;
+pub mod plugins;
 pub mod schema;
 pub mod settings;
 pub mod tokens;

@@ -48,4 +48,41 @@ diesel::table! {
 }
 
 diesel::joinable!(refresh_tokens -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, refresh_tokens, audit_log, settings);
+
+diesel::table! {
+    plugins (name) {
+        name -> Text,
+        version -> Text,
+        api_version -> Text,
+        manifest -> Text,
+        grant_toml -> Text,
+        config_json -> Text,
+        wasm_sha256 -> Text,
+        wasm_path -> Text,
+        enabled -> Bool,
+        source -> Text,
+        installed_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    plugin_kv (plugin, key) {
+        plugin -> Text,
+        key -> Text,
+        value -> Binary,
+        size -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::joinable!(plugin_kv -> plugins (plugin));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    refresh_tokens,
+    audit_log,
+    settings,
+    plugins,
+    plugin_kv
+);

@@ -480,7 +480,20 @@ fn details_from(i: bollard::models::ContainerInspectResponse) -> ContainerDetail
     let state = i.state.unwrap_or_default();
     let config = i.config.unwrap_or_default();
     let mut ports = Vec::new();
-    if let Some(map) = i.network_settings.and_then(|n| n.ports) {
+    let network = i.network_settings.unwrap_or_default();
+    let ip_address = network
+        .networks
+        .as_ref()
+        .and_then(|n| {
+            let mut names: Vec<&String> = n.keys().collect();
+            names.sort();
+            names
+                .into_iter()
+                .filter_map(|k| n[k].ip_address.clone())
+                .find(|ip| !ip.is_empty())
+        })
+        .or(network.ip_address.clone().filter(|ip| !ip.is_empty()));
+    if let Some(map) = network.ports {
         for (key, bindings) in map {
             let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
             let Ok(private_port) = port.parse::<u16>() else {
@@ -555,6 +568,7 @@ fn details_from(i: bollard::models::ContainerInspectResponse) -> ContainerDetail
             .chain(config.cmd.unwrap_or_default())
             .collect(),
         has_healthcheck,
+        ip_address,
     }
 }
 

@@ -23,8 +23,69 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, sys_doc) = api::system_routes().split_for_parts();
     let mut doc = api_doc;
     doc.merge(sys_doc);
+    add_plugin_route_doc(&mut doc);
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     doc
+}
+
+/// The plugins' catch-all route is plain axum (its `{*path}` has no
+/// OpenAPI equivalent); describe it by hand as `{path}`.
+fn add_plugin_route_doc(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{
+        HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
+    };
+    use utoipa::openapi::security::SecurityRequirement;
+    use utoipa::openapi::{Required, ResponseBuilder};
+    let op = OperationBuilder::new()
+        .tag("plugins")
+        .summary(Some("A plugin's own route"))
+        .description(Some(
+            "Routed to the plugin's `handle-http` export with the path below the plugin's name \
+             (it may contain slashes). Any signed-in user; the plugin sees the caller and role.",
+        ))
+        .parameter(
+            ParameterBuilder::new()
+                .name("name")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True),
+        )
+        .parameter(
+            ParameterBuilder::new()
+                .name("path")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True),
+        )
+        .response(
+            "200",
+            ResponseBuilder::new().description("The plugin's response"),
+        )
+        .response(
+            "404",
+            ResponseBuilder::new().description("No such plugin running"),
+        )
+        .response(
+            "502",
+            ResponseBuilder::new().description("The plugin failed"),
+        )
+        .response(
+            "503",
+            ResponseBuilder::new().description("The plugin is disabled or failing"),
+        )
+        .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
+        .build();
+    let item = PathItem::from_http_methods(
+        [
+            HttpMethod::Get,
+            HttpMethod::Post,
+            HttpMethod::Put,
+            HttpMethod::Patch,
+            HttpMethod::Delete,
+        ],
+        op,
+    );
+    doc.paths
+        .paths
+        .insert("/api/v1/plugins/{name}/{path}".into(), item);
 }
 
 async fn not_found() -> ApiError {
@@ -36,6 +97,7 @@ pub fn app(state: AppState) -> Router {
     let (system_router, _) = api::system_routes().split_for_parts();
     let doc = openapi();
     let api_router = api_router
+        .merge(api::plugin_routes())
         .route(
             "/api/v1/openapi.json",
             axum::routing::get(move || {
@@ -79,7 +141,13 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
         .allow_credentials(true)
-        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,

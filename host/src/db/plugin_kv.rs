@@ -1,0 +1,154 @@
+//! Per-plugin key-value storage with a byte quota.
+
+use diesel::prelude::*;
+
+use super::schema::plugin_kv as kv;
+use super::{now_ms, DbConnection, DbError};
+
+pub fn get(conn: &mut DbConnection, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, DbError> {
+    Ok(kv::table
+        .find((plugin, key))
+        .select(kv::value)
+        .first(conn)
+        .optional()?)
+}
+
+/// Outcome of a quota-checked write.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SetOutcome {
+    Stored,
+    OverQuota { used: i64, needed: i64, quota: i64 },
+}
+
+/// Writes `value`, unless the plugin's total with this write applied would
+/// exceed `quota`; checked and written in one transaction.
+pub fn set(
+    conn: &mut DbConnection,
+    plugin: &str,
+    key: &str,
+    value: &[u8],
+    quota: i64,
+) -> Result<SetOutcome, DbError> {
+    let size = (key.len() + value.len()) as i64;
+    conn.transaction(|conn| {
+        let old: Option<i64> = kv::table
+            .find((plugin, key))
+            .select(kv::size)
+            .first(conn)
+            .optional()?;
+        let used_now = used(conn, plugin)?;
+        let after = used_now - old.unwrap_or(0) + size;
+        if after > quota {
+            return Ok(SetOutcome::OverQuota {
+                used: used_now,
+                needed: size,
+                quota,
+            });
+        }
+        let now = now_ms();
+        if old.is_some() {
+            diesel::update(kv::table.find((plugin, key)))
+                .set((
+                    kv::value.eq(value),
+                    kv::size.eq(size),
+                    kv::updated_at.eq(now),
+                ))
+                .execute(conn)?;
+        } else {
+            diesel::insert_into(kv::table)
+                .values((
+                    kv::plugin.eq(plugin),
+                    kv::key.eq(key),
+                    kv::value.eq(value),
+                    kv::size.eq(size),
+                    kv::updated_at.eq(now),
+                ))
+                .execute(conn)?;
+        }
+        Ok(SetOutcome::Stored)
+    })
+}
+
+/// Bytes used by a plugin: the sum of key and value lengths. (Summed here,
+/// not in SQL: PostgreSQL's SUM(bigint) is NUMERIC, SQLite's an integer.)
+pub fn used(conn: &mut DbConnection, plugin: &str) -> Result<i64, DbError> {
+    let sizes: Vec<i64> = kv::table
+        .filter(kv::plugin.eq(plugin))
+        .select(kv::size)
+        .load(conn)?;
+    Ok(sizes.iter().sum())
+}
+
+pub fn delete(conn: &mut DbConnection, plugin: &str, key: &str) -> Result<bool, DbError> {
+    Ok(diesel::delete(kv::table.find((plugin, key))).execute(conn)? == 1)
+}
+
+pub fn keys(conn: &mut DbConnection, plugin: &str, prefix: &str) -> Result<Vec<String>, DbError> {
+    let mut keys: Vec<String> = kv::table
+        .filter(kv::plugin.eq(plugin))
+        .select(kv::key)
+        .load(conn)?;
+    // Prefix filtering in Rust: LIKE would need escaping of % and _ and
+    // differs in case sensitivity between the backends.
+    keys.retain(|k| k.starts_with(prefix));
+    keys.sort();
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::plugins::{self, PluginRow};
+    use crate::db::testing;
+
+    fn row(name: &str) -> PluginRow {
+        PluginRow {
+            name: name.into(),
+            version: "0.1.0".into(),
+            api_version: "0.1.0".into(),
+            manifest: String::new(),
+            grant_toml: String::new(),
+            config_json: "{}".into(),
+            wasm_sha256: "00".into(),
+            wasm_path: "/x.wasm".into(),
+            enabled: true,
+            source: "api".into(),
+            installed_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn quota_and_cascade_on_both_backends() {
+        for t in testing::both().await {
+            let backend = t.db.backend();
+            t.db.run(move |c| {
+                plugins::upsert(c, &row("p1"))?;
+                plugins::upsert(c, &row("p2"))?;
+                assert_eq!(set(c, "p1", "a", b"12345", 20)?, SetOutcome::Stored);
+                assert_eq!(used(c, "p1")?, 6);
+                // Replacing a value counts only the new size.
+                assert_eq!(set(c, "p1", "a", b"123456789", 20)?, SetOutcome::Stored);
+                assert_eq!(used(c, "p1")?, 10);
+                assert!(matches!(
+                    set(c, "p1", "b", b"0123456789012", 20)?,
+                    SetOutcome::OverQuota { used: 10, .. }
+                ));
+                assert_eq!(get(c, "p1", "b")?, None, "{backend}: nothing written");
+                // Quotas are per plugin.
+                assert_eq!(set(c, "p2", "b", b"0123456789012", 20)?, SetOutcome::Stored);
+                set(c, "p1", "ab", b"x", 20)?;
+                assert_eq!(keys(c, "p1", "a")?, vec!["a".to_string(), "ab".to_string()]);
+                assert_eq!(get(c, "p1", "a")?.as_deref(), Some(&b"123456789"[..]));
+                assert!(delete(c, "p1", "ab")?);
+                // Uninstalling removes the storage.
+                plugins::delete(c, "p1")?;
+                assert_eq!(used(c, "p1")?, 0, "{backend}: cascade");
+                assert_eq!(used(c, "p2")?, 14);
+                Ok(())
+            })
+            .await
+            .unwrap();
+        }
+    }
+}

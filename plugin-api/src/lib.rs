@@ -1,0 +1,665 @@
+//! # WakeDock plugin SDK
+//!
+//! Write a WakeDock plugin in Rust: a WebAssembly component that the WakeDock
+//! host runs in a sandbox, giving it only the capabilities its manifest
+//! requests *and* the administrator granted.
+//!
+//! The API is defined once, in WIT (`plugin-api/wit`, package
+//! `wakedock:plugin@0.1.0`). This crate generates the guest bindings from
+//! those files with `wit-bindgen` and wraps them in:
+//!
+//! - the [`Plugin`] trait: implement `init` and whichever of `on_event`,
+//!   `on_tick` and `handle_http` you need (the others default to no-ops);
+//! - the [`export_plugin!`] macro, which exports your type as the component's
+//!   `handler` interface;
+//! - typed helper modules for each capability: [`log`], [`clock`],
+//!   [`storage`], [`containers`], [`events`], [`http`], [`metrics`],
+//!   [`auth`].
+//!
+//! ## A complete plugin
+//!
+//! `Cargo.toml`:
+//!
+//! ```toml
+//! [package]
+//! name = "hello-plugin"
+//! version = "0.1.0"
+//! edition = "2021"
+//!
+//! [lib]
+//! crate-type = ["cdylib"]   # a cdylib for wasm32-wasip2 is a component
+//!
+//! [dependencies]
+//! wakedock-plugin-sdk = "0.1"
+//! serde_json = "1"
+//! ```
+//!
+//! `src/lib.rs`:
+//!
+//! ```ignore
+//! use wakedock_plugin_sdk::{export_plugin, log, storage, Config, HttpRequest, HttpResponse, Plugin};
+//!
+//! struct Hello {
+//!     greeting: String,
+//! }
+//!
+//! impl Plugin for Hello {
+//!     fn init(config: Config) -> Result<Self, String> {
+//!         let greeting = config.get_str("greeting").unwrap_or("hello").to_owned();
+//!         log::info(&format!("hello plugin ready, greeting = {greeting}"));
+//!         Ok(Hello { greeting })
+//!     }
+//!
+//!     fn handle_http(&mut self, req: HttpRequest) -> HttpResponse {
+//!         match (req.method.as_str(), req.path.as_str()) {
+//!             ("GET", "/hello") => {
+//!                 // Instances are recycled: keep durable state in storage.
+//!                 let n = storage::get_json::<u64>("hits").ok().flatten().unwrap_or(0) + 1;
+//!                 if let Err(e) = storage::set_json("hits", &n) {
+//!                     return HttpResponse::error(500, &e.describe());
+//!                 }
+//!                 HttpResponse::json(200, &serde_json::json!({ "message": self.greeting, "hits": n }))
+//!             }
+//!             _ => HttpResponse::not_found(),
+//!         }
+//!     }
+//! }
+//!
+//! export_plugin!(Hello);
+//! ```
+//!
+//! `plugin.toml` next to it:
+//!
+//! ```toml
+//! name = "hello"
+//! version = "0.1.0"
+//! api-version = "0.1.0"
+//! description = "Says hello and counts visits"
+//! author = "You <you@example.org>"
+//!
+//! [capabilities]
+//! storage = { quota-bytes = 65536 }
+//!
+//! [config]
+//! greeting = "hello"
+//! ```
+//!
+//! Build it with `rustup target add wasm32-wasip2` once, then
+//! `cargo build --release --target wasm32-wasip2`; the component is
+//! `target/wasm32-wasip2/release/hello_plugin.wasm`. The host serves
+//! `GET /api/v1/plugins/hello/hello`.
+//!
+//! ## Rules of the sandbox
+//!
+//! - **Only granted interfaces link.** The host reads which WakeDock
+//!   interfaces the component imports (an interface is imported only if the
+//!   plugin calls one of its functions) and refuses a component that imports
+//!   one its manifest does not request or the admin did not grant. `log`,
+//!   `clock`, `auth` and `types` are always available.
+//! - **Scopes are checked on every call**: a container outside the granted
+//!   label selector, a write with read access, an outbound host not in the
+//!   allowlist or a topic not in `events.publish` returns
+//!   [`Error::PermissionDenied`] (and is audited by the host).
+//! - **No ambient authority**: no files, environment, arguments, sockets or
+//!   stdio (writes to stdout/stderr are discarded). Time comes from [`clock`].
+//! - **Limits**: each call has a CPU budget and a wall-time limit, and the
+//!   instance has a memory cap. A trap, panic or breach fails that call;
+//!   repeated failures disable the plugin for a growing back-off.
+//! - **Instances are recycled.** The host keeps a few instances per plugin,
+//!   may run calls on different instances concurrently, and replaces an
+//!   instance after a number of calls or after it failed. `init` runs on each
+//!   new instance. Treat fields of your [`Plugin`] type as a cache; keep
+//!   durable state in [`storage`].
+//!
+//! ## Versioning
+//!
+//! The WIT package version is the plugin API version. Put the version this
+//! SDK was built from ([`API_VERSION`]) in the manifest's `api-version`. A
+//! host accepts a plugin of the same major version (for `0.x`, the same
+//! minor) whose minor version is not newer than its own.
+
+#![warn(missing_docs)]
+
+// Lets the generated code and the exported macro name this crate by its
+// public path both from inside the SDK and from plugin crates.
+extern crate self as wakedock_plugin_sdk;
+
+/// Raw bindings generated from `plugin-api/wit` by `wit-bindgen`.
+///
+/// Prefer the typed helpers of this crate; these are here for anything they
+/// do not cover.
+#[allow(missing_docs, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "plugin",
+        pub_export_macro: true,
+        export_macro_name: "__export_plugin_world",
+        default_bindings_module: "wakedock_plugin_sdk::bindings",
+        runtime_path: "wakedock_plugin_sdk::__private::wit_bindgen::rt",
+    });
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use wit_bindgen;
+}
+
+/// The plugin API version this SDK implements; use it as `api-version` in
+/// `plugin.toml`.
+pub const API_VERSION: &str = "0.1.0";
+
+pub use bindings::wakedock::plugin::types::{
+    ContainerEvent, ContainerEventKind, ContainerState, Error, Event, Health, HttpRequest,
+    HttpResponse, PluginEvent,
+};
+
+/// A container as the plugin sees it.
+pub use bindings::wakedock::plugin::types::Container;
+
+/// Result of every fallible host call.
+pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+/// The plugin's configuration: the manifest's `[config]` table merged with
+/// the administrator's overrides, as JSON.
+#[derive(Debug, Clone)]
+pub struct Config {
+    raw: String,
+    value: serde_json::Value,
+}
+
+impl Config {
+    /// Parses the JSON the host passes to `init`.
+    pub fn from_json(raw: String) -> core::result::Result<Self, String> {
+        let value = if raw.trim().is_empty() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            serde_json::from_str(&raw).map_err(|e| format!("config is not valid JSON: {e}"))?
+        };
+        Ok(Config { raw, value })
+    }
+
+    /// The JSON text as received.
+    pub fn raw(&self) -> &str {
+        &self.raw
+    }
+
+    /// The parsed JSON value.
+    pub fn value(&self) -> &serde_json::Value {
+        &self.value
+    }
+
+    /// A top-level entry.
+    pub fn get(&self, key: &str) -> Option<&serde_json::Value> {
+        self.value.get(key)
+    }
+
+    /// A top-level string entry.
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.value.get(key).and_then(|v| v.as_str())
+    }
+
+    /// A top-level integer entry.
+    pub fn get_u64(&self, key: &str) -> Option<u64> {
+        self.value.get(key).and_then(|v| v.as_u64())
+    }
+
+    /// Deserializes the whole configuration into `T`; the error names the
+    /// offending field.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> core::result::Result<T, String> {
+        serde_json::from_value(self.value.clone()).map_err(|e| format!("invalid config: {e}"))
+    }
+}
+
+/// A WakeDock plugin.
+///
+/// One value of this type lives in each plugin instance, created by
+/// [`Plugin::init`]. Methods take `&mut self`: calls into one instance never
+/// overlap.
+pub trait Plugin: Sized + 'static {
+    /// Builds the plugin from its configuration. An `Err` fails the load
+    /// (or the instance) with that message.
+    fn init(config: Config) -> core::result::Result<Self, String>;
+
+    /// A container or event-bus event.
+    fn on_event(&mut self, event: Event) {
+        let _ = event;
+    }
+
+    /// Called every `tick-interval` (manifest).
+    fn on_tick(&mut self) {}
+
+    /// A request routed to `/api/v1/plugins/{name}{path}`; the caller is
+    /// already authenticated ([`auth::caller`]). Defaults to 404.
+    fn handle_http(&mut self, request: HttpRequest) -> HttpResponse {
+        let _ = request;
+        HttpResponse::not_found()
+    }
+}
+
+/// Exports a [`Plugin`] implementation as the component's `handler`.
+///
+/// Use it once, at the crate root of a `cdylib`:
+///
+/// ```ignore
+/// wakedock_plugin_sdk::export_plugin!(MyPlugin);
+/// ```
+#[macro_export]
+macro_rules! export_plugin {
+    ($ty:ty) => {
+        const _: () = {
+            ::std::thread_local! {
+                static INSTANCE: ::core::cell::RefCell<::core::option::Option<$ty>> =
+                    const { ::core::cell::RefCell::new(::core::option::Option::None) };
+            }
+
+            struct __WakedockPluginExport;
+
+            impl $crate::bindings::exports::wakedock::plugin::handler::Guest for __WakedockPluginExport {
+                fn init(config: ::std::string::String) -> ::core::result::Result<(), ::std::string::String> {
+                    let config = $crate::Config::from_json(config)?;
+                    let plugin = <$ty as $crate::Plugin>::init(config)?;
+                    INSTANCE.with(|cell| *cell.borrow_mut() = ::core::option::Option::Some(plugin));
+                    ::core::result::Result::Ok(())
+                }
+
+                fn on_event(event: $crate::Event) {
+                    $crate::__with_instance(&INSTANCE, |p: &mut $ty| $crate::Plugin::on_event(p, event));
+                }
+
+                fn on_tick() {
+                    $crate::__with_instance(&INSTANCE, |p: &mut $ty| $crate::Plugin::on_tick(p));
+                }
+
+                fn handle_http(request: $crate::HttpRequest) -> $crate::HttpResponse {
+                    $crate::__with_instance(&INSTANCE, |p: &mut $ty| $crate::Plugin::handle_http(p, request))
+                        .unwrap_or_else(|| $crate::HttpResponse::error(503, "plugin not initialised"))
+                }
+            }
+
+            $crate::bindings::__export_plugin_world!(__WakedockPluginExport with_types_in $crate::bindings);
+        };
+    };
+}
+
+#[doc(hidden)]
+pub fn __with_instance<T: 'static, R>(
+    key: &'static std::thread::LocalKey<core::cell::RefCell<Option<T>>>,
+    f: impl FnOnce(&mut T) -> R,
+) -> Option<R> {
+    key.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        match guard.as_mut() {
+            Some(plugin) => Some(f(plugin)),
+            None => {
+                log::error("called before a successful init");
+                None
+            }
+        }
+    })
+}
+
+impl Error {
+    /// A one-line description, for logs and HTTP error bodies.
+    pub fn describe(&self) -> String {
+        match self {
+            Error::PermissionDenied(what) => format!("permission denied: {what}"),
+            Error::NotFound => "not found".to_owned(),
+            Error::QuotaExceeded => "quota exceeded".to_owned(),
+            Error::Timeout => "timed out".to_owned(),
+            Error::Unavailable(why) => format!("unavailable: {why}"),
+            Error::Invalid(why) => format!("invalid: {why}"),
+        }
+    }
+}
+
+impl HttpRequest {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first query parameter named `name` (no percent-decoding).
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == name).then_some(v)
+        })
+    }
+
+    /// The body parsed as JSON.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> core::result::Result<T, String> {
+        serde_json::from_slice(&self.body).map_err(|e| format!("invalid JSON body: {e}"))
+    }
+}
+
+impl HttpResponse {
+    /// A JSON response.
+    pub fn json<T: serde::Serialize + ?Sized>(status: u16, body: &T) -> Self {
+        match serde_json::to_vec(body) {
+            Ok(body) => HttpResponse {
+                status,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body,
+            },
+            Err(e) => HttpResponse::error(500, &format!("serializing response: {e}")),
+        }
+    }
+
+    /// A plain-text response.
+    pub fn text(status: u16, body: &str) -> Self {
+        HttpResponse {
+            status,
+            headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    /// An error as RFC 7807 `application/problem+json`.
+    pub fn error(status: u16, detail: &str) -> Self {
+        let body = serde_json::json!({ "status": status, "detail": detail });
+        HttpResponse {
+            status,
+            headers: vec![("content-type".into(), "application/problem+json".into())],
+            body: body.to_string().into_bytes(),
+        }
+    }
+
+    /// 404 Not Found.
+    pub fn not_found() -> Self {
+        HttpResponse::error(404, "no such route")
+    }
+}
+
+/// Logging into the host's log, tagged with the plugin's name.
+pub mod log {
+    use crate::bindings::wakedock::plugin::log as raw;
+    pub use raw::Level;
+
+    /// Logs `message` at `level`.
+    pub fn log(level: Level, message: &str) {
+        raw::log(level, message);
+    }
+    /// Logs at trace level.
+    pub fn trace(message: &str) {
+        raw::log(Level::Trace, message);
+    }
+    /// Logs at debug level.
+    pub fn debug(message: &str) {
+        raw::log(Level::Debug, message);
+    }
+    /// Logs at info level.
+    pub fn info(message: &str) {
+        raw::log(Level::Info, message);
+    }
+    /// Logs at warn level.
+    pub fn warn(message: &str) {
+        raw::log(Level::Warn, message);
+    }
+    /// Logs at error level.
+    pub fn error(message: &str) {
+        raw::log(Level::Error, message);
+    }
+}
+
+/// Time, the only clock a plugin has.
+pub mod clock {
+    use crate::bindings::wakedock::plugin::clock as raw;
+
+    /// Milliseconds since the Unix epoch.
+    pub fn now_ms() -> u64 {
+        raw::now_ms()
+    }
+
+    /// Monotonic nanoseconds from an arbitrary origin.
+    pub fn monotonic_ns() -> u64 {
+        raw::monotonic_ns()
+    }
+}
+
+/// The per-plugin key-value store (capability `storage`).
+pub mod storage {
+    use crate::bindings::wakedock::plugin::storage as raw;
+    use crate::{Error, Result};
+
+    /// The value stored under `key`.
+    pub fn get(key: &str) -> Result<Option<Vec<u8>>> {
+        raw::get(key)
+    }
+
+    /// Stores `value` under `key`; [`Error::QuotaExceeded`] past the quota.
+    pub fn set(key: &str, value: &[u8]) -> Result<()> {
+        raw::set(key, value)
+    }
+
+    /// Removes `key`; true if it existed.
+    pub fn delete(key: &str) -> Result<bool> {
+        raw::delete(key)
+    }
+
+    /// Keys starting with `prefix`, sorted.
+    pub fn list_keys(prefix: &str) -> Result<Vec<String>> {
+        raw::list_keys(prefix)
+    }
+
+    /// The value under `key` parsed as JSON.
+    pub fn get_json<T: serde::de::DeserializeOwned>(key: &str) -> Result<Option<T>> {
+        match raw::get(key)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                Error::Invalid(format!("stored value of {key} is not valid JSON: {e}"))
+            }),
+        }
+    }
+
+    /// Stores `value` as JSON under `key`.
+    pub fn set_json<T: serde::Serialize + ?Sized>(key: &str, value: &T) -> Result<()> {
+        let bytes = serde_json::to_vec(value).map_err(|e| Error::Invalid(e.to_string()))?;
+        raw::set(key, &bytes)
+    }
+}
+
+/// Docker containers (capability `containers`).
+pub mod containers {
+    use crate::bindings::wakedock::plugin::containers as raw;
+    use crate::{Container, Result};
+    pub use raw::{LabelFilter, Readiness};
+
+    /// Containers matching all `filters` (and the grant's selector).
+    pub fn list(filters: &[LabelFilter], include_stopped: bool) -> Result<Vec<Container>> {
+        raw::list(filters, include_stopped)
+    }
+
+    /// Every container visible to the plugin, running or not.
+    pub fn list_all() -> Result<Vec<Container>> {
+        raw::list(&[], true)
+    }
+
+    /// Containers carrying label `key` (with `value`, if given).
+    pub fn with_label(key: &str, value: Option<&str>) -> Result<Vec<Container>> {
+        let filter = LabelFilter {
+            key: key.to_owned(),
+            value: value.map(str::to_owned),
+        };
+        raw::list(&[filter], true)
+    }
+
+    /// One container by id or name.
+    pub fn inspect(id: &str) -> Result<Container> {
+        raw::inspect(id)
+    }
+
+    /// Starts a container (needs `access = "write"`).
+    pub fn start(id: &str) -> Result<()> {
+        raw::start(id)
+    }
+
+    /// Stops a container (needs `access = "write"`).
+    pub fn stop(id: &str, timeout_secs: Option<u32>) -> Result<()> {
+        raw::stop(id, timeout_secs)
+    }
+
+    /// Restarts a container (needs `access = "write"`).
+    pub fn restart(id: &str) -> Result<()> {
+        raw::restart(id)
+    }
+
+    /// Waits, host-side, until the container is running and ready.
+    pub fn await_ready(id: &str, timeout_ms: u32) -> Result<Readiness> {
+        raw::await_ready(id, timeout_ms)
+    }
+
+    impl Container {
+        /// The value of label `key`, if set.
+        pub fn label(&self, key: &str) -> Option<&str> {
+            self.labels
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        }
+    }
+}
+
+/// The host's event bus (capability `events`).
+pub mod events {
+    use crate::bindings::wakedock::plugin::events as raw;
+    use crate::{Error, Result};
+
+    /// Publishes a JSON document on `topic`.
+    pub fn publish(topic: &str, payload_json: &str) -> Result<()> {
+        raw::publish(topic, payload_json)
+    }
+
+    /// Serializes `payload` and publishes it on `topic`.
+    pub fn publish_json<T: serde::Serialize + ?Sized>(topic: &str, payload: &T) -> Result<()> {
+        let json = serde_json::to_string(payload).map_err(|e| Error::Invalid(e.to_string()))?;
+        raw::publish(topic, &json)
+    }
+}
+
+/// Outbound HTTP (capability `http-outbound`).
+pub mod http {
+    use crate::bindings::wakedock::plugin::http_outbound as raw;
+    use crate::{Error, Result};
+    pub use raw::{Request, Response};
+
+    /// Sends `request`; its host must be in the grant's allowlist.
+    pub fn send(request: &Request) -> Result<Response> {
+        raw::send(request)
+    }
+
+    /// A GET request.
+    pub fn get(url: &str) -> Result<Response> {
+        send(&Request {
+            method: "GET".into(),
+            url: url.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            timeout_ms: None,
+        })
+    }
+
+    /// A POST with a JSON body.
+    pub fn post_json<T: serde::Serialize + ?Sized>(url: &str, body: &T) -> Result<Response> {
+        let body = serde_json::to_vec(body).map_err(|e| Error::Invalid(e.to_string()))?;
+        send(&Request {
+            method: "POST".into(),
+            url: url.into(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body,
+            timeout_ms: None,
+        })
+    }
+}
+
+/// Host-collected container metrics and the plugin's own Prometheus metrics
+/// (capability `metrics`).
+pub mod metrics {
+    use crate::bindings::wakedock::plugin::metrics as raw;
+    use crate::Result;
+    pub use raw::{ContainerStats, MetricDesc, MetricKind};
+
+    /// Latest stats of one container.
+    pub fn container_stats(id: &str) -> Result<ContainerStats> {
+        raw::stats(id)
+    }
+
+    /// Latest stats of every visible container.
+    pub fn all_container_stats() -> Result<Vec<ContainerStats>> {
+        raw::all_stats()
+    }
+
+    fn register(
+        name: &str,
+        help: &str,
+        kind: MetricKind,
+        labels: &[&str],
+        buckets: &[f64],
+    ) -> Result<()> {
+        raw::register(&MetricDesc {
+            name: name.into(),
+            help: help.into(),
+            kind,
+            label_names: labels.iter().map(|l| (*l).to_owned()).collect(),
+            buckets: buckets.to_vec(),
+        })
+    }
+
+    /// Registers a counter (idempotent).
+    pub fn register_counter(name: &str, help: &str, labels: &[&str]) -> Result<()> {
+        register(name, help, MetricKind::Counter, labels, &[])
+    }
+
+    /// Registers a gauge (idempotent).
+    pub fn register_gauge(name: &str, help: &str, labels: &[&str]) -> Result<()> {
+        register(name, help, MetricKind::Gauge, labels, &[])
+    }
+
+    /// Registers a histogram (idempotent); empty `buckets` uses the defaults.
+    pub fn register_histogram(
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        buckets: &[f64],
+    ) -> Result<()> {
+        register(name, help, MetricKind::Histogram, labels, buckets)
+    }
+
+    fn owned(values: &[&str]) -> Vec<String> {
+        values.iter().map(|v| (*v).to_owned()).collect()
+    }
+
+    /// Adds `value` to a counter.
+    pub fn counter_add(name: &str, label_values: &[&str], value: f64) -> Result<()> {
+        raw::counter_add(name, &owned(label_values), value)
+    }
+
+    /// Sets a gauge.
+    pub fn gauge_set(name: &str, label_values: &[&str], value: f64) -> Result<()> {
+        raw::gauge_set(name, &owned(label_values), value)
+    }
+
+    /// Records an observation in a histogram.
+    pub fn histogram_observe(name: &str, label_values: &[&str], value: f64) -> Result<()> {
+        raw::histogram_observe(name, &owned(label_values), value)
+    }
+}
+
+/// The caller of the current `handle-http` call.
+pub mod auth {
+    use crate::bindings::wakedock::plugin::auth as raw;
+    pub use raw::{Caller, Role};
+
+    /// The authenticated caller, or `None` outside `handle_http`.
+    pub fn caller() -> Option<Caller> {
+        raw::current_caller()
+    }
+
+    /// Whether the caller holds `permission` (e.g. `containers:write`).
+    pub fn has_permission(permission: &str) -> bool {
+        raw::has_permission(permission)
+    }
+}

@@ -1,0 +1,535 @@
+//! Plugins through the real host: installed at runtime by API, CLI and
+//! config file; doing real work through granted capabilities against the
+//! real Docker engine and database; stopped cold by their limits.
+//!
+//! The components are built by `scripts/build-plugins.sh` (the test setup
+//! runs it).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine as _;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use wakedock_tests::*;
+
+fn wasm_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("wasm32-wasip2/release")
+}
+
+/// (manifest text, component bytes) of a built plugin or fixture.
+fn package(manifest: &str, wasm_name: &str) -> (String, Vec<u8>) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let wasm = wasm_dir().join(wasm_name);
+    let bytes = std::fs::read(&wasm).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the plugins first with scripts/build-plugins.sh",
+            wasm.display()
+        )
+    });
+    (std::fs::read_to_string(root.join(manifest)).unwrap(), bytes)
+}
+
+fn example() -> (String, Vec<u8>) {
+    package(
+        "plugins/example/plugin.toml",
+        "wakedock_plugin_example.wasm",
+    )
+}
+
+fn hostile() -> (String, Vec<u8>) {
+    package(
+        "tests/plugins/hostile/plugin.toml",
+        "wakedock_fixture_hostile.wasm",
+    )
+}
+
+fn install_body((manifest, wasm): &(String, Vec<u8>), grant: Option<Value>) -> Value {
+    let mut body = json!({
+        "manifest": manifest,
+        "wasm_base64": base64::engine::general_purpose::STANDARD.encode(wasm),
+    });
+    if let Some(g) = grant {
+        body["grant"] = g;
+    }
+    body
+}
+
+async fn hello(client: &ApiClient) -> Value {
+    client.get_json("/api/v1/plugins/example/hello").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_use_and_manage_a_plugin_by_api_on_both_backends() {
+    for backend in BACKENDS {
+        let host = TestHost::start(backend).await;
+        let admin = host.admin().await;
+        let pkg = example();
+
+        // The grant screen: what the package is and asks for.
+        let r = admin
+            .post("/api/v1/plugins?dry_run=true", install_body(&pkg, None))
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "{backend:?}");
+        let preview: Value = r.json().await.unwrap();
+        assert_eq!(preview["name"], "example");
+        assert_eq!(preview["requested"]["containers"]["access"], "read");
+        assert_eq!(
+            preview["requested"]["containers"]["selector"],
+            "wakedock.enable=true"
+        );
+        assert!(admin.get("/api/v1/plugins/example").await.status() == StatusCode::NOT_FOUND);
+
+        // No grant, or a grant wider than the request: refused, nothing installed.
+        let r = admin
+            .post("/api/v1/plugins", install_body(&pkg, None))
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(problem_code(r).await, "grant_required");
+        let wide = json!({"capabilities": {"http-outbound": {"hosts": ["example.com"], "max-requests-per-minute": 5}}});
+        let r = admin
+            .post("/api/v1/plugins", install_body(&pkg, Some(wide)))
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("does not request"),
+            "{body}"
+        );
+        assert!(admin
+            .get_json("/api/v1/plugins")
+            .await
+            .as_array()
+            .unwrap()
+            .is_empty());
+
+        // Install with everything it asks for.
+        let r = admin
+            .post("/api/v1/plugins", install_body(&pkg, Some(json!("all"))))
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let info: Value = r.json().await.unwrap();
+        assert_eq!(info["enabled"], true);
+        assert_eq!(info["source"], "api");
+        assert_eq!(info["status"]["health"]["state"], "enabled");
+        assert_eq!(info["granted"]["storage"]["quota-bytes"], 65536);
+
+        // Its route works for any signed-in user, and storage persists.
+        assert_eq!(hello(&admin).await["hits"], 1);
+        let viewer = host.user_with_role("viewer").await;
+        let h = hello(&viewer).await;
+        assert_eq!(h["hits"], 2);
+        assert_eq!(h["message"], "hello from WakeDock");
+        let anon = reqwest::get(host.url("/api/v1/plugins/example/hello"))
+            .await
+            .unwrap();
+        assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
+
+        // Reconfigure at runtime: init sees the new config.
+        let r = admin
+            .patch(
+                "/api/v1/plugins/example",
+                json!({"config": {"greeting": "hi there"}}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let h = hello(&admin).await;
+        assert_eq!(h["message"], "hi there");
+        assert_eq!(h["hits"], 3);
+
+        // Disable and enable at runtime.
+        let r = admin
+            .patch("/api/v1/plugins/example", json!({"enabled": false}))
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = admin.get("/api/v1/plugins/example/hello").await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(problem_code(r).await, "plugin_unavailable");
+        admin
+            .patch("/api/v1/plugins/example", json!({"enabled": true}))
+            .await;
+        assert_eq!(hello(&admin).await["hits"], 4);
+
+        // A restart keeps plugin, grant, config and state.
+        let host = host.restart().await;
+        let admin = host.admin().await;
+        let h = hello(&admin).await;
+        assert_eq!(
+            (h["hits"].as_u64(), h["message"].as_str()),
+            (Some(5), Some("hi there"))
+        );
+
+        // Its own metrics are exported under its name; its status counts calls.
+        let metrics = reqwest::get(host.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("wakedock_plugin_example_hello_requests_total"),
+            "plugin metric missing"
+        );
+        let info = admin.get_json("/api/v1/plugins/example").await;
+        assert!(info["status"]["calls"].as_u64().unwrap() >= 1);
+        assert!(info["status"]["memory_high_water_bytes"].as_u64().unwrap() > 0);
+
+        // Uninstall: route gone, storage gone (a reinstall starts from zero).
+        assert_eq!(
+            admin.delete("/api/v1/plugins/example").await.status(),
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(
+            admin.get("/api/v1/plugins/example/hello").await.status(),
+            StatusCode::NOT_FOUND
+        );
+        admin
+            .post("/api/v1/plugins", install_body(&pkg, Some(json!("all"))))
+            .await;
+        assert_eq!(hello(&admin).await["hits"], 1);
+
+        let audit = admin
+            .get_json("/api/v1/audit?action=plugin.&per_page=100")
+            .await;
+        let actions: Vec<&str> = audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap())
+            .collect();
+        for a in ["plugin.install", "plugin.update", "plugin.remove"] {
+            assert!(actions.contains(&a), "{a} not audited: {actions:?}");
+        }
+        host.stop().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_sees_only_the_containers_its_grant_selects() {
+    let host = TestHost::start(Backend::Sqlite).await;
+    let admin = host.admin().await;
+    admin
+        .post(
+            "/api/v1/plugins",
+            install_body(&example(), Some(json!("all"))),
+        )
+        .await;
+    let visible = TestContainer::run_labelled(&[], &[("wakedock.enable", "true")]).await;
+    let hidden = TestContainer::run(&[]).await;
+    let list = admin.get_json("/api/v1/plugins/example/containers").await;
+    let names: Vec<&str> = list["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&visible.name.as_str()), "{names:?}");
+    assert!(!names.contains(&hidden.name.as_str()), "{names:?}");
+    host.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_plugins_are_stopped_and_the_host_keeps_serving() {
+    let host = TestHost::start_with(Backend::Sqlite, |c| {
+        c.plugin_runtime.failure_threshold = 3;
+        c.plugin_runtime.failure_backoff = wakedock::config::HumanDuration(Duration::from_secs(1));
+    })
+    .await;
+    let admin = host.admin().await;
+    let r = admin
+        .post(
+            "/api/v1/plugins",
+            install_body(&example(), Some(json!("all"))),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // Hostile asks for write access and outbound HTTP; it gets neither.
+    let grant = json!({"capabilities": {
+        "containers": {"access": "read", "selector": "wakedock.enable=true"},
+        "storage": {"quota-bytes": 16384},
+        "events": {"publish": ["hostile.*"]}
+    }});
+    let r = admin
+        .post("/api/v1/plugins", install_body(&hostile(), Some(grant)))
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let victim = TestContainer::run_labelled(&[], &[("wakedock.enable", "true")]).await;
+    let ok = || async { admin.get("/api/v1/plugins/hostile/ok").await.status() == StatusCode::OK };
+    assert!(ok().await);
+
+    // An infinite loop is killed at its CPU deadline.
+    let r = admin.get("/api/v1/plugins/hostile/loop").await;
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["code"], "plugin_error");
+    assert!(p["detail"].as_str().unwrap().contains("CPU"), "{p}");
+    // A memory bomb hits its cap; a trap is contained.
+    for path in ["oom", "trap"] {
+        let r = admin.get(&format!("/api/v1/plugins/hostile/{path}")).await;
+        assert_eq!(r.status(), StatusCode::BAD_GATEWAY, "/{path}");
+    }
+    // Three failures in a row: the plugin is failed, with a reason and a
+    // retry time, and refuses calls until then.
+    let info = admin.get_json("/api/v1/plugins/hostile").await;
+    assert_eq!(info["status"]["health"]["state"], "failed", "{info}");
+    assert!(info["status"]["health"]["reason"].is_string());
+    assert!(info["status"]["last_error"].is_string());
+    assert!(info["status"]["errors"].as_u64().unwrap() >= 3);
+    let r = admin.get("/api/v1/plugins/hostile/ok").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(problem_code(r).await, "plugin_unavailable");
+    // Meanwhile the host and the other plugin serve as before.
+    assert_eq!(
+        reqwest::get(host.url("/health")).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(hello(&admin).await["hits"], 1);
+    // After the back-off it is retried by itself.
+    eventually(Duration::from_secs(10), "failed plugin retried", || async {
+        ok().await.then_some(())
+    })
+    .await;
+    // A panic and runaway recursion are contained too.
+    for path in ["panic", "recurse"] {
+        let r = admin.get(&format!("/api/v1/plugins/hostile/{path}")).await;
+        assert_eq!(r.status(), StatusCode::BAD_GATEWAY, "/{path}");
+    }
+    assert!(ok().await);
+
+    // Write access was not granted: stopping a container is refused, the
+    // container keeps running, and the refusal is audited.
+    let r = admin
+        .get(&format!("/api/v1/plugins/hostile/stop?id={}", victim.name))
+        .await;
+    let body = r.text().await.unwrap();
+    assert!(body.contains("permission"), "{body}");
+    let d = admin
+        .get_json(&format!("/api/v1/containers/{}", victim.name))
+        .await;
+    assert_eq!(d["state"], "running");
+    // Outbound HTTP was requested but not granted.
+    let r = admin
+        .get("/api/v1/plugins/hostile/outbound?url=http://127.0.0.1:9/")
+        .await;
+    let body = r.text().await.unwrap();
+    assert!(body.contains("permission"), "{body}");
+    // Storage past the quota fails cleanly.
+    let r = admin.get("/api/v1/plugins/hostile/flood").await;
+    assert_eq!(r.status().as_u16(), 507);
+    let audit = eventually(
+        Duration::from_secs(5),
+        "plugin refusals audited",
+        || async {
+            let a = admin
+                .get_json("/api/v1/audit?actor=plugin:hostile&per_page=50")
+                .await;
+            (a["total"].as_i64().unwrap() >= 2).then_some(a)
+        },
+    )
+    .await;
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["result"] == "denied")
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"plugin.containers.stop"), "{actions:?}");
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.starts_with("plugin.http-outbound")),
+        "{actions:?}"
+    );
+    host.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incompatible_and_malformed_packages_are_refused() {
+    let host = TestHost::start(Backend::Sqlite).await;
+    let admin = host.admin().await;
+    let wrong = package(
+        "tests/plugins/wrong-version/plugin.toml",
+        "wakedock_fixture_wrong_version.wasm",
+    );
+    let r = admin
+        .post("/api/v1/plugins", install_body(&wrong, Some(json!("all"))))
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["code"], "plugin_rejected");
+    assert!(p["detail"].as_str().unwrap().contains("API"), "{p}");
+
+    let (manifest, _) = example();
+    let garbage = (manifest.clone(), b"\0asm not really".to_vec());
+    let r = admin
+        .post(
+            "/api/v1/plugins",
+            install_body(&garbage, Some(json!("all"))),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("not a valid WebAssembly component"));
+
+    let bad_manifest = (
+        manifest.replace("name = \"example\"", "name = \"Bad Name\""),
+        example().1,
+    );
+    let r = admin
+        .post(
+            "/api/v1/plugins",
+            install_body(&bad_manifest, Some(json!("all"))),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("name"));
+    assert!(admin
+        .get_json("/api/v1/plugins")
+        .await
+        .as_array()
+        .unwrap()
+        .is_empty());
+    host.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_component_file_is_refused_at_restart() {
+    let host = TestHost::start(Backend::Sqlite).await;
+    let admin = host.admin().await;
+    let info: Value = admin
+        .post(
+            "/api/v1/plugins",
+            install_body(&example(), Some(json!("all"))),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let sha = info["sha256"].as_str().unwrap();
+    let file = host.data_path().join(format!("plugins/example/{sha}.wasm"));
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+    let host = host.restart().await;
+    let admin = host.admin().await;
+    let info = admin.get_json("/api/v1/plugins/example").await;
+    assert!(
+        info["load_error"].as_str().unwrap().contains("SHA-256"),
+        "{info}"
+    );
+    assert!(info["status"].is_null());
+    assert_eq!(
+        admin.get("/api/v1/plugins/example/hello").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    host.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_installs_into_a_running_host() {
+    use wakedock::cli::{Cli, Command, PluginCommand};
+    let host = TestHost::start(Backend::Sqlite).await;
+    let admin = host.admin().await;
+    let config = host.write_config_file();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cli = |command| Cli {
+        config: Some(config.clone()),
+        command: Some(Command::Plugin(command)),
+    };
+    // Without a grant nothing is installed.
+    let r = wakedock::cli::main(cli(PluginCommand::Install {
+        manifest: root.join("plugins/example/plugin.toml"),
+        wasm: wasm_dir().join("wakedock_plugin_example.wasm"),
+        grant: None,
+        config: None,
+        disabled: false,
+    }))
+    .await;
+    assert!(r.unwrap_err().to_string().contains("--grant"));
+    wakedock::cli::main(cli(PluginCommand::Install {
+        manifest: root.join("plugins/example/plugin.toml"),
+        wasm: wasm_dir().join("wakedock_plugin_example.wasm"),
+        grant: Some("all".into()),
+        config: Some(r#"{"greeting": "from the cli"}"#.into()),
+        disabled: false,
+    }))
+    .await
+    .unwrap();
+    let h = eventually(
+        Duration::from_secs(10),
+        "CLI-installed plugin serving",
+        || async {
+            let r = admin.get("/api/v1/plugins/example/hello").await;
+            if r.status() == StatusCode::OK {
+                r.json::<Value>().await.ok()
+            } else {
+                None
+            }
+        },
+    )
+    .await;
+    assert_eq!(h["message"], "from the cli");
+    assert_eq!(
+        admin.get_json("/api/v1/plugins/example").await["source"],
+        "cli"
+    );
+
+    wakedock::cli::main(cli(PluginCommand::Disable {
+        name: "example".into(),
+    }))
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(10), "CLI disable applied", || async {
+        (admin.get("/api/v1/plugins/example/hello").await.status()
+            == StatusCode::SERVICE_UNAVAILABLE)
+            .then_some(())
+    })
+    .await;
+    wakedock::cli::main(cli(PluginCommand::Remove {
+        name: "example".into(),
+    }))
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(10), "CLI removal applied", || async {
+        (admin.get("/api/v1/plugins/example/hello").await.status() == StatusCode::NOT_FOUND)
+            .then_some(())
+    })
+    .await;
+    host.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_declared_in_the_config_file_are_installed_at_start() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let host = TestHost::start_with(Backend::Sqlite, |c| {
+        c.plugins = vec![wakedock::config::PluginDecl {
+            manifest: root.join("plugins/example/plugin.toml"),
+            wasm: wasm_dir().join("wakedock_plugin_example.wasm"),
+            grant: wakedock::plugins::GrantSpec::All(wakedock::plugins::AllMarker),
+            config: Some(json!({"greeting": "declared"})),
+            enabled: true,
+        }];
+    })
+    .await;
+    let admin = host.admin().await;
+    let info = admin.get_json("/api/v1/plugins/example").await;
+    assert_eq!(info["source"], "config");
+    assert_eq!(hello(&admin).await["message"], "declared");
+    host.stop().await.unwrap();
+}
