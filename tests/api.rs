@@ -792,6 +792,16 @@ async fn openapi_document_matches_the_routes() {
         ("/api/v1/users/{id}", "patch"),
         ("/api/v1/users/{id}", "delete"),
         ("/api/v1/audit", "get"),
+        ("/api/v1/plugins", "get"),
+        ("/api/v1/plugins", "post"),
+        ("/api/v1/plugins/{name}", "get"),
+        ("/api/v1/plugins/{name}", "patch"),
+        ("/api/v1/plugins/{name}", "delete"),
+        ("/api/v1/plugins/{name}/{path}", "get"),
+        ("/api/v1/plugins/{name}/{path}", "post"),
+        ("/api/v1/plugins/{name}/{path}", "put"),
+        ("/api/v1/plugins/{name}/{path}", "patch"),
+        ("/api/v1/plugins/{name}/{path}", "delete"),
     ];
     for (path, method) in expected {
         assert!(
@@ -805,7 +815,9 @@ async fn openapi_document_matches_the_routes() {
         for method in ops.as_object().unwrap().keys() {
             let concrete = path
                 .replace("{id}", "00000000-0000-0000-0000-000000000000")
-                .replace("{action}", "start");
+                .replace("{action}", "start")
+                .replace("{name}", "no-such-plugin")
+                .replace("{path}", "some/path");
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let r = admin
                 .request(m, &concrete)

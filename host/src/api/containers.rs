@@ -11,7 +11,6 @@ use futures::StreamExt;
 use serde::Deserialize;
 
 use crate::auth::AuthUser;
-use crate::db::audit::NewAuditEntry;
 use crate::db::users::Role;
 use crate::docker::{ActionOutcome, ContainerDetails, ContainerStats, ContainerSummary, LogLine};
 use crate::error::{ApiError, ApiResult, Problem};
@@ -158,15 +157,10 @@ pub async fn act(
     Query(q): Query<ActionQuery>,
 ) -> ApiResult<Json<ActionOutcome>> {
     check_ref(&id)?;
-    let mut entry = NewAuditEntry::new(&format!("container.{}", action.as_str()), "success");
-    entry.actor = Some(user.username.clone());
-    entry.target = Some(id.clone());
-    entry.client_ip = Some(user.ip.to_string());
-    if let Err(e) = user.require(Role::User) {
-        entry.result = "denied".into();
-        state.audit(entry).await;
-        return Err(e);
-    }
+    let action_name = format!("container.{}", action.as_str());
+    user.require_audited(&state, Role::User, &action_name, &id)
+        .await?;
+    let mut entry = user.audit_entry(&action_name, &id);
     let timeout = q.timeout.map(|s| Duration::from_secs(u64::from(s)));
     let r = match action {
         Action::Start => state.docker.start(&id).await,
@@ -211,15 +205,9 @@ pub async fn remove(
     Query(q): Query<RemoveQuery>,
 ) -> ApiResult<StatusCode> {
     check_ref(&id)?;
-    let mut entry = NewAuditEntry::new("container.remove", "success");
-    entry.actor = Some(user.username.clone());
-    entry.target = Some(id.clone());
-    entry.client_ip = Some(user.ip.to_string());
-    if let Err(e) = user.require(Role::Admin) {
-        entry.result = "denied".into();
-        state.audit(entry).await;
-        return Err(e);
-    }
+    user.require_audited(&state, Role::Admin, "container.remove", &id)
+        .await?;
+    let mut entry = user.audit_entry("container.remove", &id);
     let r = state.docker.remove(&id, q.force.unwrap_or(false)).await;
     if let Err(e) = &r {
         entry.result = "failure".into();

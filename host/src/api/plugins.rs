@@ -72,29 +72,6 @@ pub struct UpdatePlugin {
     pub grant: Option<GrantSpec>,
 }
 
-fn audit_entry(user: &AuthUser, action: &str, target: &str) -> NewAuditEntry {
-    let mut e = NewAuditEntry::new(action, "success");
-    e.actor = Some(user.username.clone());
-    e.target = Some(target.to_string());
-    e.client_ip = Some(user.ip.to_string());
-    e
-}
-
-async fn admin_only(
-    state: &AppState,
-    user: &AuthUser,
-    action: &str,
-    target: &str,
-) -> ApiResult<()> {
-    if let Err(e) = user.require(Role::Admin) {
-        let mut en = audit_entry(user, action, target);
-        en.result = "denied".into();
-        state.audit(en).await;
-        return Err(e);
-    }
-    Ok(())
-}
-
 async fn finish<T>(
     state: &AppState,
     mut entry: NewAuditEntry,
@@ -149,7 +126,8 @@ pub async fn install(
         wasm,
     };
     let manifest = package.manifest().map_err(ApiError::from)?;
-    admin_only(&state, &user, "plugin.install", &manifest.name).await?;
+    user.require_audited(&state, Role::Admin, "plugin.install", &manifest.name)
+        .await?;
     if q.dry_run.unwrap_or(false) {
         wakedock_plugin_runtime::manifest::check_api_version(&manifest.api_version)
             .map_err(|e| ApiError::bad_request("plugin_rejected", e.to_string()))?;
@@ -183,7 +161,7 @@ pub async fn install(
             ),
         ));
     };
-    let mut entry = audit_entry(&user, "plugin.install", &manifest.name);
+    let mut entry = user.audit_entry("plugin.install", &manifest.name);
     entry.detail = Some(format!(
         "version {}, grant {}",
         manifest.version,
@@ -237,13 +215,14 @@ pub async fn update(
     Path(name): Path<String>,
     Json(req): Json<UpdatePlugin>,
 ) -> ApiResult<Json<PluginInfo>> {
-    admin_only(&state, &user, "plugin.update", &name).await?;
+    user.require_audited(&state, Role::Admin, "plugin.update", &name)
+        .await?;
     if req.enabled.is_none() && req.config.is_none() && req.grant.is_none() {
         return Err(ApiError::validation(
             "nothing to change: send enabled, config or grant",
         ));
     }
-    let mut entry = audit_entry(&user, "plugin.update", &name);
+    let mut entry = user.audit_entry("plugin.update", &name);
     entry.detail = Some(
         [
             req.enabled.map(|e| format!("enabled={e}")),
@@ -285,8 +264,9 @@ pub async fn remove(
     user: AuthUser,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    admin_only(&state, &user, "plugin.remove", &name).await?;
-    let entry = audit_entry(&user, "plugin.remove", &name);
+    user.require_audited(&state, Role::Admin, "plugin.remove", &name)
+        .await?;
+    let entry = user.audit_entry("plugin.remove", &name);
     let r = state.plugins.remove(&name).await;
     finish(&state, entry, r).await?;
     Ok(StatusCode::NO_CONTENT)

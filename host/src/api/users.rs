@@ -7,7 +7,6 @@ use diesel::Connection;
 use serde::Deserialize;
 
 use crate::auth::{password, AuthUser};
-use crate::db::audit::NewAuditEntry;
 use crate::db::users::{self, Role, User, UserChanges};
 use crate::db::{tokens, DbError};
 use crate::error::{ApiError, ApiResult, Problem};
@@ -51,29 +50,6 @@ pub fn validate_username(name: &str) -> Result<(), String> {
     }
 }
 
-fn entry(admin: &AuthUser, action: &str, target: &str) -> NewAuditEntry {
-    let mut e = NewAuditEntry::new(action, "success");
-    e.actor = Some(admin.username.clone());
-    e.target = Some(target.to_string());
-    e.client_ip = Some(admin.ip.to_string());
-    e
-}
-
-async fn admin_only(
-    state: &AppState,
-    user: &AuthUser,
-    action: &str,
-    target: &str,
-) -> ApiResult<()> {
-    if let Err(e) = user.require(Role::Admin) {
-        let mut en = entry(user, action, target);
-        en.result = "denied".into();
-        state.audit(en).await;
-        return Err(e);
-    }
-    Ok(())
-}
-
 /// All users.
 #[utoipa::path(
     get, path = "/api/v1/users", tag = "users",
@@ -101,7 +77,8 @@ pub async fn create(
     user: AuthUser,
     Json(req): Json<CreateUser>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
-    admin_only(&state, &user, "user.create", &req.username).await?;
+    user.require_audited(&state, Role::Admin, "user.create", &req.username)
+        .await?;
     validate_username(&req.username).map_err(ApiError::validation)?;
     password::validate(&req.password).map_err(ApiError::validation)?;
     let pw = req.password.clone();
@@ -121,7 +98,7 @@ pub async fn create(
         })
         .await?
         .ok_or_else(|| ApiError::Conflict(format!("username {:?} is taken", req.username)))?;
-    let mut e = entry(&user, "user.create", &created.username);
+    let mut e = user.audit_entry("user.create", &created.username);
     e.detail = Some(format!("role {}", created.role.as_str()));
     state.audit(e).await;
     Ok((StatusCode::CREATED, Json(created)))
@@ -172,7 +149,8 @@ pub async fn update(
     Path(id): Path<String>,
     Json(req): Json<UpdateUser>,
 ) -> ApiResult<Json<User>> {
-    admin_only(&state, &user, "user.update", &id).await?;
+    user.require_audited(&state, Role::Admin, "user.update", &id)
+        .await?;
     parse_id(&id)?;
     if req.role.is_none() && req.password.is_none() && req.active.is_none() {
         return Err(ApiError::validation(
@@ -227,7 +205,7 @@ pub async fn update(
             })
         })
         .await?;
-    let mut e = entry(&user, "user.update", &id);
+    let mut e = user.audit_entry("user.update", &id);
     let updated = match result {
         Ok(u) => u,
         Err(err) => {
@@ -271,7 +249,8 @@ pub async fn delete(
     user: AuthUser,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    admin_only(&state, &user, "user.delete", &id).await?;
+    user.require_audited(&state, Role::Admin, "user.delete", &id)
+        .await?;
     parse_id(&id)?;
     if id == user.id {
         return Err(ApiError::Conflict(
@@ -296,7 +275,7 @@ pub async fn delete(
             })
         })
         .await?;
-    let mut e = entry(&user, "user.delete", &id);
+    let mut e = user.audit_entry("user.delete", &id);
     match result {
         Ok(name) => {
             e.target = Some(name);

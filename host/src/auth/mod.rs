@@ -16,6 +16,7 @@ use axum::http::request::Parts;
 use axum::http::Method;
 use axum_extra::extract::cookie::CookieJar;
 
+use crate::db::audit::NewAuditEntry;
 use crate::db::users::{self, Role};
 use crate::error::ApiError;
 use crate::http::client_ip::ClientIp;
@@ -36,6 +37,33 @@ pub struct AuthUser {
 }
 
 impl AuthUser {
+    /// An audit entry for an action this user takes on `target`, presumed
+    /// successful until the caller says otherwise.
+    pub fn audit_entry(&self, action: &str, target: &str) -> NewAuditEntry {
+        let mut e = NewAuditEntry::new(action, "success");
+        e.actor = Some(self.username.clone());
+        e.target = Some(target.to_string());
+        e.client_ip = Some(self.ip.to_string());
+        e
+    }
+
+    /// Like [`AuthUser::require`], and a refusal is audited as `denied`.
+    pub async fn require_audited(
+        &self,
+        state: &AppState,
+        role: Role,
+        action: &str,
+        target: &str,
+    ) -> Result<(), ApiError> {
+        if let Err(e) = self.require(role) {
+            let mut entry = self.audit_entry(action, target);
+            entry.result = "denied".into();
+            state.audit(entry).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Refuses callers below `role`.
     pub fn require(&self, role: Role) -> Result<(), ApiError> {
         if self.role >= role {
