@@ -158,8 +158,10 @@ async fn main() -> Result<()> {
     row(
         "compile (Cranelift, cold cache)",
         format!("{:.1} ms", ms(first.compile_time)),
-        "< 100 ms",
-        format!("({:.2}x of target)", ms(first.compile_time) / 100.0),
+        "-",
+        // No target: compiling happens once per component version (then the
+        // cache serves it); the baseline is the cached load below.
+        "once per component version, then cached".to_string(),
     );
     row(
         "cached load (artifact from disk), p50 of 20",
