@@ -20,6 +20,15 @@ if [ -x scripts/build-plugins.sh ]; then
   scripts/build-plugins.sh
 fi
 
+log "Caddy bridge: gofmt, go vet, go test"
+command -v go >/dev/null || die "Go is not installed (the Caddy bridge needs Go 1.26+)"
+unformatted="$(gofmt -l caddy-bridge)"
+[ -z "$unformatted" ] || die "gofmt: unformatted files: $unformatted"
+(cd caddy-bridge && go vet ./... && go test -count=1 ./...)
+log "building Caddy with the wakedock module"
+scripts/build-caddy.sh
+target/caddy/caddy validate --config config/Caddyfile --adapter caddyfile
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
