@@ -533,3 +533,45 @@ async fn plugins_declared_in_the_config_file_are_installed_at_start() {
     assert_eq!(hello(&admin).await["message"], "declared");
     host.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn await_ready_runs_the_healthcheck_instead_of_waiting_for_docker() {
+    let host = TestHost::start(Backend::Sqlite).await;
+    let admin = host.admin().await;
+    let grant = json!({"capabilities": {
+        "containers": {"access": "read", "selector": "wakedock.enable=true"}
+    }});
+    let r = admin
+        .post("/api/v1/plugins", install_body(&hostile(), Some(grant)))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // Docker would first run this healthcheck a minute after start; the
+    // app is healthy 300 ms after it listens.
+    let c = TestContainer::run_with_healthcheck(
+        &[("HEALTHY_AFTER_MS", "300")],
+        &[("wakedock.enable", "true")],
+        Duration::from_secs(60),
+    )
+    .await;
+    let r = admin
+        .get(&format!("/api/v1/plugins/hostile/await?id={}", c.name))
+        .await;
+    let body = r.text().await.unwrap();
+    assert_eq!(body, "ok: Readiness::Healthy");
+    // Docker itself has not run the check yet: the wake did not wait for it.
+    let d = admin
+        .get_json(&format!("/api/v1/containers/{}", c.name))
+        .await;
+    assert_eq!(d["health"], "starting", "{d}");
+    assert!(d["healthcheck_test"].is_array());
+
+    // Without a healthcheck, a published port that answers is ready.
+    let plain =
+        TestContainer::run_labelled(&[("BOOT_DELAY_MS", "200")], &[("wakedock.enable", "true")])
+            .await;
+    let r = admin
+        .get(&format!("/api/v1/plugins/hostile/await?id={}", plain.name))
+        .await;
+    assert_eq!(r.text().await.unwrap(), "ok: Readiness::PortOpen");
+    host.stop().await.unwrap();
+}

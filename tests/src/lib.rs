@@ -373,9 +373,36 @@ impl TestContainer {
         Self::create(env, labels, true, None).await
     }
 
+    /// A running test app whose Docker healthcheck is
+    /// `/testapp healthcheck`, run by Docker every `interval`.
+    pub async fn run_with_healthcheck(
+        env: &[(&str, &str)],
+        labels: &[(&str, &str)],
+        interval: Duration,
+    ) -> Self {
+        let hc = bollard::models::HealthConfig {
+            test: Some(vec!["CMD".into(), "/testapp".into(), "healthcheck".into()]),
+            interval: Some(interval.as_nanos() as i64),
+            timeout: Some(Duration::from_secs(2).as_nanos() as i64),
+            retries: Some(3),
+            ..Default::default()
+        };
+        Self::create_full(env, labels, Some(hc), true, None).await
+    }
+
     pub async fn create(
         env: &[(&str, &str)],
         extra_labels: &[(&str, &str)],
+        start: bool,
+        socket: Option<PathBuf>,
+    ) -> Self {
+        Self::create_full(env, extra_labels, None, start, socket).await
+    }
+
+    async fn create_full(
+        env: &[(&str, &str)],
+        extra_labels: &[(&str, &str)],
+        healthcheck: Option<bollard::models::HealthConfig>,
         start: bool,
         socket: Option<PathBuf>,
     ) -> Self {
@@ -405,6 +432,7 @@ impl TestContainer {
             image: Some(TEST_IMAGE.into()),
             env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             labels: Some(labels),
+            healthcheck,
             host_config: Some(HostConfig {
                 port_bindings: Some(ports),
                 ..Default::default()

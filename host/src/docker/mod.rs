@@ -368,6 +368,58 @@ impl DockerEngine {
         Ok(stats_from(id_or_name, sample))
     }
 
+    /// Runs the container's own healthcheck command once, now (an exec),
+    /// and says whether it passed. Docker runs a healthcheck only once per
+    /// `interval`, so waiting for its status adds up to an interval to
+    /// every wake; running the same command on demand keeps the meaning of
+    /// "healthy" without the wait.
+    pub async fn run_healthcheck(
+        &self,
+        id: &str,
+        test: &[String],
+        timeout: Duration,
+    ) -> Result<bool, EngineError> {
+        let cmd: Vec<String> = match test.first().map(String::as_str) {
+            Some("CMD") => test[1..].to_vec(),
+            Some("CMD-SHELL") => vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                test.get(1).cloned().unwrap_or_default(),
+            ],
+            _ => Vec::new(),
+        };
+        if cmd.is_empty() {
+            return Ok(false);
+        }
+        let c = self.client().await?;
+        let config = bollard::models::ExecConfig {
+            cmd: Some(cmd),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let r = c.create_exec(id, config).await;
+        let exec = self.observe(r, id).await?;
+        let run = async {
+            if let bollard::exec::StartExecResults::Attached { mut output, .. } =
+                c.start_exec(&exec.id, None).await?
+            {
+                while output.next().await.is_some() {}
+            }
+            c.inspect_exec(&exec.id).await
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Ok(Ok(info)) => Ok(info.running != Some(true) && info.exit_code == Some(0)),
+            // The container stopped under us, or the command cannot run:
+            // not healthy (yet); engine-level failures still surface.
+            Ok(Err(e)) => match EngineError::from_bollard(e, id) {
+                EngineError::Unavailable(m) => Err(EngineError::Unavailable(m)),
+                _ => Ok(false),
+            },
+            Err(_) => Ok(false),
+        }
+    }
+
     /// Keeps the event stream open for as long as `shutdown` is not
     /// cancelled, reconnecting with backoff (0.5 s doubling to 10 s) when the
     /// engine goes away.
@@ -520,11 +572,12 @@ fn details_from(i: bollard::models::ContainerInspectResponse) -> ContainerDetail
         }
     }
     ports.sort_by_key(|p| (p.private_port, p.public_port, p.ip.clone()));
-    let has_healthcheck = config
+    let healthcheck_test = config
         .healthcheck
         .as_ref()
-        .and_then(|h| h.test.as_ref())
-        .is_some_and(|t| t.first().map(String::as_str) != Some("NONE"));
+        .and_then(|h| h.test.clone())
+        .filter(|t| !t.is_empty() && t.first().map(String::as_str) != Some("NONE"));
+    let has_healthcheck = healthcheck_test.is_some();
     ContainerDetails {
         id: i.id.unwrap_or_default(),
         name: i
@@ -568,6 +621,7 @@ fn details_from(i: bollard::models::ContainerInspectResponse) -> ContainerDetail
             .chain(config.cmd.unwrap_or_default())
             .collect(),
         has_healthcheck,
+        healthcheck_test,
         ip_address,
     }
 }

@@ -55,6 +55,8 @@ pub struct ContainerDetails {
     pub command: Vec<String>,
     /// Whether the image or config defines a healthcheck.
     pub has_healthcheck: bool,
+    /// The healthcheck's test (`["CMD", ...]` or `["CMD-SHELL", "..."]`).
+    pub healthcheck_test: Option<Vec<String>>,
     /// The container's address on its first network, if it has one.
     pub ip_address: Option<String>,
 }

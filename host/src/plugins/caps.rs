@@ -89,9 +89,15 @@ pub struct DockerContainers {
     pub docker: Arc<DockerEngine>,
 }
 
+/// How often readiness is re-checked between engine events: a port probe
+/// is cheap; a healthcheck is an exec in the container.
+const PORT_PROBE_EVERY: Duration = Duration::from_millis(25);
+const HEALTHCHECK_EVERY: Duration = Duration::from_millis(100);
+
 impl DockerContainers {
-    /// One readiness check: `Some` when ready, `None` to keep waiting.
-    async fn check_ready(&self, id: &str) -> CapResult<Option<Readiness>> {
+    /// One readiness check: `Ok(Ok(readiness))` when ready, else
+    /// `Ok(Err(when to look again))`.
+    async fn check_ready(&self, id: &str) -> CapResult<Result<Readiness, Duration>> {
         let d = self.docker.inspect(id).await.map_err(engine_err)?;
         if !d.running {
             return match d.state.as_str() {
@@ -101,14 +107,28 @@ impl DockerContainers {
                     d.state,
                     d.exit_code.unwrap_or_default()
                 ))),
-                _ => Ok(None),
+                _ => Ok(Err(PORT_PROBE_EVERY)),
             };
         }
-        if d.has_healthcheck {
-            return Ok((d.health == "healthy").then_some(Readiness::Healthy));
+        if let Some(test) = &d.healthcheck_test {
+            if d.health == "healthy" {
+                return Ok(Ok(Readiness::Healthy));
+            }
+            // Run the container's own check now rather than wait for
+            // Docker's next interval.
+            let passed = self
+                .docker
+                .run_healthcheck(id, test, Duration::from_secs(5))
+                .await
+                .map_err(engine_err)?;
+            return Ok(if passed {
+                Ok(Readiness::Healthy)
+            } else {
+                Err(HEALTHCHECK_EVERY)
+            });
         }
         let Some(addr) = probe_addr(&d) else {
-            return Ok(Some(Readiness::Running));
+            return Ok(Ok(Readiness::Running));
         };
         let open = tokio::time::timeout(
             Duration::from_millis(250),
@@ -116,7 +136,11 @@ impl DockerContainers {
         )
         .await
         .is_ok_and(|r| r.is_ok());
-        Ok(open.then_some(Readiness::PortOpen))
+        Ok(if open {
+            Ok(Readiness::PortOpen)
+        } else {
+            Err(PORT_PROBE_EVERY)
+        })
     }
 }
 
@@ -198,8 +222,9 @@ impl ContainerHost for DockerContainers {
     }
 
     /// Re-checks on every engine event about the container (start, health
-    /// status...), and every 25 ms only while waiting for a port to open,
-    /// which the engine does not announce.
+    /// status...), and between events every 25 ms while waiting for a port
+    /// to open (the engine does not announce it) or every 100 ms by running
+    /// the container's own healthcheck.
     fn await_ready<'a>(
         &'a self,
         id: &'a str,
@@ -211,16 +236,17 @@ impl ContainerHost for DockerContainers {
             let deadline = Instant::now() + timeout;
             let full_id = self.docker.inspect(id).await.map_err(engine_err)?.id;
             loop {
-                if let Some(r) = self.check_ready(id).await? {
-                    return Ok(r);
-                }
+                let again = match self.check_ready(id).await? {
+                    Ok(r) => return Ok(r),
+                    Err(again) => again,
+                };
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 if remaining.is_zero() {
                     return Err(CapError::Timeout);
                 }
-                let port_poll = tokio::time::sleep(Duration::from_millis(25).min(remaining));
+                let poll = tokio::time::sleep(again.min(remaining));
                 tokio::select! {
-                    _ = port_poll => {}
+                    _ = poll => {}
                     _ = async {
                         loop {
                             match events.recv().await {

@@ -741,21 +741,17 @@ impl PluginManager {
         }
     }
 
-    /// A plugin's event goes to every other plugin (never back to its
-    /// publisher, which could otherwise loop).
+    /// A plugin's event goes to the plugins whose grant subscribes to its
+    /// topic, never back to its publisher (which could otherwise loop); the
+    /// runtime applies both rules.
     async fn deliver_bus_event(&self, ev: crate::events::BusEvent) {
-        for status in self.runtime.status() {
-            if status.id.0 == ev.source {
-                continue;
-            }
-            let event = Event::Plugin(PluginEvent {
-                source: ev.source.clone(),
-                topic: ev.topic.clone(),
-                payload: ev.payload.clone(),
-                at_ms: ev.at_ms,
-            });
-            let _ = self.runtime.send_event(&status.id.0, event).await;
-        }
+        let event = Event::Plugin(PluginEvent {
+            source: ev.source,
+            topic: ev.topic,
+            payload: ev.payload,
+            at_ms: ev.at_ms,
+        });
+        self.runtime.dispatch_event(event).await;
     }
 }
 
