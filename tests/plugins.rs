@@ -531,6 +531,20 @@ async fn plugins_declared_in_the_config_file_are_installed_at_start() {
     let info = admin.get_json("/api/v1/plugins/example").await;
     assert_eq!(info["source"], "config");
     assert_eq!(hello(&admin).await["message"], "declared");
+
+    // Restarting with the same declaration changes nothing (state kept).
+    let host = host.restart().await;
+    let admin = host.admin().await;
+    assert_eq!(hello(&admin).await["hits"], 2);
+    // Taken out of the config file: uninstalled at the next start.
+    let mut host = host;
+    host.config.plugins.clear();
+    let host = host.restart().await;
+    let admin = host.admin().await;
+    assert_eq!(
+        admin.get("/api/v1/plugins/example").await.status(),
+        StatusCode::NOT_FOUND
+    );
     host.stop().await.unwrap();
 }
 

@@ -148,8 +148,7 @@ pub async fn run(
         // Ends streaming responses so they do not hold the shutdown open.
         signal_token.cancel();
     });
-    let serve = tokio::spawn(async move { serve.await });
-    let mut serve = serve;
+    let mut serve = tokio::spawn(async move { serve.await });
     tokio::select! {
         r = &mut serve => r??,
         _ = async { token.cancelled().await; tokio::time::sleep(grace).await } => {

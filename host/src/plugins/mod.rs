@@ -578,11 +578,14 @@ impl PluginManager {
     pub async fn start(&self, declared: &[crate::config::PluginDecl]) -> anyhow::Result<()> {
         self.reconcile().await?;
         let existing = self.db.run(rows::list).await?;
+        let mut declared_names = Vec::new();
+        let mut unreadable = 0;
         for decl in declared {
             let package = match PluginPackage::from_files(&decl.manifest, &decl.wasm) {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(manifest = %decl.manifest.display(), error = %e, "declared plugin not installed");
+                    unreadable += 1;
                     continue;
                 }
             };
@@ -590,9 +593,11 @@ impl PluginManager {
                 Ok(m) => m.name,
                 Err(e) => {
                     tracing::error!(manifest = %decl.manifest.display(), error = %e, "declared plugin not installed");
+                    unreadable += 1;
                     continue;
                 }
             };
+            declared_names.push(name.clone());
             let sha = wakedock_plugin_runtime::sha256_hex(&package.wasm);
             let config = decl.config.clone().unwrap_or(serde_json::Value::Null);
             let unchanged = existing.iter().any(|r| {
@@ -626,16 +631,16 @@ impl PluginManager {
                 }
             }
         }
-        // Declared plugins that are no longer declared go away.
-        let declared_names: Vec<String> = declared
-            .iter()
-            .filter_map(|d| {
-                PluginPackage::from_files(&d.manifest, &d.wasm)
-                    .ok()
-                    .and_then(|p| p.manifest().ok())
-                    .map(|m| m.name)
-            })
-            .collect();
+        // Plugins once declared in the config file and no longer there go
+        // away; but not while an entry cannot be read (it may be one of
+        // them, and removal deletes its storage).
+        if unreadable > 0 {
+            tracing::warn!(
+                unreadable,
+                "not removing undeclared plugins while declared ones cannot be read"
+            );
+            return Ok(());
+        }
         for row in existing {
             if row.source == Source::Config.as_str() && !declared_names.contains(&row.name) {
                 tracing::info!(plugin = %row.name, "removing plugin no longer declared in the config file");
