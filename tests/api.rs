@@ -139,6 +139,27 @@ async fn container_lifecycle_through_the_api() {
         "restart starts the process again"
     );
 
+    // Pause freezes it, unpause thaws it; both are idempotent.
+    let o: Value = admin
+        .post_empty(&format!("/api/v1/containers/{}/pause", c.name))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(o["changed"], true);
+    assert_eq!(state_of(&admin, &c.name).await, "paused");
+    let o: Value = admin
+        .post_empty(&format!("/api/v1/containers/{}/pause", c.name))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(o["changed"], false);
+    admin
+        .post_empty(&format!("/api/v1/containers/{}/unpause", c.name))
+        .await;
+    assert_eq!(state_of(&admin, &c.name).await, "running");
+
     // Logs: the tail as JSON.
     let lines = wakedock_tests::eventually(Duration::from_secs(10), "log lines", || async {
         let v = admin
@@ -230,6 +251,8 @@ async fn container_lifecycle_through_the_api() {
         ("container.stop", "success"),
         ("container.start", "success"),
         ("container.restart", "success"),
+        ("container.pause", "success"),
+        ("container.unpause", "success"),
         ("container.remove", "failure"),
         ("container.remove", "success"),
     ] {

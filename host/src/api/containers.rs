@@ -122,6 +122,8 @@ pub enum Action {
     Start,
     Stop,
     Restart,
+    Pause,
+    Unpause,
 }
 
 impl Action {
@@ -130,16 +132,19 @@ impl Action {
             Action::Start => "start",
             Action::Stop => "stop",
             Action::Restart => "restart",
+            Action::Pause => "pause",
+            Action::Unpause => "unpause",
         }
     }
 }
 
-/// Starts, stops or restarts a container (role `user` or above).
+/// Starts, stops, restarts, pauses or unpauses a container (role `user`
+/// or above).
 #[utoipa::path(
     post, path = "/api/v1/containers/{id}/{action}", tag = "containers",
     params(
         ("id" = String, Path, description = "Container id or name"),
-        ("action" = Action, Path, description = "start, stop or restart"),
+        ("action" = Action, Path, description = "start, stop, restart, pause or unpause"),
         ActionQuery,
     ),
     responses(
@@ -166,6 +171,8 @@ pub async fn act(
         Action::Start => state.docker.start(&id).await,
         Action::Stop => state.docker.stop(&id, timeout).await,
         Action::Restart => state.docker.restart(&id, timeout).await,
+        Action::Pause => state.docker.pause(&id).await,
+        Action::Unpause => state.docker.unpause(&id).await,
     };
     match &r {
         Ok(o) if !o.changed => entry.detail = Some("already in that state".into()),

@@ -286,6 +286,38 @@ impl DockerEngine {
         })
     }
 
+    /// Freezes a running container's processes (cgroup freezer): memory
+    /// stays, waking is near-instant.
+    pub async fn pause(&self, id_or_name: &str) -> Result<ActionOutcome, EngineError> {
+        let before = self.inspect(id_or_name).await?;
+        if before.state == "paused" {
+            return Ok(ActionOutcome::unchanged(before.id, "pause"));
+        }
+        let c = self.client().await?;
+        let r = c.pause_container(id_or_name).await;
+        self.observe(r, id_or_name).await?;
+        Ok(ActionOutcome {
+            id: before.id,
+            action: "pause".into(),
+            changed: true,
+        })
+    }
+
+    pub async fn unpause(&self, id_or_name: &str) -> Result<ActionOutcome, EngineError> {
+        let before = self.inspect(id_or_name).await?;
+        if before.state != "paused" {
+            return Ok(ActionOutcome::unchanged(before.id, "unpause"));
+        }
+        let c = self.client().await?;
+        let r = c.unpause_container(id_or_name).await;
+        self.observe(r, id_or_name).await?;
+        Ok(ActionOutcome {
+            id: before.id,
+            action: "unpause".into(),
+            changed: true,
+        })
+    }
+
     /// Removes a container; `force` kills a running one first.
     pub async fn remove(&self, id_or_name: &str, force: bool) -> Result<(), EngineError> {
         let c = self.client().await?;
