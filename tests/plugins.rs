@@ -589,3 +589,40 @@ async fn await_ready_runs_the_healthcheck_instead_of_waiting_for_docker() {
     assert_eq!(r.text().await.unwrap(), "ok: Readiness::PortOpen");
     host.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_events_from_the_engine_reach_plugins() {
+    let host = TestHost::start(Backend::Sqlite).await;
+    let admin = host.admin().await;
+    let r = admin
+        .post(
+            "/api/v1/plugins",
+            install_body(&example(), Some(json!("all"))),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // The example plugin counts the container events it receives (only
+    // those of containers its selector matches).
+    let c = TestContainer::run_labelled(&[], &[("wakedock.enable", "true")]).await;
+    let stop = admin
+        .post_empty(&format!("/api/v1/containers/{}/stop?timeout=1", c.name))
+        .await;
+    assert_eq!(stop.status(), StatusCode::OK);
+    let url = host.url("/metrics");
+    for kind in ["started", "stopped"] {
+        let series = format!(r#"wakedock_plugin_example_container_events_total{{kind="{kind}"}}"#);
+        eventually(
+            Duration::from_secs(10),
+            "container event counted",
+            || async {
+                let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+                text.lines()
+                    .find(|l| l.starts_with(&series))
+                    .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .filter(|v| *v >= 1.0)
+            },
+        )
+        .await;
+    }
+    host.stop().await.unwrap();
+}
