@@ -815,6 +815,7 @@ async fn openapi_document_matches_the_routes() {
         ("/api/v1/users/{id}", "patch"),
         ("/api/v1/users/{id}", "delete"),
         ("/api/v1/audit", "get"),
+        ("/api/v1/wake/subscribe", "get"),
         ("/api/v1/plugins", "get"),
         ("/api/v1/plugins", "post"),
         ("/api/v1/plugins/{name}", "get"),
@@ -861,6 +862,7 @@ async fn openapi_document_matches_the_routes() {
     }
     assert_eq!(count, expected.len(), "documented operations");
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    assert!(doc["components"]["securitySchemes"]["bridge"].is_object());
     host.stop().await.unwrap();
 }
 

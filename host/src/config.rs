@@ -190,6 +190,9 @@ pub struct SecurityConfig {
     /// Peers whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed.
     pub trusted_proxies: Vec<IpAddr>,
     pub rate_limit: RateLimitConfig,
+    /// Tokens the Caddy bridge may use on the wake API (also accepted:
+    /// `WAKEDOCK_BRIDGE_TOKEN`). At least 16 characters each.
+    pub bridge_tokens: Vec<String>,
 }
 
 impl Default for SecurityConfig {
@@ -200,6 +203,7 @@ impl Default for SecurityConfig {
             access_token_ttl: HumanDuration(Duration::from_secs(15 * 60)),
             refresh_token_ttl: HumanDuration(Duration::from_secs(7 * 24 * 3600)),
             max_body_bytes: 1024 * 1024,
+            bridge_tokens: Vec::new(),
             trusted_proxies: vec![IpAddr::from([127, 0, 0, 1]), "::1".parse().unwrap()],
             rate_limit: RateLimitConfig::default(),
         }
@@ -482,6 +486,14 @@ impl Config {
         for origin in &self.security.cors_origins {
             validate_origin(origin).map_err(|e| fail("security.cors_origins", e))?;
         }
+        for (i, t) in self.security.bridge_tokens.iter().enumerate() {
+            if t.len() < 16 {
+                return Err(fail(
+                    &format!("security.bridge_tokens.{i}"),
+                    "must be at least 16 characters".into(),
+                ));
+            }
+        }
         let rl = &self.security.rate_limit;
         for (key, value) in [
             (
@@ -521,6 +533,9 @@ impl Config {
         c.database.url = Some(mask_url_password(&self.database_url()));
         if c.security.jwt_secret.is_some() {
             c.security.jwt_secret = Some("********".into());
+        }
+        for t in &mut c.security.bridge_tokens {
+            *t = "********".into();
         }
         c
     }

@@ -14,6 +14,8 @@
 //! - [`plugins`]: installs and runs WebAssembly plugins (the runtime is
 //!   the `wakedock-plugin-runtime` crate) and implements their
 //!   capabilities on top of the ones above; [`events`] is the event bus.
+//! - [`wake`]: wake-on-request, host side (service states for the Caddy
+//!   bridge; in progress).
 //! - [`http`]: [`http::app`] assembles router and middleware from an
 //!   [`AppState`], with no socket, so tests can drive it directly.
 //! - [`server`]: [`server::run`] serves an app on a listener until a
@@ -35,6 +37,7 @@ pub mod secrets;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+pub mod wake;
 
 pub use error::{ApiError, ApiResult};
 pub use state::AppState;

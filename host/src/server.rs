@@ -56,6 +56,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         .start(&config.plugins)
         .await
         .context("loading plugins")?;
+    let wake = Arc::new(crate::wake::WakeHub::new(&bus));
     Ok(AppState {
         keys: Arc::new(TokenKeys::new(
             secret.as_bytes(),
@@ -65,11 +66,26 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         metrics,
         bus,
         plugins,
+        wake,
+        bridge_tokens: Arc::new(bridge_tokens(&config)?),
         config: Arc::new(config),
         db,
         docker,
         shutdown: CancellationToken::new(),
     })
+}
+
+/// The bridge tokens in effect: the configured ones plus
+/// `WAKEDOCK_BRIDGE_TOKEN` (which, like the config's, must be 16+ chars).
+fn bridge_tokens(config: &Config) -> anyhow::Result<Vec<String>> {
+    let mut tokens = config.security.bridge_tokens.clone();
+    if let Ok(t) = std::env::var("WAKEDOCK_BRIDGE_TOKEN") {
+        if t.len() < 16 {
+            anyhow::bail!("WAKEDOCK_BRIDGE_TOKEN must be at least 16 characters");
+        }
+        tokens.push(t);
+    }
+    Ok(tokens)
 }
 
 /// On first start (no users at all) creates `admin` with `password`, or
@@ -126,6 +142,7 @@ pub async fn run(
     let token = state.shutdown.clone();
     tokio::spawn(state.docker.clone().supervise(token.clone()));
     tokio::spawn(maintenance(state.clone(), token.clone()));
+    tokio::spawn(state.wake.clone().run(state.bus.clone(), token.clone()));
     tokio::spawn(
         state
             .plugins

@@ -24,6 +24,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub bus: EventBus,
     pub plugins: Arc<PluginManager>,
+    pub wake: Arc<crate::wake::WakeHub>,
+    /// Tokens accepted from Caddy bridges: `security.bridge_tokens` plus
+    /// `WAKEDOCK_BRIDGE_TOKEN`.
+    pub bridge_tokens: Arc<Vec<String>>,
     /// Cancelled when the server shuts down; long-lived responses (log
     /// follow) end on it so a graceful shutdown does not wait forever.
     pub shutdown: CancellationToken,

@@ -117,6 +117,7 @@ type Launched = (
     String,
     oneshot::Sender<()>,
     tokio::task::JoinHandle<anyhow::Result<()>>,
+    wakedock::events::EventBus,
 );
 
 /// Builds the host from `config` and serves it on 127.0.0.1, port 0.
@@ -130,15 +131,18 @@ async fn launch(config: &Config) -> Launched {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = oneshot::channel::<()>();
+    let bus = state.bus.clone();
     let task = tokio::spawn(wakedock::server::run(listener, state, async move {
         let _ = rx.await;
     }));
-    (base, tx, task)
+    (base, tx, task, bus)
 }
 
 /// A running host.
 pub struct TestHost {
     pub base: String,
+    /// The host's event bus, for tests that stand in for a plugin.
+    pub bus: wakedock::events::EventBus,
     pub config: Config,
     pub backend: Backend,
     shutdown: Option<oneshot::Sender<()>>,
@@ -158,9 +162,10 @@ impl TestHost {
         let db = TestDatabase::new(backend, dir.path()).expect("test database");
         let mut config = test_config(&dir.path().join("data"), &db.url);
         tweak(&mut config);
-        let (base, shutdown, task) = launch(&config).await;
+        let (base, shutdown, task, bus) = launch(&config).await;
         Self {
             base,
+            bus,
             config,
             backend,
             shutdown: Some(shutdown),
@@ -183,8 +188,9 @@ impl TestHost {
                 .expect("host task")
                 .expect("host stopped cleanly");
         }
-        let (base, shutdown, task) = launch(&self.config).await;
+        let (base, shutdown, task, bus) = launch(&self.config).await;
         self.base = base;
+        self.bus = bus;
         self.shutdown = Some(shutdown);
         self.task = Some(task);
         self

@@ -7,6 +7,7 @@ pub mod containers;
 pub mod health;
 pub mod plugins;
 pub mod users;
+pub mod wake;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -26,6 +27,7 @@ use crate::state::AppState;
         (name = "users", description = "User management (admin)"),
         (name = "audit", description = "Audit log (admin)"),
         (name = "plugins", description = "WebAssembly plugins (admin) and their routes"),
+        (name = "wake", description = "Wake-on-request API for the Caddy bridge (bridge token)"),
     )
 )]
 pub struct ApiDoc;
@@ -35,6 +37,10 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bridge",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(
@@ -62,6 +68,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))
         .routes(routes!(audit::list))
+        .routes(routes!(wake::subscribe))
         .routes(routes!(plugins::list))
         .routes(routes!(plugins::get, plugins::update, plugins::remove))
         .merge(

@@ -78,7 +78,7 @@ impl AuthUser {
     }
 }
 
-fn bearer(parts: &Parts) -> Option<&str> {
+pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts
         .headers
         .get(http::header::AUTHORIZATION)?
@@ -89,7 +89,7 @@ fn bearer(parts: &Parts) -> Option<&str> {
 }
 
 /// Constant-time comparison, so the CSRF check leaks nothing by timing.
-fn same(a: &str, b: &str) -> bool {
+pub(crate) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())

@@ -1,0 +1,144 @@
+//! Wake-on-request, host side (issue 4, in progress): the bridge's state
+//! subscription and its authentication.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use wakedock_tests::*;
+
+const TOKEN: &str = "bridge-token-for-tests-0123";
+
+/// Reads server-sent events until `n` complete events have arrived.
+async fn read_events(
+    body: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    n: usize,
+) -> Vec<(String, Value)> {
+    let mut buf = String::new();
+    let mut events = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while events.len() < n {
+            let chunk = body.next().await.expect("stream open").unwrap();
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                let mut name = String::new();
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        name = v.to_string();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data.push_str(v);
+                    }
+                }
+                if !name.is_empty() {
+                    events.push((name, serde_json::from_str(&data).unwrap()));
+                }
+            }
+        }
+    })
+    .await
+    .expect("events within 10 s");
+    events
+}
+
+fn state(service: &str, s: &str) -> String {
+    json!({
+        "service": service, "state": s, "strategy": "dynamic",
+        "wake_timeout_ms": 30000, "ignore_user_agents": ["UptimeRobot"],
+        "ignore_paths": ["/healthz"], "display_name": "Blog", "reason": null
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_subscription_needs_a_bridge_token() {
+    let host = TestHost::start_with(Backend::Sqlite, |c| {
+        c.security.bridge_tokens = vec![TOKEN.into()];
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let url = host.url("/api/v1/wake/subscribe");
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = http
+        .get(&url)
+        .bearer_auth("wrong-token-wrong-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(problem_code(r).await, "unauthorized");
+    // A user's session is not a bridge token.
+    let admin = host.admin().await;
+    assert_eq!(
+        admin.get("/api/v1/wake/subscribe").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    host.stop().await.unwrap();
+
+    // No token configured at all: refused with a message saying so.
+    let host = TestHost::start(Backend::Sqlite).await;
+    let r = http
+        .get(host.url("/api/v1/wake/subscribe"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let p: Value = r.json().await.unwrap();
+    assert!(
+        p["detail"].as_str().unwrap().contains("bridge_tokens"),
+        "{p}"
+    );
+    host.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_gets_a_snapshot_then_each_change_from_the_wake_plugin() {
+    let host = TestHost::start_with(Backend::Sqlite, |c| {
+        c.security.bridge_tokens = vec![TOKEN.into()];
+    })
+    .await;
+    // A state known before the bridge connects is in its snapshot.
+    host.bus
+        .publish("wake", "wake.state", &state("blog", "asleep"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = reqwest::Client::new()
+        .get(host.url("/api/v1/wake/subscribe"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut body = r.bytes_stream();
+    let first = read_events(&mut body, 1).await;
+    assert_eq!(first[0].0, "snapshot");
+    assert_eq!(first[0].1["services"][0]["service"], "blog");
+    assert_eq!(first[0].1["services"][0]["state"], "asleep");
+    assert_eq!(first[0].1["services"][0]["ignore_paths"][0], "/healthz");
+
+    // Changes follow as they happen; other plugins cannot forge them.
+    host.bus
+        .publish("not-wake", "wake.state", &state("blog", "awake"));
+    host.bus
+        .publish("wake", "wake.state", &state("blog", "waking"));
+    host.bus
+        .publish("wake", "wake.state", &state("blog", "awake"));
+    let next = read_events(&mut body, 2).await;
+    assert_eq!(
+        next[0],
+        (
+            "state".to_string(),
+            serde_json::from_str(&state("blog", "waking")).unwrap()
+        )
+    );
+    assert_eq!(next[1].1["state"], "awake");
+    drop(body);
+    host.stop().await.unwrap();
+}
