@@ -816,6 +816,8 @@ async fn openapi_document_matches_the_routes() {
         ("/api/v1/users/{id}", "delete"),
         ("/api/v1/audit", "get"),
         ("/api/v1/wake/subscribe", "get"),
+        ("/api/v1/wake/{service}/page", "get"),
+        ("/api/v1/wake/{service}/events", "get"),
         ("/api/v1/plugins", "get"),
         ("/api/v1/plugins", "post"),
         ("/api/v1/plugins/{name}", "get"),
@@ -841,6 +843,7 @@ async fn openapi_document_matches_the_routes() {
                 .replace("{id}", "00000000-0000-0000-0000-000000000000")
                 .replace("{action}", "start")
                 .replace("{name}", "no-such-plugin")
+                .replace("{service}", "no-such-service")
                 .replace("{path}", "some/path");
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let r = admin

@@ -142,3 +142,72 @@ async fn bridge_gets_a_snapshot_then_each_change_from_the_wake_plugin() {
     drop(body);
     host.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_page_and_its_progress_stream() {
+    let host = TestHost::start_with(Backend::Sqlite, |c| {
+        c.security.bridge_tokens = vec![TOKEN.into()];
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(host.url(path)).bearer_auth(TOKEN).send();
+
+    // Unknown service: 404, for the page and its stream.
+    let r = get("/api/v1/wake/blog/page").await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        get("/api/v1/wake/blog/events").await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    // The page needs the bridge token too.
+    let r = http
+        .get(host.url("/api/v1/wake/blog/page"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    host.bus
+        .publish("wake", "wake.state", &state("blog", "waking"));
+    let page = eventually(Duration::from_secs(5), "page served", || async {
+        let r = get("/api/v1/wake/blog/page").await.ok()?;
+        (r.status() == StatusCode::OK).then_some(r)
+    })
+    .await;
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("connect-src 'self'") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Starting Blog"), "{html}");
+    assert!(html.contains("Waking up"));
+    assert!(html.contains(r#""/.wakedock/blog/events""#), "{html}");
+
+    // The stream starts with the current state and carries only this
+    // service's changes.
+    let r = get("/api/v1/wake/blog/events").await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut body = r.bytes_stream();
+    let first = read_events(&mut body, 1).await;
+    assert_eq!(first[0].1["state"], "waking");
+    host.bus
+        .publish("wake", "wake.state", &state("other", "awake"));
+    host.bus
+        .publish("wake", "wake.state", &state("blog", "awake"));
+    let next = read_events(&mut body, 1).await;
+    assert_eq!(
+        (next[0].1["service"].as_str(), next[0].1["state"].as_str()),
+        (Some("blog"), Some("awake"))
+    );
+    drop(body);
+    host.stop().await.unwrap();
+}

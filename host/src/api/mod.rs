@@ -69,6 +69,8 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::get, users::update, users::delete))
         .routes(routes!(audit::list))
         .routes(routes!(wake::subscribe))
+        .routes(routes!(wake::page))
+        .routes(routes!(wake::events))
         .routes(routes!(plugins::list))
         .routes(routes!(plugins::get, plugins::update, plugins::remove))
         .merge(

@@ -1,7 +1,7 @@
 //! `/api/v1/wake/*`: the API the Caddy bridge calls, authenticated with a
 //! bridge token (not a user session). In progress (issue 4): the state
-//! subscription is served; wake calls, activity and the waiting page come
-//! with the wake plugin.
+//! subscription, the waiting page and its progress stream are served; wake
+//! calls and activity come with the wake plugin.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -14,8 +14,12 @@ use futures::StreamExt;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
+use askama::Template;
+use axum::http::{header, HeaderValue, StatusCode};
+
 use crate::auth::{bearer, same};
 use crate::error::{ApiError, Problem};
+use crate::http::extract::Path;
 use crate::state::AppState;
 use crate::wake::ServiceState;
 
@@ -93,4 +97,136 @@ pub async fn subscribe(State(state): State<AppState>, _bridge: BridgeCaller) -> 
                 .text("keepalive"),
         )
         .into_response()
+}
+
+/// The page a browser sees while its service wakes.
+#[derive(Template)]
+#[template(path = "waiting.html")]
+struct WaitingPage<'a> {
+    title: &'a str,
+    state: &'a str,
+    message: &'a str,
+    /// Where the page listens for progress: on the site's own origin, which
+    /// the bridge proxies to `/api/v1/wake/{service}/events`.
+    events_url: String,
+}
+
+fn known(state: &AppState, service: &str) -> Result<ServiceState, ApiError> {
+    state
+        .wake
+        .get(service)
+        .ok_or_else(|| ApiError::NotFound(format!("unknown service {service:?}")))
+}
+
+/// The waiting page for `service` (the bridge serves it to browsers in
+/// `dynamic` mode). It follows the service's progress and reloads itself
+/// once the service is awake; without JavaScript it reloads every 3 s.
+#[utoipa::path(
+    get, path = "/api/v1/wake/{service}/page", tag = "wake",
+    params(("service" = String, Path, description = "Service name")),
+    responses(
+        (status = 200, description = "text/html waiting page", content_type = "text/html"),
+        (status = 404, description = "Unknown service", body = Problem),
+        (status = 401, body = Problem),
+    ),
+    security(("bridge" = []))
+)]
+pub async fn page(
+    State(state): State<AppState>,
+    _bridge: BridgeCaller,
+    Path(service): Path<String>,
+) -> Result<Response, ApiError> {
+    let s = known(&state, &service)?;
+    let message = match s.state.as_str() {
+        "failed" => format!(
+            "Could not start: {}",
+            s.reason.as_deref().unwrap_or("unknown error")
+        ),
+        "waking" => "Waking up…".to_string(),
+        _ => "Waiting for it to start…".to_string(),
+    };
+    let html = WaitingPage {
+        title: s.display_name.as_deref().unwrap_or(&s.service),
+        state: &s.state,
+        message: &message,
+        events_url: format!("/.wakedock/{}/events", s.service),
+    }
+    .render()
+    .map_err(ApiError::internal)?;
+    let mut res = (StatusCode::OK, html).into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The page is self-contained: its own inline style and script, and a
+    // connection back to its own origin for progress. Nothing else.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; \
+             connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ),
+    );
+    Ok(res)
+}
+
+/// Progress of one service for its waiting page: its current state as a
+/// `state` event, then each change, until the client leaves.
+#[utoipa::path(
+    get, path = "/api/v1/wake/{service}/events", tag = "wake",
+    params(("service" = String, Path, description = "Service name")),
+    responses(
+        (status = 200, description = "text/event-stream of `state` events", body = ServiceState),
+        (status = 404, description = "Unknown service", body = Problem),
+        (status = 401, body = Problem),
+    ),
+    security(("bridge" = []))
+)]
+pub async fn events(
+    State(state): State<AppState>,
+    _bridge: BridgeCaller,
+    Path(service): Path<String>,
+) -> Result<Response, ApiError> {
+    let hub = state.wake.clone();
+    let rx = hub.subscribe();
+    let current = known(&state, &service)?;
+    let state_event = |s: &ServiceState| {
+        Event::default()
+            .event("state")
+            .json_data(s)
+            .unwrap_or_else(|_| Event::default().comment("unencodable state"))
+    };
+    let first = state_event(&current);
+    let changes = futures::stream::unfold(
+        (rx, hub, service),
+        move |(mut rx, hub, service)| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(s) if s.service == service => {
+                        let ev = state_event(&s);
+                        return Some((ev, (rx, hub, service)));
+                    }
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => {
+                        let s = hub.get(&service)?;
+                        return Some((state_event(&s), (rx, hub, service)));
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        },
+    );
+    let stream = futures::stream::once(async move { first })
+        .chain(changes)
+        .map(Ok::<_, Infallible>)
+        .take_until(state.shutdown.clone().cancelled_owned());
+    Ok(Sse::new(stream)
+        .keep_alive(
+            KeepAlive::new()
+                .interval(Duration::from_secs(15))
+                .text("keepalive"),
+        )
+        .into_response())
 }
