@@ -40,3 +40,6 @@ cp -p tests/testapp/Dockerfile "$context/Dockerfile"
 
 docker build --label wakedock.test=true -t "$image" -f "$context/Dockerfile" "$context"
 echo "build-test-images: built $image"
+# A rebuild leaves the previous image untagged: remove such leftovers, and
+# only ours (dangling and labelled as test objects).
+docker image prune -f --filter label=wakedock.test=true >/dev/null
