@@ -55,6 +55,15 @@ fn find<'a>(list: &'a Value, name: &str) -> Option<&'a Value> {
     list.as_array()?.iter().find(|c| c["name"] == name)
 }
 
+/// Runs a container action that must succeed; returns its outcome.
+async fn act(admin: &ApiClient, name: &str, action: &str) -> Value {
+    let r = admin
+        .post_empty(&format!("/api/v1/containers/{name}/{action}"))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "{action} {name}");
+    r.json().await.unwrap()
+}
+
 async fn state_of(admin: &ApiClient, name: &str) -> String {
     admin.get_json(&format!("/api/v1/containers/{name}")).await["state"]
         .as_str()
@@ -109,13 +118,7 @@ async fn container_lifecycle_through_the_api() {
     assert_eq!(o["id"], c.id.as_str());
     assert_eq!(state_of(&admin, &c.name).await, "exited");
     // Stopping a stopped container is not an error, just no change.
-    let o: Value = admin
-        .post_empty(&format!("/api/v1/containers/{}/stop", c.name))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(o["changed"], false);
+    assert_eq!(act(&admin, &c.name, "stop").await["changed"], false);
 
     let r = admin
         .post_empty(&format!("/api/v1/containers/{}/start", c.name))
@@ -140,24 +143,10 @@ async fn container_lifecycle_through_the_api() {
     );
 
     // Pause freezes it, unpause thaws it; both are idempotent.
-    let o: Value = admin
-        .post_empty(&format!("/api/v1/containers/{}/pause", c.name))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(o["changed"], true);
+    assert_eq!(act(&admin, &c.name, "pause").await["changed"], true);
     assert_eq!(state_of(&admin, &c.name).await, "paused");
-    let o: Value = admin
-        .post_empty(&format!("/api/v1/containers/{}/pause", c.name))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(o["changed"], false);
-    admin
-        .post_empty(&format!("/api/v1/containers/{}/unpause", c.name))
-        .await;
+    assert_eq!(act(&admin, &c.name, "pause").await["changed"], false);
+    act(&admin, &c.name, "unpause").await;
     assert_eq!(state_of(&admin, &c.name).await, "running");
 
     // Logs: the tail as JSON.

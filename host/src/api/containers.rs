@@ -1,11 +1,10 @@
 //! `/api/v1/containers`: list, inspect, operate, logs and stats.
 
-use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -274,17 +273,11 @@ pub async fn logs(
             .collect::<Result<_, _>>()?;
         return Ok(axum::Json(lines).into_response());
     }
-    let events = stream
-        .take_until(state.shutdown.clone().cancelled_owned())
-        .map(|r| {
-            Ok::<_, Infallible>(match r {
-                Ok(l) => Event::default().event(l.stream).data(l.line),
-                Err(e) => Event::default().event("error").data(e.to_string()),
-            })
-        });
-    Ok(Sse::new(events)
-        .keep_alive(KeepAlive::default())
-        .into_response())
+    let events = stream.map(|r| match r {
+        Ok(l) => Event::default().event(l.stream).data(l.line),
+        Err(e) => Event::default().event("error").data(e.to_string()),
+    });
+    Ok(crate::http::sse::event_stream(events, &state.shutdown))
 }
 
 /// One resource sample (takes about a second: the engine measures CPU

@@ -3,12 +3,9 @@
 //! subscription, the waiting page and its progress stream are served; wake
 //! calls and activity come with the wake plugin.
 
-use std::convert::Infallible;
-use std::time::Duration;
-
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::json;
@@ -20,6 +17,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use crate::auth::{bearer, same};
 use crate::error::{ApiError, Problem};
 use crate::http::extract::Path;
+use crate::http::sse::event_stream;
 use crate::state::AppState;
 use crate::wake::ServiceState;
 
@@ -53,6 +51,13 @@ impl FromRequestParts<AppState> for BridgeCaller {
     }
 }
 
+fn state_event(s: &ServiceState) -> Event {
+    Event::default()
+        .event("state")
+        .json_data(s)
+        .unwrap_or_else(|_| Event::default().comment("unencodable state"))
+}
+
 fn snapshot_event(services: Vec<ServiceState>) -> Event {
     Event::default()
         .event("snapshot")
@@ -77,26 +82,16 @@ pub async fn subscribe(State(state): State<AppState>, _bridge: BridgeCaller) -> 
     let first = snapshot_event(hub.snapshot());
     let changes = futures::stream::unfold((rx, hub), |(mut rx, hub)| async move {
         let event = match rx.recv().await {
-            Ok(s) => Event::default()
-                .event("state")
-                .json_data(&s)
-                .unwrap_or_else(|_| Event::default().comment("unencodable state")),
+            Ok(s) => state_event(&s),
             Err(RecvError::Lagged(_)) => snapshot_event(hub.snapshot()),
             Err(RecvError::Closed) => return None,
         };
         Some((event, (rx, hub)))
     });
-    let stream = futures::stream::once(async move { first })
-        .chain(changes)
-        .map(Ok::<_, Infallible>)
-        .take_until(state.shutdown.clone().cancelled_owned());
-    Sse::new(stream)
-        .keep_alive(
-            KeepAlive::new()
-                .interval(Duration::from_secs(15))
-                .text("keepalive"),
-        )
-        .into_response()
+    event_stream(
+        futures::stream::once(async move { first }).chain(changes),
+        &state.shutdown,
+    )
 }
 
 /// The page a browser sees while its service wakes.
@@ -192,12 +187,6 @@ pub async fn events(
     let hub = state.wake.clone();
     let rx = hub.subscribe();
     let current = known(&state, &service)?;
-    let state_event = |s: &ServiceState| {
-        Event::default()
-            .event("state")
-            .json_data(s)
-            .unwrap_or_else(|_| Event::default().comment("unencodable state"))
-    };
     let first = state_event(&current);
     let changes = futures::stream::unfold(
         (rx, hub, service),
@@ -218,15 +207,8 @@ pub async fn events(
             }
         },
     );
-    let stream = futures::stream::once(async move { first })
-        .chain(changes)
-        .map(Ok::<_, Infallible>)
-        .take_until(state.shutdown.clone().cancelled_owned());
-    Ok(Sse::new(stream)
-        .keep_alive(
-            KeepAlive::new()
-                .interval(Duration::from_secs(15))
-                .text("keepalive"),
-        )
-        .into_response())
+    Ok(event_stream(
+        futures::stream::once(async move { first }).chain(changes),
+        &state.shutdown,
+    ))
 }

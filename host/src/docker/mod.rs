@@ -289,31 +289,33 @@ impl DockerEngine {
     /// Freezes a running container's processes (cgroup freezer): memory
     /// stays, waking is near-instant.
     pub async fn pause(&self, id_or_name: &str) -> Result<ActionOutcome, EngineError> {
-        let before = self.inspect(id_or_name).await?;
-        if before.state == "paused" {
-            return Ok(ActionOutcome::unchanged(before.id, "pause"));
-        }
-        let c = self.client().await?;
-        let r = c.pause_container(id_or_name).await;
-        self.observe(r, id_or_name).await?;
-        Ok(ActionOutcome {
-            id: before.id,
-            action: "pause".into(),
-            changed: true,
-        })
+        self.set_paused(id_or_name, true).await
     }
 
     pub async fn unpause(&self, id_or_name: &str) -> Result<ActionOutcome, EngineError> {
+        self.set_paused(id_or_name, false).await
+    }
+
+    async fn set_paused(
+        &self,
+        id_or_name: &str,
+        paused: bool,
+    ) -> Result<ActionOutcome, EngineError> {
+        let action = if paused { "pause" } else { "unpause" };
         let before = self.inspect(id_or_name).await?;
-        if before.state != "paused" {
-            return Ok(ActionOutcome::unchanged(before.id, "unpause"));
+        if (before.state == "paused") == paused {
+            return Ok(ActionOutcome::unchanged(before.id, action));
         }
         let c = self.client().await?;
-        let r = c.unpause_container(id_or_name).await;
+        let r = if paused {
+            c.pause_container(id_or_name).await
+        } else {
+            c.unpause_container(id_or_name).await
+        };
         self.observe(r, id_or_name).await?;
         Ok(ActionOutcome {
             id: before.id,
-            action: "unpause".into(),
+            action: action.into(),
             changed: true,
         })
     }

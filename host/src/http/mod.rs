@@ -4,6 +4,7 @@
 pub mod client_ip;
 pub mod extract;
 pub mod security;
+pub mod sse;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, Method};
