@@ -1,9 +1,15 @@
-//! Wake-on-request, host side (issue 4, in progress).
+//! Wake-on-request, host side (issue 4).
 //!
 //! The wake plugin holds the policy and publishes every service state change
 //! on the event bus as `wake.state`; [`WakeHub`] keeps the latest state per
 //! service and fans changes out to the Caddy bridges subscribed to
-//! `/api/v1/wake/subscribe`. See `docs/design/wake-on-request.md`.
+//! `/api/v1/wake/subscribe`. [`waker::Waker`] makes wakes single-flight and
+//! [`plugin`] calls the plugin's internal routes. See
+//! `docs/design/wake-on-request.md`.
+
+pub mod config;
+pub mod plugin;
+pub mod waker;
 
 use std::collections::BTreeMap;
 use std::sync::RwLock;
@@ -61,6 +67,8 @@ impl ServiceState {
 /// The latest state of every service, and a stream of changes.
 #[derive(Debug)]
 pub struct WakeHub {
+    /// Single-flight wakes.
+    pub waker: waker::Waker,
     states: RwLock<BTreeMap<String, ServiceState>>,
     changes: broadcast::Sender<ServiceState>,
     /// Subscribed at construction, so events published before [`WakeHub::run`]
@@ -71,6 +79,7 @@ pub struct WakeHub {
 impl WakeHub {
     pub fn new(bus: &EventBus) -> Self {
         Self {
+            waker: waker::Waker::default(),
             states: RwLock::new(BTreeMap::new()),
             changes: broadcast::channel(1024).0,
             bus_rx: std::sync::Mutex::new(Some(bus.subscribe())),

@@ -16,8 +16,9 @@ use crate::order;
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 /// Wake timeout of a service that sets none.
 pub const DEFAULT_WAKE_TIMEOUT_MS: u64 = 60 * 1000;
-/// `containers.await-ready` takes the timeout as a `u32` of milliseconds.
-pub const MAX_WAKE_TIMEOUT_MS: u64 = u32::MAX as u64;
+/// A wake runs inside one plugin call, which the host caps at 120 s (the
+/// manifest asks for that much); leave room for the start calls.
+pub const MAX_WAKE_TIMEOUT_MS: u64 = 110 * 1000;
 
 /// Label prefix of every WakeDock label.
 pub const LABEL_PREFIX: &str = "wakedock.";
@@ -505,7 +506,10 @@ impl ServiceDef {
                     0
                 }
                 Ok(v) if v > MAX_WAKE_TIMEOUT_MS => {
-                    err("wake_timeout", format!("\"{t}\" is too long"));
+                    err(
+                        "wake_timeout",
+                        format!("\"{t}\" is too long (at most 110s)"),
+                    );
                     0
                 }
                 Ok(v) => v,
