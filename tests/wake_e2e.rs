@@ -280,11 +280,7 @@ async fn no_request_reaches_an_app_before_it_is_healthy() {
 //    non-browser request is held and gets the app.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamic_strategy_shows_browsers_the_waiting_page() {
-    let Setup {
-        host,
-        caddy,
-        app: _app,
-    } = setup(
+    let Setup { host, caddy, app } = setup(
         Backend::Sqlite,
         "dyn",
         &[("BOOT_DELAY_MS", "1500")],
@@ -327,6 +323,9 @@ async fn dynamic_strategy_shows_browsers_the_waiting_page() {
     })
     .await
     .expect("awake on the progress stream");
+    // Progress of each member came before.
+    let ready = format!("{{\"name\":\"{}\",\"status\":\"ready\"}}", app.name);
+    assert!(seen.contains(&ready), "{seen}");
     // Now the browser gets the app itself.
     let r = http
         .get(&caddy.sites[0])

@@ -15,7 +15,8 @@ pub fn caddy_bin() -> PathBuf {
 }
 
 /// One site of a test Caddyfile: `wakedock` for `service` in front of
-/// `reverse_proxy` to `upstream`, on its own loopback port.
+/// `reverse_proxy` to `upstream`, on its own loopback port. An empty
+/// `service` makes a plain `reverse_proxy` site (a benchmark's baseline).
 #[derive(Debug, Clone)]
 pub struct Site {
     pub service: String,
@@ -61,6 +62,13 @@ impl Caddy {
             "{\n\tadmin off\n\tauto_https off\n\tdefault_bind 127.0.0.1\n\tpersist_config off\n\tlog {\n\t\tlevel WARN\n\t}\n}\n",
         );
         for (site, port) in self.spec.iter().zip(&self.ports) {
+            if site.service.is_empty() {
+                f.push_str(&format!(
+                    "http://127.0.0.1:{port} {{\n\treverse_proxy {}\n}}\n",
+                    site.upstream
+                ));
+                continue;
+            }
             f.push_str(&format!(
                 "http://127.0.0.1:{port} {{\n\twakedock {} {{\n\t\tservice {}\n\t\ttoken {{env.WD_TEST_BRIDGE_TOKEN}}\n",
                 self.host_url, site.service

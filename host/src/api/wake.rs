@@ -104,6 +104,9 @@ struct WaitingPage<'a> {
     /// Where the page listens for progress: on the site's own origin, which
     /// the bridge proxies to `/api/v1/wake/{service}/events`.
     events_url: String,
+    /// `auto` (follows the system), `light` or `dark`.
+    theme: &'a str,
+    members: &'a [crate::wake::MemberProgress],
 }
 
 fn known(state: &AppState, service: &str) -> Result<ServiceState, ApiError> {
@@ -145,6 +148,12 @@ pub async fn page(
         state: &s.state,
         message: &message,
         events_url: format!("/.wakedock/{}/events", s.service),
+        theme: match s.theme.as_deref() {
+            Some("light") => "light",
+            Some("dark") => "dark",
+            _ => "auto",
+        },
+        members: &s.members,
     }
     .render()
     .map_err(ApiError::internal)?;

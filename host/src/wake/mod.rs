@@ -44,6 +44,21 @@ pub struct ServiceState {
     /// Why the service is `failed`.
     #[serde(default)]
     pub reason: Option<String>,
+    /// The waiting page's theme: `auto` (default), `light` or `dark`.
+    #[serde(default)]
+    pub theme: Option<String>,
+    /// Members' progress during a wake (`waiting`, `starting`, `ready`,
+    /// `done`, `failed`); empty otherwise.
+    #[serde(default)]
+    pub members: Vec<MemberProgress>,
+}
+
+/// One member of a waking service, for the waiting page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberProgress {
+    pub name: String,
+    pub status: String,
 }
 
 const STATES: &[&str] = &["asleep", "waking", "awake", "going-to-sleep", "failed"];

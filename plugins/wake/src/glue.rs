@@ -27,7 +27,7 @@ use crate::service::{
     ServiceDef, Source, ValidationError, WakeConfig,
 };
 use crate::session::{plan_sleep, Session, Sessions};
-use crate::state::{derive_state, MemberStatus, ServiceState, State};
+use crate::state::{derive_state, MemberProgress, MemberStatus, ServiceState, State};
 
 const HOST_PERMISSION: &str = "wakedock:host";
 const API_SERVICES_KEY: &str = "api/services";
@@ -193,6 +193,45 @@ fn publish(s: &Service, state: &State) {
     );
 }
 
+/// Members' progress during a wake, published with the `waking` state on
+/// every step so the waiting page can show it.
+struct Progress<'a> {
+    service: &'a Service,
+    members: Vec<MemberProgress>,
+}
+
+impl<'a> Progress<'a> {
+    fn new(service: &'a Service) -> Self {
+        let members = service
+            .start_waves()
+            .into_iter()
+            .flatten()
+            .filter(|m| service.is_required(m))
+            .map(|name| MemberProgress {
+                name,
+                status: "waiting".into(),
+            })
+            .collect();
+        Progress { service, members }
+    }
+
+    fn set(&mut self, member: &str, status: &str) {
+        let Some(m) = self.members.iter_mut().find(|m| m.name == member) else {
+            return;
+        };
+        if m.status == status {
+            return;
+        }
+        m.status = status.into();
+        let mut doc = ServiceState::of(self.service, &State::Waking);
+        doc.members = self.members.clone();
+        warn_on(
+            "publishing wake progress",
+            events::publish_json("wake.state", &doc),
+        );
+    }
+}
+
 fn published_state(service: &str) -> Option<State> {
     let name: String = storage::get_json(&format!("{STATE_PREFIX}{service}"))
         .ok()
@@ -327,7 +366,11 @@ impl Wake {
 
     /// Starts (or thaws) the members in `depends_on` order and waits for
     /// each required one to be ready.
-    fn start_members(s: &Service, deadline: u64) -> Result<(), WakeFailure> {
+    fn start_members(
+        s: &Service,
+        deadline: u64,
+        progress: &mut Progress<'_>,
+    ) -> Result<(), WakeFailure> {
         for wave in s.start_waves() {
             let mut started = Vec::new();
             for m in &wave {
@@ -350,7 +393,10 @@ impl Wake {
                     }
                 };
                 match r {
-                    Ok(()) => started.push(c),
+                    Ok(()) => {
+                        progress.set(m, "starting");
+                        started.push(c)
+                    }
                     Err(e) if s.is_required(m) => {
                         return Err(WakeFailure::Failed(format!(
                             "starting \"{m}\": {}",
@@ -380,10 +426,14 @@ impl Wake {
                     await_member(s, c, left)
                 };
                 match waited {
-                    Ok(()) => mark_ready(m, true),
+                    Ok(()) => {
+                        mark_ready(m, true);
+                        progress.set(m, if s.is_one_shot(m) { "done" } else { "ready" });
+                    }
                     Err(Error::Timeout) => return Err(WakeFailure::Timeout),
                     Err(e) => {
-                        return Err(WakeFailure::Failed(format!("\"{m}\": {}", e.describe())))
+                        progress.set(m, "failed");
+                        return Err(WakeFailure::Failed(format!("\"{m}\": {}", e.describe())));
                     }
                 }
             }
@@ -419,7 +469,9 @@ impl Wake {
         if before != State::Awake {
             publish(s, &State::Waking);
         }
-        let result = Self::start_members(s, started.saturating_add(s.wake_timeout_ms));
+        let mut progress = Progress::new(s);
+        let result =
+            Self::start_members(s, started.saturating_add(s.wake_timeout_ms), &mut progress);
         let now = clock::now_ms();
         let duration_ms = now - started;
         let (rec, response) = match result {
