@@ -619,3 +619,124 @@ async fn host_down_fails_closed_or_open_as_configured() {
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.text().await.unwrap().starts_with("hello from"));
 }
+
+// Services defined by the API and by labels, next to the config file's:
+// precedence, validation naming the field, roles, audit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_from_the_api_and_labels_with_precedence_and_validation() {
+    let labelled = TestContainer::from_spec(AppSpec {
+        labels: &[
+            ("wakedock.enable", "true"),
+            ("wakedock.service", "by-labels"),
+            ("wakedock.idle-timeout", "7m"),
+        ],
+        ..AppSpec::default()
+    })
+    .await;
+    let (app, _) = sleeping_app(&[], None).await;
+    let host = host_with(
+        Backend::Sqlite,
+        vec![json!({"name": "in-config", "members": [app.name]})],
+    )
+    .await;
+    let admin = host.admin().await;
+
+    // A bad definition: 422 naming the service and each bad field.
+    let r = admin
+        .post(
+            "/api/v1/services",
+            json!({"name": "by-api", "members": [app.name], "idle_timeout": "soon", "strategy": "lazy"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "invalid_service", "{body}");
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert!(
+        fields.contains(&"idle_timeout") && fields.contains(&"strategy"),
+        "{body}"
+    );
+
+    // A good one is stored; the config file's name is refused.
+    let r = admin
+        .post(
+            "/api/v1/services",
+            json!({"name": "by-api", "members": [app.name], "idle_timeout": "5m"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = admin
+        .post(
+            "/api/v1/services",
+            json!({"name": "in-config", "members": [app.name]}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+
+    // All three sources listed with their source; labels parsed.
+    let list = admin.get_json("/api/v1/services").await;
+    let source = |name: &str| {
+        list["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["service"]["name"] == name)
+            .map(|s| {
+                (
+                    s["service"]["source"].as_str().unwrap().to_owned(),
+                    s["service"]["idle_timeout_ms"].as_u64().unwrap(),
+                )
+            })
+    };
+    assert_eq!(source("in-config").unwrap().0, "config", "{list}");
+    assert_eq!(source("by-api"), Some(("api".into(), 300_000)), "{list}");
+    assert_eq!(
+        source("by-labels"),
+        Some(("labels".into(), 420_000)),
+        "{list}"
+    );
+    let _ = labelled;
+
+    // A viewer reads but may not wake; the refusal is audited.
+    let viewer = host.user_with_role("viewer").await;
+    assert_eq!(
+        viewer.get("/api/v1/services").await.status(),
+        StatusCode::OK
+    );
+    let r = viewer.post_empty("/api/v1/services/by-api/wake").await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // A user wakes it (answers when ready).
+    let user = host.user_with_role("user").await;
+    let r = user.post_empty("/api/v1/services/by-api/wake").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(running(&app.name).await);
+    let audit = admin.get_json("/api/v1/audit?action=service.wake").await;
+    let results: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["result"].as_str().unwrap())
+        .collect();
+    assert!(
+        results.contains(&"denied") && results.contains(&"success"),
+        "{audit}"
+    );
+
+    // Unknown service: 404 with its code; delete of an API service.
+    let r = user.post_empty("/api/v1/services/nope/wake").await;
+    assert_eq!(problem_code(r).await, "unknown_service");
+    let r = admin.delete("/api/v1/services/by-api").await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = admin.delete("/api/v1/services/in-config").await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    // The plugin's internal routes are not reachable by a user.
+    let r = admin
+        .post_empty("/api/v1/plugins/wake/wake/in-config")
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}

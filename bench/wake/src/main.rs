@@ -28,8 +28,10 @@ const TOKEN: &str = "bench-bridge-token-0123456789";
 const PASSWORD: &str = "bench-admin-password";
 const SERVICE: &str = "bench";
 const COLD_ROUNDS: usize = 15;
-const AWAKE_ROUNDS: usize = 3;
-const AWAKE_ROUND: Duration = Duration::from_secs(3);
+/// Rounds per side, interleaved A B B A A B... so a drift in the machine's
+/// load hits both sides alike.
+const AWAKE_ROUNDS: usize = 6;
+const AWAKE_ROUND: Duration = Duration::from_secs(2);
 const AWAKE_MAX_REQUESTS: usize = 200_000;
 const AWAKE_CONNECTIONS: usize = 32;
 const HERD: usize = 1000;
@@ -288,9 +290,14 @@ async fn awake_path(caddy: &Caddy) -> Result<()> {
     until_ok(&fresh_client(), &caddy.sites[0], Duration::from_secs(30)).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (mut with, mut plain) = (Vec::new(), Vec::new());
-    for _ in 0..AWAKE_ROUNDS {
-        plain.push(load(&caddy.sites[1]).await);
-        with.push(load(&caddy.sites[0]).await);
+    for i in 0..AWAKE_ROUNDS {
+        if i % 2 == 0 {
+            plain.push(load(&caddy.sites[1]).await);
+            with.push(load(&caddy.sites[0]).await);
+        } else {
+            with.push(load(&caddy.sites[0]).await);
+            plain.push(load(&caddy.sites[1]).await);
+        }
     }
     let summary = |runs: &[Load]| {
         let reqs: usize = runs.iter().map(|r| r.requests).sum();
