@@ -740,3 +740,23 @@ async fn services_from_the_api_and_labels_with_precedence_and_validation() {
         .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
+
+// A schedule window wakes the service without any request and keeps it
+// awake past its idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_window_wakes_and_keeps_a_service_awake() {
+    let (app, _) = sleeping_app(&[], None).await;
+    let host = host_with(
+        Backend::Sqlite,
+        vec![
+            json!({"name": "office", "members": [app.name], "idle_timeout": "2s",
+                    "schedule": ["daily 00:00-24:00"]}),
+        ],
+    )
+    .await;
+    let admin = host.admin().await;
+    wait_state(&admin, "office", "awake", Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(running(&app.name).await, "slept inside its schedule");
+    assert_eq!(state_of(&admin, "office").await, "awake");
+}

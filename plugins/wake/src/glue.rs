@@ -8,6 +8,7 @@
 //! - `ready/{container}`: set when a member passed its readiness rule,
 //!   cleared when it stops (a listing cannot show a TCP/HTTP probe);
 //! - `history/{service}`: the last wakes, for the UI;
+//! - `schedule-attempt/{service}`: the last scheduled wake attempt;
 //! - `api/services`: definitions made through `/api/v1/services`.
 //!
 //! Internal routes are for the host only: it calls them with the
@@ -36,6 +37,8 @@ const STATE_PREFIX: &str = "state/";
 const READY_PREFIX: &str = "ready/";
 const HISTORY_PREFIX: &str = "history/";
 const HISTORY_LEN: usize = 20;
+const SCHEDULE_ATTEMPT_PREFIX: &str = "schedule-attempt/";
+const SCHEDULE_RETRY_MS: u64 = 60_000;
 /// Bound of the tick's readiness check of a member started by hand.
 const QUICK_CHECK_MS: u32 = 300;
 
@@ -532,6 +535,43 @@ impl Wake {
         response
     }
 
+    /// Services inside a schedule window: a running one has its session
+    /// extended (so it does not sleep), a sleeping one is woken — at most
+    /// once a minute, so a service that cannot start is not retried on
+    /// every tick.
+    fn keep_scheduled_awake(&self, cat: &Catalog, running: &dyn Fn(&str) -> bool, now: u64) {
+        for s in cat.services.values() {
+            if !crate::schedule::active(&s.schedule, now, s.utc_offset_min) {
+                continue;
+            }
+            if s.members.iter().any(|m| running(m)) {
+                let mut session =
+                    session_of(&s.name).unwrap_or_else(|| Session::start(now, s.idle_timeout_ms));
+                session.record_activity(now, 0, session.open_connections, s.idle_timeout_ms);
+                put_session(&s.name, &session);
+                continue;
+            }
+            let key = format!("{SCHEDULE_ATTEMPT_PREFIX}{}", s.name);
+            let last: u64 = storage::get_json(&key).ok().flatten().unwrap_or(0);
+            if now.saturating_sub(last) < SCHEDULE_RETRY_MS {
+                continue;
+            }
+            warn_on("saving a schedule attempt", storage::set_json(&key, &now));
+            log::info(&format!(
+                "service \"{}\" is inside its schedule: waking it",
+                s.name
+            ));
+            let r = self.wake(&s.name);
+            if r.status != 200 {
+                log::warn(&format!(
+                    "scheduled wake of \"{}\" failed: {}",
+                    s.name,
+                    String::from_utf8_lossy(&r.body)
+                ));
+            }
+        }
+    }
+
     /// Stops (or pauses) the members, dependents first. Returns false if
     /// a member could not be put to sleep.
     fn put_to_sleep(&self, s: &Service, reason: &str) -> Result<(), String> {
@@ -837,6 +877,7 @@ impl Plugin for Wake {
             }
         }
         let _ = metrics::gauge_set("sessions_active", &[], f64::from(active));
+        self.keep_scheduled_awake(&cat, &running, now);
         for name in sessions.due(now, cat.services.values()) {
             let Some(s) = cat.services.get(&name) else {
                 continue;

@@ -453,7 +453,8 @@ mod tests {
             json!({
                 "service": "blog", "state": "going-to-sleep", "strategy": "dynamic",
                 "wake_timeout_ms": 30000, "ignore_user_agents": ["UptimeRobot"],
-                "ignore_paths": ["/healthz"], "display_name": "Blog", "reason": null
+                "ignore_paths": ["/healthz"], "display_name": "Blog", "reason": null,
+                "theme": null, "members": []
             })
         );
         let doc = ServiceState::of(&s, &failed("boom"));
