@@ -33,6 +33,8 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+# The wake plugin's host glue only exists on wasm32.
+cargo clippy -p wakedock-plugin-wake --target wasm32-wasip2 -- -D warnings
 
 log "cargo test"
 # Artifacts (screenshots, logs) of end-to-end tests land here.

@@ -472,20 +472,27 @@ async fn wake_timeout_gives_504_and_leaving_clients_stop_waiting() {
 async fn dependencies_start_in_order_and_one_shot_members_finish() {
     let (db, _) = sleeping_app(&[("BOOT_DELAY_MS", "500")], None).await;
     let (migrate, _) = sleeping_app(&[("EXIT_AFTER_MS", "300"), ("EXIT_CODE", "0")], None).await;
-    let (app, port) = sleeping_app(&[], None).await;
+    // The app's readiness is an explicit HTTP rule on its health path.
+    let (app, port) = sleeping_app(&[("HEALTHY_AFTER_MS", "700")], None).await;
     let host = host_with(
         Backend::Sqlite,
         vec![json!({
             "name": "group",
             "members": [app.name, db.name, migrate.name],
             "one_shot": [migrate.name],
+            "ready": {app.name.clone(): "http:8080/health"},
             "depends_on": {app.name.clone(): [db.name, migrate.name], migrate.name.clone(): [db.name]},
         })],
     )
     .await;
     let caddy = Caddy::start(&host.base, TOKEN, vec![site("group", port)]).await;
     let r = client().get(&caddy.sites[0]).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    assert_eq!(r.status(), StatusCode::OK);
+    let body = r.text().await.unwrap();
+    assert!(
+        !body.contains("before healthy"),
+        "the HTTP rule let it through early: {body}"
+    );
     let d = docker().await;
     let times = |name: String| {
         let d = d.clone();
@@ -759,4 +766,50 @@ async fn a_schedule_window_wakes_and_keeps_a_service_awake() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(running(&app.name).await, "slept inside its schedule");
     assert_eq!(state_of(&admin, "office").await, "awake");
+}
+
+// Containers started by hand get a session at once (so they do go to
+// sleep); sleep mode `pause` freezes them, and a request thaws them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_containers_are_adopted_and_paused_when_idle() {
+    let port = free_port();
+    let app = TestContainer::from_spec(AppSpec {
+        host_port: Some(port),
+        start: true,
+        ..AppSpec::default()
+    })
+    .await;
+    let host = host_with(
+        Backend::Sqlite,
+        vec![
+            json!({"name": "frozen", "members": [app.name], "idle_timeout": "2s",
+                    "sleep_mode": "pause"}),
+        ],
+    )
+    .await;
+    let caddy = Caddy::start(&host.base, TOKEN, vec![site("frozen", port)]).await;
+    let admin = host.admin().await;
+    let s = service(&admin, "frozen").await;
+    assert!(
+        s["session"]["adopted"].as_bool().unwrap_or(false) || s["session"].is_null(),
+        "{s}"
+    );
+    wait_state(&admin, "frozen", "asleep", Duration::from_secs(10)).await;
+    let d = docker().await;
+    let status = d
+        .inspect_container(
+            &app.name,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .unwrap()
+        .state
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(status.to_string(), "paused");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = client().get(&caddy.sites[0]).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(running(&app.name).await, "thawed");
 }
