@@ -458,7 +458,12 @@ impl Config {
                 .and_then(|d| d.validate(wakedock_plugin_wake::service::Source::Config));
             if let Err(errors) = checked {
                 let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                return Err(fail(&format!("services.{i}"), list.join("; ")));
+                // figment tracks where the list came from, not each item.
+                return Err(ConfigError::Value {
+                    key: format!("services.{i}"),
+                    source_name: source_of(figment, "services"),
+                    reason: list.join("; "),
+                });
             }
         }
         if self.docker.socket_path.as_os_str().is_empty() {

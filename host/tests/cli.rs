@@ -110,6 +110,15 @@ fn bad_configuration_is_refused_with_key_and_source() {
             vec!["wakedock.port", "b.yaml"],
         ),
         (
+            write(
+                dir.path(),
+                "s.yaml",
+                "services:\n  - { name: blog, members: [blog] }\n  - { name: shop, members: [shop], idle_timeout: soon }\n",
+            ),
+            vec![],
+            vec!["services.1", "s.yaml", "service \"shop\"", "idle_timeout"],
+        ),
+        (
             write(dir.path(), "c.yaml", "logging: { level: info }\n"),
             vec![("WAKEDOCK_LOGGING__LEVEL", "chatty")],
             vec!["logging.level", "WAKEDOCK_LOGGING__LEVEL"],
