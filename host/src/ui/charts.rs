@@ -130,6 +130,11 @@ pub fn line_chart(values: &[f64], max: f64, label: &str, class: &str) -> String 
             svg,
             r#"<polygon class="area" points="{x0:.1},{H} {points} {W},{H}"/><polyline class="line" points="{points}"/>"#
         );
+        // The newest value, visible even when it is the only one.
+        if let Some(last) = points.rsplit(' ').next() {
+            let (x, y) = last.split_once(',').unwrap_or(("0", "0"));
+            let _ = write!(svg, r#"<circle class="dot" cx="{x}" cy="{y}" r="2.5"/>"#);
+        }
     }
     svg.push_str("</svg>");
     svg
@@ -153,6 +158,7 @@ mod tests {
         assert!(svg.contains("aria-label=\"CPU &lt;x&gt;\""));
         // The newest point is at the right edge, at the top for 100 %.
         assert!(svg.contains("300.0,1.0\"/>"), "{svg}");
+        assert!(svg.contains(r#"cx="300.0" cy="1.0""#), "{svg}");
         assert!(!line_chart(&[], 1.0, "", "m").contains("polyline"));
     }
 
