@@ -10,3 +10,6 @@ if [ -f "$here/plugin-runtime/Cargo.toml" ]; then
   "$here/../scripts/build-plugins.sh" >/dev/null
   cargo run --release -q -p wakedock-bench-plugins
 fi
+echo "== browser UI"
+"$here/../scripts/build-test-images.sh" >/dev/null
+cargo run --release -q -p wakedock-bench-ui

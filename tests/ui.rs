@@ -256,7 +256,10 @@ async fn login_every_page_and_screenshots() {
         b.text(&format!("{row} [data-field=state]")).await,
         "running"
     );
-    assert_eq!(b.count(&format!("{row} form[action$='/stop']")).await, 1);
+    assert_eq!(
+        b.count(&format!("{row} button[formaction$='/stop']")).await,
+        1
+    );
     b.wait_for(
         "the live stream",
         "document.querySelector('#live.on')",
@@ -382,7 +385,7 @@ async fn a_stop_shows_on_a_second_page_without_reload() {
     )
     .await;
     b.click(&format!(
-        "tr[data-container='{}'] form[action$='/stop'] button",
+        "tr[data-container='{}'] button[formaction$='/stop']",
         c.id
     ))
     .await;
@@ -406,12 +409,12 @@ async fn a_stop_shows_on_a_second_page_without_reload() {
     assert_eq!(b.js("return window.__noReload === true").await, json!(true));
     // Only the actions that fit a stopped container are shown.
     assert_eq!(
-        b.js("return getComputedStyle(document.querySelector('.head form[action$=\"/start\"]')).display")
+        b.js("return getComputedStyle(document.querySelector('.head form[action$=\"/start\"] > button')).display")
             .await,
         json!("block")
     );
     assert_eq!(
-        b.js("return getComputedStyle(document.querySelector('.head form[action$=\"/stop\"]')).display")
+        b.js("return getComputedStyle(document.querySelector('.head button[formaction$=\"/stop\"]')).display")
             .await,
         json!("none")
     );
@@ -523,4 +526,189 @@ async fn a_viewer_sees_no_actions_and_a_forged_post_is_refused() {
     assert_eq!(audit["items"][0]["result"], "denied");
     b.close().await;
     host.stop().await.unwrap();
+}
+
+fn example_plugin() -> (PathBuf, PathBuf) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    // WD_WASM_DIR: components built elsewhere (e.g. another checkout's
+    // target directory shared with this one).
+    let dir = std::env::var_os("WD_WASM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target.join("wasm32-wasip2/release"));
+    let wasm = dir.join("wakedock_plugin_example.wasm");
+    assert!(
+        wasm.exists(),
+        "{}: build the plugins first with scripts/build-plugins.sh",
+        wasm.display()
+    );
+    (
+        root.join("plugins/example/plugin.toml")
+            .canonicalize()
+            .unwrap(),
+        wasm.canonicalize().unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_is_uploaded_granted_disabled_and_removed_from_its_page() {
+    let _one = BROWSER_LOCK.lock().await;
+    let host = TestHost::start(Backend::Sqlite).await;
+    let (manifest, wasm) = example_plugin();
+    let b = Browser::start().await;
+    b.login(&host, "admin", ADMIN_PASSWORD).await;
+    b.wait_for("the overview", "document.querySelector('.tiles')", WAIT)
+        .await;
+    b.goto(&host.url("/plugins")).await;
+
+    // Uploading without files says what is missing.
+    b.js("document.querySelectorAll('form[action=\"/plugins/upload\"] input[type=file]').forEach(i => i.required = false)")
+        .await;
+    b.click("form[action='/plugins/upload'] button").await;
+    b.wait_for("the message", "document.querySelector('.flash.err')", WAIT)
+        .await;
+    assert!(b.text(".flash.err").await.contains("Choose both files"));
+
+    // Upload: the grant screen shows what it asks for; nothing installed yet.
+    b.client
+        .find(Locator::Css("#manifest"))
+        .await
+        .unwrap()
+        .send_keys(manifest.to_str().unwrap())
+        .await
+        .unwrap();
+    b.client
+        .find(Locator::Css("#wasm"))
+        .await
+        .unwrap()
+        .send_keys(wasm.to_str().unwrap())
+        .await
+        .unwrap();
+    b.click("form[action='/plugins/upload'] button").await;
+    b.wait_for(
+        "the grant screen",
+        "document.querySelector('form[action=\"/plugins/install\"]')",
+        WAIT,
+    )
+    .await;
+    assert!(b.text("h1").await.starts_with("Install example"));
+    b.shot("plugin-grant").await;
+    let admin = host.admin().await;
+    assert_eq!(admin.get_json("/api/v1/plugins").await, json!([]));
+
+    // A custom grant that is not JSON comes back with the message.
+    b.click("input[name=grant][value=custom]").await;
+    b.fill("textarea[name=grant_json]", "{not json").await;
+    b.click("button[name=decision]").await;
+    b.wait_for("the message", "document.querySelector('.flash.err')", WAIT)
+        .await;
+    assert!(b.text(".flash.err").await.contains("not valid JSON"));
+
+    // Grant everything it requests.
+    b.click("input[name=grant][value=all]").await;
+    b.click("button[name=decision]").await;
+    b.wait_for("the outcome", "document.querySelector('.flash.ok')", WAIT)
+        .await;
+    assert!(b.text(".flash.ok").await.starts_with("Installed example"));
+    assert_eq!(
+        b.text("[data-plugin=example] .badge").await,
+        "enabled",
+        "listed as enabled"
+    );
+    b.shot("plugins-installed").await;
+
+    b.click("form[action='/plugins/example/disable'] button")
+        .await;
+    b.wait_for("the outcome", "document.querySelector('.flash.ok')", WAIT)
+        .await;
+    assert_eq!(b.text("[data-plugin=example] .badge").await, "disabled");
+    assert_eq!(
+        admin.get_json("/api/v1/plugins/example").await["enabled"],
+        false
+    );
+
+    b.click("form[action='/plugins/example/remove'] button")
+        .await;
+    b.client
+        .accept_alert()
+        .await
+        .expect("a confirmation dialog");
+    b.wait_for("the outcome", "document.querySelector('.flash.ok')", WAIT)
+        .await;
+    assert_eq!(b.text(".flash.ok").await, "Removed example.");
+    assert_eq!(admin.get_json("/api/v1/plugins").await, json!([]));
+    b.close().await;
+    host.stop().await.unwrap();
+}
+
+/// A host served on `port` (0: any) until the returned sender fires.
+async fn serve_on(
+    config: &wakedock::config::Config,
+    port: u16,
+) -> (
+    u16,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let state = wakedock::server::build_state(config.clone()).await.unwrap();
+    wakedock::server::bootstrap_admin(&state.db, Some(ADMIN_PASSWORD.into()))
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(wakedock::server::run(listener, state, async move {
+        let _ = rx.await;
+    }));
+    (port, tx, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_page_reconnects_after_the_host_restarts() {
+    let _one = BROWSER_LOCK.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("wakedock.db").display());
+    let config = test_config(&dir.path().join("data"), &db);
+    let (port, stop, task) = serve_on(&config, 0).await;
+    let base = format!("http://127.0.0.1:{port}");
+
+    let b = Browser::start().await;
+    b.goto(&format!("{base}/login")).await;
+    b.fill("#username", "admin").await;
+    b.fill("#password", ADMIN_PASSWORD).await;
+    b.click("form[data-login] button").await;
+    b.wait_for(
+        "the live stream",
+        "document.querySelector('#live.on')",
+        WAIT,
+    )
+    .await;
+    b.js("window.__before = true").await;
+
+    // The host goes away: the page says it is reconnecting.
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    b.wait_for(
+        "the reconnecting state",
+        "document.querySelector('#live.off')",
+        WAIT,
+    )
+    .await;
+    b.shot("reconnecting").await;
+
+    // Back on the same address: the page reconnects and shows fresh state.
+    let (_, stop, task) = serve_on(&config, port).await;
+    b.wait_for(
+        "the page to come back live",
+        "!window.__before && document.querySelector('#live.on')",
+        Duration::from_secs(30),
+    )
+    .await;
+    b.close().await;
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
 }

@@ -12,7 +12,8 @@
   // Destructive actions ask first; the server asks again without JS.
   document.addEventListener("submit", (ev) => {
     const form = ev.target;
-    const question = form.dataset.confirm;
+    // A form with several actions carries the question on each button.
+    const question = (ev.submitter && ev.submitter.dataset.confirm) || form.dataset.confirm;
     const field = form.querySelector('input[name="confirm"]');
     if (question && field && field.value !== "yes") {
       if (!window.confirm(question)) { ev.preventDefault(); return; }

@@ -4,7 +4,6 @@
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::response::Response;
 use futures::StreamExt;
 use serde::Deserialize;
 
@@ -307,14 +306,13 @@ pub async fn act(
     } else {
         back
     };
-    let res: Response = page::outcome(&to, r, |changed| {
+    page::after(u, "containers", &to, r, |changed| {
         if changed {
             format!("{done} {id}.")
         } else {
             format!("{id} was already in that state.")
         }
-    });
-    Ok(res)
+    })
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use axum::response::sse::Event;
 use axum::response::Response;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::auth::AuthUser;
@@ -96,49 +96,17 @@ pub async fn events(
     let _ = tx.send(Event::default().event("hello").data("{}")).await;
 
     // Container changes, for every page.
-    let mut docker_rx = state.docker.subscribe();
-    let t = tx.clone();
-    tokio::spawn(async move {
-        loop {
-            let ev = tokio::select! {
-                _ = t.closed() => return,
-                ev = docker_rx.recv() => ev,
-            };
-            match ev {
-                Ok(ev) if shown_action(&ev.action) => {
-                    if t.send(change_event(&ev)).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(_) => return,
-            }
-        }
-    });
-
+    tokio::spawn(forward(state.docker.subscribe(), tx.clone(), |ev| {
+        shown_action(&ev.action).then(|| change_event(&ev))
+    }));
     // Service states (wake-on-request).
-    let mut wake_rx = state.wake.subscribe();
-    let t = tx.clone();
-    tokio::spawn(async move {
-        loop {
-            let s = tokio::select! {
-                _ = t.closed() => return,
-                s = wake_rx.recv() => s,
-            };
-            match s {
-                Ok(s) => {
-                    let ev = Event::default()
-                        .event("service")
-                        .data(serde_json::to_string(&s).unwrap_or_default());
-                    if t.send(ev).await.is_err() {
-                        return;
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(_) => return,
-            }
-        }
-    });
+    tokio::spawn(forward(state.wake.subscribe(), tx.clone(), |s| {
+        Some(
+            Event::default()
+                .event("service")
+                .data(serde_json::to_string(&s).unwrap_or_default()),
+        )
+    }));
 
     if let Some(id) = q.container {
         crate::api::containers::check_ref(&id)?;
@@ -152,6 +120,32 @@ pub async fn events(
         ReceiverStream::new(rx),
         &state.shutdown,
     ))
+}
+
+/// Sends what `rx` broadcasts, as `to_event` renders it, until the page
+/// goes away. A lagging page skips what it missed.
+async fn forward<T: Clone>(
+    mut rx: broadcast::Receiver<T>,
+    tx: mpsc::Sender<Event>,
+    to_event: impl Fn(T) -> Option<Event>,
+) {
+    loop {
+        let item = tokio::select! {
+            _ = tx.closed() => return,
+            item = rx.recv() => item,
+        };
+        match item {
+            Ok(item) => {
+                if let Some(ev) = to_event(item) {
+                    if tx.send(ev).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
 }
 
 /// New log lines of `id`; when the container stops, waits for it to start
@@ -183,7 +177,7 @@ async fn follow_logs(state: AppState, id: String, tx: mpsc::Sender<Event>) {
             };
             match ev {
                 Ok(ev) if ev.id == id && ev.action == "start" => break,
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(_) => return,
             }
         }

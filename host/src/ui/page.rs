@@ -232,7 +232,7 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for UiForm<T> {
 pub struct UiError {
     pub status: StatusCode,
     pub message: String,
-    ctx: Option<Ctx>,
+    ctx: Option<Box<Ctx>>,
 }
 
 impl UiError {
@@ -245,7 +245,7 @@ impl UiError {
     }
 
     pub fn within(mut self, ctx: Ctx) -> Self {
-        self.ctx = Some(ctx);
+        self.ctx = Some(Box::new(ctx));
         self
     }
 }
@@ -294,7 +294,7 @@ struct ErrorPage<'a> {
 impl IntoResponse for UiError {
     fn into_response(self) -> Response {
         let page = ErrorPage {
-            ctx: self.ctx.unwrap_or_else(|| Ctx::anonymous("")),
+            ctx: self.ctx.map(|c| *c).unwrap_or_else(|| Ctx::anonymous("")),
             status: self.status.as_u16(),
             message: &self.message,
         };
@@ -375,6 +375,22 @@ pub fn outcome<T>(to: &str, r: Result<T, ApiError>, what: impl FnOnce(T) -> Stri
     match r {
         Ok(v) => redirect_with(to, true, what(v)),
         Err(e) => redirect_with(to, false, describe(&e)),
+    }
+}
+
+/// After a form: a refusal for lack of role is a page of its own (status
+/// 403, nothing to go back to); any other outcome is a flash message on
+/// `to`.
+pub fn after<T>(
+    u: &UiUser,
+    section: &'static str,
+    to: &str,
+    r: Result<T, ApiError>,
+    what: impl FnOnce(T) -> String,
+) -> UiResult {
+    match r {
+        Err(e @ ApiError::Forbidden(_)) => Err(u.fail(section, e)),
+        r => Ok(outcome(to, r, what)),
     }
 }
 

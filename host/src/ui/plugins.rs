@@ -361,8 +361,5 @@ pub async fn act(
             "there is no plugin action {other:?}"
         ))),
     };
-    if let Err(e @ ApiError::Forbidden(_)) = r {
-        return Err(u.fail("plugins", e));
-    }
-    Ok(page::outcome("/plugins", r, |m| m))
+    page::after(u, "plugins", "/plugins", r, |m| m)
 }

@@ -184,10 +184,7 @@ pub async fn act(
         }
         Err(e) => Err(e),
     };
-    if let Err(e @ ApiError::Forbidden(_)) = r {
-        return Err(u.fail("users", e));
-    }
-    Ok(page::outcome("/users", r, |changed| {
+    page::after(u, "users", "/users", r, |changed| {
         let who = &changed.0.username;
         match action.as_str() {
             "role" => format!("{who} now has the {} role.", changed.0.role.as_str()),
@@ -195,5 +192,5 @@ pub async fn act(
             "deactivate" => format!("{who} is deactivated and signed out."),
             _ => format!("{who} is active again."),
         }
-    }))
+    })
 }
