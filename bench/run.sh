@@ -10,6 +10,14 @@ if [ -f "$here/plugin-runtime/Cargo.toml" ]; then
   "$here/../scripts/build-plugins.sh" >/dev/null
   cargo run --release -q -p wakedock-bench-plugins
 fi
+echo "== wake-on-request (Caddy + wakedock)"
+# 1,000 held requests need more descriptors than the default 1,024.
+ulimit -n 65536
+"$here/../scripts/build-test-images.sh" >/dev/null
+"$here/../scripts/build-caddy.sh" >/dev/null
+cargo build --release -q -p wakedock
+cargo run --release -q -p wakedock-bench-wake
 echo "== browser UI"
 "$here/../scripts/build-test-images.sh" >/dev/null
 cargo run --release -q -p wakedock-bench-ui
+

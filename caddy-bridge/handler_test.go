@@ -433,6 +433,27 @@ func TestActivityBatching(t *testing.T) {
 	cancel()
 	resp.Body.Close()
 	waitFor(t, 3*time.Second, "stream to end", func() bool { return h.host.lookup("whoami").open.Load() == 0 })
+	// Once it closed, one report says 0 open (ending the host's hold), then
+	// no more reports.
+	waitFor(t, 3*time.Second, "a closing report", func() bool {
+		for {
+			select {
+			case b := <-host.activity:
+				if c, ok := b["whoami"]; ok && c.OpenConnections == 0 {
+					return true
+				}
+			default:
+				return false
+			}
+		}
+	})
+	time.Sleep(150 * time.Millisecond)
+	drain(host.activity)
+	before = host.activityCalls.Load()
+	time.Sleep(200 * time.Millisecond)
+	if n := host.activityCalls.Load() - before; n != 0 {
+		t.Fatalf("%d activity reports after the stream closed, want 0", n)
+	}
 }
 
 func drain[T any](ch chan T) {

@@ -363,7 +363,9 @@ func (hc *hostConn) activityLoop() {
 }
 
 // flushActivity sends one batch: every service with requests since the
-// last batch or connections open now.
+// last batch or connections open now, and those whose connections all
+// closed since the last batch (reported with 0 open, so the host stops
+// holding them awake and starts their idle timer).
 func (hc *hostConn) flushActivity() {
 	batch := make(map[string]activityCounts)
 	taken := make(map[*serviceEntry]int64)
@@ -371,7 +373,7 @@ func (hc *hostConn) flushActivity() {
 		e := v.(*serviceEntry)
 		n := e.requests.Swap(0)
 		open := e.open.Load()
-		if n > 0 || open > 0 {
+		if n > 0 || open > 0 || e.reportedOpen.Load() > 0 {
 			batch[e.name] = activityCounts{Requests: n, OpenConnections: open}
 			taken[e] = n
 		}
@@ -389,6 +391,11 @@ func (hc *hostConn) flushActivity() {
 	ctx, cancel := context.WithTimeout(hc.ctx, hostCallTimeout)
 	defer cancel()
 	err = hc.postActivity(ctx, body)
+	if err == nil {
+		for e := range taken {
+			e.reportedOpen.Store(batch[e.name].OpenConnections)
+		}
+	}
 	if err != nil {
 		// keep the counts for the next batch
 		for e, n := range taken {

@@ -199,6 +199,9 @@ type serviceEntry struct {
 	_        [64]byte
 	requests atomic.Int64 // requests since the last activity report
 	open     atomic.Int64 // requests being served right now (long-lived included)
+	// reportedOpen is the open count of the last activity batch: once
+	// connections close, one more report with 0 ends the host's hold.
+	reportedOpen atomic.Int64
 }
 
 // awake reports whether requests may go straight to the upstream.

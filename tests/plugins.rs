@@ -13,13 +13,6 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use wakedock_tests::*;
 
-fn wasm_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("wasm32-wasip2/release")
-}
-
 /// (manifest text, component bytes) of a built plugin or fixture.
 fn package(manifest: &str, wasm_name: &str) -> (String, Vec<u8>) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -47,7 +47,8 @@ fn state(service: &str, s: &str) -> String {
     json!({
         "service": service, "state": s, "strategy": "dynamic",
         "wake_timeout_ms": 30000, "ignore_user_agents": ["UptimeRobot"],
-        "ignore_paths": ["/healthz"], "display_name": "Blog", "reason": null
+        "ignore_paths": ["/healthz"], "display_name": "Blog", "reason": null,
+        "theme": null, "members": []
     })
     .to_string()
 }

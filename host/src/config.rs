@@ -47,6 +47,10 @@ pub struct Config {
     /// one from this list uninstalls it.
     pub plugins: Vec<PluginDecl>,
     pub plugin_runtime: PluginRuntimeConfig,
+    /// Wake-on-request services (issue 4), handed to the `wake` plugin as
+    /// its `services` config. Checked here so a bad entry stops the start
+    /// with the service and field named.
+    pub services: Vec<serde_json::Value>,
 }
 
 /// How the host treats misbehaving plugins.
@@ -446,6 +450,15 @@ impl Config {
                 if !c.is_object() {
                     return Err(fail(&format!("plugins.{i}.config"), "must be a map".into()));
                 }
+            }
+        }
+        for (i, def) in self.services.iter().enumerate() {
+            let checked = wakedock_plugin_wake::service::parse_def(def)
+                .map_err(|e| vec![e])
+                .and_then(|d| d.validate(wakedock_plugin_wake::service::Source::Config));
+            if let Err(errors) = checked {
+                let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                return Err(fail(&format!("services.{i}"), list.join("; ")));
             }
         }
         if self.docker.socket_path.as_os_str().is_empty() {

@@ -40,6 +40,16 @@ pub enum ApiError {
     PluginUnavailable(String),
     #[error("the plugin failed: {0}")]
     PluginFailed(String),
+    /// A wake-on-request answer other than success (`wake_timeout`,
+    /// `unknown_service`, `invalid_service`...), with per-field errors for
+    /// invalid service definitions.
+    #[error("{message}")]
+    Service {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+        errors: Option<serde_json::Value>,
+    },
     #[error("the database is unavailable")]
     DatabaseUnavailable(#[source] anyhow::Error),
     #[error("internal error")]
@@ -59,6 +69,10 @@ pub struct Problem {
     pub detail: String,
     /// Stable machine-readable code.
     pub code: String,
+    /// Per-field problems (`[{"service","field","message"}]`) of an
+    /// invalid service definition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -94,6 +108,7 @@ impl ApiError {
             Self::EngineError(_) | Self::PluginFailed(_) => StatusCode::BAD_GATEWAY,
             Self::PluginUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Service { status, .. } => *status,
         }
     }
 
@@ -114,6 +129,7 @@ impl ApiError {
             Self::PluginFailed(_) => "plugin_error",
             Self::DatabaseUnavailable(_) => "database_unavailable",
             Self::Internal(_) => "internal_error",
+            Self::Service { code, .. } => code,
         }
     }
 
@@ -125,6 +141,10 @@ impl ApiError {
             status: status.as_u16(),
             detail: self.to_string(),
             code: self.code().to_string(),
+            errors: match self {
+                Self::Service { errors, .. } => errors.clone(),
+                _ => None,
+            },
         }
     }
 }
@@ -157,6 +177,11 @@ impl IntoResponse for ApiError {
                 );
             }
             Self::EngineUnavailable(_) | Self::DatabaseUnavailable(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            Self::Service { status, .. } if *status == StatusCode::SERVICE_UNAVAILABLE => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

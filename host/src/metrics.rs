@@ -17,6 +17,54 @@ pub struct Metrics {
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     containers: IntGaugeVec,
+    /// Wake-on-request: see [`WakeMetrics`].
+    pub wake: WakeMetrics,
+}
+
+/// Wake-on-request metrics kept by the host (the wake plugin adds
+/// `wakedock_plugin_wake_sessions_active` and `..._sleeps_total`).
+#[derive(Clone)]
+pub struct WakeMetrics {
+    /// Wakes by service and result (`ok`, `timeout`, `failed`, `error`).
+    pub wakes: IntCounterVec,
+    /// Time from the first request that asked to the service being ready.
+    pub duration: HistogramVec,
+    /// Requests waiting for a wake right now, by service.
+    pub held: IntGaugeVec,
+}
+
+impl WakeMetrics {
+    fn new(registry: &Registry) -> anyhow::Result<Self> {
+        let wakes = IntCounterVec::new(
+            Opts::new("wakes_total", "Wakes by service and result"),
+            &["service", "result"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "wake_duration_seconds",
+                "Time from the wake request to the service being ready",
+            )
+            .buckets(vec![
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0,
+            ]),
+            &["service"],
+        )?;
+        let held = IntGaugeVec::new(
+            Opts::new(
+                "wake_requests_held",
+                "Wake requests waiting for their service to be ready",
+            ),
+            &["service"],
+        )?;
+        registry.register(Box::new(wakes.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(held.clone()))?;
+        Ok(Self {
+            wakes,
+            duration,
+            held,
+        })
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -57,11 +105,13 @@ impl Metrics {
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
+        let wake = WakeMetrics::new(&registry)?;
         Ok(Self {
             registry,
             http_requests,
             http_duration,
             containers,
+            wake,
         })
     }
 

@@ -41,6 +41,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     );
     let metrics = Arc::new(Metrics::new()?);
     let bus = crate::events::EventBus::default();
+    // Subscribed to the bus before any plugin runs: no state is missed.
+    let wake = Arc::new(crate::wake::WakeHub::new(&bus));
+    let own = crate::plugins::caps::own_container(&docker).await;
     let plugins = Arc::new(
         crate::plugins::PluginManager::new(
             db.clone(),
@@ -49,14 +52,16 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             metrics.registry.clone(),
             data,
             &config.plugin_runtime,
+            own.as_ref().map(|(id, _)| id.clone()),
         )
         .context("starting the plugin runtime")?,
     );
-    plugins
-        .start(&config.plugins)
-        .await
-        .context("loading plugins")?;
-    let wake = Arc::new(crate::wake::WakeHub::new(&bus));
+    let declared = crate::wake::config::with_wake_config(
+        &config.plugins,
+        &config.services,
+        own.as_ref().map(|(_, name)| name.as_str()),
+    );
+    plugins.start(&declared).await.context("loading plugins")?;
     Ok(AppState {
         keys: Arc::new(TokenKeys::new(
             secret.as_bytes(),

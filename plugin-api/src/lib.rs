@@ -5,7 +5,7 @@
 //! requests *and* the administrator granted.
 //!
 //! The API is defined once, in WIT (`plugin-api/wit`, package
-//! `wakedock:plugin@0.1.0`). This crate generates the guest bindings from
+//! `wakedock:plugin@0.1.1`). This crate generates the guest bindings from
 //! those files with `wit-bindgen` and wraps them in:
 //!
 //! - the [`Plugin`] trait: implement `init` and whichever of `on_event`,
@@ -73,7 +73,7 @@
 //! ```toml
 //! name = "hello"
 //! version = "0.1.0"
-//! api-version = "0.1.0"
+//! api-version = "0.1.1"
 //! description = "Says hello and counts visits"
 //! author = "You <you@example.org>"
 //!
@@ -147,7 +147,7 @@ pub mod __private {
 
 /// The plugin API version this SDK implements; use it as `api-version` in
 /// `plugin.toml`.
-pub const API_VERSION: &str = "0.1.0";
+pub const API_VERSION: &str = "0.1.1";
 
 pub use bindings::wakedock::plugin::types::{
     ContainerEvent, ContainerEventKind, ContainerState, Error, Event, Health, HttpRequest,
@@ -466,7 +466,7 @@ pub mod storage {
 pub mod containers {
     use crate::bindings::wakedock::plugin::containers as raw;
     use crate::{Container, Result};
-    pub use raw::{LabelFilter, Readiness};
+    pub use raw::{HttpProbe, LabelFilter, Probe, Readiness};
 
     /// Containers matching all `filters` (and the grant's selector).
     pub fn list(filters: &[LabelFilter], include_stopped: bool) -> Result<Vec<Container>> {
@@ -510,6 +510,32 @@ pub mod containers {
     /// Waits, host-side, until the container is running and ready.
     pub fn await_ready(id: &str, timeout_ms: u32) -> Result<Readiness> {
         raw::await_ready(id, timeout_ms)
+    }
+
+    /// Freezes a running container (needs `access = "write"`). API 0.1.1.
+    pub fn pause(id: &str) -> Result<()> {
+        raw::pause(id)
+    }
+
+    /// Thaws a paused container (needs `access = "write"`). API 0.1.1.
+    pub fn unpause(id: &str) -> Result<()> {
+        raw::unpause(id)
+    }
+
+    /// Waits, host-side, until the container runs and `probe` passes.
+    /// API 0.1.1.
+    pub fn await_probe(id: &str, probe: &Probe, timeout_ms: u32) -> Result<()> {
+        raw::await_probe(id, probe, timeout_ms)
+    }
+
+    /// Exit code of a container that is not running. API 0.1.1.
+    pub fn exit_code(id: &str) -> Result<Option<i32>> {
+        raw::exit_code(id)
+    }
+
+    /// Waits, host-side, until the container stops; its exit code. API 0.1.1.
+    pub fn await_exit(id: &str, timeout_ms: u32) -> Result<i32> {
+        raw::await_exit(id, timeout_ms)
     }
 
     impl Container {

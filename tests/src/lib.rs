@@ -20,6 +20,8 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use wakedock::config::Config;
 
+pub mod caddy;
+
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 pub const TEST_LABEL: &str = "wakedock.test";
 pub const TEST_IMAGE: &str = "wakedock-testapp:latest";
@@ -386,14 +388,14 @@ impl TestContainer {
         labels: &[(&str, &str)],
         interval: Duration,
     ) -> Self {
-        let hc = bollard::models::HealthConfig {
-            test: Some(vec!["CMD".into(), "/testapp".into(), "healthcheck".into()]),
-            interval: Some(interval.as_nanos() as i64),
-            timeout: Some(Duration::from_secs(2).as_nanos() as i64),
-            retries: Some(3),
-            ..Default::default()
-        };
-        Self::create_full(env, labels, Some(hc), true, None).await
+        Self::from_spec(AppSpec {
+            env,
+            labels,
+            healthcheck: Some(interval),
+            start: true,
+            ..AppSpec::default()
+        })
+        .await
     }
 
     pub async fn create(
@@ -405,12 +407,47 @@ impl TestContainer {
         Self::create_full(env, extra_labels, None, start, socket).await
     }
 
+    /// A test app from `spec` (see [`AppSpec`]).
+    pub async fn from_spec(spec: AppSpec<'_>) -> Self {
+        let hc = spec
+            .healthcheck
+            .map(|interval| bollard::models::HealthConfig {
+                test: Some(vec!["CMD".into(), "/testapp".into(), "healthcheck".into()]),
+                interval: Some(interval.as_nanos() as i64),
+                timeout: Some(Duration::from_secs(2).as_nanos() as i64),
+                retries: Some(3),
+                ..Default::default()
+            });
+        Self::create_inner(
+            spec.env,
+            spec.labels,
+            hc,
+            spec.start,
+            None,
+            spec.host_port,
+            spec.name,
+        )
+        .await
+    }
+
     async fn create_full(
         env: &[(&str, &str)],
         extra_labels: &[(&str, &str)],
         healthcheck: Option<bollard::models::HealthConfig>,
         start: bool,
         socket: Option<PathBuf>,
+    ) -> Self {
+        Self::create_inner(env, extra_labels, healthcheck, start, socket, None, None).await
+    }
+
+    async fn create_inner(
+        env: &[(&str, &str)],
+        extra_labels: &[(&str, &str)],
+        healthcheck: Option<bollard::models::HealthConfig>,
+        start: bool,
+        socket: Option<PathBuf>,
+        host_port: Option<u16>,
+        name: Option<String>,
     ) -> Self {
         use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
         use bollard::query_parameters::CreateContainerOptionsBuilder;
@@ -420,7 +457,7 @@ impl TestContainer {
             Some(s) => docker_at(Some(s)).negotiate_version().await.unwrap(),
             None => docker().await,
         };
-        let name = unique("wd-test");
+        let name = name.unwrap_or_else(|| unique("wd-test"));
         let mut labels = HashMap::new();
         labels.insert(TEST_LABEL.to_string(), "true".to_string());
         for (k, v) in extra_labels {
@@ -431,7 +468,7 @@ impl TestContainer {
             "8080/tcp".to_string(),
             Some(vec![PortBinding {
                 host_ip: Some("127.0.0.1".into()),
-                host_port: Some(String::new()),
+                host_port: Some(host_port.map(|p| p.to_string()).unwrap_or_default()),
             }]),
         );
         let body = ContainerCreateBody {
@@ -467,6 +504,41 @@ impl TestContainer {
             socket,
         }
     }
+}
+
+/// What [`TestContainer::from_spec`] creates: the test app with these env
+/// vars and labels, optionally a Docker healthcheck (`/testapp healthcheck`
+/// every interval), optionally a fixed published port on 127.0.0.1 (a
+/// stopped and restarted container keeps it, as a proxy's upstream must).
+#[derive(Debug, Default)]
+pub struct AppSpec<'a> {
+    pub env: &'a [(&'a str, &'a str)],
+    pub labels: &'a [(&'a str, &'a str)],
+    pub healthcheck: Option<Duration>,
+    pub start: bool,
+    pub host_port: Option<u16>,
+    /// Default: a unique `wd-test-...` name.
+    pub name: Option<String>,
+}
+
+/// A loopback TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// The workspace's target directory.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// Where `scripts/build-plugins.sh` puts the plugin components.
+pub fn wasm_dir() -> PathBuf {
+    target_dir().join("wasm32-wasip2/release")
 }
 
 impl Drop for TestContainer {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use crate::bindings::wakedock::plugin::auth::Role;
-pub use crate::bindings::wakedock::plugin::containers::{LabelFilter, Readiness};
+pub use crate::bindings::wakedock::plugin::containers::{HttpProbe, LabelFilter, Probe, Readiness};
 pub use crate::bindings::wakedock::plugin::http_outbound::{
     Request as OutboundRequest, Response as OutboundResponse,
 };
@@ -58,6 +58,22 @@ pub trait ContainerHost: Send + Sync {
         id: &'a str,
         timeout: Duration,
     ) -> BoxFuture<'a, CapResult<Readiness>>;
+    fn pause<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<()>>;
+    fn unpause<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<()>>;
+    /// Resolves when the container runs and `probe` passes;
+    /// `CapError::Unavailable` if it exits meanwhile, `CapError::Timeout`
+    /// after `timeout`.
+    fn await_probe<'a>(
+        &'a self,
+        id: &'a str,
+        probe: &'a Probe,
+        timeout: Duration,
+    ) -> BoxFuture<'a, CapResult<()>>;
+    /// Exit code of a container that is not running; `None` while it runs.
+    fn exit_code<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<Option<i32>>>;
+    /// Resolves with the exit code once the container is not running;
+    /// `CapError::Timeout` after `timeout`.
+    fn await_exit<'a>(&'a self, id: &'a str, timeout: Duration) -> BoxFuture<'a, CapResult<i32>>;
 }
 
 /// Host-collected metrics and the plugin's own Prometheus metrics. The

@@ -17,8 +17,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::wakedock::plugin as wit;
 use crate::caps::{
-    AuditEntry, AuthContext, CapError, CapResult, Container, ContainerStats, HostCapabilities,
-    LabelFilter, MetricDesc, MetricKind, OutboundRequest, OutboundResponse, Readiness,
+    AuditEntry, AuthContext, BoxFuture, CapError, CapResult, Container, ContainerStats,
+    HostCapabilities, LabelFilter, MetricDesc, MetricKind, OutboundRequest, OutboundResponse,
+    Probe, Readiness,
 };
 use crate::manifest::{host_matches, topic_matches, Access, ContainerPermission, Permissions};
 
@@ -210,6 +211,20 @@ impl PluginShared {
     fn host_wait(&self, asked: Duration) -> Duration {
         asked.min(self.wall_limit).min(MAX_HOST_WAIT)
     }
+
+    /// Runs a host-side wait of at most `timeout_ms` (capped by the call's
+    /// wall-time limit); `Timeout` when it runs out.
+    async fn bounded<'a, T>(
+        &self,
+        timeout_ms: u32,
+        wait: impl FnOnce(Duration) -> BoxFuture<'a, CapResult<T>>,
+    ) -> CapResult<T> {
+        let limit = self.host_wait(Duration::from_millis(timeout_ms.into()));
+        match tokio::time::timeout(limit, wait(limit)).await {
+            Ok(r) => r,
+            Err(_) => Err(CapError::Timeout),
+        }
+    }
 }
 
 impl wit::types::Host for PluginState {}
@@ -313,14 +328,60 @@ impl wit::containers::Host for PluginState {
             .shared
             .visible_container("await-ready", &id, false)
             .await?;
-        let wait = self
-            .shared
-            .host_wait(Duration::from_millis(timeout_ms.into()));
-        match tokio::time::timeout(wait, self.shared.caps.containers.await_ready(&c.id, wait)).await
-        {
-            Ok(r) => r,
-            Err(_) => Err(CapError::Timeout),
+        let containers = &self.shared.caps.containers;
+        self.shared
+            .bounded(timeout_ms, |wait| containers.await_ready(&c.id, wait))
+            .await
+    }
+
+    async fn pause(&mut self, id: String) -> CapResult<()> {
+        let c = self.shared.visible_container("pause", &id, true).await?;
+        self.shared.caps.containers.pause(&c.id).await
+    }
+
+    async fn unpause(&mut self, id: String) -> CapResult<()> {
+        let c = self.shared.visible_container("unpause", &id, true).await?;
+        self.shared.caps.containers.unpause(&c.id).await
+    }
+
+    async fn await_probe(&mut self, id: String, probe: Probe, timeout_ms: u32) -> CapResult<()> {
+        if let Probe::Http(h) = &probe {
+            if !h.path.starts_with('/') {
+                return Err(CapError::Invalid(format!(
+                    "probe path {:?} must start with /",
+                    h.path
+                )));
+            }
         }
+        let c = self
+            .shared
+            .visible_container("await-probe", &id, false)
+            .await?;
+        let containers = &self.shared.caps.containers;
+        self.shared
+            .bounded(timeout_ms, |wait| {
+                containers.await_probe(&c.id, &probe, wait)
+            })
+            .await
+    }
+
+    async fn exit_code(&mut self, id: String) -> CapResult<Option<i32>> {
+        let c = self
+            .shared
+            .visible_container("exit-code", &id, false)
+            .await?;
+        self.shared.caps.containers.exit_code(&c.id).await
+    }
+
+    async fn await_exit(&mut self, id: String, timeout_ms: u32) -> CapResult<i32> {
+        let c = self
+            .shared
+            .visible_container("await-exit", &id, false)
+            .await?;
+        let containers = &self.shared.caps.containers;
+        self.shared
+            .bounded(timeout_ms, |wait| containers.await_exit(&c.id, wait))
+            .await
     }
 }
 

@@ -112,6 +112,45 @@ impl ContainerHost for MemoryContainers {
             }
         })
     }
+
+    fn pause<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<()>> {
+        Box::pin(async move { self.set_state("pause", id, ContainerState::Paused) })
+    }
+
+    fn unpause<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<()>> {
+        Box::pin(async move { self.set_state("unpause", id, ContainerState::Running) })
+    }
+
+    /// Memory containers have no ports: a probe passes when running.
+    fn await_probe<'a>(
+        &'a self,
+        id: &'a str,
+        _probe: &'a Probe,
+        timeout: Duration,
+    ) -> BoxFuture<'a, CapResult<()>> {
+        Box::pin(async move { self.await_ready(id, timeout).await.map(|_| ()) })
+    }
+
+    fn exit_code<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<Option<i32>>> {
+        Box::pin(async move {
+            Ok(match self.find(id)?.state {
+                ContainerState::Exited | ContainerState::Dead => Some(0),
+                _ => None,
+            })
+        })
+    }
+
+    fn await_exit<'a>(&'a self, id: &'a str, timeout: Duration) -> BoxFuture<'a, CapResult<i32>> {
+        Box::pin(async move {
+            match self.exit_code(id).await? {
+                Some(code) => Ok(code),
+                None => {
+                    tokio::time::sleep(timeout).await;
+                    Err(CapError::Timeout)
+                }
+            }
+        })
+    }
 }
 
 /// Key-value storage per plugin with an atomic quota check.

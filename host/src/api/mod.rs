@@ -6,6 +6,7 @@ pub mod auth;
 pub mod containers;
 pub mod health;
 pub mod plugins;
+pub mod services;
 pub mod users;
 pub mod wake;
 
@@ -28,6 +29,7 @@ use crate::state::AppState;
         (name = "audit", description = "Audit log (admin)"),
         (name = "plugins", description = "WebAssembly plugins (admin) and their routes"),
         (name = "wake", description = "Wake-on-request API for the Caddy bridge (bridge token)"),
+        (name = "services", description = "Wake-on-request services: definitions, state, manual wake and sleep"),
     )
 )]
 pub struct ApiDoc;
@@ -69,6 +71,12 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::get, users::update, users::delete))
         .routes(routes!(audit::list))
         .routes(routes!(wake::subscribe))
+        .routes(routes!(wake::wake))
+        .routes(routes!(wake::activity))
+        .routes(routes!(services::list, services::create))
+        .routes(routes!(services::get, services::update, services::delete))
+        .routes(routes!(services::wake))
+        .routes(routes!(services::sleep))
         .routes(routes!(wake::page))
         .routes(routes!(wake::events))
         .routes(routes!(plugins::list))

@@ -1,7 +1,7 @@
 //! `/api/v1/wake/*`: the API the Caddy bridge calls, authenticated with a
-//! bridge token (not a user session). In progress (issue 4): the state
-//! subscription, the waiting page and its progress stream are served; wake
-//! calls and activity come with the wake plugin.
+//! bridge token (not a user session): the state subscription, wake calls
+//! (single-flight per service), activity reports, the waiting page and its
+//! progress stream. The contract is in `docs/design/wake-on-request.md`.
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -16,7 +16,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 
 use crate::auth::{bearer, same};
 use crate::error::{ApiError, Problem};
-use crate::http::extract::Path;
+use crate::http::extract::{Json, Path};
 use crate::http::sse::event_stream;
 use crate::state::AppState;
 use crate::wake::ServiceState;
@@ -104,6 +104,9 @@ struct WaitingPage<'a> {
     /// Where the page listens for progress: on the site's own origin, which
     /// the bridge proxies to `/api/v1/wake/{service}/events`.
     events_url: String,
+    /// `auto` (follows the system), `light` or `dark`.
+    theme: &'a str,
+    members: &'a [crate::wake::MemberProgress],
 }
 
 fn known(state: &AppState, service: &str) -> Result<ServiceState, ApiError> {
@@ -145,6 +148,12 @@ pub async fn page(
         state: &s.state,
         message: &message,
         events_url: format!("/.wakedock/{}/events", s.service),
+        theme: match s.theme.as_deref() {
+            Some("light") => "light",
+            Some("dark") => "dark",
+            _ => "auto",
+        },
+        members: &s.members,
     }
     .render()
     .map_err(ApiError::internal)?;
@@ -211,4 +220,84 @@ pub async fn events(
         futures::stream::once(async move { first }).chain(changes),
         &state.shutdown,
     ))
+}
+
+/// The answer to a wake: the service is ready.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Woken {
+    pub service: String,
+    /// Always `awake`.
+    pub state: String,
+    /// How long the wake call that did the work took.
+    pub waited_ms: u64,
+}
+
+/// Wakes a service and answers once it is ready (or its wake timeout has
+/// passed). Concurrent calls for one service share one start sequence.
+#[utoipa::path(
+    post, path = "/api/v1/wake/{service}", tag = "wake",
+    params(("service" = String, Path, description = "Service name")),
+    responses(
+        (status = 200, description = "Ready", body = Woken),
+        (status = 404, description = "`unknown_service`", body = Problem),
+        (status = 502, description = "`wake_failed`: a member could not start", body = Problem),
+        (status = 503, description = "The wake plugin or Docker is unavailable", body = Problem),
+        (status = 504, description = "`wake_timeout`", body = Problem),
+        (status = 401, body = Problem),
+    ),
+    security(("bridge" = []))
+)]
+pub async fn wake(
+    State(state): State<AppState>,
+    _bridge: BridgeCaller,
+    Path(service): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let v = state
+        .wake
+        .waker
+        .wake(&state.plugins, &state.metrics.wake, &service)
+        .await?;
+    Ok(Json(v))
+}
+
+/// Activity counts of one service in a bridge's batch.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityCounts {
+    /// Requests since the previous report.
+    #[serde(default)]
+    pub requests: u64,
+    /// Long-lived connections open now (WebSocket, SSE, streaming).
+    #[serde(default)]
+    pub open_connections: u64,
+}
+
+/// A bridge's activity batch.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityReport {
+    pub services: std::collections::BTreeMap<String, ActivityCounts>,
+}
+
+/// Activity since the bridge's last report: extends sessions; open
+/// connections keep a service awake while they are reported.
+#[utoipa::path(
+    post, path = "/api/v1/wake/activity", tag = "wake",
+    request_body = ActivityReport,
+    responses(
+        (status = 204, description = "Recorded"),
+        (status = 400, body = Problem),
+        (status = 401, body = Problem),
+        (status = 503, description = "The wake plugin is unavailable", body = Problem),
+    ),
+    security(("bridge" = []))
+)]
+pub async fn activity(
+    State(state): State<AppState>,
+    _bridge: BridgeCaller,
+    Json(report): Json<ActivityReport>,
+) -> Result<StatusCode, ApiError> {
+    let body = serde_json::to_vec(&report).map_err(ApiError::internal)?;
+    crate::wake::plugin::call(&state.plugins, "POST", "/activity", body).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

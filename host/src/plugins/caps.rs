@@ -87,6 +87,39 @@ fn from_details(d: &ContainerDetails) -> Container {
 /// Containers, on the Docker engine.
 pub struct DockerContainers {
     pub docker: Arc<DockerEngine>,
+    /// WakeDock's own container, when it runs in one: never stopped or
+    /// paused by a plugin (see [`own_container`]).
+    pub own_id: Option<String>,
+}
+
+/// The (id, name) of the container WakeDock runs in, if any: Docker sets
+/// the hostname to the short id and leaves `/.dockerenv`.
+pub async fn own_container(docker: &DockerEngine) -> Option<(String, String)> {
+    if !std::path::Path::new("/.dockerenv").exists() {
+        return None;
+    }
+    let host = std::fs::read_to_string("/etc/hostname").ok()?;
+    docker
+        .inspect(host.trim())
+        .await
+        .ok()
+        .map(|d| (d.id, d.name))
+}
+
+impl DockerContainers {
+    /// Refuses to act on WakeDock's own container.
+    async fn not_own(&self, id: &str) -> CapResult<()> {
+        let Some(own) = &self.own_id else {
+            return Ok(());
+        };
+        let d = self.docker.inspect(id).await.map_err(engine_err)?;
+        if &d.id == own {
+            return Err(CapError::PermissionDenied(
+                "WakeDock never stops or pauses its own container".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// How often readiness is re-checked between engine events: a port probe
@@ -100,15 +133,8 @@ impl DockerContainers {
     async fn check_ready(&self, id: &str) -> CapResult<Result<Readiness, Duration>> {
         let d = self.docker.inspect(id).await.map_err(engine_err)?;
         if !d.running {
-            return match d.state.as_str() {
-                "exited" | "dead" => Err(CapError::Unavailable(format!(
-                    "container {} is {} (exit code {})",
-                    d.name,
-                    d.state,
-                    d.exit_code.unwrap_or_default()
-                ))),
-                _ => Ok(Err(PORT_PROBE_EVERY)),
-            };
+            not_exited(&d)?;
+            return Ok(Err(PORT_PROBE_EVERY));
         }
         if let Some(test) = &d.healthcheck_test {
             if d.health == "healthy" {
@@ -127,43 +153,159 @@ impl DockerContainers {
                 Err(HEALTHCHECK_EVERY)
             });
         }
-        let Some(addr) = probe_addr(&d) else {
+        let Some(addr) = probe_addr(&d, None) else {
             return Ok(Ok(Readiness::Running));
         };
-        let open = tokio::time::timeout(
-            Duration::from_millis(250),
-            tokio::net::TcpStream::connect(&addr),
-        )
-        .await
-        .is_ok_and(|r| r.is_ok());
-        Ok(if open {
+        Ok(if tcp_open(&addr).await {
             Ok(Readiness::PortOpen)
         } else {
             Err(PORT_PROBE_EVERY)
         })
     }
+
+    /// One explicit probe: `Ok(Ok(()))` when it passes.
+    async fn check_probe(&self, id: &str, probe: &Probe) -> CapResult<Result<(), Duration>> {
+        let d = self.docker.inspect(id).await.map_err(engine_err)?;
+        if !d.running {
+            not_exited(&d)?;
+            return Ok(Err(PORT_PROBE_EVERY));
+        }
+        let port = match probe {
+            Probe::Tcp(p) => *p,
+            Probe::Http(h) => h.port,
+        };
+        let Some(addr) = probe_addr(&d, Some(port)) else {
+            return Err(CapError::Invalid(format!(
+                "container {} has no address to probe port {port} on",
+                d.name
+            )));
+        };
+        let passed = match probe {
+            Probe::Tcp(_) => tcp_open(&addr).await,
+            Probe::Http(h) => http_ok(&addr, &h.path).await,
+        };
+        Ok(if passed {
+            Ok(())
+        } else {
+            Err(PORT_PROBE_EVERY)
+        })
+    }
+
+    /// Runs `check` until it is ready, again on every engine event about
+    /// the container and between events at the pace `check` asks for.
+    async fn wait_for<T, F, Fut>(&self, id: &str, timeout: Duration, check: F) -> CapResult<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = CapResult<Result<T, Duration>>>,
+    {
+        // Subscribe before the first check so no event is missed between.
+        let mut events = self.docker.subscribe();
+        let deadline = Instant::now() + timeout;
+        let full_id = self.docker.inspect(id).await.map_err(engine_err)?.id;
+        loop {
+            let again = match check().await? {
+                Ok(r) => return Ok(r),
+                Err(again) => again,
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(CapError::Timeout);
+            }
+            let poll = tokio::time::sleep(again.min(remaining));
+            tokio::select! {
+                _ = poll => {}
+                _ = async {
+                    loop {
+                        match events.recv().await {
+                            Ok(e) if e.id == full_id => return,
+                            Ok(_) => continue,
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                            Err(_) => std::future::pending::<()>().await,
+                        }
+                    }
+                } => {}
+            }
+        }
+    }
 }
 
-/// Where to test "a port answers": the first published TCP port on the
-/// host's loopback, else the first exposed port on the container's own
-/// address.
-fn probe_addr(d: &ContainerDetails) -> Option<String> {
-    let tcp = d.ports.iter().filter(|p| p.protocol == "tcp");
-    if let Some(p) = tcp.clone().find(|p| p.public_port.is_some()) {
-        let ip = match p.ip.as_deref() {
-            None | Some("") | Some("0.0.0.0") => "127.0.0.1",
-            Some("::") => "::1",
-            Some(ip) => ip,
-        };
+/// Where to test "a port answers": the container's TCP port `port` (its
+/// first exposed or published one if `None`) on the container's own
+/// address. Only without one (no network the host shares) the published
+/// address on the host — a weaker test, because Docker's userland proxy
+/// accepts connections on a published port before the app listens.
+fn probe_addr(d: &ContainerDetails, port: Option<u16>) -> Option<String> {
+    let tcp = d
+        .ports
+        .iter()
+        .filter(|p| p.protocol == "tcp")
+        .filter(|p| port.is_none_or(|want| p.private_port == want));
+    let private = match (tcp.clone().next(), port) {
+        (Some(p), _) => Some(p.private_port),
+        // Not exposed in the image: still reachable on the container's
+        // address.
+        (None, Some(want)) => Some(want),
+        (None, None) => None,
+    }?;
+    if let Some(ip) = d.ip_address.as_deref().filter(|ip| !ip.is_empty()) {
         return Some(if ip.contains(':') {
-            format!("[{ip}]:{}", p.public_port?)
+            format!("[{ip}]:{private}")
         } else {
-            format!("{ip}:{}", p.public_port?)
+            format!("{ip}:{private}")
         });
     }
-    let p = tcp.clone().next()?;
-    let ip = d.ip_address.as_deref().filter(|ip| !ip.is_empty())?;
-    Some(format!("{ip}:{}", p.private_port))
+    let p = tcp.clone().find(|p| p.public_port.is_some())?;
+    let ip = match p.ip.as_deref() {
+        None | Some("") | Some("0.0.0.0") => "127.0.0.1",
+        Some("::") => "::1",
+        Some(ip) => ip,
+    };
+    Some(if ip.contains(':') {
+        format!("[{ip}]:{}", p.public_port?)
+    } else {
+        format!("{ip}:{}", p.public_port?)
+    })
+}
+
+/// `Err` for a container that stopped: waiting longer cannot help.
+fn not_exited(d: &ContainerDetails) -> CapResult<()> {
+    match d.state.as_str() {
+        "exited" | "dead" => Err(CapError::Unavailable(format!(
+            "container {} is {} (exit code {})",
+            d.name,
+            d.state,
+            d.exit_code.unwrap_or_default()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+async fn tcp_open(addr: &str) -> bool {
+    tokio::time::timeout(
+        Duration::from_millis(250),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok())
+}
+
+/// `GET http://addr/path` answers below 500 (the app is up; a 404 on a
+/// probe path is the app's answer).
+async fn http_ok(addr: &str, path: &str) -> bool {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let client = CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_millis(1000))
+            .build()
+            .expect("static client config")
+    });
+    client
+        .get(format!("http://{addr}{path}"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().as_u16() < 500)
 }
 
 impl ContainerHost for DockerContainers {
@@ -202,6 +344,7 @@ impl ContainerHost for DockerContainers {
 
     fn stop<'a>(&'a self, id: &'a str, timeout_secs: Option<u32>) -> BoxFuture<'a, CapResult<()>> {
         Box::pin(async move {
+            self.not_own(id).await?;
             let t = timeout_secs.map(|s| Duration::from_secs(u64::from(s)));
             self.docker
                 .stop(id, t)
@@ -230,35 +373,59 @@ impl ContainerHost for DockerContainers {
         id: &'a str,
         timeout: Duration,
     ) -> BoxFuture<'a, CapResult<Readiness>> {
+        Box::pin(async move { self.wait_for(id, timeout, || self.check_ready(id)).await })
+    }
+
+    fn pause<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<()>> {
         Box::pin(async move {
-            // Subscribe before the first check so no event is missed between.
-            let mut events = self.docker.subscribe();
-            let deadline = Instant::now() + timeout;
-            let full_id = self.docker.inspect(id).await.map_err(engine_err)?.id;
-            loop {
-                let again = match self.check_ready(id).await? {
-                    Ok(r) => return Ok(r),
-                    Err(again) => again,
-                };
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                if remaining.is_zero() {
-                    return Err(CapError::Timeout);
-                }
-                let poll = tokio::time::sleep(again.min(remaining));
-                tokio::select! {
-                    _ = poll => {}
-                    _ = async {
-                        loop {
-                            match events.recv().await {
-                                Ok(e) if e.id == full_id => return,
-                                Ok(_) => continue,
-                                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
-                                Err(_) => std::future::pending::<()>().await,
-                            }
-                        }
-                    } => {}
-                }
-            }
+            self.not_own(id).await?;
+            self.docker.pause(id).await.map(|_| ()).map_err(engine_err)
+        })
+    }
+
+    fn unpause<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<()>> {
+        Box::pin(async move {
+            self.docker
+                .unpause(id)
+                .await
+                .map(|_| ())
+                .map_err(engine_err)
+        })
+    }
+
+    fn await_probe<'a>(
+        &'a self,
+        id: &'a str,
+        probe: &'a Probe,
+        timeout: Duration,
+    ) -> BoxFuture<'a, CapResult<()>> {
+        Box::pin(async move {
+            self.wait_for(id, timeout, || self.check_probe(id, probe))
+                .await
+        })
+    }
+
+    fn await_exit<'a>(&'a self, id: &'a str, timeout: Duration) -> BoxFuture<'a, CapResult<i32>> {
+        Box::pin(async move {
+            self.wait_for(id, timeout, || async {
+                let d = self.docker.inspect(id).await.map_err(engine_err)?;
+                Ok(match (d.running || d.state == "paused", d.exit_code) {
+                    (false, code) => Ok(code.and_then(|c| i32::try_from(c).ok()).unwrap_or(-1)),
+                    // The engine announces the exit; this is only a fallback.
+                    (true, _) => Err(Duration::from_secs(1)),
+                })
+            })
+            .await
+        })
+    }
+
+    fn exit_code<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<Option<i32>>> {
+        Box::pin(async move {
+            let d = self.docker.inspect(id).await.map_err(engine_err)?;
+            Ok(match d.running || d.state == "paused" {
+                true => None,
+                false => d.exit_code.and_then(|c| i32::try_from(c).ok()),
+            })
         })
     }
 }

@@ -308,12 +308,14 @@ impl PluginManager {
         registry: prometheus::Registry,
         data_path: &Path,
         limits: &crate::config::PluginRuntimeConfig,
+        own_container_id: Option<String>,
     ) -> anyhow::Result<Self> {
         let dir = data_path.join("plugins");
         std::fs::create_dir_all(&dir)?;
         let caps = HostCapabilities {
             containers: Arc::new(caps::DockerContainers {
                 docker: docker.clone(),
+                own_id: own_container_id,
             }),
             metrics: Arc::new(caps::PromMetrics::new(docker, registry)),
             storage: Arc::new(caps::DbStorage { db: db.clone() }),

@@ -1,9 +1,15 @@
-//! Wake-on-request, host side (issue 4, in progress).
+//! Wake-on-request, host side (issue 4).
 //!
 //! The wake plugin holds the policy and publishes every service state change
 //! on the event bus as `wake.state`; [`WakeHub`] keeps the latest state per
 //! service and fans changes out to the Caddy bridges subscribed to
-//! `/api/v1/wake/subscribe`. See `docs/design/wake-on-request.md`.
+//! `/api/v1/wake/subscribe`. [`waker::Waker`] makes wakes single-flight and
+//! [`plugin`] calls the plugin's internal routes. See
+//! `docs/design/wake-on-request.md`.
+
+pub mod config;
+pub mod plugin;
+pub mod waker;
 
 use std::collections::BTreeMap;
 use std::sync::RwLock;
@@ -38,6 +44,21 @@ pub struct ServiceState {
     /// Why the service is `failed`.
     #[serde(default)]
     pub reason: Option<String>,
+    /// The waiting page's theme: `auto` (default), `light` or `dark`.
+    #[serde(default)]
+    pub theme: Option<String>,
+    /// Members' progress during a wake (`waiting`, `starting`, `ready`,
+    /// `done`, `failed`); empty otherwise.
+    #[serde(default)]
+    pub members: Vec<MemberProgress>,
+}
+
+/// One member of a waking service, for the waiting page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberProgress {
+    pub name: String,
+    pub status: String,
 }
 
 const STATES: &[&str] = &["asleep", "waking", "awake", "going-to-sleep", "failed"];
@@ -61,6 +82,8 @@ impl ServiceState {
 /// The latest state of every service, and a stream of changes.
 #[derive(Debug)]
 pub struct WakeHub {
+    /// Single-flight wakes.
+    pub waker: waker::Waker,
     states: RwLock<BTreeMap<String, ServiceState>>,
     changes: broadcast::Sender<ServiceState>,
     /// Subscribed at construction, so events published before [`WakeHub::run`]
@@ -71,6 +94,7 @@ pub struct WakeHub {
 impl WakeHub {
     pub fn new(bus: &EventBus) -> Self {
         Self {
+            waker: waker::Waker::default(),
             states: RwLock::new(BTreeMap::new()),
             changes: broadcast::channel(1024).0,
             bus_rx: std::sync::Mutex::new(Some(bus.subscribe())),

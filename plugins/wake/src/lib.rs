@@ -8,12 +8,14 @@
 //! - [`session`]: sessions with absolute expiry, open-connection holds,
 //!   adoption of running containers, sleep plans;
 //! - [`state`]: the service state machine and the published `ServiceState`;
-//! - [`ignore`]: user-agent and path ignore lists.
+//! - [`ignore`]: user-agent and path ignore lists;
+//! - [`schedule`]: windows during which a service is kept awake.
 //!
 //! The glue (`glue`, wasm only) wires them to the host.
 
 pub mod ignore;
 pub mod order;
+pub mod schedule;
 pub mod service;
 pub mod session;
 pub mod state;

@@ -5,6 +5,7 @@
 //! Nothing here calls the SDK: the glue turns containers into
 //! [`LabeledContainer`]s and hands the config/API JSON in.
 
+use crate::schedule::{parse_utc_offset, Window};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -16,8 +17,9 @@ use crate::order;
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 /// Wake timeout of a service that sets none.
 pub const DEFAULT_WAKE_TIMEOUT_MS: u64 = 60 * 1000;
-/// `containers.await-ready` takes the timeout as a `u32` of milliseconds.
-pub const MAX_WAKE_TIMEOUT_MS: u64 = u32::MAX as u64;
+/// A wake runs inside one plugin call, which the host caps at 120 s (the
+/// manifest asks for that much); leave room for the start calls.
+pub const MAX_WAKE_TIMEOUT_MS: u64 = 110 * 1000;
 
 /// Label prefix of every WakeDock label.
 pub const LABEL_PREFIX: &str = "wakedock.";
@@ -360,6 +362,12 @@ pub struct ServiceDef {
     pub ignore_paths: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sleepable: Option<bool>,
+    /// Windows kept awake: `mon-fri 08:00-18:00` (see [`crate::schedule`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedule: Vec<String>,
+    /// Local time of the schedule: `+01:00`; default UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utc_offset: Option<String>,
 }
 
 /// Parses a JSON list of service definitions (config `services:` or an API
@@ -425,6 +433,11 @@ pub struct Service {
     pub ignore_user_agents: Vec<String>,
     pub ignore_paths: Vec<String>,
     pub sleepable: bool,
+    /// Windows during which the service is kept awake.
+    #[serde(serialize_with = "windows_as_text")]
+    pub schedule: Vec<Window>,
+    /// Minutes east of UTC of the schedule's times.
+    pub utc_offset_min: i32,
     /// Which definition won.
     pub source: Source,
     /// Other sources that also define this name (lower precedence).
@@ -505,7 +518,10 @@ impl ServiceDef {
                     0
                 }
                 Ok(v) if v > MAX_WAKE_TIMEOUT_MS => {
-                    err("wake_timeout", format!("\"{t}\" is too long"));
+                    err(
+                        "wake_timeout",
+                        format!("\"{t}\" is too long (at most 110s)"),
+                    );
                     0
                 }
                 Ok(v) => v,
@@ -565,6 +581,20 @@ impl ServiceDef {
             None => n.to_owned(),
         };
 
+        let mut schedule = Vec::new();
+        for (i, w) in self.schedule.iter().enumerate() {
+            match Window::parse(w) {
+                Ok(w) => schedule.push(w),
+                Err(m) => err(&format!("schedule[{i}]"), m),
+            }
+        }
+        let utc_offset_min = match &self.utc_offset {
+            None => 0,
+            Some(o) => parse_utc_offset(o).unwrap_or_else(|m| {
+                err("utc_offset", m);
+                0
+            }),
+        };
         let service = Service {
             name: n.to_owned(),
             display_name,
@@ -582,6 +612,8 @@ impl ServiceDef {
             ignore_user_agents: self.ignore_user_agents.clone(),
             ignore_paths: self.ignore_paths.clone(),
             sleepable: self.sleepable.unwrap_or(true),
+            schedule,
+            utc_offset_min,
             source,
             shadowed: Vec::new(),
         };
@@ -730,6 +762,10 @@ impl Service {
     }
 }
 
+fn windows_as_text<S: serde::Serializer>(w: &[Window], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(w.iter().map(ToString::to_string))
+}
+
 // ---------------------------------------------------------------------------
 // Labels
 
@@ -764,6 +800,8 @@ const SERVICE_LABELS: &[&str] = &[
     "ignore-user-agents",
     "ignore-paths",
     "sleepable",
+    "schedule",
+    "utc-offset",
 ];
 /// Labels that apply to the container they are on.
 const MEMBER_LABELS: &[&str] = &["depends-on", "optional", "one-shot", "ready"];
@@ -951,6 +989,17 @@ fn def_from_group(
             "sleepable" => match parse_bool(value) {
                 Some(b) => def.sleepable = Some(b),
                 None => errs.push(e(format!("\"{value}\" is not true or false"))),
+            },
+            "schedule" => {
+                let windows = split_list(value);
+                match windows.iter().find_map(|w| Window::parse(w).err()) {
+                    None => def.schedule = windows,
+                    Some(m) => errs.push(e(m)),
+                }
+            }
+            "utc-offset" => match parse_utc_offset(value) {
+                Ok(_) => def.utc_offset = Some(value.to_owned()),
+                Err(m) => errs.push(e(m)),
             },
             _ => {}
         }

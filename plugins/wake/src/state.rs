@@ -117,9 +117,17 @@ impl State {
     }
 }
 
+/// One member's progress during a wake, for the waiting page: `waiting`,
+/// `starting`, `ready` (or `done` for a one-shot member), `failed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberProgress {
+    pub name: String,
+    pub status: String,
+}
+
 /// What the host publishes per service:
 /// `{"service","state","strategy","wake_timeout_ms","ignore_user_agents",
-/// "ignore_paths","display_name","reason"}`.
+/// "ignore_paths","display_name","reason","theme","members"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceState {
     pub service: String,
@@ -130,6 +138,12 @@ pub struct ServiceState {
     pub ignore_paths: Vec<String>,
     pub display_name: String,
     pub reason: Option<String>,
+    /// The waiting page's theme (`auto`, `light`, `dark`).
+    #[serde(default)]
+    pub theme: Option<String>,
+    /// Required members' progress; empty outside a wake.
+    #[serde(default)]
+    pub members: Vec<MemberProgress>,
 }
 
 impl ServiceState {
@@ -144,6 +158,8 @@ impl ServiceState {
             ignore_paths: service.ignore_paths.clone(),
             display_name: service.display_name.clone(),
             reason: state.reason().map(str::to_owned),
+            theme: service.theme.clone(),
+            members: Vec::new(),
         }
     }
 }
@@ -437,7 +453,8 @@ mod tests {
             json!({
                 "service": "blog", "state": "going-to-sleep", "strategy": "dynamic",
                 "wake_timeout_ms": 30000, "ignore_user_agents": ["UptimeRobot"],
-                "ignore_paths": ["/healthz"], "display_name": "Blog", "reason": null
+                "ignore_paths": ["/healthz"], "display_name": "Blog", "reason": null,
+                "theme": null, "members": []
             })
         );
         let doc = ServiceState::of(&s, &failed("boom"));

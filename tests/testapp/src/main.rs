@@ -20,7 +20,8 @@
 //!
 //! Endpoints (any other path answers 404):
 //!
-//! - `GET /`: `hello from APP_NAME (request N)`, N counting requests to `/`.
+//! - `GET /`: `hello from APP_NAME (request N)`, N counting requests to `/`;
+//!   `(request N, before healthy)` while `/health` still answers 503.
 //! - `GET /health`: 200 `ok` once healthy, 503 `starting` before.
 //! - `/echo[?query]` (any method): the request line, the headers, an empty
 //!   line and the request body, as `text/plain`.
@@ -413,7 +414,17 @@ fn route(
         }
         "/" if is_get => {
             let n = state.root_requests.fetch_add(1, Ordering::Relaxed) + 1;
-            let body = format!("hello from {} (request {n})\n", state.config.app_name);
+            // Marks a request that arrived before `/health` passed, so a
+            // test can prove a proxy held requests until the app was ready.
+            let early = if state.bound_at.elapsed() < state.config.healthy_after {
+                ", before healthy"
+            } else {
+                ""
+            };
+            let body = format!(
+                "hello from {} (request {n}{early})\n",
+                state.config.app_name
+            );
             (200, "OK", body.into_bytes())
         }
         "/health" if is_get => {

@@ -652,3 +652,33 @@ fn wake_config_parses() {
     );
     assert!(WakeConfig::from_json(&json!({"servics": []})).is_err());
 }
+
+#[test]
+fn schedules_and_offsets_are_validated_and_read_from_labels() {
+    let def = parse_def(&json!({
+        "name": "office", "members": ["app"],
+        "schedule": ["mon-fri 08:00-18:00", "someday 1-2"], "utc_offset": "+1"
+    }))
+    .unwrap();
+    let errs = def.validate(Source::Config).unwrap_err();
+    let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["schedule[1]", "utc_offset"], "{errs:?}");
+
+    let labels = defs_from_labels(&[LabeledContainer::new(
+        "app",
+        [
+            ("wakedock.enable", "true"),
+            ("wakedock.service", "office"),
+            ("wakedock.schedule", "mon-fri 08:00-18:00, sat 10:00-12:00"),
+            ("wakedock.utc-offset", "+01:00"),
+        ],
+    )]);
+    let s = labels.defs[0].validate(Source::Labels).unwrap();
+    assert_eq!(s.schedule.len(), 2);
+    assert_eq!(s.utc_offset_min, 60);
+    let shown = serde_json::to_value(&s).unwrap();
+    assert_eq!(
+        shown["schedule"],
+        json!(["mon-fri 08:00-18:00", "sat 10:00-12:00"])
+    );
+}

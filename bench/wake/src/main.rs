@@ -1,0 +1,462 @@
+//! Wake-on-request benchmarks (issue 4), through a real Caddy built with
+//! our module and a release `wakedock serve` in its own process:
+//!
+//! - **cold wake**: first byte through Caddy + WakeDock for a sleeping
+//!   service, against the floor measured in the same run on the same
+//!   container: Docker API start until the app answers;
+//! - **awake path**: throughput and p50/p99 latency through Caddy +
+//!   `wakedock` against plain `reverse_proxy` to the same upstream,
+//!   alternating rounds, bounded in time and count;
+//! - **herd**: 1,000 concurrent requests to a sleeping service: starts,
+//!   errors, the host's RSS while it holds them.
+//!
+//! Traffic goes to 127.0.0.1 and to the test container only. Needs
+//! `scripts/build-test-images.sh`, `scripts/build-plugins.sh`,
+//! `scripts/build-caddy.sh` and `cargo build --release -p wakedock` first
+//! (`bench/run.sh` does all of that).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use wakedock_tests::caddy::{Caddy, Site};
+use wakedock_tests::{docker, free_port, target_dir, wasm_dir, AppSpec, TestContainer};
+
+const TOKEN: &str = "bench-bridge-token-0123456789";
+const PASSWORD: &str = "bench-admin-password";
+const SERVICE: &str = "bench";
+const COLD_ROUNDS: usize = 15;
+/// Rounds per side, interleaved A B B A A B... so a drift in the machine's
+/// load hits both sides alike.
+const AWAKE_ROUNDS: usize = 6;
+const AWAKE_ROUND: Duration = Duration::from_secs(2);
+const AWAKE_MAX_REQUESTS: usize = 200_000;
+const AWAKE_CONNECTIONS: usize = 32;
+const HERD: usize = 1000;
+
+/// A release `wakedock serve` with the wake plugin and one service.
+struct Host {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Host {
+    async fn start(member: &str) -> Result<Host> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port();
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let config = json!({
+            "wakedock": {"data_path": dir.path().join("data"), "port": port},
+            "logging": {"level": "warn"},
+            "security": {
+                "bridge_tokens": [TOKEN],
+                "rate_limit": {"api_per_ip_per_second": 1_000_000, "api_burst": 1_000_000},
+            },
+            "plugins": [{
+                "manifest": root.join("plugins/wake/plugin.toml"),
+                "wasm": wasm_dir().join("wakedock_plugin_wake.wasm"),
+            }],
+            "services": [{"name": SERVICE, "members": [member], "idle_timeout": "30m"}],
+        });
+        let file = dir.path().join("wakedock.yaml");
+        std::fs::write(&file, serde_json::to_string_pretty(&config)?)?;
+        let bin = target_dir().join("release/wakedock");
+        let child = Command::new(&bin)
+            .arg("--config")
+            .arg(&file)
+            .arg("serve")
+            .env("WAKEDOCK_ADMIN_PASSWORD", PASSWORD)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "start {} (cargo build --release -p wakedock)",
+                    bin.display()
+                )
+            })?;
+        let host = Host {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let http = reqwest::Client::new();
+        for _ in 0..200 {
+            if http
+                .get(format!("{}/health", host.base))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(host);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("the host did not become healthy within 10 s")
+    }
+
+    fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    async fn token(&self) -> Result<String> {
+        let v: Value = reqwest::Client::new()
+            .post(format!("{}/api/v1/auth/login", self.base))
+            .json(&json!({"username": "admin", "password": PASSWORD}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(v["access_token"].as_str().context("token")?.to_owned())
+    }
+
+    /// Puts the service to sleep and waits until the bridge can have seen
+    /// it (the state is pushed over its subscription at once).
+    async fn sleep(&self, token: &str) -> Result<()> {
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/v1/services/{SERVICE}/sleep", self.base))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("sleep: {} {}", r.status(), r.text().await?);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok(())
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v
+}
+
+/// GETs `url` until it answers 200; the time that took.
+async fn until_ok(http: &reqwest::Client, url: &str, limit: Duration) -> Result<Duration> {
+    let t = Instant::now();
+    loop {
+        if let Ok(r) = http.get(url).send().await {
+            if r.status().is_success() {
+                let _ = r.bytes().await;
+                return Ok(t.elapsed());
+            }
+        }
+        if t.elapsed() > limit {
+            bail!("{url} did not answer within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+fn fresh_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+async fn cold_wake(host: &Host, caddy: &Caddy, app: &TestContainer, direct: &str) -> Result<()> {
+    let token = host.token().await?;
+    let d = docker().await;
+    let http = fresh_client();
+    let (mut floors, mut colds, mut overheads) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..COLD_ROUNDS {
+        host.sleep(&token).await?;
+        let t = Instant::now();
+        d.start_container(
+            &app.name,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await?;
+        until_ok(&http, direct, Duration::from_secs(30)).await?;
+        let floor = t.elapsed();
+        host.sleep(&token).await?;
+        let cold = until_ok(&http, &caddy.sites[0], Duration::from_secs(30)).await?;
+        floors.push(floor.as_secs_f64() * 1e3);
+        colds.push(cold.as_secs_f64() * 1e3);
+        overheads.push((cold.as_secs_f64() - floor.as_secs_f64()) * 1e3);
+    }
+    let (f, c, o) = (sorted(floors), sorted(colds), sorted(overheads));
+    println!(
+        "cold wake, first byte through Caddy (p50 / p90 of {COLD_ROUNDS})   {:7.1} / {:7.1} ms",
+        percentile(&c, 0.5),
+        percentile(&c, 0.9)
+    );
+    println!(
+        "  baseline: Docker API start until the app answers       {:7.1} / {:7.1} ms",
+        percentile(&f, 0.5),
+        percentile(&f, 0.9)
+    );
+    println!(
+        "  overhead over the floor, paired (p50 / p90)            {:7.1} / {:7.1} ms   target p50 < 30 ms   ratio {:.2}x",
+        percentile(&o, 0.5),
+        percentile(&o, 0.9),
+        percentile(&c, 0.5) / percentile(&f, 0.5)
+    );
+    Ok(())
+}
+
+struct Load {
+    requests: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies_ms: Vec<f64>,
+}
+
+/// `AWAKE_CONNECTIONS` keep-alive workers GET `url` for `AWAKE_ROUND` (at
+/// most `AWAKE_MAX_REQUESTS` in all).
+async fn load(url: &str) -> Load {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(AWAKE_CONNECTIONS)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let start = Instant::now();
+    let budget = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(AWAKE_MAX_REQUESTS));
+    let workers = (0..AWAKE_CONNECTIONS).map(|_| {
+        let http = http.clone();
+        let url = url.to_owned();
+        let budget = budget.clone();
+        tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            while start.elapsed() < AWAKE_ROUND
+                && budget
+                    .fetch_update(
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                        |n| n.checked_sub(1),
+                    )
+                    .is_ok()
+            {
+                let t = Instant::now();
+                match http.get(&url).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        lat.push(t.elapsed().as_secs_f64() * 1e3);
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (lat, errors)
+        })
+    });
+    let mut out = Load {
+        requests: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latencies_ms: Vec::new(),
+    };
+    for w in futures::future::join_all(workers).await {
+        let (lat, errors) = w.expect("worker");
+        out.requests += lat.len();
+        out.errors += errors;
+        out.latencies_ms.extend(lat);
+    }
+    out.elapsed = start.elapsed();
+    out
+}
+
+async fn awake_path(caddy: &Caddy) -> Result<()> {
+    // Wake it first; then only the hot path is measured.
+    until_ok(&fresh_client(), &caddy.sites[0], Duration::from_secs(30)).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut with, mut plain) = (Vec::new(), Vec::new());
+    for i in 0..AWAKE_ROUNDS {
+        if i % 2 == 0 {
+            plain.push(load(&caddy.sites[1]).await);
+            with.push(load(&caddy.sites[0]).await);
+        } else {
+            with.push(load(&caddy.sites[0]).await);
+            plain.push(load(&caddy.sites[1]).await);
+        }
+    }
+    let summary = |runs: &[Load]| {
+        let reqs: usize = runs.iter().map(|r| r.requests).sum();
+        let errs: usize = runs.iter().map(|r| r.errors).sum();
+        let secs: f64 = runs.iter().map(|r| r.elapsed.as_secs_f64()).sum();
+        let lat = sorted(runs.iter().flat_map(|r| r.latencies_ms.clone()).collect());
+        (
+            reqs as f64 / secs,
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            errs,
+        )
+    };
+    let (w_rps, w_p50, w_p99, w_err) = summary(&with);
+    let (p_rps, p_p50, p_p99, p_err) = summary(&plain);
+    println!(
+        "awake path, Caddy + wakedock ({AWAKE_CONNECTIONS} conns, {AWAKE_ROUNDS}x{}s)     {w_rps:8.0} req/s   p50 {w_p50:.3} ms   p99 {w_p99:.3} ms   errors {w_err}",
+        AWAKE_ROUND.as_secs()
+    );
+    println!(
+        "  baseline: plain Caddy reverse_proxy, same upstream   {p_rps:8.0} req/s   p50 {p_p50:.3} ms   p99 {p_p99:.3} ms   errors {p_err}"
+    );
+    println!(
+        "  ratio: throughput {:.3}x (target >= 0.95)   p50 {:.3}x (target <= 1.05)   p99 {:.3}x",
+        w_rps / p_rps,
+        w_p50 / p_p50,
+        w_p99 / p_p99
+    );
+    Ok(())
+}
+
+fn starts_since(name: &str, since: u64) -> usize {
+    let until = unix_secs() + 1;
+    let out = Command::new("docker")
+        .args([
+            "events",
+            "--since",
+            &since.to_string(),
+            "--until",
+            &until.to_string(),
+            "--filter",
+            &format!("container={name}"),
+            "--filter",
+            "event=start",
+            "--format",
+            "{{.ID}}",
+        ])
+        .output()
+        .expect("docker events");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+async fn herd(host: &Host, caddy: &Caddy, app: &TestContainer) -> Result<()> {
+    let token = host.token().await?;
+    host.sleep(&token).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_rss = host.rss_kib();
+    let since = unix_secs();
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(HERD)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(idle_rss));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pid = host.child.id();
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        tokio::spawn(async move {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(kib) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .ok()
+                    .and_then(|s| {
+                        s.lines()
+                            .find_map(|l| l.strip_prefix("VmRSS:"))
+                            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                    })
+                {
+                    peak.fetch_max(kib, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let t = Instant::now();
+    let reqs = (0..HERD).map(|_| {
+        let http = http.clone();
+        let url = caddy.sites[0].clone();
+        tokio::spawn(async move {
+            match http.get(&url).send().await {
+                Ok(r) => r.status().as_u16(),
+                Err(_) => 0,
+            }
+        })
+    });
+    let statuses: Vec<u16> = futures::future::join_all(reqs)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap_or(0))
+        .collect();
+    let elapsed = t.elapsed();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = sampler.await;
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let starts = starts_since(&app.name, since);
+    let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "herd: {HERD} concurrent requests to a sleeping service   {ok} x 200, {} errors, {starts} start(s), all answered in {:.0} ms   target: 1 start, 0 errors",
+        HERD - ok,
+        elapsed.as_secs_f64() * 1e3
+    );
+    println!(
+        "  host RSS while holding them (peak)                     {:7.1} MiB   baseline idle {:.1} MiB: {:.2}x",
+        peak as f64 / 1024.0,
+        idle_rss as f64 / 1024.0,
+        peak as f64 / idle_rss.max(1) as f64
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let port = free_port();
+    let app = TestContainer::from_spec(AppSpec {
+        host_port: Some(port),
+        ..AppSpec::default()
+    })
+    .await;
+    let host = Host::start(&app.name).await?;
+    let caddy = Caddy::start(
+        &host.base,
+        TOKEN,
+        vec![
+            Site {
+                service: SERVICE.into(),
+                upstream: format!("127.0.0.1:{port}"),
+                extra: vec![],
+            },
+            Site {
+                service: String::new(),
+                upstream: format!("127.0.0.1:{port}"),
+                extra: vec![],
+            },
+        ],
+    )
+    .await;
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("WakeDock wake-on-request benchmark — release host, Caddy with the wakedock module, {cpus} CPUs");
+    tokio::time::sleep(Duration::from_secs(2)).await; // first tick publishes states
+    let direct = format!("http://127.0.0.1:{port}/");
+    cold_wake(&host, &caddy, &app, &direct).await?;
+    awake_path(&caddy).await?;
+    herd(&host, &caddy, &app).await?;
+    Ok(())
+}
