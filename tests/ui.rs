@@ -712,3 +712,122 @@ async fn an_open_page_reconnects_after_the_host_restarts() {
     let _ = stop.send(());
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_woken_from_its_page_shows_progress_and_turns_awake() {
+    let _one = BROWSER_LOCK.lock().await;
+    let app = TestContainer::from_spec(AppSpec {
+        env: &[("APP_NAME", "ui-wake")],
+        start: false,
+        ..AppSpec::default()
+    })
+    .await;
+    let members = json!([app.name]);
+    let host = TestHost::start_with(Backend::Sqlite, |c| {
+        c.plugins.push(
+            serde_json::from_value(json!({
+                "manifest": concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/wake/plugin.toml"),
+                "wasm": wasm_dir().join("wakedock_plugin_wake.wasm"),
+            }))
+            .unwrap(),
+        );
+        c.services = vec![json!({"name": "uiwake", "members": members, "idle_timeout": "10m"})];
+    })
+    .await;
+    let b = Browser::start().await;
+    b.login(&host, "admin", ADMIN_PASSWORD).await;
+    b.wait_for("the overview", "document.querySelector('.tiles')", WAIT)
+        .await;
+    b.goto(&host.url("/services")).await;
+    let badge = "document.querySelector('[data-service=uiwake] [data-field=svc-state]')";
+    b.wait_for("the service", badge, WAIT).await;
+    assert_eq!(
+        b.text("[data-service=uiwake] [data-field=svc-state]").await,
+        "asleep"
+    );
+    b.wait_for(
+        "the live stream",
+        "document.querySelector('#live.on')",
+        WAIT,
+    )
+    .await;
+    b.shot("services-asleep").await;
+
+    // Every state the badge shows is noted where a reload keeps it.
+    b.js(&format!(
+        "sessionStorage.setItem('seen', ''); \
+         new MutationObserver(() => sessionStorage.setItem('seen', \
+           sessionStorage.getItem('seen') + ' ' + {badge}.textContent)) \
+           .observe({badge}, {{childList: true, characterData: true, subtree: true}});"
+    ))
+    .await;
+    b.click("[data-service=uiwake] form[data-wake] button:not([formaction])")
+        .await;
+    b.wait_for(
+        "the progress",
+        "document.querySelector('[data-service=uiwake] [data-progress]').textContent.startsWith('Waking') \
+         || document.querySelector('.flash.ok')",
+        WAIT,
+    )
+    .await;
+    b.shot("service-waking").await;
+    b.wait_for(
+        "the outcome",
+        "document.querySelector('.flash.ok')",
+        Duration::from_secs(40),
+    )
+    .await;
+    let msg = b.text(".flash.ok").await;
+    assert!(msg.starts_with("uiwake is awake"), "{msg}");
+    assert_eq!(
+        b.text("[data-service=uiwake] [data-field=svc-state]").await,
+        "awake"
+    );
+    let seen = b.js("return sessionStorage.getItem('seen')").await;
+    assert!(
+        seen.as_str().unwrap().contains("waking"),
+        "the badge showed waking live: {seen}"
+    );
+    // The wake is in the history, with its duration.
+    let admin = host.admin().await;
+    let api = admin.get_json("/api/v1/services/uiwake").await;
+    let history = b
+        .js("return document.querySelector('[data-service=uiwake] details table').textContent")
+        .await;
+    assert!(
+        history.as_str().unwrap().contains("ok"),
+        "page: {history}; API: {api}"
+    );
+    assert!(running_container(&app.name).await);
+    b.shot("services-awake").await;
+
+    // A bad definition comes back with the message next to its field.
+    let form = "form[action='/services']";
+    b.fill(&format!("{form} input[name=name]"), "uibad").await;
+    b.fill(&format!("{form} input[name=members]"), &app.name)
+        .await;
+    b.fill(&format!("{form} input[name=idle_timeout]"), "soon")
+        .await;
+    b.click(&format!("{form} button.primary")).await;
+    b.wait_for(
+        "the field message",
+        "document.querySelector('form[action=\"/services\"] input[name=idle_timeout][aria-invalid=true]')",
+        WAIT,
+    )
+    .await;
+    let msg = b
+        .js("return document.querySelector('form[action=\"/services\"] input[name=idle_timeout]').nextElementSibling.textContent")
+        .await;
+    assert!(msg.as_str().unwrap().contains("soon"), "{msg}");
+    b.shot("services-validation").await;
+    b.close().await;
+    host.stop().await.unwrap();
+}
+
+async fn running_container(name: &str) -> bool {
+    let out = Command::new("docker")
+        .args(["inspect", "-f", "{{.State.Running}}", name])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "true"
+}

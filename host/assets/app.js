@@ -19,6 +19,23 @@
       if (!window.confirm(question)) { ev.preventDefault(); return; }
       field.value = "yes";
     }
+    if (form.hasAttribute("data-wake") && !(ev.submitter && ev.submitter.hasAttribute("formaction"))) {
+      // A wake takes seconds: post in the background and show progress;
+      // the live stream turns the badge from waking to awake.
+      ev.preventDefault();
+      const progress = $("[data-progress]", form);
+      const buttons = $$("button", form);
+      buttons.forEach((b) => { b.disabled = true; });
+      const started = Date.now();
+      const tick = window.setInterval(() => {
+        progress.textContent = "Waking… " + ((Date.now() - started) / 1000).toFixed(1) + " s";
+      }, 100);
+      // Not following the redirect leaves the outcome message for the reload.
+      fetch(form.action, { method: "POST", credentials: "same-origin", redirect: "manual",
+        body: new URLSearchParams(new FormData(form)) })
+        .finally(() => { window.clearInterval(tick); window.location.reload(); });
+      return;
+    }
     if (form.hasAttribute("data-logout")) {
       // Revoke the refresh token too: only the API path receives it.
       ev.preventDefault();
@@ -186,6 +203,19 @@
   function onStats(s) {
     $$("[data-chart]").forEach((el) => { if (s[el.dataset.chart]) el.innerHTML = s[el.dataset.chart]; });
     $$("[data-stat]").forEach((el) => { if (s[el.dataset.stat]) el.textContent = s[el.dataset.stat]; });
+  }
+
+  // Time left before a service sleeps, counted down on the page.
+  const loaded = Date.now();
+  const countdowns = $$("[data-remaining-ms]");
+  if (countdowns.length) {
+    window.setInterval(() => {
+      countdowns.forEach((el) => {
+        const left = Math.max(0, Number(el.dataset.remainingMs) - (Date.now() - loaded));
+        const s = Math.round(left / 1000);
+        el.textContent = s >= 60 ? Math.floor(s / 60) + " min " + (s % 60) + " s" : s + " s";
+      });
+    }, 1000);
   }
 
   connect();

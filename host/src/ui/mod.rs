@@ -6,7 +6,8 @@
 //!
 //! - [`page`]: the signed-in user, forms, flash messages, errors as pages.
 //! - [`session`]: `/login`, `/logout`.
-//! - [`overview`], [`containers`], [`plugins`], [`users`], [`audit`]: pages.
+//! - [`overview`], [`containers`], [`services`], [`plugins`], [`users`],
+//!   [`audit`]: pages.
 //! - [`live`]: `/ui/events`, the live stream every page listens to.
 //! - [`charts`]: resource samples and their inline SVG charts.
 //! - [`assets`]: `/assets/*`, content-hashed and cached for a year.
@@ -19,6 +20,7 @@ pub mod live;
 pub mod overview;
 pub mod page;
 pub mod plugins;
+pub mod services;
 pub mod session;
 pub mod users;
 
@@ -45,6 +47,8 @@ pub fn routes() -> Router<AppState> {
         .route("/containers", get(containers::list))
         .route("/containers/{id}", get(containers::detail))
         .route("/containers/{id}/{action}", post(containers::act))
+        .route("/services", get(services::list).post(services::create))
+        .route("/services/{name}/{action}", post(services::act))
         .route("/plugins", get(plugins::list))
         .route(
             "/plugins/upload",
