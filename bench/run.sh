@@ -17,3 +17,7 @@ ulimit -n 65536
 "$here/../scripts/build-caddy.sh" >/dev/null
 cargo build --release -q -p wakedock
 cargo run --release -q -p wakedock-bench-wake
+echo "== browser UI"
+"$here/../scripts/build-test-images.sh" >/dev/null
+cargo run --release -q -p wakedock-bench-ui
+

@@ -4,4 +4,6 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 apt_install ca-certificates pkg-config libsqlite3-dev libpq-dev docker.io
+# Browser tests (tests/ui.rs): headless Chromium driven through chromedriver.
+apt_install chromium chromium-driver fonts-dejavu-core
 ensure_rust

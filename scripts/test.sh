@@ -39,7 +39,10 @@ cargo clippy -p wakedock-plugin-wake --target wasm32-wasip2 -- -D warnings
 log "cargo test"
 # Artifacts (screenshots, logs) of end-to-end tests land here.
 export WD_ARTIFACTS="${WD_ARTIFACTS:-$ROOT/ci-artifacts}"
-mkdir -p "$WD_ARTIFACTS"
+export WD_ARTIFACTS_DIR="${WD_ARTIFACTS_DIR:-$WD_ARTIFACTS}"
+mkdir -p "$WD_ARTIFACTS_DIR/screenshots"
+log "browser test screenshots: $WD_ARTIFACTS_DIR/screenshots/"
 cargo test --workspace --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
 
+log "screenshots of every UI page: $WD_ARTIFACTS_DIR/screenshots/"
 log "all tests passed in $(( $(date +%s) - started )) s"

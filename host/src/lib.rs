@@ -16,6 +16,7 @@
 //!   capabilities on top of the ones above; [`events`] is the event bus.
 //! - [`wake`]: wake-on-request, host side (service states for the Caddy
 //!   bridge; in progress).
+//! - [`ui`]: the browser UI (askama pages, live updates, embedded assets).
 //! - [`http`]: [`http::app`] assembles router and middleware from an
 //!   [`AppState`], with no socket, so tests can drive it directly.
 //! - [`server`]: [`server::run`] serves an app on a listener until a
@@ -37,6 +38,7 @@ pub mod secrets;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+pub mod ui;
 pub mod wake;
 
 pub use error::{ApiError, ApiResult};

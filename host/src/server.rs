@@ -72,6 +72,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         bus,
         plugins,
         wake,
+        ui: Arc::new(crate::ui::UiState::default()),
         bridge_tokens: Arc::new(bridge_tokens(&config)?),
         config: Arc::new(config),
         db,
@@ -148,6 +149,7 @@ pub async fn run(
     tokio::spawn(state.docker.clone().supervise(token.clone()));
     tokio::spawn(maintenance(state.clone(), token.clone()));
     tokio::spawn(state.wake.clone().run(state.bus.clone(), token.clone()));
+    tokio::spawn(state.ui.clone().run(state.docker.clone(), token.clone()));
     tokio::spawn(
         state
             .plugins

@@ -18,7 +18,7 @@ use crate::state::AppState;
 
 /// Container ids are hex; names are `[a-zA-Z0-9][a-zA-Z0-9_.-]*`. Anything
 /// else is refused before it reaches the engine.
-fn check_ref(id_or_name: &str) -> ApiResult<()> {
+pub(crate) fn check_ref(id_or_name: &str) -> ApiResult<()> {
     let ok = !id_or_name.is_empty()
         && id_or_name.len() <= 255
         && id_or_name

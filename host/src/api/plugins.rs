@@ -125,33 +125,59 @@ pub async fn install(
         manifest_toml: req.manifest,
         wasm,
     };
-    let manifest = package.manifest().map_err(ApiError::from)?;
-    user.require_audited(&state, Role::Admin, "plugin.install", &manifest.name)
-        .await?;
     if q.dry_run.unwrap_or(false) {
-        wakedock_plugin_runtime::manifest::check_api_version(&manifest.api_version)
-            .map_err(|e| ApiError::bad_request("plugin_rejected", e.to_string()))?;
-        let upgrade_of = state
-            .plugins
-            .info(&manifest.name)
-            .await
-            .ok()
-            .map(|p| p.version);
-        return Ok(axum::Json(PackagePreview {
-            requested: serde_json::to_value(&manifest.capabilities).unwrap_or_default(),
-            limits: serde_json::to_value(&manifest.limits).unwrap_or_default(),
-            sha256: wakedock_plugin_runtime::sha256_hex(&package.wasm),
-            name: manifest.name,
-            version: manifest.version,
-            api_version: manifest.api_version,
-            description: manifest.description,
-            author: manifest.author,
-            tick_interval: manifest.tick_interval,
-            upgrade_of,
-        })
-        .into_response());
+        let preview = preview(&state, &user, &package).await?;
+        return Ok(axum::Json(preview).into_response());
     }
-    let Some(grant) = req.grant else {
+    let info = install_package(&state, &user, package, req.grant, req.config, req.enabled).await?;
+    Ok((StatusCode::CREATED, axum::Json(info)).into_response())
+}
+
+/// What a package is and requests (admin only): the grant screen's
+/// content, for the API's `dry_run` and the UI.
+pub async fn preview(
+    state: &AppState,
+    user: &AuthUser,
+    package: &PluginPackage,
+) -> ApiResult<PackagePreview> {
+    let manifest = package.manifest().map_err(ApiError::from)?;
+    user.require_audited(state, Role::Admin, "plugin.install", &manifest.name)
+        .await?;
+    wakedock_plugin_runtime::manifest::check_api_version(&manifest.api_version)
+        .map_err(|e| ApiError::bad_request("plugin_rejected", e.to_string()))?;
+    let upgrade_of = state
+        .plugins
+        .info(&manifest.name)
+        .await
+        .ok()
+        .map(|p| p.version);
+    Ok(PackagePreview {
+        requested: serde_json::to_value(&manifest.capabilities).unwrap_or_default(),
+        limits: serde_json::to_value(&manifest.limits).unwrap_or_default(),
+        sha256: wakedock_plugin_runtime::sha256_hex(&package.wasm),
+        name: manifest.name,
+        version: manifest.version,
+        api_version: manifest.api_version,
+        description: manifest.description,
+        author: manifest.author,
+        tick_interval: manifest.tick_interval,
+        upgrade_of,
+    })
+}
+
+/// Installs (or upgrades) a package with the admin's grant, audited.
+pub async fn install_package(
+    state: &AppState,
+    user: &AuthUser,
+    package: PluginPackage,
+    grant: Option<GrantSpec>,
+    config: Option<serde_json::Value>,
+    enabled: Option<bool>,
+) -> ApiResult<PluginInfo> {
+    let manifest = package.manifest().map_err(ApiError::from)?;
+    user.require_audited(state, Role::Admin, "plugin.install", &manifest.name)
+        .await?;
+    let Some(grant) = grant else {
         return Err(ApiError::bad_request(
             "grant_required",
             format!(
@@ -172,13 +198,12 @@ pub async fn install(
         .install(
             package,
             &grant,
-            req.config,
-            req.enabled.unwrap_or(true),
+            config,
+            enabled.unwrap_or(true),
             Source::Api,
         )
         .await;
-    let info = finish(&state, entry, r).await?;
-    Ok((StatusCode::CREATED, axum::Json(info)).into_response())
+    finish(state, entry, r).await
 }
 
 /// One plugin.

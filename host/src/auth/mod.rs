@@ -105,28 +105,44 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let ip = parts
-            .extensions
-            .get::<ClientIp>()
-            .copied()
-            .unwrap_or_default();
-        let jar = CookieJar::from_headers(&parts.headers);
-        let (token, via_cookie) = match bearer(parts) {
-            Some(t) => (t.to_string(), false),
-            None => match jar.get(ACCESS_COOKIE) {
-                Some(c) => (c.value().to_string(), true),
-                None => {
-                    return Err(ApiError::Unauthorized(
-                        "authentication required: send a bearer token or log in".into(),
-                    ))
-                }
-            },
-        };
-        let claims = state.keys.verify(&token).map_err(ApiError::Unauthorized)?;
-        if via_cookie && changes_state(&parts.method) {
-            let header = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-            let cookie = jar.get(CSRF_COOKIE).map(|c| c.value());
-            match (header, cookie) {
+        authenticate(parts, state, None).await
+    }
+}
+
+/// Who is calling. A cookie-authenticated change must carry the CSRF
+/// cookie's value in `X-CSRF-Token` or, for browser forms (whose body the
+/// caller has read), as `form_csrf`.
+pub async fn authenticate(
+    parts: &Parts,
+    state: &AppState,
+    form_csrf: Option<&str>,
+) -> Result<AuthUser, ApiError> {
+    let ip = parts
+        .extensions
+        .get::<ClientIp>()
+        .copied()
+        .unwrap_or_default();
+    let jar = CookieJar::from_headers(&parts.headers);
+    let (token, via_cookie) = match bearer(parts) {
+        Some(t) => (t.to_string(), false),
+        None => match jar.get(ACCESS_COOKIE) {
+            Some(c) => (c.value().to_string(), true),
+            None => {
+                return Err(ApiError::Unauthorized(
+                    "authentication required: send a bearer token or log in".into(),
+                ))
+            }
+        },
+    };
+    let claims = state.keys.verify(&token).map_err(ApiError::Unauthorized)?;
+    if via_cookie && changes_state(&parts.method) {
+        let header = parts
+            .headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .or(form_csrf);
+        let cookie = jar.get(CSRF_COOKIE).map(|c| c.value());
+        match (header, cookie) {
                 (Some(h), Some(c)) if !c.is_empty() && same(h, c) => {}
                 _ => {
                     return Err(ApiError::Forbidden(
@@ -135,22 +151,21 @@ impl FromRequestParts<AppState> for AuthUser {
                     ))
                 }
             }
-        }
-        // The token says who; the database says whether they still may. A
-        // deactivated user or a changed role takes effect at once.
-        let id = claims.sub.clone();
-        let row = state.db.run(move |c| users::by_id(c, &id)).await?;
-        let row = row
-            .filter(|r| r.active)
-            .ok_or_else(|| ApiError::Unauthorized("account is disabled or removed".into()))?;
-        let user = row.to_user()?;
-        Ok(AuthUser {
-            id: user.id,
-            username: user.username,
-            role: user.role,
-            ip,
-        })
     }
+    // The token says who; the database says whether they still may. A
+    // deactivated user or a changed role takes effect at once.
+    let id = claims.sub.clone();
+    let row = state.db.run(move |c| users::by_id(c, &id)).await?;
+    let row = row
+        .filter(|r| r.active)
+        .ok_or_else(|| ApiError::Unauthorized("account is disabled or removed".into()))?;
+    let user = row.to_user()?;
+    Ok(AuthUser {
+        id: user.id,
+        username: user.username,
+        role: user.role,
+        ip,
+    })
 }
 
 #[cfg(test)]

@@ -89,8 +89,11 @@ fn add_plugin_route_doc(doc: &mut utoipa::openapi::OpenApi) {
         .insert("/api/v1/plugins/{name}/{path}".into(), item);
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound("no such route".into())
+async fn not_found(req: axum::extract::Request) -> axum::response::Response {
+    if crate::ui::wants_html(&req) {
+        return crate::ui::not_found_page();
+    }
+    ApiError::NotFound("no such route".into()).into_response()
 }
 
 pub fn app(state: AppState) -> Router {
@@ -115,6 +118,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(api_router)
         .merge(system_router)
+        .merge(crate::ui::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("this route does not accept that method".into())

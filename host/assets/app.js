@@ -1,0 +1,222 @@
+// WakeDock UI: the little the server cannot do alone. Pages work without
+// this script (forms post, links navigate); with it they update live over
+// server-sent events, ask before destructive actions, keep the session
+// alive while open and follow container logs.
+"use strict";
+(function () {
+  const $ = (sel, root) => (root || document).querySelector(sel);
+  const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+  const body = document.body;
+
+  // --- Forms -------------------------------------------------------------
+  // Destructive actions ask first; the server asks again without JS.
+  document.addEventListener("submit", (ev) => {
+    const form = ev.target;
+    // A form with several actions carries the question on each button.
+    const question = (ev.submitter && ev.submitter.dataset.confirm) || form.dataset.confirm;
+    const field = form.querySelector('input[name="confirm"]');
+    if (question && field && field.value !== "yes") {
+      if (!window.confirm(question)) { ev.preventDefault(); return; }
+      field.value = "yes";
+    }
+    if (form.hasAttribute("data-wake") && !(ev.submitter && ev.submitter.hasAttribute("formaction"))) {
+      // A wake takes seconds: post in the background and show progress;
+      // the live stream turns the badge from waking to awake.
+      ev.preventDefault();
+      const progress = $("[data-progress]", form);
+      const buttons = $$("button", form);
+      buttons.forEach((b) => { b.disabled = true; });
+      const started = Date.now();
+      const tick = window.setInterval(() => {
+        progress.textContent = "Waking… " + ((Date.now() - started) / 1000).toFixed(1) + " s";
+      }, 100);
+      // Not following the redirect leaves the outcome message for the reload.
+      fetch(form.action, { method: "POST", credentials: "same-origin", redirect: "manual",
+        body: new URLSearchParams(new FormData(form)) })
+        .finally(() => { window.clearInterval(tick); window.location.reload(); });
+      return;
+    }
+    if (form.hasAttribute("data-logout")) {
+      // Revoke the refresh token too: only the API path receives it.
+      ev.preventDefault();
+      fetch("/api/v1/auth/logout", { method: "POST", credentials: "same-origin" })
+        .finally(() => { window.location.href = "/login"; });
+    }
+  });
+  $$("[data-back]").forEach((a) => a.addEventListener("click", (ev) => {
+    if (window.history.length > 1) { ev.preventDefault(); window.history.back(); }
+  }));
+
+  // --- Session -----------------------------------------------------------
+  // A fresh token pair every few minutes while a page is open; forms get
+  // the new CSRF token.
+  function refresh() {
+    return fetch("/api/v1/auth/refresh", { method: "POST", credentials: "same-origin" })
+      .then((r) => (r.ok ? r.json() : Promise.reject(r.status)))
+      .then((s) => { $$('input[name="csrf"]').forEach((i) => { i.value = s.csrf_token; }); return s; });
+  }
+  const live = $("#live");
+  if (live) window.setInterval(() => refresh().catch(() => {}), 4 * 60 * 1000);
+  // On the login page, a still valid refresh token (7 days) signs in again
+  // without a password.
+  const login = $("form[data-login]");
+  if (login && !$(".flash")) {
+    refresh().then(() => { window.location.replace(login.elements.next.value || "/"); }).catch(() => {});
+  }
+
+  // --- Live updates ------------------------------------------------------
+  if (!live) return;
+  const follow = body.dataset.follow;
+  const url = "/ui/events" + (follow ? "?container=" + encodeURIComponent(follow) : "");
+  let source = null, wasUp = false, retry = 1000;
+
+  function setLive(on, text) {
+    live.textContent = text;
+    live.className = "live " + (on ? "on" : "off");
+  }
+
+  function connect() {
+    source = new EventSource(url);
+    source.addEventListener("hello", () => {
+      retry = 1000;
+      // Back after a lost connection (the host restarted): what changed in
+      // the meantime is not known, so show the page afresh.
+      if (wasUp) { window.location.reload(); return; }
+      wasUp = true;
+      setLive(true, "live");
+    });
+    source.addEventListener("container", (e) => onContainer(JSON.parse(e.data)));
+    source.addEventListener("service", (e) => onService(JSON.parse(e.data)));
+    source.addEventListener("log", (e) => onLog(JSON.parse(e.data)));
+    source.addEventListener("stats", (e) => onStats(JSON.parse(e.data)));
+    source.onerror = () => {
+      setLive(false, "reconnecting…");
+      if (source.readyState === EventSource.CLOSED) {
+        // Refused (signed out?) or the host is gone: try again, slower.
+        source.close();
+        window.setTimeout(() => refresh().catch(() => {}).finally(connect), retry);
+        retry = Math.min(retry * 2, 10000);
+      }
+    };
+  }
+
+  function classOf(el, state, health) {
+    if (health === "unhealthy") return "unhealthy";
+    if (state === "running") return "running";
+    return el.hasAttribute("data-managed") ? "sleeping" : "stopped";
+  }
+
+  function onContainer(c) {
+    $$('[data-container="' + c.id + '"]').forEach((el) => {
+      const stateEl = $('[data-field="state"]', el);
+      const healthEl = $('[data-field="health"]', el) || $('[data-field="health"]');
+      if (c.state) el.dataset.state = c.state;
+      if (c.health && healthEl) healthEl.textContent = c.health;
+      const cls = classOf(el, el.dataset.state, healthEl ? healthEl.textContent : "");
+      el.dataset.class = cls;
+      if (stateEl && c.state) {
+        stateEl.textContent = c.state;
+        stateEl.className = "badge " + cls;
+      }
+      const status = $('[data-field="status"]', el);
+      if (status && c.state) status.textContent = c.action + " just now";
+    });
+    // Overview: recount, and list the event.
+    const states = $("#states");
+    if (states && c.state) {
+      const map = JSON.parse(states.dataset.states || "{}");
+      if (c.state === "removed") delete map[c.id];
+      else map[c.id] = c.health === "unhealthy" ? "unhealthy" : c.state === "running" ? "running"
+        : (map[c.id] === "sleeping" ? "sleeping" : "stopped");
+      states.dataset.states = JSON.stringify(map);
+      $$("[data-count]").forEach((n) => {
+        n.textContent = Object.values(map).filter((v) => v === n.dataset.count).length;
+      });
+    }
+    const events = $("#events");
+    if (events && c.name) {
+      const li = document.createElement("li");
+      const t = document.createElement("time");
+      t.textContent = new Date(c.at_ms).toISOString().replace("T", " ").slice(0, 19);
+      const a = document.createElement("a");
+      a.href = "/containers/" + encodeURIComponent(c.name);
+      a.textContent = c.name;
+      li.append(t, " ", a, " " + c.action);
+      events.prepend(li);
+      const none = $("#no-events");
+      if (none) none.remove();
+      while (events.children.length > 50) events.lastElementChild.remove();
+    }
+  }
+
+  function onService(s) {
+    $$('[data-service="' + s.service + '"]').forEach((el) => {
+      el.dataset.state = s.state;
+      $$('[data-field="svc-state"]', el).forEach((b) => {
+        b.textContent = s.state;
+        b.className = "badge svc-" + s.state;
+      });
+    });
+  }
+
+  // --- Logs --------------------------------------------------------------
+  const log = $("#log");
+  const bar = $("[data-logbar]");
+  let paused = false, held = [], needle = "";
+  if (log && bar) {
+    bar.hidden = false;
+    log.scrollTop = log.scrollHeight;
+    const pause = $("[data-log-pause]", bar);
+    const note = $("[data-log-note]", bar);
+    pause.addEventListener("click", () => {
+      paused = !paused;
+      pause.setAttribute("aria-pressed", String(paused));
+      pause.textContent = paused ? "Resume" : "Pause";
+      if (!paused) { held.forEach(addLine); held = []; }
+      note.textContent = paused ? "Paused: new lines are held." : "";
+    });
+    $("[data-log-search]", bar).addEventListener("input", (e) => {
+      needle = e.target.value.toLowerCase();
+      $$("li", log).forEach(filterLine);
+    });
+  }
+  function filterLine(li) {
+    li.classList.toggle("hidden", needle !== "" && !li.textContent.toLowerCase().includes(needle));
+  }
+  function addLine(l) {
+    const li = document.createElement("li");
+    li.className = l.stream;
+    li.textContent = l.line;
+    filterLine(li);
+    log.append(li);
+    while (log.children.length > 2000) log.firstElementChild.remove();
+    const followBox = $("[data-log-follow]");
+    if (!followBox || followBox.checked) log.scrollTop = log.scrollHeight;
+  }
+  function onLog(l) {
+    if (!log) return;
+    if (paused) { held.push(l); if (held.length > 5000) held.shift(); return; }
+    addLine(l);
+  }
+
+  // --- Resource charts (drawn by the server) ------------------------------
+  function onStats(s) {
+    $$("[data-chart]").forEach((el) => { if (s[el.dataset.chart]) el.innerHTML = s[el.dataset.chart]; });
+    $$("[data-stat]").forEach((el) => { if (s[el.dataset.stat]) el.textContent = s[el.dataset.stat]; });
+  }
+
+  // Time left before a service sleeps, counted down on the page.
+  const loaded = Date.now();
+  const countdowns = $$("[data-remaining-ms]");
+  if (countdowns.length) {
+    window.setInterval(() => {
+      countdowns.forEach((el) => {
+        const left = Math.max(0, Number(el.dataset.remainingMs) - (Date.now() - loaded));
+        const s = Math.round(left / 1000);
+        el.textContent = s >= 60 ? Math.floor(s / 60) + " min " + (s % 60) + " s" : s + " s";
+      });
+    }, 1000);
+  }
+
+  connect();
+})();

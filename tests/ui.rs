@@ -1,0 +1,833 @@
+//! The browser UI end to end: headless Chromium (Debian's `chromium`,
+//! driven through `chromedriver` by fantoccini) against a real host and the
+//! real Docker engine. Screenshots of every page land in
+//! `$WD_ARTIFACTS_DIR/screenshots/` (default `target/test-artifacts`).
+//!
+//! Chromium runs headless, without sandbox (tests run as root), and may
+//! only reach loopback: every other host name resolves to nothing.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use wakedock_tests::*;
+
+/// One browser at a time: two cores do not run several Chromiums well.
+static BROWSER_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn artifacts_dir() -> PathBuf {
+    let base = std::env::var_os("WD_ARTIFACTS_DIR")
+        .or_else(|| std::env::var_os("WD_ARTIFACTS"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts")
+        });
+    let dir = base.join("screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir
+}
+
+fn chromium_binary() -> String {
+    if let Ok(b) = std::env::var("WD_CHROMIUM") {
+        return b;
+    }
+    // Debian's /usr/bin/chromium is a wrapper script; chromedriver wants
+    // the browser itself.
+    ["/usr/lib/chromium/chromium", "/usr/bin/chromium"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("chromium is not installed: run scripts/install-deps.sh")
+        .to_string()
+}
+
+struct Browser {
+    client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver is not installed: run scripts/install-deps.sh");
+        let profile = tempfile::tempdir().unwrap();
+        let args = vec![
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            "--window-size=1280,1000".into(),
+            "--no-first-run".into(),
+            "--no-default-browser-check".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--disable-extensions".into(),
+            "--disable-default-apps".into(),
+            "--disable-features=Translate,OptimizationHints,MediaRouter".into(),
+            // Loopback only: any other name resolves to nothing.
+            "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1".into(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({"binary": chromium_binary(), "args": args}),
+        );
+        // Confirmation dialogs are answered by the test, not dismissed.
+        caps.insert("unhandledPromptBehavior".into(), json!("ignore"));
+        let url = format!("http://127.0.0.1:{port}");
+        let mut last_err = None;
+        for _ in 0..100 {
+            match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(client) => {
+                    return Browser {
+                        client,
+                        driver,
+                        _profile: profile,
+                    }
+                }
+                Err(e) => last_err = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("could not start a Chromium session: {last_err:?}");
+    }
+
+    /// Opens `url`. Chromium drops a load when the machine's network
+    /// changes (Docker adding a veth for a container started elsewhere):
+    /// such a load is retried.
+    async fn goto(&self, url: &str) {
+        for _ in 0..5 {
+            self.client.goto(url).await.expect("navigate");
+            let ok = self
+                .client
+                .execute("return !!document.querySelector('main#main')", vec![])
+                .await;
+            if matches!(ok, Ok(Value::Bool(true))) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        panic!("{url} did not load");
+    }
+
+    /// Saves a screenshot of the current page as `<name>.png`.
+    async fn shot(&self, name: &str) {
+        let png = self.client.screenshot().await.expect("screenshot");
+        let path = artifacts_dir().join(format!("{name}.png"));
+        std::fs::write(&path, png).expect("write screenshot");
+        eprintln!("screenshot: {}", path.display());
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.client.execute(script, vec![]).await.expect("script")
+    }
+
+    /// Waits until the JS expression `cond` is true.
+    async fn wait_for(&self, what: &str, cond: &str, limit: Duration) {
+        let script = format!("return !!({cond});");
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Ok(Value::Bool(true)) = self.client.execute(&script, vec![]).await {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let url = self.client.current_url().await.ok();
+                let text = self.js("return document.body.innerText").await;
+                panic!("timed out after {limit:?} waiting for {what} on {url:?}; page: {text}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("find {css}: {e}"))
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn count(&self, css: &str) -> usize {
+        self.client.find_all(Locator::Css(css)).await.unwrap().len()
+    }
+
+    async fn login(&self, host: &TestHost, user: &str, password: &str) {
+        self.goto(&host.url("/login")).await;
+        self.fill("#username", user).await;
+        self.fill("#password", password).await;
+        self.click("form[data-login] button").await;
+    }
+
+    async fn fill(&self, css: &str, value: &str) {
+        let e = self.client.find(Locator::Css(css)).await.unwrap();
+        e.clear().await.unwrap();
+        e.send_keys(value).await.unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("find {css}: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    }
+
+    async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(15);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_every_page_and_screenshots() {
+    let _one = BROWSER_LOCK.lock().await;
+    let host = TestHost::start(Backend::Sqlite).await;
+    let c = TestContainer::run(&[("LOG_EVERY_MS", "200"), ("APP_NAME", "ui-pages")]).await;
+    let b = Browser::start().await;
+
+    // Not signed in: any page leads to the login form, and back afterwards.
+    b.goto(&host.url(&format!("/containers?q={}", c.name)))
+        .await;
+    b.wait_for(
+        "the login form",
+        "document.querySelector('#username')",
+        WAIT,
+    )
+    .await;
+    b.shot("login").await;
+
+    // A bad password is said so on the page, not as JSON.
+    b.login(&host, "admin", "not-the-password").await;
+    b.wait_for(
+        "the error message",
+        "document.querySelector('.flash.err')",
+        WAIT,
+    )
+    .await;
+    assert_eq!(b.text(".flash.err").await, "Wrong username or password.");
+    b.shot("login-error").await;
+
+    b.goto(&host.url(&format!("/login?next=/containers%3Fq%3D{}", c.name)))
+        .await;
+    b.fill("#username", "admin").await;
+    b.fill("#password", ADMIN_PASSWORD).await;
+    b.click("form[data-login] button").await;
+    b.wait_for(
+        "the container list",
+        "document.querySelector('table#containers')",
+        WAIT,
+    )
+    .await;
+    let row = format!("tr[data-container='{}']", c.id);
+    assert_eq!(
+        b.text(&format!("{row} [data-field=state]")).await,
+        "running"
+    );
+    assert_eq!(
+        b.count(&format!("{row} button[formaction$='/stop']")).await,
+        1
+    );
+    b.wait_for(
+        "the live stream",
+        "document.querySelector('#live.on')",
+        WAIT,
+    )
+    .await;
+    b.goto(&host.url("/containers")).await;
+    b.wait_for(
+        "the live stream",
+        "document.querySelector('#live.on')",
+        WAIT,
+    )
+    .await;
+    b.shot("containers").await;
+
+    // The container's page: logs arrive live, charts fill in.
+    b.goto(&host.url(&format!("/containers/{}", c.name))).await;
+    let lines = b.count("#log li").await;
+    b.wait_for(
+        "new log lines",
+        &format!("document.querySelectorAll('#log li').length > {lines}"),
+        WAIT,
+    )
+    .await;
+    b.wait_for(
+        "a CPU chart with samples",
+        "document.querySelector('[data-chart=cpu_svg] polyline')",
+        WAIT,
+    )
+    .await;
+    // Search filters lines; pause holds new ones.
+    b.fill("[data-log-search]", "no line contains this").await;
+    b.wait_for(
+        "every line filtered out",
+        "document.querySelectorAll('#log li:not(.hidden)').length === 0",
+        WAIT,
+    )
+    .await;
+    b.fill("[data-log-search]", "").await;
+    b.js("document.querySelector('[data-log-search]').dispatchEvent(new Event('input'))")
+        .await;
+    b.shot("container-detail").await;
+
+    for (path, name, marker) in [
+        ("/", "overview", ".tiles"),
+        ("/plugins", "plugins", "input[name=manifest]"),
+        ("/users", "users", "table#users"),
+        ("/audit", "audit", "table#audit"),
+    ] {
+        b.goto(&host.url(path)).await;
+        b.wait_for(name, &format!("document.querySelector('{marker}')"), WAIT)
+            .await;
+        b.shot(name).await;
+    }
+    // The audit log has the failed and the successful login.
+    let audit = b
+        .js("return document.querySelector('#audit').innerText")
+        .await;
+    let audit = audit.as_str().unwrap();
+    assert!(audit.contains("auth.login"), "{audit}");
+    assert!(audit.contains("failure"), "{audit}");
+
+    // A bad user form says what is wrong next to the field.
+    b.goto(&host.url("/users")).await;
+    b.fill("#nu-name", "bad name").await;
+    b.fill("#nu-pw", "long-enough-password").await;
+    b.click("form[action='/users'] button.primary").await;
+    b.wait_for(
+        "the field message",
+        "document.querySelector('#nu-name-err')",
+        WAIT,
+    )
+    .await;
+    assert!(b.text("#nu-name-err").await.contains("is invalid"));
+    b.shot("users-validation").await;
+
+    // A phone-sized window.
+    b.client.set_window_size(390, 844).await.unwrap();
+    b.goto(&host.url("/containers")).await;
+    b.wait_for(
+        "the list",
+        "document.querySelector('table#containers')",
+        WAIT,
+    )
+    .await;
+    b.shot("containers-phone").await;
+
+    b.close().await;
+    host.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_shows_on_a_second_page_without_reload() {
+    let _one = BROWSER_LOCK.lock().await;
+    let host = TestHost::start(Backend::Sqlite).await;
+    let c = TestContainer::run(&[("APP_NAME", "ui-live")]).await;
+    let b = Browser::start().await;
+    b.login(&host, "admin", ADMIN_PASSWORD).await;
+    b.wait_for("the overview", "document.querySelector('.tiles')", WAIT)
+        .await;
+
+    // Page two: the container's own page, marked so a reload would show.
+    let first = b.client.window().await.unwrap();
+    let second = b.client.new_window(true).await.unwrap().handle;
+    b.client.switch_to_window(second.clone()).await.unwrap();
+    b.goto(&host.url(&format!("/containers/{}", c.name))).await;
+    b.wait_for(
+        "the live stream",
+        "document.querySelector('#live.on')",
+        WAIT,
+    )
+    .await;
+    b.js("window.__noReload = true").await;
+
+    // Page one: the list; stop the container there, confirming.
+    b.client.switch_to_window(first).await.unwrap();
+    b.goto(&host.url(&format!("/containers?q={}", c.name)))
+        .await;
+    b.wait_for(
+        "the live stream",
+        "document.querySelector('#live.on')",
+        WAIT,
+    )
+    .await;
+    b.click(&format!(
+        "tr[data-container='{}'] button[formaction$='/stop']",
+        c.id
+    ))
+    .await;
+    b.client
+        .accept_alert()
+        .await
+        .expect("a confirmation dialog");
+    b.wait_for("the outcome", "document.querySelector('.flash.ok')", WAIT)
+        .await;
+    assert_eq!(b.text(".flash.ok").await, format!("Stopped {}.", c.name));
+    b.shot("containers-after-stop").await;
+
+    // Page two changed by itself.
+    b.client.switch_to_window(second).await.unwrap();
+    b.wait_for(
+        "the state to turn exited on the second page",
+        "document.querySelector('.head [data-field=state]').textContent === 'exited'",
+        WAIT,
+    )
+    .await;
+    assert_eq!(b.js("return window.__noReload === true").await, json!(true));
+    // Only the actions that fit a stopped container are shown.
+    assert_eq!(
+        b.js("return getComputedStyle(document.querySelector('.head form[action$=\"/start\"] > button')).display")
+            .await,
+        json!("block")
+    );
+    assert_eq!(
+        b.js("return getComputedStyle(document.querySelector('.head button[formaction$=\"/stop\"]')).display")
+            .await,
+        json!("none")
+    );
+    b.shot("container-stopped-live").await;
+
+    let admin = host.admin().await;
+    let d = admin
+        .get_json(&format!("/api/v1/containers/{}", c.name))
+        .await;
+    assert_eq!(d["state"], "exited");
+    b.close().await;
+    host.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_sees_no_actions_and_a_forged_post_is_refused() {
+    let _one = BROWSER_LOCK.lock().await;
+    let host = TestHost::start(Backend::Sqlite).await;
+    let c = TestContainer::run(&[("APP_NAME", "ui-viewer")]).await;
+    let admin = host.admin().await;
+    let r = admin
+        .post(
+            "/api/v1/users",
+            json!({"username": "vera", "password": "viewer-password-1", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let b = Browser::start().await;
+    b.login(&host, "vera", "viewer-password-1").await;
+    b.wait_for("the overview", "document.querySelector('.tiles')", WAIT)
+        .await;
+    // No admin pages in the navigation.
+    assert_eq!(b.count("nav a[href='/users']").await, 0);
+    b.goto(&host.url(&format!("/containers?q={}", c.name)))
+        .await;
+    b.wait_for(
+        "the list",
+        "document.querySelector('table#containers')",
+        WAIT,
+    )
+    .await;
+    assert_eq!(b.count("table#containers tbody tr").await, 1);
+    assert_eq!(b.count("form[action^='/containers/']").await, 0);
+    assert_eq!(b.count("table#containers button").await, 0);
+    b.shot("containers-viewer").await;
+    b.goto(&host.url(&format!("/containers/{}", c.name))).await;
+    assert_eq!(b.count(".head button").await, 0);
+
+    // A forged form with a valid CSRF token: the server refuses, as a page.
+    b.js(&format!(
+        "const f = document.createElement('form'); f.method = 'post'; \
+         f.action = '/containers/{}/stop'; \
+         const csrf = document.cookie.split('; ').find(c => c.startsWith('wakedock_csrf=')).split('=')[1]; \
+         for (const [k, v] of [['csrf', csrf], ['confirm', 'yes']]) {{ \
+           const i = document.createElement('input'); i.type = 'hidden'; i.name = k; i.value = v; f.append(i); }} \
+         document.body.append(f); f.submit();",
+        c.name
+    ))
+    .await;
+    b.wait_for("the refusal", "document.querySelector('.flash.err')", WAIT)
+        .await;
+    let msg = b.text(".flash.err").await;
+    assert!(msg.contains("needs the user role"), "{msg}");
+    b.shot("viewer-forged-post").await;
+    // An admin page is refused as a page too.
+    b.goto(&host.url("/users")).await;
+    assert!(b.text(".flash.err").await.contains("admin role"));
+
+    // Without the CSRF token the same post is refused before the role check.
+    let jar_cookie = b
+        .js("return document.cookie")
+        .await
+        .as_str()
+        .unwrap()
+        .to_string();
+    let access = b
+        .client
+        .get_named_cookie("wakedock_access")
+        .await
+        .unwrap()
+        .value()
+        .to_string();
+    let r = reqwest::Client::new()
+        .post(host.url(&format!("/containers/{}/stop", c.name)))
+        .header("cookie", format!("{jar_cookie}; wakedock_access={access}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("confirm=yes&csrf=wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(r.text().await.unwrap().contains("CSRF"));
+
+    let d = admin
+        .get_json(&format!("/api/v1/containers/{}", c.name))
+        .await;
+    assert_eq!(d["state"], "running", "the refused stop did nothing");
+    let audit = admin
+        .get_json("/api/v1/audit?actor=vera&action=container.stop")
+        .await;
+    assert_eq!(audit["items"][0]["result"], "denied");
+    b.close().await;
+    host.stop().await.unwrap();
+}
+
+fn example_plugin() -> (PathBuf, PathBuf) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    // WD_WASM_DIR: components built elsewhere (e.g. another checkout's
+    // target directory shared with this one).
+    let dir = std::env::var_os("WD_WASM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target.join("wasm32-wasip2/release"));
+    let wasm = dir.join("wakedock_plugin_example.wasm");
+    assert!(
+        wasm.exists(),
+        "{}: build the plugins first with scripts/build-plugins.sh",
+        wasm.display()
+    );
+    (
+        root.join("plugins/example/plugin.toml")
+            .canonicalize()
+            .unwrap(),
+        wasm.canonicalize().unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_is_uploaded_granted_disabled_and_removed_from_its_page() {
+    let _one = BROWSER_LOCK.lock().await;
+    let host = TestHost::start(Backend::Sqlite).await;
+    let (manifest, wasm) = example_plugin();
+    let b = Browser::start().await;
+    b.login(&host, "admin", ADMIN_PASSWORD).await;
+    b.wait_for("the overview", "document.querySelector('.tiles')", WAIT)
+        .await;
+    b.goto(&host.url("/plugins")).await;
+
+    // Uploading without files says what is missing.
+    b.js("document.querySelectorAll('form[action=\"/plugins/upload\"] input[type=file]').forEach(i => i.required = false)")
+        .await;
+    b.click("form[action='/plugins/upload'] button").await;
+    b.wait_for("the message", "document.querySelector('.flash.err')", WAIT)
+        .await;
+    assert!(b.text(".flash.err").await.contains("Choose both files"));
+
+    // Upload: the grant screen shows what it asks for; nothing installed yet.
+    b.client
+        .find(Locator::Css("#manifest"))
+        .await
+        .unwrap()
+        .send_keys(manifest.to_str().unwrap())
+        .await
+        .unwrap();
+    b.client
+        .find(Locator::Css("#wasm"))
+        .await
+        .unwrap()
+        .send_keys(wasm.to_str().unwrap())
+        .await
+        .unwrap();
+    b.click("form[action='/plugins/upload'] button").await;
+    b.wait_for(
+        "the grant screen",
+        "document.querySelector('form[action=\"/plugins/install\"]')",
+        WAIT,
+    )
+    .await;
+    assert!(b.text("h1").await.starts_with("Install example"));
+    b.shot("plugin-grant").await;
+    let admin = host.admin().await;
+    assert_eq!(admin.get_json("/api/v1/plugins").await, json!([]));
+
+    // A custom grant that is not JSON comes back with the message.
+    b.click("input[name=grant][value=custom]").await;
+    b.fill("textarea[name=grant_json]", "{not json").await;
+    b.click("button[name=decision]").await;
+    b.wait_for("the message", "document.querySelector('.flash.err')", WAIT)
+        .await;
+    assert!(b.text(".flash.err").await.contains("not valid JSON"));
+
+    // Grant everything it requests.
+    b.click("input[name=grant][value=all]").await;
+    b.click("button[name=decision]").await;
+    b.wait_for("the outcome", "document.querySelector('.flash.ok')", WAIT)
+        .await;
+    assert!(b.text(".flash.ok").await.starts_with("Installed example"));
+    assert_eq!(
+        b.text("[data-plugin=example] .badge").await,
+        "enabled",
+        "listed as enabled"
+    );
+    b.shot("plugins-installed").await;
+
+    b.click("form[action='/plugins/example/disable'] button")
+        .await;
+    b.wait_for("the outcome", "document.querySelector('.flash.ok')", WAIT)
+        .await;
+    assert_eq!(b.text("[data-plugin=example] .badge").await, "disabled");
+    assert_eq!(
+        admin.get_json("/api/v1/plugins/example").await["enabled"],
+        false
+    );
+
+    b.click("form[action='/plugins/example/remove'] button")
+        .await;
+    b.client
+        .accept_alert()
+        .await
+        .expect("a confirmation dialog");
+    b.wait_for("the outcome", "document.querySelector('.flash.ok')", WAIT)
+        .await;
+    assert_eq!(b.text(".flash.ok").await, "Removed example.");
+    assert_eq!(admin.get_json("/api/v1/plugins").await, json!([]));
+    b.close().await;
+    host.stop().await.unwrap();
+}
+
+/// A host served on `port` (0: any) until the returned sender fires.
+async fn serve_on(
+    config: &wakedock::config::Config,
+    port: u16,
+) -> (
+    u16,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let state = wakedock::server::build_state(config.clone()).await.unwrap();
+    wakedock::server::bootstrap_admin(&state.db, Some(ADMIN_PASSWORD.into()))
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(wakedock::server::run(listener, state, async move {
+        let _ = rx.await;
+    }));
+    (port, tx, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_page_reconnects_after_the_host_restarts() {
+    let _one = BROWSER_LOCK.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("wakedock.db").display());
+    let config = test_config(&dir.path().join("data"), &db);
+    let (port, stop, task) = serve_on(&config, 0).await;
+    let base = format!("http://127.0.0.1:{port}");
+
+    let b = Browser::start().await;
+    b.goto(&format!("{base}/login")).await;
+    b.fill("#username", "admin").await;
+    b.fill("#password", ADMIN_PASSWORD).await;
+    b.click("form[data-login] button").await;
+    b.wait_for(
+        "the live stream",
+        "document.querySelector('#live.on')",
+        WAIT,
+    )
+    .await;
+    b.js("window.__before = true").await;
+
+    // The host goes away: the page says it is reconnecting.
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    b.wait_for(
+        "the reconnecting state",
+        "document.querySelector('#live.off')",
+        WAIT,
+    )
+    .await;
+    b.shot("reconnecting").await;
+
+    // Back on the same address: the page reconnects and shows fresh state.
+    let (_, stop, task) = serve_on(&config, port).await;
+    b.wait_for(
+        "the page to come back live",
+        "!window.__before && document.querySelector('#live.on')",
+        Duration::from_secs(30),
+    )
+    .await;
+    b.close().await;
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_woken_from_its_page_shows_progress_and_turns_awake() {
+    let _one = BROWSER_LOCK.lock().await;
+    let app = TestContainer::from_spec(AppSpec {
+        env: &[("APP_NAME", "ui-wake")],
+        start: false,
+        ..AppSpec::default()
+    })
+    .await;
+    let members = json!([app.name]);
+    let host = TestHost::start_with(Backend::Sqlite, |c| {
+        c.plugins.push(
+            serde_json::from_value(json!({
+                "manifest": concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/wake/plugin.toml"),
+                "wasm": wasm_dir().join("wakedock_plugin_wake.wasm"),
+            }))
+            .unwrap(),
+        );
+        c.services = vec![json!({"name": "uiwake", "members": members, "idle_timeout": "10m"})];
+    })
+    .await;
+    let b = Browser::start().await;
+    b.login(&host, "admin", ADMIN_PASSWORD).await;
+    b.wait_for("the overview", "document.querySelector('.tiles')", WAIT)
+        .await;
+    b.goto(&host.url("/services")).await;
+    let badge = "document.querySelector('[data-service=uiwake] [data-field=svc-state]')";
+    b.wait_for("the service", badge, WAIT).await;
+    assert_eq!(
+        b.text("[data-service=uiwake] [data-field=svc-state]").await,
+        "asleep"
+    );
+    b.wait_for(
+        "the live stream",
+        "document.querySelector('#live.on')",
+        WAIT,
+    )
+    .await;
+    b.shot("services-asleep").await;
+
+    // Every state the badge shows is noted where a reload keeps it.
+    b.js(&format!(
+        "sessionStorage.setItem('seen', ''); \
+         new MutationObserver(() => sessionStorage.setItem('seen', \
+           sessionStorage.getItem('seen') + ' ' + {badge}.textContent)) \
+           .observe({badge}, {{childList: true, characterData: true, subtree: true}});"
+    ))
+    .await;
+    b.click("[data-service=uiwake] form[data-wake] button:not([formaction])")
+        .await;
+    b.wait_for(
+        "the progress",
+        "document.querySelector('[data-service=uiwake] [data-progress]').textContent.startsWith('Waking') \
+         || document.querySelector('.flash.ok')",
+        WAIT,
+    )
+    .await;
+    b.shot("service-waking").await;
+    b.wait_for(
+        "the outcome",
+        "document.querySelector('.flash.ok')",
+        Duration::from_secs(40),
+    )
+    .await;
+    let msg = b.text(".flash.ok").await;
+    assert!(msg.starts_with("uiwake is awake"), "{msg}");
+    assert_eq!(
+        b.text("[data-service=uiwake] [data-field=svc-state]").await,
+        "awake"
+    );
+    let seen = b.js("return sessionStorage.getItem('seen')").await;
+    assert!(
+        seen.as_str().unwrap().contains("waking"),
+        "the badge showed waking live: {seen}"
+    );
+    // The wake is in the history, with its duration.
+    let admin = host.admin().await;
+    let api = admin.get_json("/api/v1/services/uiwake").await;
+    let history = b
+        .js("return document.querySelector('[data-service=uiwake] details table').textContent")
+        .await;
+    assert!(
+        history.as_str().unwrap().contains("ok"),
+        "page: {history}; API: {api}"
+    );
+    assert!(running_container(&app.name).await);
+    b.shot("services-awake").await;
+
+    // A bad definition comes back with the message next to its field.
+    let form = "form[action='/services']";
+    b.fill(&format!("{form} input[name=name]"), "uibad").await;
+    b.fill(&format!("{form} input[name=members]"), &app.name)
+        .await;
+    b.fill(&format!("{form} input[name=idle_timeout]"), "soon")
+        .await;
+    b.click(&format!("{form} button.primary")).await;
+    b.wait_for(
+        "the field message",
+        "document.querySelector('form[action=\"/services\"] input[name=idle_timeout][aria-invalid=true]')",
+        WAIT,
+    )
+    .await;
+    let msg = b
+        .js("return document.querySelector('form[action=\"/services\"] input[name=idle_timeout]').nextElementSibling.textContent")
+        .await;
+    assert!(msg.as_str().unwrap().contains("soon"), "{msg}");
+    b.shot("services-validation").await;
+    b.close().await;
+    host.stop().await.unwrap();
+}
+
+async fn running_container(name: &str) -> bool {
+    let out = Command::new("docker")
+        .args(["inspect", "-f", "{{.State.Running}}", name])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "true"
+}
