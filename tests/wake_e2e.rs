@@ -76,14 +76,15 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// `docker start` events of `name` since `since` (Unix seconds).
-fn starts_since(name: &str, since: u64) -> usize {
-    let now = unix_secs() + 1;
+/// `docker start` events of `name` since `since` (Unix seconds, to the
+/// millisecond: the start of an earlier wake may fall in the same second).
+fn starts_since(name: &str, since: f64) -> usize {
+    let now = unix_secs() as u64 + 1;
     let out = std::process::Command::new("docker")
         .args([
             "events",
             "--since",
-            &since.to_string(),
+            &format!("{since:.3}"),
             "--until",
             &now.to_string(),
             "--filter",
@@ -98,11 +99,11 @@ fn starts_since(name: &str, since: u64) -> usize {
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
-fn unix_secs() -> u64 {
+fn unix_secs() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs()
+        .as_secs_f64()
 }
 
 async fn running(name: &str) -> bool {
@@ -225,7 +226,8 @@ async fn cold_requests_wake_once_and_all_succeed() {
             assert_eq!(status, StatusCode::OK, "{body}");
             assert!(body.starts_with("hello from"), "{body}");
         }
-        assert_eq!(starts_since(&app.name, since), 1, "exactly one start");
+        let starts = starts_since(&app.name, since);
+        assert_eq!(starts, 1, "exactly one start");
         // Manual wake and sleep are audited.
         let audit: Value = admin
             .get("/api/v1/audit?action=service.sleep")

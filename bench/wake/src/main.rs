@@ -329,13 +329,15 @@ async fn awake_path(caddy: &Caddy) -> Result<()> {
     Ok(())
 }
 
-fn starts_since(name: &str, since: u64) -> usize {
-    let until = unix_secs() + 1;
+/// `docker start` events of `name` since `since` (to the millisecond: the
+/// previous wake's start may fall in the same second).
+fn starts_since(name: &str, since: f64) -> usize {
+    let until = unix_secs() as u64 + 1;
     let out = Command::new("docker")
         .args([
             "events",
             "--since",
-            &since.to_string(),
+            &format!("{since:.3}"),
             "--until",
             &until.to_string(),
             "--filter",
@@ -350,11 +352,11 @@ fn starts_since(name: &str, since: u64) -> usize {
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
-fn unix_secs() -> u64 {
+fn unix_secs() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs()
+        .as_secs_f64()
 }
 
 async fn herd(host: &Host, caddy: &Caddy, app: &TestContainer) -> Result<()> {

@@ -9,6 +9,7 @@
 //!   cleared when it stops (a listing cannot show a TCP/HTTP probe);
 //! - `history/{service}`: the last wakes, for the UI;
 //! - `schedule-attempt/{service}`: the last scheduled wake attempt;
+//! - `waking/{service}`: when the wake call in progress started;
 //! - `api/services`: definitions made through `/api/v1/services`.
 //!
 //! Internal routes are for the host only: it calls them with the
@@ -38,6 +39,7 @@ const READY_PREFIX: &str = "ready/";
 const HISTORY_PREFIX: &str = "history/";
 const HISTORY_LEN: usize = 20;
 const SCHEDULE_ATTEMPT_PREFIX: &str = "schedule-attempt/";
+const WAKING_PREFIX: &str = "waking/";
 const SCHEDULE_RETRY_MS: u64 = 60_000;
 /// Bound of the tick's readiness check of a member started by hand.
 const QUICK_CHECK_MS: u32 = 300;
@@ -182,11 +184,21 @@ fn record_wake(service: &str, rec: WakeRecord) {
 
 /// Publishes `state` for `s` unless it is already the published one.
 fn publish(s: &Service, state: &State) {
+    publish_if(s, state, false);
+}
+
+/// Publishes `state` even if it is the stored one: the end of a wake
+/// overrides any progress event (the host drops an unchanged repeat).
+fn publish_always(s: &Service, state: &State) {
+    publish_if(s, state, true);
+}
+
+fn publish_if(s: &Service, state: &State, always: bool) {
     let key = format!("{STATE_PREFIX}{}", s.name);
     let name = state.name().as_str().to_owned();
     let prev: Option<String> = storage::get_json(&key).ok().flatten();
     // Failed states carry a reason that may change; always re-publish them.
-    if prev.as_deref() == Some(name.as_str()) && !matches!(state, State::Failed { .. }) {
+    if !always && prev.as_deref() == Some(name.as_str()) && !matches!(state, State::Failed { .. }) {
         return;
     }
     warn_on("saving a state", storage::set_json(&key, &name));
@@ -233,6 +245,16 @@ impl<'a> Progress<'a> {
             events::publish_json("wake.state", &doc),
         );
     }
+}
+
+/// Whether a wake call is running for `s` (it started less than the wake
+/// timeout ago; a call that died without clearing its mark stops counting
+/// then).
+fn wake_in_progress(s: &Service, now: u64) -> bool {
+    storage::get_json::<u64>(&format!("{WAKING_PREFIX}{}", s.name))
+        .ok()
+        .flatten()
+        .is_some_and(|at| now < at.saturating_add(s.wake_timeout_ms + 5_000))
 }
 
 fn published_state(service: &str) -> Option<State> {
@@ -430,8 +452,11 @@ impl Wake {
                 };
                 match waited {
                     Ok(()) => {
-                        mark_ready(m, true);
+                        // Progress first: once marked ready, a tick may
+                        // derive and publish `awake`, and no progress
+                        // event may come after that.
                         progress.set(m, if s.is_one_shot(m) { "done" } else { "ready" });
+                        mark_ready(m, true);
                     }
                     Err(Error::Timeout) => return Err(WakeFailure::Timeout),
                     Err(e) => {
@@ -472,6 +497,12 @@ impl Wake {
         if before != State::Awake {
             publish(s, &State::Waking);
         }
+        // While this call wakes the service, the tick leaves its state and
+        // readiness to it (see `wake_in_progress`).
+        warn_on(
+            "marking a wake in progress",
+            storage::set_json(&format!("{WAKING_PREFIX}{name}"), &started),
+        );
         let mut progress = Progress::new(s);
         let result =
             Self::start_members(s, started.saturating_add(s.wake_timeout_ms), &mut progress);
@@ -482,7 +513,7 @@ impl Wake {
                 let mut session = session_of(name).unwrap_or_else(|| Session::start(now, 0));
                 session.record_activity(now, 0, session.open_connections, s.idle_timeout_ms);
                 put_session(name, &session);
-                publish(s, &State::Awake);
+                publish_always(s, &State::Awake);
                 (
                     WakeRecord {
                         at_ms: started,
@@ -532,6 +563,7 @@ impl Wake {
         if before != State::Awake || rec.result != "ok" {
             record_wake(name, rec);
         }
+        let _ = storage::delete(&format!("{WAKING_PREFIX}{name}"));
         response
     }
 
@@ -855,6 +887,9 @@ impl Plugin for Wake {
             } else if sessions.get(&s.name).is_some() {
                 active += 1;
             }
+            if wake_in_progress(s, now) {
+                continue;
+            }
             // Members that run without having passed their probe here
             // (started by hand): one quick check each tick.
             for c in all.iter().filter(|c| {
@@ -896,6 +931,9 @@ impl Plugin for Wake {
         }
         // Derived states (containers changed by hand, by Docker...).
         for s in cat.services.values() {
+            if wake_in_progress(s, now) {
+                continue;
+            }
             let members = Self::members(s, &all);
             let prev = published_state(&s.name);
             let state = derive_state(s, &members, prev.as_ref());
