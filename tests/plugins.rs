@@ -235,6 +235,10 @@ async fn hostile_plugins_are_stopped_and_the_host_keeps_serving() {
     })
     .await;
     let admin = host.admin().await;
+    // Created before the plugins load: its create/start events, delivered
+    // to them asynchronously, would otherwise land between the failing
+    // calls below and (being successful calls) reset the failure count.
+    let victim = TestContainer::run_labelled(&[], &[("wakedock.enable", "true")]).await;
     let r = admin
         .post(
             "/api/v1/plugins",
@@ -257,7 +261,6 @@ async fn hostile_plugins_are_stopped_and_the_host_keeps_serving() {
         "{}",
         r.text().await.unwrap()
     );
-    let victim = TestContainer::run_labelled(&[], &[("wakedock.enable", "true")]).await;
     let ok = || async { admin.get("/api/v1/plugins/hostile/ok").await.status() == StatusCode::OK };
     assert!(ok().await);
 
