@@ -1,0 +1,34 @@
+//! Plugin API versions across releases: a plugin compiled against 0.1.0
+//! (its imports are `wakedock:plugin/...@0.1.0`) links and runs on this
+//! 0.1.1 host; versions the host does not offer are refused (see
+//! `hostile.rs` for 0.2.0 imports).
+
+mod common;
+
+use common::*;
+use wakedock_plugin_runtime::testing::{get, test_caller};
+use wakedock_plugin_runtime::Grant;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_built_against_0_1_0_runs_on_a_0_1_1_host() {
+    assert_eq!(wakedock_plugin_runtime::HOST_API_VERSION, "0.1.1");
+    let host = host_with_containers();
+    let rt = runtime(&host);
+    let m = manifest("tests/plugins/api-0-1-0/plugin.toml");
+    let g = Grant::approve_all(&m);
+    rt.load(
+        m,
+        &wasm("wakedock_fixture_api_0_1_0"),
+        g,
+        serde_json::Value::Null,
+    )
+    .await
+    .expect("a 0.1.0 plugin loads on a 0.1.1 host");
+    let r = rt
+        .handle_http("api-0-1-0", get("/count"), test_caller())
+        .await
+        .expect("the call runs");
+    assert_eq!(r.status, 200);
+    // Its 0.1.0 `containers.list` import reached the host: 3 containers.
+    assert_eq!(String::from_utf8_lossy(&r.body), "3");
+}
