@@ -895,6 +895,31 @@ async fn metrics_and_security_headers() {
     assert!(running >= 1.0);
     assert!(text.contains("wakedock_process_resident_memory_bytes"));
 
+    // gzip when asked; never on an event stream (it must flush per event).
+    let r = admin
+        .request(Method::GET, "/api/v1/containers")
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let r = admin
+        .request(
+            Method::GET,
+            &format!("/api/v1/containers/{}/logs?follow=true", _c.name),
+        )
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers().get("content-encoding").is_none(),
+        "{:?}",
+        r.headers()
+    );
+    drop(r);
+
     // Strict headers everywhere, HSTS only behind TLS.
     let r = admin.get("/api/v1/auth/me").await;
     let h = r.headers();

@@ -134,6 +134,10 @@ pub fn app(state: AppState) -> Router {
             client_ip::resolve,
         ))
         .layer(cors)
+        // gzip for clients that ask (browsers do): pages and JSON lists
+        // shrink several times. The default predicate leaves event streams,
+        // images and small bodies alone.
+        .layer(tower_http::compression::CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
