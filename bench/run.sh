@@ -12,7 +12,7 @@ if [ -f "$here/plugin-runtime/Cargo.toml" ]; then
 fi
 echo "== wake-on-request (Caddy + wakedock)"
 # 1,000 held requests need more descriptors than the default 1,024.
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)"
 "$here/../scripts/build-test-images.sh" >/dev/null
 "$here/../scripts/build-caddy.sh" >/dev/null
 cargo build --release -q -p wakedock
