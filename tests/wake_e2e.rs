@@ -76,36 +76,6 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// `docker start` events of `name` since `since` (Unix seconds, to the
-/// millisecond: the start of an earlier wake may fall in the same second).
-fn starts_since(name: &str, since: f64) -> usize {
-    let now = unix_secs() as u64 + 1;
-    let out = std::process::Command::new("docker")
-        .args([
-            "events",
-            "--since",
-            &format!("{since:.3}"),
-            "--until",
-            &now.to_string(),
-            "--filter",
-            &format!("container={name}"),
-            "--filter",
-            "event=start",
-            "--format",
-            "{{.ID}}",
-        ])
-        .output()
-        .expect("docker events");
-    String::from_utf8_lossy(&out.stdout).lines().count()
-}
-
-fn unix_secs() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
 async fn running(name: &str) -> bool {
     let d = docker().await;
     d.inspect_container(

@@ -521,6 +521,36 @@ pub struct AppSpec<'a> {
     pub name: Option<String>,
 }
 
+/// `docker start` events (from the engine's event log) of `name` since `since` (Unix seconds, to the
+/// millisecond: the start of an earlier wake may fall in the same second).
+pub fn starts_since(name: &str, since: f64) -> usize {
+    let now = unix_secs() as u64 + 1;
+    let out = std::process::Command::new("docker")
+        .args([
+            "events",
+            "--since",
+            &format!("{since:.3}"),
+            "--until",
+            &now.to_string(),
+            "--filter",
+            &format!("container={name}"),
+            "--filter",
+            "event=start",
+            "--format",
+            "{{.ID}}",
+        ])
+        .output()
+        .expect("docker events");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+pub fn unix_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
 /// A loopback TCP port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use wakedock_tests::caddy::{Caddy, Site};
-use wakedock_tests::{docker, free_port, target_dir, wasm_dir, AppSpec, TestContainer};
+use wakedock_tests::{
+    docker, free_port, starts_since, target_dir, unix_secs, wasm_dir, AppSpec, TestContainer,
+};
 
 const TOKEN: &str = "bench-bridge-token-0123456789";
 const PASSWORD: &str = "bench-admin-password";
@@ -99,14 +101,7 @@ impl Host {
     }
 
     fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            })
-            .unwrap_or(0)
+        rss_kib(self.child.id())
     }
 
     async fn token(&self) -> Result<String> {
@@ -141,6 +136,18 @@ impl Drop for Host {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// VmRSS of process `pid` in KiB (0 if it cannot be read).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -329,36 +336,6 @@ async fn awake_path(caddy: &Caddy) -> Result<()> {
     Ok(())
 }
 
-/// `docker start` events of `name` since `since` (to the millisecond: the
-/// previous wake's start may fall in the same second).
-fn starts_since(name: &str, since: f64) -> usize {
-    let until = unix_secs() as u64 + 1;
-    let out = Command::new("docker")
-        .args([
-            "events",
-            "--since",
-            &format!("{since:.3}"),
-            "--until",
-            &until.to_string(),
-            "--filter",
-            &format!("container={name}"),
-            "--filter",
-            "event=start",
-            "--format",
-            "{{.ID}}",
-        ])
-        .output()
-        .expect("docker events");
-    String::from_utf8_lossy(&out.stdout).lines().count()
-}
-
-fn unix_secs() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
 async fn herd(host: &Host, caddy: &Caddy, app: &TestContainer) -> Result<()> {
     let token = host.token().await?;
     host.sleep(&token).await?;
@@ -377,16 +354,7 @@ async fn herd(host: &Host, caddy: &Caddy, app: &TestContainer) -> Result<()> {
         let (peak, done) = (peak.clone(), done.clone());
         tokio::spawn(async move {
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Some(kib) = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                    .ok()
-                    .and_then(|s| {
-                        s.lines()
-                            .find_map(|l| l.strip_prefix("VmRSS:"))
-                            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                    })
-                {
-                    peak.fetch_max(kib, std::sync::atomic::Ordering::Relaxed);
-                }
+                peak.fetch_max(rss_kib(pid), std::sync::atomic::Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
