@@ -173,6 +173,128 @@ impl Grant {
     }
 }
 
+impl Grant {
+    /// Why this grant approves more than `manifest` requests, if it does.
+    /// A grant may narrow a request (lower access, extra selector terms, a
+    /// smaller quota or rate, fewer hosts or topics, lower limits) but never
+    /// widen it: what is stored and shown as granted is then exactly what
+    /// the plugin can use, never more.
+    pub fn excess_over(&self, manifest: &Manifest) -> Option<String> {
+        let name = &manifest.name;
+        let (r, g) = (&manifest.capabilities, &self.capabilities);
+        let unrequested =
+            |cap: &str| format!("grant approves capability `{cap}`, which plugin `{name}` does not request");
+        if let Some(gc) = &g.containers {
+            let Some(rc) = &r.containers else {
+                return Some(unrequested("containers"));
+            };
+            if gc.access > rc.access {
+                return Some(format!(
+                    "grant gives `containers` access `{}`, wider than the `{}` plugin `{name}` requests: grant `{}` or narrower",
+                    access_name(gc.access),
+                    access_name(rc.access),
+                    access_name(rc.access)
+                ));
+            }
+            let terms = |c: &ContainersCap| {
+                Selector::parse(c.selector.as_deref().unwrap_or(""))
+                    .unwrap_or_default()
+                    .terms
+            };
+            if !terms(rc).is_subset(&terms(gc)) {
+                let want = rc.selector.as_deref().unwrap_or("");
+                return Some(format!(
+                    "grant's `containers` selector `{}` selects more containers than the `{want}` plugin `{name}` requests: \
+                     a grant may only add terms to it (for example `{want},team=a`)",
+                    gc.selector.as_deref().unwrap_or("(none: every container)")
+                ));
+            }
+        }
+        if let Some(gs) = &g.storage {
+            let Some(rs) = &r.storage else {
+                return Some(unrequested("storage"));
+            };
+            if gs.quota_bytes > rs.quota_bytes {
+                return Some(format!(
+                    "grant gives `storage` quota-bytes {}, more than the {} plugin `{name}` requests",
+                    gs.quota_bytes, rs.quota_bytes
+                ));
+            }
+        }
+        if let Some(gh) = &g.http_outbound {
+            let Some(rh) = &r.http_outbound else {
+                return Some(unrequested("http-outbound"));
+            };
+            if let Some(h) = gh
+                .hosts
+                .iter()
+                .find(|h| !pattern_covered(h, &rh.hosts, host_matches))
+            {
+                return Some(format!(
+                    "grant allows `http-outbound` host `{h}`, which plugin `{name}` does not request (it requests {:?})",
+                    rh.hosts
+                ));
+            }
+            if gh.max_requests_per_minute > rh.max_requests_per_minute {
+                return Some(format!(
+                    "grant gives `http-outbound` max-requests-per-minute {}, more than the {} plugin `{name}` requests",
+                    gh.max_requests_per_minute, rh.max_requests_per_minute
+                ));
+            }
+        }
+        if let Some(ge) = &g.events {
+            let Some(re) = &r.events else {
+                return Some(unrequested("events"));
+            };
+            for (kind, granted, requested) in [
+                ("publish", &ge.publish, &re.publish),
+                ("subscribe", &ge.subscribe, &re.subscribe),
+            ] {
+                if let Some(t) = granted
+                    .iter()
+                    .find(|t| !pattern_covered(t, requested, topic_matches))
+                {
+                    return Some(format!(
+                        "grant allows `events` {kind} `{t}`, which plugin `{name}` does not request (it requests {requested:?})"
+                    ));
+                }
+            }
+        }
+        if g.metrics.is_some() && r.metrics.is_none() {
+            return Some(unrequested("metrics"));
+        }
+        let (rl, gl) = (&manifest.limits, &self.limits);
+        for (limit, asked, granted) in [
+            ("memory-bytes", rl.memory_bytes, gl.memory_bytes),
+            ("cpu-ms-per-call", rl.cpu_ms_per_call, gl.cpu_ms_per_call),
+            ("wall-ms-per-call", rl.wall_ms_per_call, gl.wall_ms_per_call),
+            ("max-instances", rl.max_instances.map(u64::from), gl.max_instances.map(u64::from)),
+            ("max-tables", rl.max_tables.map(u64::from), gl.max_tables.map(u64::from)),
+            (
+                "max-table-elements",
+                rl.max_table_elements.map(u64::from),
+                gl.max_table_elements.map(u64::from),
+            ),
+        ] {
+            if let (Some(a), Some(g)) = (asked, granted) {
+                if g > a {
+                    return Some(format!(
+                        "grant raises limit `{limit}` to {g}, above the {a} plugin `{name}` asks for: a grant may only lower limits"
+                    ));
+                }
+            }
+        }
+        None
+    }
+}
+
+fn access_name(a: Access) -> &'static str {
+    match a {
+        Access::Read => "read",
+        Access::Write => "write",
+    }
+}
+
 fn path_error(e: serde_path_to_error::Error<toml::de::Error>) -> ManifestError {
     let path = e.path().to_string();
     let inner = e.into_inner();
@@ -724,6 +846,42 @@ http-outbound = { hosts = ["hooks.slack.com", "*.other.org"], max-requests-per-m
         assert!(!p.metrics);
         assert!(!p.allows_interface("events"));
         assert!(p.allows_interface("log"));
+    }
+
+    #[test]
+    fn grants_may_narrow_a_request_but_never_widen_it() {
+        let m = Manifest::from_toml(GOOD).unwrap();
+        let grant = |caps: &str| {
+            Grant::from_toml(&format!("[capabilities]\n{caps}"))
+                .unwrap()
+                .excess_over(&m)
+        };
+        assert_eq!(Grant::approve_all(&m).excess_over(&m), None);
+        for narrower in [
+            r#"containers = { access = "read", selector = "wakedock.enable=true,team=a" }"#,
+            r#"storage = { quota-bytes = 10 }"#,
+            r#"http-outbound = { hosts = ["hooks.slack.com", "a.example.com"], max-requests-per-minute = 6 }"#,
+            r#"events = { publish = ["wake.started"] }"#,
+        ] {
+            assert_eq!(grant(narrower), None, "{narrower}");
+        }
+        for (wider, says) in [
+            (r#"containers = { access = "write" }"#, "selects more containers"),
+            (r#"containers = { access = "write", selector = "team=a" }"#, "selects more"),
+            (r#"storage = { quota-bytes = 2000000 }"#, "quota-bytes 2000000"),
+            (r#"http-outbound = { hosts = ["evil.example"] }"#, "`evil.example`"),
+            (r#"http-outbound = { hosts = ["*.example.com"], max-requests-per-minute = 600 }"#, "600"),
+            (r#"events = { publish = ["*"] }"#, "publish `*`"),
+            (r#"events = { subscribe = ["stacks.*"] }"#, "subscribe `stacks.*`"),
+        ] {
+            let why = grant(wider).unwrap_or_else(|| panic!("{wider} accepted"));
+            assert!(why.contains(says), "{wider}: {why}");
+        }
+        let ro = Manifest::from_toml(&GOOD.replace("access = \"write\"", "access = \"read\"")).unwrap();
+        let w = Grant::from_toml("[capabilities]\ncontainers = { access = \"write\", selector = \"wakedock.enable=true\" }").unwrap();
+        assert!(w.excess_over(&ro).unwrap().contains("access `write`"));
+        let big = Grant::from_toml("[limits]\nmemory-bytes = 2000000").unwrap();
+        assert!(big.excess_over(&m).unwrap().contains("memory-bytes"));
     }
 
     #[test]

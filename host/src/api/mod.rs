@@ -40,6 +40,15 @@ impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
+            "metrics",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("`security.metrics_token`, when it is set"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
             "bridge",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
@@ -61,6 +70,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::login))
         .routes(routes!(auth::refresh))
         .routes(routes!(auth::logout))
+        .routes(routes!(auth::logout_all))
         .routes(routes!(auth::me))
         .routes(routes!(containers::list))
         .routes(routes!(containers::inspect, containers::remove))
@@ -85,7 +95,9 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
             // Packages carry a component: allow bodies up to 64 MiB here only.
             OpenApiRouter::new()
                 .routes(routes!(plugins::install))
-                .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024)),
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    crate::http::limits::UPLOAD_LIMIT,
+                )),
         )
 }
 

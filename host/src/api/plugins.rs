@@ -143,7 +143,13 @@ pub async fn preview(
     let manifest = package.manifest().map_err(ApiError::from)?;
     user.require_audited(state, Role::Admin, "plugin.install", &manifest.name)
         .await?;
-    wakedock_plugin_runtime::manifest::check_api_version(&manifest.api_version)
+    // Nothing is shown for a package that could not be installed: the
+    // component must compile and import only what the manifest requests.
+    state
+        .plugins
+        .runtime()
+        .validate(&manifest, &package.wasm)
+        .await
         .map_err(|e| ApiError::bad_request("plugin_rejected", e.to_string()))?;
     let upgrade_of = state
         .plugins

@@ -3,12 +3,10 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use diesel::Connection;
 use serde::Deserialize;
 
 use crate::auth::{password, AuthUser};
 use crate::db::users::{self, Role, User, UserChanges};
-use crate::db::{tokens, DbError};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::{Json, Path};
 use crate::state::AppState;
@@ -104,6 +102,16 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+/// A guarded change that was not made, in API terms.
+fn refused(r: users::Refusal) -> ApiError {
+    match r {
+        users::Refusal::NotFound => ApiError::NotFound("no such user".into()),
+        users::Refusal::LastAdmin => {
+            ApiError::Conflict("this is the last active admin: promote another user first".into())
+        }
+    }
+}
+
 fn parse_id(id: &str) -> ApiResult<()> {
     uuid::Uuid::parse_str(id)
         .map(|_| ())
@@ -175,37 +183,17 @@ pub async fn update(
         password_hash: hash,
         active: req.active,
     };
-    let signs_out = changes.password_hash.is_some() || changes.active == Some(false);
     let uid = id.clone();
     let result = state
         .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let Some(row) = users::by_id(c, &uid)? else {
-                    return Ok(Err(ApiError::NotFound("no such user".into())));
-                };
-                let demoted =
-                    changes.role.is_some_and(|r| r != Role::Admin) || changes.active == Some(false);
-                if row.role == "admin"
-                    && row.active
-                    && demoted
-                    && users::other_active_admins(c, &uid)? == 0
-                {
-                    return Ok(Err(ApiError::Conflict(
-                        "this is the last active admin: promote another user first".into(),
-                    )));
-                }
-                users::update(c, &uid, &changes)?;
-                if signs_out {
-                    tokens::revoke_user(c, &uid)?;
-                }
-                let row = users::by_id(c, &uid)?
-                    .ok_or_else(|| DbError::Other(anyhow::anyhow!("user vanished")))?;
-                Ok::<_, DbError>(Ok(row.to_user()?))
-            })
-        })
-        .await?;
+        .run(move |c| users::update_guarded(c, &uid, &changes))
+        .await
+        .map_err(ApiError::from)
+        .and_then(|r| r.map_err(refused))
+        .and_then(|row| Ok(row.to_user()?));
     let mut e = user.audit_entry("user.update", &id);
+    // Every attempt is audited, a failed one (the database busy or down)
+    // included.
     let updated = match result {
         Ok(u) => u,
         Err(err) => {
@@ -260,21 +248,11 @@ pub async fn delete(
     let uid = id.clone();
     let result = state
         .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let Some(row) = users::by_id(c, &uid)? else {
-                    return Ok(Err(ApiError::NotFound("no such user".into())));
-                };
-                if row.role == "admin" && row.active && users::other_active_admins(c, &uid)? == 0 {
-                    return Ok(Err(ApiError::Conflict(
-                        "this is the last active admin".into(),
-                    )));
-                }
-                users::delete(c, &uid)?;
-                Ok::<_, DbError>(Ok(row.username))
-            })
-        })
-        .await?;
+        .run(move |c| users::delete_guarded(c, &uid))
+        .await
+        .map_err(ApiError::from)
+        .and_then(|r| r.map_err(refused))
+        .map(|row| row.username);
     let mut e = user.audit_entry("user.delete", &id);
     match result {
         Ok(name) => {

@@ -95,22 +95,15 @@ impl GrantSpec {
     }
 }
 
-/// A grant may only approve what the plugin requested: granting an
-/// unrequested capability is refused rather than silently dropped.
+/// A grant may only approve what the plugin requested, or less: an
+/// unrequested capability or anything wider than the request is refused
+/// with what to change, rather than silently narrowed, so what is stored
+/// and shown as granted is what the plugin gets.
 pub fn check_grant_within_request(manifest: &Manifest, grant: &Grant) -> Result<(), String> {
-    let requested = serde_json::to_value(&manifest.capabilities).unwrap_or_default();
-    let granted = serde_json::to_value(&grant.capabilities).unwrap_or_default();
-    if let Some(g) = granted.as_object() {
-        for (cap, v) in g {
-            if !v.is_null() && requested.get(cap).is_none_or(|r| r.is_null()) {
-                return Err(format!(
-                    "grant approves capability `{cap}`, which plugin `{}` does not request",
-                    manifest.name
-                ));
-            }
-        }
+    match grant.excess_over(manifest) {
+        Some(why) => Err(why),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// A plugin as the API shows it.
@@ -591,27 +584,35 @@ impl PluginManager {
                     continue;
                 }
             };
-            let name = match package.manifest() {
-                Ok(m) => m.name,
+            let manifest = match package.manifest() {
+                Ok(m) => m,
                 Err(e) => {
                     tracing::error!(manifest = %decl.manifest.display(), error = %e, "declared plugin not installed");
                     unreadable += 1;
                     continue;
                 }
             };
+            let name = manifest.name.clone();
             declared_names.push(name.clone());
             let sha = wakedock_plugin_runtime::sha256_hex(&package.wasm);
             let config = decl.config.clone().unwrap_or(serde_json::Value::Null);
-            let unchanged = existing.iter().any(|r| {
-                r.name == name
-                    && r.wasm_sha256 == sha
+            // The grant as the declaration resolves it now (an invalid one
+            // is reported by the install below).
+            let wanted = decl.grant.resolve(&manifest).ok();
+            let row = existing
+                .iter()
+                .find(|r| r.name == name && r.source == Source::Config.as_str());
+            let stored = row.and_then(|r| Grant::from_toml(&r.grant_toml).ok());
+            let grant_changed = row.is_some() && stored != wanted;
+            let unchanged = row.is_some_and(|r| {
+                r.wasm_sha256 == sha
                     && r.enabled == decl.enabled
                     && serde_json::from_str::<serde_json::Value>(&r.config_json)
                         .ok()
                         .as_ref()
                         == Some(&config)
-                    && r.source == Source::Config.as_str()
-            }) && lock(&self.load_errors).get(&name).is_none();
+            }) && !grant_changed
+                && lock(&self.load_errors).get(&name).is_none();
             if unchanged {
                 continue;
             }
@@ -626,7 +627,11 @@ impl PluginManager {
                 .await
             {
                 Ok(p) => {
-                    tracing::info!(plugin = %p.name, version = %p.version, "declared plugin installed")
+                    tracing::info!(plugin = %p.name, version = %p.version, "declared plugin installed");
+                    if grant_changed {
+                        self.audit_grant_change(&p.name, stored.as_ref(), wanted.as_ref())
+                            .await;
+                    }
                 }
                 Err(e) => {
                     tracing::error!(plugin = %name, error = %e, "declared plugin not installed")
@@ -650,6 +655,31 @@ impl PluginManager {
             }
         }
         Ok(())
+    }
+
+    /// Records that the config file changed a plugin's grant (narrowed or
+    /// widened), applied at this start.
+    async fn audit_grant_change(&self, name: &str, old: Option<&Grant>, new: Option<&Grant>) {
+        let show = |g: Option<&Grant>| {
+            g.map(|g| serde_json::to_string(&g.capabilities).unwrap_or_default())
+                .unwrap_or_else(|| "none".into())
+        };
+        tracing::info!(plugin = %name, old = %show(old), new = %show(new), "plugin grant changed in the config file");
+        let mut e = crate::db::audit::NewAuditEntry::new("plugin.grant", "success");
+        e.actor = Some("config".into());
+        e.target = Some(name.to_string());
+        e.detail = Some(format!(
+            "grant changed in the config file, applied at start: {} -> {}",
+            show(old),
+            show(new)
+        ));
+        if let Err(err) = self
+            .db
+            .run(move |c| crate::db::audit::insert(c, &e))
+            .await
+        {
+            tracing::error!(error = %err, plugin = %name, "could not audit the grant change");
+        }
     }
 
     pub async fn info(&self, name: &str) -> Result<PluginInfo, PluginError> {
