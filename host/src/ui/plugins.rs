@@ -148,13 +148,16 @@ pub async fn upload(State(state): State<AppState>, req: Request) -> UiResult {
         };
         let name = field.name().unwrap_or("").to_string();
         if !csrf_checked {
-            // The form's first field is its CSRF token; read at most a
-            // token's worth of it.
+            // The form's first field is its CSRF token; anything else is
+            // refused before it is read, and of the token at most a
+            // token's worth is.
             let mut token = Vec::new();
-            while let Some(chunk) = field.chunk().await.map_err(|e| failed(&e))? {
-                token.extend_from_slice(&chunk);
-                if token.len() > 256 {
-                    break;
+            if name == "csrf" {
+                while let Some(chunk) = field.chunk().await.map_err(|e| failed(&e))? {
+                    token.extend_from_slice(&chunk);
+                    if token.len() > 256 {
+                        break;
+                    }
                 }
             }
             let token = (name == "csrf")
