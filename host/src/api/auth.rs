@@ -106,14 +106,15 @@ fn refresh_token_from(
                 "expected a JSON body with Content-Type: application/json".into(),
             ));
         }
-        let r: RefreshRequest = serde_json::from_slice(body).map_err(|e| {
+        // `null` is no body, as the document allows.
+        let r: Option<RefreshRequest> = serde_json::from_slice(body).map_err(|e| {
             if e.is_data() {
                 ApiError::bad_request("invalid_body", e.to_string())
             } else {
                 ApiError::bad_request("malformed_json", format!("malformed JSON: {e}"))
             }
         })?;
-        r.refresh_token
+        r.and_then(|r| r.refresh_token)
     };
     Ok(from_body.map(Presented::Body).or_else(|| {
         jar.get(REFRESH_COOKIE)

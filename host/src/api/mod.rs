@@ -21,6 +21,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "WakeDock API", description = "Manage Docker containers; wake idle ones on request."),
     modifiers(&BearerAuth),
+    components(schemas(containers::Action)),
     tags(
         (name = "system", description = "Health and metrics"),
         (name = "auth", description = "Sessions and tokens"),

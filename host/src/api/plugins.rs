@@ -249,9 +249,8 @@ pub async fn update(
     user.require_audited(&state, Role::Admin, "plugin.update", &name)
         .await?;
     if req.enabled.is_none() && req.config.is_none() && req.grant.is_none() {
-        return Err(ApiError::validation(
-            "nothing to change: send enabled, config or grant",
-        ));
+        // Nothing to change: the plugin as it is.
+        return Ok(Json(state.plugins.info(&name).await?));
     }
     let mut entry = user.audit_entry("plugin.update", &name);
     entry.detail = Some(

@@ -14,7 +14,9 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]*$", min_length = 1, max_length = 64)]
     pub username: String,
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
     pub role: Role,
 }
@@ -24,6 +26,7 @@ pub struct CreateUser {
 pub struct UpdateUser {
     pub role: Option<Role>,
     /// A new password; signs the user out everywhere.
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: Option<String>,
     /// False deactivates the account and signs it out everywhere.
     pub active: Option<bool>,
@@ -121,7 +124,7 @@ fn parse_id(id: &str) -> ApiResult<()> {
 /// One user.
 #[utoipa::path(
     get, path = "/api/v1/users/{id}", tag = "users",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = String, Path, description = "User id", format = Uuid)),
     responses((status = 200, body = User), (status = 404, body = Problem)),
     security(("bearer" = []))
 )]
@@ -142,7 +145,7 @@ pub async fn get(
 /// Changes role, password or active flag.
 #[utoipa::path(
     patch, path = "/api/v1/users/{id}", tag = "users",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = String, Path, description = "User id", format = Uuid)),
     request_body = UpdateUser,
     responses(
         (status = 200, body = User),
@@ -161,8 +164,11 @@ pub async fn update(
         .await?;
     parse_id(&id)?;
     if req.role.is_none() && req.password.is_none() && req.active.is_none() {
-        return Err(ApiError::validation(
-            "nothing to change: send role, password or active",
+        // Nothing to change: the user as it is (nothing written or audited).
+        let row = state.db.run(move |c| users::by_id(c, &id)).await?;
+        return Ok(Json(
+            row.ok_or_else(|| ApiError::NotFound("no such user".into()))?
+                .to_user()?,
         ));
     }
     let hash = match &req.password {
@@ -224,7 +230,7 @@ pub async fn update(
 /// Deletes a user and their sessions.
 #[utoipa::path(
     delete, path = "/api/v1/users/{id}", tag = "users",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = String, Path, description = "User id", format = Uuid)),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, body = Problem),

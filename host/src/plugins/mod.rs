@@ -52,15 +52,69 @@ impl Source {
 
 /// What the admin grants: everything the plugin requests, or an explicit
 /// subset (same shape as the manifest's `[capabilities]` and `[limits]`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(untagged)]
 pub enum GrantSpec {
     /// The string `"all"`.
-    #[schema(value_type = String)]
     All(AllMarker),
-    #[schema(value_type = Object)]
     Explicit(Box<Grant>),
 }
+
+impl utoipa::PartialSchema for GrantSpec {
+    /// `"all"`, or a grant object in the manifest's shape (kebab-case keys,
+    /// nothing unknown), as [`Grant`] reads it.
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let int = |max: u64| serde_json::json!({"type": "integer", "minimum": 0, "maximum": max});
+        let (u32max, u64max) = (u64::from(u32::MAX), u64::MAX);
+        let topics = serde_json::json!({"type": "array", "items": {"type": "string"}});
+        let closed = |props: serde_json::Value, required: &[&str]| {
+            serde_json::json!({
+                "type": "object", "additionalProperties": false,
+                "properties": props, "required": required
+            })
+        };
+        let capabilities = closed(
+            serde_json::json!({
+                "containers": closed(serde_json::json!({
+                    "access": {"type": "string", "enum": ["read", "write"]},
+                    "selector": {"type": "string", "description": "Comma-separated `key=value` or `key` terms"}
+                }), &["access"]),
+                "storage": closed(serde_json::json!({"quota-bytes": int(u64max)}), &["quota-bytes"]),
+                "http-outbound": closed(serde_json::json!({
+                    "hosts": {"type": "array", "items": {"type": "string"}},
+                    "max-requests-per-minute": int(u32max)
+                }), &["hosts"]),
+                "events": closed(serde_json::json!({"publish": topics, "subscribe": topics}), &[]),
+                "metrics": closed(serde_json::json!({}), &[]),
+            }),
+            &[],
+        );
+        let limits = closed(
+            serde_json::json!({
+                "memory-bytes": int(u64max),
+                "cpu-ms-per-call": int(u64max),
+                "wall-ms-per-call": int(u64max),
+                "max-instances": int(u32max),
+                "max-tables": int(u32max),
+                "max-table-elements": int(u32max),
+            }),
+            &[],
+        );
+        let schema = serde_json::json!({
+            "oneOf": [
+                {"type": "string", "enum": ["all"], "description": "Everything the manifest requests"},
+                {
+                    "type": "object", "additionalProperties": false,
+                    "description": "An explicit grant, no wider than the manifest's request",
+                    "properties": {"capabilities": capabilities, "limits": limits}
+                }
+            ]
+        });
+        serde_json::from_value(schema).expect("the grant schema is a valid schema")
+    }
+}
+
+impl utoipa::ToSchema for GrantSpec {}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AllMarker;
