@@ -32,8 +32,16 @@ docker: { socket_path: "$work/no-docker-here.sock" }
 logging: { level: warn }
 security:
   rate_limit: { api_per_ip_per_second: 100000, api_burst: 100000, login_per_ip_per_minute: 100000, login_per_user_per_minute: 100000 }
-plugins: []
 YAML
+# The wake plugin serves /api/v1/services; with FUZZ_WITH_WAKE=1 those
+# operations are fuzzed against it (without: they answer 503, as documented).
+wake_wasm="$target/wasm32-wasip2/release/wakedock_plugin_wake.wasm"
+if [ "${FUZZ_WITH_WAKE:-0}" = 1 ]; then
+  [ -f "$wake_wasm" ] || scripts/build-plugins.sh
+  printf 'plugins:\n  - { manifest: "%s", wasm: "%s" }\n' "$ROOT/plugins/wake/plugin.toml" "$wake_wasm" >>"$work/wakedock.yaml"
+else
+  echo "plugins: []" >>"$work/wakedock.yaml"
+fi
 WAKEDOCK_ADMIN_PASSWORD="$password" "$bin" --config "$work/wakedock.yaml" serve >"$work/host.log" 2>&1 &
 host_pid=$!
 cleanup() {

@@ -81,6 +81,7 @@ pub enum Access {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StorageCap {
+    #[serde(deserialize_with = "whole::de")]
     pub quota_bytes: u64,
 }
 
@@ -90,12 +91,86 @@ pub struct StorageCap {
 pub struct HttpOutboundCap {
     /// Exact host names, or `*.example.com` for any subdomain.
     pub hosts: Vec<String>,
-    #[serde(default = "default_rpm")]
+    #[serde(default = "default_rpm", deserialize_with = "whole::de")]
     pub max_requests_per_minute: u32,
 }
 
 fn default_rpm() -> u32 {
     60
+}
+
+/// Whole numbers as JSON Schema's `integer` reads them: `67` and `67.0`
+/// alike (a grant arrives as JSON through the API), never `67.5`, never
+/// out of range.
+mod whole {
+    use serde::de::{Deserializer, Error, Visitor};
+
+    struct Whole;
+
+    impl Visitor<'_> for Whole {
+        type Value = u64;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a non-negative whole number")
+        }
+        fn visit_u64<E: Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+        fn visit_i64<E: Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v).map_err(|_| E::custom(format!("{v} is negative")))
+        }
+        fn visit_f64<E: Error>(self, v: f64) -> Result<u64, E> {
+            // 2^64 itself is the first float past u64::MAX.
+            if v.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&v) {
+                Ok(v as u64)
+            } else {
+                Err(E::custom(format!("{v} is not a non-negative whole number")))
+            }
+        }
+    }
+
+    pub fn de<'de, D: Deserializer<'de>, T: TryFrom<u64>>(d: D) -> Result<T, D::Error> {
+        let v = d.deserialize_any(Whole)?;
+        T::try_from(v).map_err(|_| D::Error::custom(format!("{v} is too large")))
+    }
+
+    pub fn de_opt<'de, D: Deserializer<'de>, T: TryFrom<u64>>(d: D) -> Result<Option<T>, D::Error> {
+        struct Opt<T>(std::marker::PhantomData<T>);
+        impl<'de, T: TryFrom<u64>> Visitor<'de> for Opt<T> {
+            type Value = Option<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a non-negative whole number or nothing")
+            }
+            fn visit_none<E: Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                de(d).map(Some)
+            }
+        }
+        d.deserialize_option(Opt(std::marker::PhantomData))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn whole_floats_are_whole_numbers() {
+            let g: crate::Grant = serde_json::from_str(
+                r#"{"capabilities": {"storage": {"quota-bytes": 67.0}}, "limits": {"max-instances": 2.0, "memory-bytes": null}}"#,
+            )
+            .unwrap();
+            assert_eq!(g.capabilities.storage.unwrap().quota_bytes, 67);
+            assert_eq!(g.limits.max_instances, Some(2));
+            for bad in ["67.5", "-1", "1e30", "\"7\""] {
+                let text = format!(r#"{{"capabilities": {{"storage": {{"quota-bytes": {bad}}}}}}}"#);
+                assert!(serde_json::from_str::<crate::Grant>(&text).is_err(), "{bad}");
+            }
+            let text = r#"{"limits": {"max-instances": 4294967296}}"#;
+            assert!(serde_json::from_str::<crate::Grant>(text).is_err());
+        }
+    }
 }
 
 /// `events = { publish = ["wake.*"], subscribe = ["stacks.*"] }`.
@@ -121,22 +196,22 @@ pub struct MetricsCap {}
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Limits {
     /// Linear memory per instance.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::de_opt")]
     pub memory_bytes: Option<u64>,
     /// CPU time per call, enforced by epoch deadlines (even in a tight loop).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::de_opt")]
     pub cpu_ms_per_call: Option<u64>,
     /// Wall time per call, host calls included.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::de_opt")]
     pub wall_ms_per_call: Option<u64>,
     /// Live instances (concurrent calls) per plugin.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::de_opt")]
     pub max_instances: Option<u32>,
     /// Wasm tables per instance.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::de_opt")]
     pub max_tables: Option<u32>,
     /// Elements per wasm table.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::de_opt")]
     pub max_table_elements: Option<u32>,
 }
 

@@ -31,7 +31,6 @@ pub fn document() -> Value {
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     let mut doc = serde_json::to_value(doc).expect("the OpenAPI document serialises");
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
-        paths.insert("/api/v1/plugins/{name}/{path}".into(), plugin_route());
         for (path, item) in paths.iter_mut() {
             let Some(item) = item.as_object_mut() else {
                 continue;
@@ -42,6 +41,8 @@ pub fn document() -> Value {
                 }
             }
         }
+        // Added after the rules: a plugin's answer is its own.
+        paths.insert("/api/v1/plugins/{name}/{path}".into(), plugin_route());
     }
     doc
 }
@@ -199,11 +200,18 @@ fn plugin_route() -> Value {
                 "schema": { "type": "string", "minLength": 1 }
             }
         ],
+        // Any status and content type: the plugin's own answer, or one of
+        // the host's problem+json errors (401 no credential, 404 no such
+        // plugin running, 429 rate limited, 502 the plugin failed, 503 it
+        // is disabled or failing), which share statuses with what a plugin
+        // may answer itself.
         "responses": {
-            "default": { "description": "The plugin's own answer (any status and content type)" },
-            "404": { "description": "No such plugin is running (`not_found`)", "content": problem_content() },
-            "502": { "description": "The plugin failed (`plugin_error`)", "content": problem_content() },
-            "503": { "description": "The plugin is disabled or failing (`plugin_unavailable`)", "content": problem_content() }
+            "default": {
+                "description": "The plugin's answer (any status and content type), or the host's \
+                    problem+json error: 401 `unauthorized`, 404 `not_found` (no such plugin \
+                    running), 429 `rate_limited`, 502 `plugin_error`, 503 `plugin_unavailable`",
+                "content": { "*/*": {} }
+            }
         },
         "security": [{ "bearer": [] }]
     });
@@ -238,5 +246,6 @@ mod tests {
         let plugin = &doc["paths"]["/api/v1/plugins/{name}/{path}"]["get"];
         assert_eq!(plugin["parameters"][0]["schema"]["type"], "string");
         assert_eq!(plugin["parameters"][1]["schema"]["type"], "string");
+        assert!(plugin["responses"]["default"]["content"]["*/*"].is_object());
     }
 }
