@@ -683,12 +683,23 @@ impl PluginManager {
                 Ok(p) => {
                     tracing::info!(plugin = %p.name, version = %p.version, "declared plugin installed");
                     if grant_changed {
-                        self.audit_grant_change(&p.name, stored.as_ref(), wanted.as_ref())
+                        self.audit_grant_change(&p.name, stored.as_ref(), wanted.as_ref(), None)
                             .await;
                     }
                 }
                 Err(e) => {
-                    tracing::error!(plugin = %name, error = %e, "declared plugin not installed")
+                    tracing::error!(plugin = %name, error = %e, "declared plugin not installed");
+                    if grant_changed {
+                        // The config file no longer grants what the running
+                        // version has: it must not keep running with it.
+                        let _ = self.runtime.unload(&name);
+                        lock(&self.load_errors).insert(
+                            name.clone(),
+                            format!("the grant in the config file changed and the plugin could not start with it: {e}"),
+                        );
+                        self.audit_grant_change(&name, stored.as_ref(), wanted.as_ref(), Some(&e))
+                            .await;
+                    }
                 }
             }
         }
@@ -713,20 +724,34 @@ impl PluginManager {
 
     /// Records that the config file changed a plugin's grant (narrowed or
     /// widened), applied at this start.
-    async fn audit_grant_change(&self, name: &str, old: Option<&Grant>, new: Option<&Grant>) {
+    async fn audit_grant_change(
+        &self,
+        name: &str,
+        old: Option<&Grant>,
+        new: Option<&Grant>,
+        failed: Option<&PluginError>,
+    ) {
         let show = |g: Option<&Grant>| {
             g.map(|g| serde_json::to_string(&g.capabilities).unwrap_or_default())
                 .unwrap_or_else(|| "none".into())
         };
         tracing::info!(plugin = %name, old = %show(old), new = %show(new), "plugin grant changed in the config file");
-        let mut e = crate::db::audit::NewAuditEntry::new("plugin.grant", "success");
+        let result = if failed.is_some() { "failure" } else { "success" };
+        let mut e = crate::db::audit::NewAuditEntry::new("plugin.grant", result);
         e.actor = Some("config".into());
         e.target = Some(name.to_string());
-        e.detail = Some(format!(
-            "grant changed in the config file, applied at start: {} -> {}",
-            show(old),
-            show(new)
-        ));
+        e.detail = Some(match failed {
+            None => format!(
+                "grant changed in the config file, applied at start: {} -> {}",
+                show(old),
+                show(new)
+            ),
+            Some(err) => format!(
+                "grant changed in the config file ({} -> {}); the plugin is stopped: {err}",
+                show(old),
+                show(new)
+            ),
+        });
         if let Err(err) = self
             .db
             .run(move |c| crate::db::audit::insert(c, &e))
