@@ -1058,7 +1058,11 @@ async fn concurrent_writers_get_no_5xx_on_both_backends() {
             .collect();
         assert_eq!(all.len(), 400);
         let failed: Vec<&u16> = all.iter().filter(|s| **s >= 500).collect();
-        assert!(failed.is_empty(), "{backend:?}: {} × 5xx: {failed:?}", failed.len());
+        assert!(
+            failed.is_empty(),
+            "{backend:?}: {} × 5xx: {failed:?}",
+            failed.len()
+        );
         assert!(all.iter().all(|s| *s == 200), "{backend:?}: {all:?}");
         let audit = admin
             .get_json("/api/v1/audit?action=user.update&per_page=1")
@@ -1266,13 +1270,10 @@ async fn slow_and_oversized_requests_are_cut_off() {
     for _ in 0..3 {
         idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
     }
-    let r = tokio::time::timeout(
-        Duration::from_secs(20),
-        reqwest::get(host.url("/health")),
-    )
-    .await
-    .expect("served after the idle connections were closed")
-    .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(20), reqwest::get(host.url("/health")))
+        .await
+        .expect("served after the idle connections were closed")
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     drop(idle);
     host.stop().await.unwrap();
@@ -1390,8 +1391,14 @@ async fn a_stranger_cannot_lock_the_admin_out() {
                 .as_u16(),
         );
     }
-    assert!(statuses.contains(&429), "the stranger is stopped: {statuses:?}");
-    assert!(statuses.iter().filter(|s| **s == 401).count() <= 5, "{statuses:?}");
+    assert!(
+        statuses.contains(&429),
+        "the stranger is stopped: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().filter(|s| **s == 401).count() <= 5,
+        "{statuses:?}"
+    );
     let r = login("198.51.100.7", ADMIN_PASSWORD).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK, "the admin is not locked out");
     host.stop().await.unwrap();
@@ -1422,6 +1429,10 @@ async fn metrics_can_require_a_token() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(r.text().await.unwrap().contains("wakedock_http_requests_total"));
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("wakedock_http_requests_total"));
     host.stop().await.unwrap();
 }

@@ -631,7 +631,9 @@ async fn garbage_components_and_wider_grants_are_refused() {
     let host = TestHost::start(Backend::Sqlite).await;
     let admin = host.admin().await;
     let (manifest, _) = example();
-    let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     for dry_run in ["?dry_run=true", ""] {
         let r = admin
             .post(
@@ -645,21 +647,35 @@ async fn garbage_components_and_wider_grants_are_refused() {
     // The example asks `read` on `wakedock.enable=true`: `write` on every
     // container is wider, so is dropping the selector.
     for (grant, says) in [
-        (json!({"capabilities": {"containers": {"access": "read"}}}), "selects more containers"),
+        (
+            json!({"capabilities": {"containers": {"access": "read"}}}),
+            "selects more containers",
+        ),
         (
             json!({"capabilities": {"containers": {"access": "write", "selector": "wakedock.enable=true"}}}),
             "access `write`",
         ),
-        (json!({"capabilities": {"storage": {"quota-bytes": 1_000_000}}}), "quota-bytes"),
+        (
+            json!({"capabilities": {"storage": {"quota-bytes": 1_000_000}}}),
+            "quota-bytes",
+        ),
     ] {
         let r = admin
-            .post("/api/v1/plugins", install_body(&example(), Some(grant.clone())))
+            .post(
+                "/api/v1/plugins",
+                install_body(&example(), Some(grant.clone())),
+            )
             .await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{grant}");
         let body: Value = r.json().await.unwrap();
         assert!(body["detail"].as_str().unwrap().contains(says), "{body}");
     }
-    assert!(admin.get_json("/api/v1/plugins").await.as_array().unwrap().is_empty());
+    assert!(admin
+        .get_json("/api/v1/plugins")
+        .await
+        .as_array()
+        .unwrap()
+        .is_empty());
     // A narrower one is what is stored and shown.
     let narrow = json!({"capabilities": {
         "containers": {"access": "read", "selector": "wakedock.enable=true,team=a"},
@@ -726,12 +742,17 @@ async fn a_grant_changed_in_the_config_file_applies_at_restart() {
 
     // Narrowed below what it needs to start (no metrics): it does not go
     // on running with the wider grant; it is stopped and says why.
-    host.config.plugins = vec![decl(json!({"capabilities": {"storage": {"quota-bytes": 1024}}}))];
+    host.config.plugins = vec![decl(
+        json!({"capabilities": {"storage": {"quota-bytes": 1024}}}),
+    )];
     let host = host.restart().await;
     let admin = host.admin().await;
     let info = admin.get_json("/api/v1/plugins/example").await;
     assert!(info["status"].is_null(), "{info}");
-    assert!(info["load_error"].as_str().unwrap().contains("grant"), "{info}");
+    assert!(
+        info["load_error"].as_str().unwrap().contains("grant"),
+        "{info}"
+    );
     assert_eq!(
         admin.get("/api/v1/plugins/example/hello").await.status(),
         StatusCode::NOT_FOUND

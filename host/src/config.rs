@@ -435,15 +435,24 @@ impl Config {
             crate::db::DatabaseUrl::parse(url).map_err(|e| fail("database.url", e.to_string()))?;
         }
         for (key, d) in [
-            ("wakedock.header_read_timeout", self.wakedock.header_read_timeout),
-            ("wakedock.body_read_timeout", self.wakedock.body_read_timeout),
+            (
+                "wakedock.header_read_timeout",
+                self.wakedock.header_read_timeout,
+            ),
+            (
+                "wakedock.body_read_timeout",
+                self.wakedock.body_read_timeout,
+            ),
         ] {
             if d.get() < Duration::from_millis(100) || d.get() > Duration::from_secs(3600) {
                 return Err(fail(key, format!("{d} is outside 100ms..1h")));
             }
         }
         if self.wakedock.max_connections == 0 {
-            return Err(fail("wakedock.max_connections", "must be at least 1".into()));
+            return Err(fail(
+                "wakedock.max_connections",
+                "must be at least 1".into(),
+            ));
         }
         if self.database.pool_size == Some(0) {
             return Err(fail("database.pool_size", "must be at least 1".into()));
@@ -531,7 +540,12 @@ impl Config {
         for origin in &self.security.cors_origins {
             validate_origin(origin).map_err(|e| fail("security.cors_origins", e))?;
         }
-        if self.security.metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+        if self
+            .security
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.len() < 16)
+        {
             return Err(fail(
                 "security.metrics_token",
                 "must be at least 16 characters".into(),

@@ -85,10 +85,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
 /// WakeDock made them private, or changed since).
 fn warn_if_exposed(config: &Config) {
     let data = &config.wakedock.data_path;
-    let mut paths = vec![
-        data.clone(),
-        data.join(crate::secrets::JWT_SECRET_FILE),
-    ];
+    let mut paths = vec![data.clone(), data.join(crate::secrets::JWT_SECRET_FILE)];
     if let Ok(db::DatabaseUrl::Sqlite(file)) = db::DatabaseUrl::parse(&config.database_url()) {
         paths.extend(crate::private_files::sqlite_files(&file));
     }
@@ -205,14 +202,15 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let app = app.clone();
-        let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-            let mut req = req.map(|body| {
-                axum::body::Body::new(tower_http::timeout::TimeoutBody::new(body_timeout, body))
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let mut req = req.map(|body| {
+                    axum::body::Body::new(tower_http::timeout::TimeoutBody::new(body_timeout, body))
+                });
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                tower::ServiceExt::oneshot(app.clone(), req)
             });
-            req.extensions_mut()
-                .insert(axum::extract::ConnectInfo(peer));
-            tower::ServiceExt::oneshot(app.clone(), req)
-        });
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(header_timeout);
@@ -229,8 +227,14 @@ pub async fn run(
     tracing::info!("shutting down: no new connections, finishing requests");
     // Ends streaming responses so they do not hold the shutdown open.
     token.cancel();
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(?grace, "in-flight requests did not finish in time; stopping anyway");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "in-flight requests did not finish in time; stopping anyway"
+        );
     }
     tracing::info!("stopped");
     Ok(())

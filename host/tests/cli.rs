@@ -265,7 +265,15 @@ fn data_files_are_created_private() {
     let env = [("WAKEDOCK_DATA_PATH", "data")];
     let o = wakedock(
         dir.path(),
-        &["user", "add", "--username", "ops", "--role", "user", "--password-stdin"],
+        &[
+            "user",
+            "add",
+            "--username",
+            "ops",
+            "--role",
+            "user",
+            "--password-stdin",
+        ],
         &env,
         Some("ops-password-123\n"),
     );

@@ -164,8 +164,12 @@ mod whole {
             assert_eq!(g.capabilities.storage.unwrap().quota_bytes, 67);
             assert_eq!(g.limits.max_instances, Some(2));
             for bad in ["67.5", "-1", "1e30", "\"7\""] {
-                let text = format!(r#"{{"capabilities": {{"storage": {{"quota-bytes": {bad}}}}}}}"#);
-                assert!(serde_json::from_str::<crate::Grant>(&text).is_err(), "{bad}");
+                let text =
+                    format!(r#"{{"capabilities": {{"storage": {{"quota-bytes": {bad}}}}}}}"#);
+                assert!(
+                    serde_json::from_str::<crate::Grant>(&text).is_err(),
+                    "{bad}"
+                );
             }
             let text = r#"{"limits": {"max-instances": 4294967296}}"#;
             assert!(serde_json::from_str::<crate::Grant>(text).is_err());
@@ -257,8 +261,9 @@ impl Grant {
     pub fn excess_over(&self, manifest: &Manifest) -> Option<String> {
         let name = &manifest.name;
         let (r, g) = (&manifest.capabilities, &self.capabilities);
-        let unrequested =
-            |cap: &str| format!("grant approves capability `{cap}`, which plugin `{name}` does not request");
+        let unrequested = |cap: &str| {
+            format!("grant approves capability `{cap}`, which plugin `{name}` does not request")
+        };
         if let Some(gc) = &g.containers {
             let Some(rc) = &r.containers else {
                 return Some(unrequested("containers"));
@@ -343,8 +348,16 @@ impl Grant {
             ("memory-bytes", rl.memory_bytes, gl.memory_bytes),
             ("cpu-ms-per-call", rl.cpu_ms_per_call, gl.cpu_ms_per_call),
             ("wall-ms-per-call", rl.wall_ms_per_call, gl.wall_ms_per_call),
-            ("max-instances", rl.max_instances.map(u64::from), gl.max_instances.map(u64::from)),
-            ("max-tables", rl.max_tables.map(u64::from), gl.max_tables.map(u64::from)),
+            (
+                "max-instances",
+                rl.max_instances.map(u64::from),
+                gl.max_instances.map(u64::from),
+            ),
+            (
+                "max-tables",
+                rl.max_tables.map(u64::from),
+                gl.max_tables.map(u64::from),
+            ),
             (
                 "max-table-elements",
                 rl.max_table_elements.map(u64::from),
@@ -941,18 +954,37 @@ http-outbound = { hosts = ["hooks.slack.com", "*.other.org"], max-requests-per-m
             assert_eq!(grant(narrower), None, "{narrower}");
         }
         for (wider, says) in [
-            (r#"containers = { access = "write" }"#, "selects more containers"),
-            (r#"containers = { access = "write", selector = "team=a" }"#, "selects more"),
-            (r#"storage = { quota-bytes = 2000000 }"#, "quota-bytes 2000000"),
-            (r#"http-outbound = { hosts = ["evil.example"] }"#, "`evil.example`"),
-            (r#"http-outbound = { hosts = ["*.example.com"], max-requests-per-minute = 600 }"#, "600"),
+            (
+                r#"containers = { access = "write" }"#,
+                "selects more containers",
+            ),
+            (
+                r#"containers = { access = "write", selector = "team=a" }"#,
+                "selects more",
+            ),
+            (
+                r#"storage = { quota-bytes = 2000000 }"#,
+                "quota-bytes 2000000",
+            ),
+            (
+                r#"http-outbound = { hosts = ["evil.example"] }"#,
+                "`evil.example`",
+            ),
+            (
+                r#"http-outbound = { hosts = ["*.example.com"], max-requests-per-minute = 600 }"#,
+                "600",
+            ),
             (r#"events = { publish = ["*"] }"#, "publish `*`"),
-            (r#"events = { subscribe = ["stacks.*"] }"#, "subscribe `stacks.*`"),
+            (
+                r#"events = { subscribe = ["stacks.*"] }"#,
+                "subscribe `stacks.*`",
+            ),
         ] {
             let why = grant(wider).unwrap_or_else(|| panic!("{wider} accepted"));
             assert!(why.contains(says), "{wider}: {why}");
         }
-        let ro = Manifest::from_toml(&GOOD.replace("access = \"write\"", "access = \"read\"")).unwrap();
+        let ro =
+            Manifest::from_toml(&GOOD.replace("access = \"write\"", "access = \"read\"")).unwrap();
         let w = Grant::from_toml("[capabilities]\ncontainers = { access = \"write\", selector = \"wakedock.enable=true\" }").unwrap();
         assert!(w.excess_over(&ro).unwrap().contains("access `write`"));
         let big = Grant::from_toml("[limits]\nmemory-bytes = 2000000").unwrap();

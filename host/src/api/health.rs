@@ -59,7 +59,10 @@ fn component(r: Result<(), String>, details: bool) -> ComponentHealth {
     ),
     security((), ("bearer" = []))
 )]
-pub async fn health(State(state): State<AppState>, parts: http::request::Parts) -> impl IntoResponse {
+pub async fn health(
+    State(state): State<AppState>,
+    parts: http::request::Parts,
+) -> impl IntoResponse {
     // An invalid or missing credential is no reason to refuse the states.
     let details = match crate::auth::authenticate(&parts, &state, None).await {
         Ok(user) => user.role >= crate::db::users::Role::Admin,

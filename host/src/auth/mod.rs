@@ -141,7 +141,11 @@ pub async fn authenticate(
 ) -> Result<AuthUser, ApiError> {
     let (user, via_cookie) = identify(parts, state).await?;
     if via_cookie && changes_state(&parts.method) {
-        check_csrf(&parts.headers, &CookieJar::from_headers(&parts.headers), form_csrf)?;
+        check_csrf(
+            &parts.headers,
+            &CookieJar::from_headers(&parts.headers),
+            form_csrf,
+        )?;
     }
     Ok(user)
 }

@@ -45,7 +45,8 @@ pub async fn declared_length(State(state): State<AppState>, req: Request, next: 
         Some(n) if n > limit as u64 => {
             let message = format!("the request body is {n} bytes; the limit here is {limit}");
             let mut res = if crate::ui::wants_html(&req) {
-                crate::ui::UiError::new(http::StatusCode::PAYLOAD_TOO_LARGE, message).into_response()
+                crate::ui::UiError::new(http::StatusCode::PAYLOAD_TOO_LARGE, message)
+                    .into_response()
             } else {
                 ApiError::PayloadTooLarge(message).into_response()
             };
@@ -64,8 +65,14 @@ mod tests {
 
     #[test]
     fn uploads_have_their_own_limit() {
-        assert_eq!(body_limit(&Method::POST, "/api/v1/plugins", 1024), UPLOAD_LIMIT);
-        assert_eq!(body_limit(&Method::POST, "/plugins/upload", 1024), UPLOAD_LIMIT);
+        assert_eq!(
+            body_limit(&Method::POST, "/api/v1/plugins", 1024),
+            UPLOAD_LIMIT
+        );
+        assert_eq!(
+            body_limit(&Method::POST, "/plugins/upload", 1024),
+            UPLOAD_LIMIT
+        );
         assert_eq!(body_limit(&Method::PATCH, "/api/v1/plugins", 1024), 1024);
         assert_eq!(body_limit(&Method::POST, "/api/v1/users", 1024), 1024);
     }

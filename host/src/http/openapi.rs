@@ -110,9 +110,9 @@ fn finish_operation(path: &str, op: &mut Map<String, Value>) {
         }
     }
     let mut add = |status: &str, description: &str, retry: bool| {
-        let r = responses.entry(status).or_insert_with(|| {
-            json!({ "description": description, "content": problem_content() })
-        });
+        let r = responses
+            .entry(status)
+            .or_insert_with(|| json!({ "description": description, "content": problem_content() }));
         if retry {
             r.as_object_mut()
                 .expect("a response is an object")

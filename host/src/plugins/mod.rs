@@ -736,7 +736,11 @@ impl PluginManager {
                 .unwrap_or_else(|| "none".into())
         };
         tracing::info!(plugin = %name, old = %show(old), new = %show(new), "plugin grant changed in the config file");
-        let result = if failed.is_some() { "failure" } else { "success" };
+        let result = if failed.is_some() {
+            "failure"
+        } else {
+            "success"
+        };
         let mut e = crate::db::audit::NewAuditEntry::new("plugin.grant", result);
         e.actor = Some("config".into());
         e.target = Some(name.to_string());
@@ -752,11 +756,7 @@ impl PluginManager {
                 show(new)
             ),
         });
-        if let Err(err) = self
-            .db
-            .run(move |c| crate::db::audit::insert(c, &e))
-            .await
-        {
+        if let Err(err) = self.db.run(move |c| crate::db::audit::insert(c, &e)).await {
             tracing::error!(error = %err, plugin = %name, "could not audit the grant change");
         }
     }
