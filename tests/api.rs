@@ -1023,14 +1023,9 @@ async fn concurrent_writers_get_no_5xx_on_both_backends() {
         let admin = host.admin().await;
         let mut ids = Vec::new();
         for i in 0..20 {
-            let r = admin
-                .post(
-                    "/api/v1/users",
-                    json!({"username": format!("writer-{i}"), "password": "a-long-enough-password", "role": "viewer"}),
-                )
+            let u = admin
+                .create_user(&format!("writer-{i}"), "a-long-enough-password", "viewer")
                 .await;
-            assert_eq!(r.status(), StatusCode::CREATED);
-            let u: Value = r.json().await.unwrap();
             ids.push(u["id"].as_str().unwrap().to_string());
         }
         let writers = ids.iter().enumerate().map(|(w, id)| {
@@ -1311,13 +1306,7 @@ async fn password_reset_and_sign_out_everywhere_end_access_tokens_on_both_backen
     for backend in BACKENDS {
         let host = TestHost::start(backend).await;
         let admin = host.admin().await;
-        let r = admin
-            .post(
-                "/api/v1/users",
-                json!({"username": "erin", "password": "erin-password-1", "role": "user"}),
-            )
-            .await;
-        let erin: Value = r.json().await.unwrap();
+        let erin = admin.create_user("erin", "erin-password-1", "user").await;
         let id = erin["id"].as_str().unwrap();
         let laptop = host.login("erin", "erin-password-1").await;
         let phone = host.login("erin", "erin-password-1").await;
