@@ -14,6 +14,8 @@ cd "$ROOT"
 ST_VERSION=4.32.5
 venv="$STATE_DIR/schemathesis-$ST_VERSION"
 if [ ! -x "$venv/bin/schemathesis" ]; then
+  # Debian's python3 has venv and pip as separate packages.
+  python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv python3-pip
   log "installing schemathesis $ST_VERSION into $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q "schemathesis==$ST_VERSION"
