@@ -74,6 +74,7 @@ status=0
   --seed "${FUZZ_SEED:-10}" \
   --request-timeout 20 \
   --no-color \
+  --generation-database none \
   --report junit --report-dir "${WD_ARTIFACTS_DIR:-$work}/schemathesis" \
   "$@" || status=$?
 if grep -q "panicked" "$work/host.log"; then
