@@ -227,6 +227,40 @@ impl StorageHost for MemoryStorage {
                 .collect())
         })
     }
+
+    fn compare_and_swap<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+        quota_bytes: u64,
+    ) -> BoxFuture<'a, CapResult<bool>> {
+        Box::pin(async move {
+            let mut data = lock(&self.data);
+            let k = (plugin.to_owned(), key.to_owned());
+            if data.get(&k) != expected.as_ref() {
+                return Ok(false);
+            }
+            match new {
+                None => {
+                    data.remove(&k);
+                }
+                Some(value) => {
+                    let used: u64 = data
+                        .iter()
+                        .filter(|((p, kk), _)| p == plugin && kk != key)
+                        .map(|((_, kk), v)| (kk.len() + v.len()) as u64)
+                        .sum();
+                    if used + (key.len() + value.len()) as u64 > quota_bytes {
+                        return Err(CapError::QuotaExceeded);
+                    }
+                    data.insert(k, value);
+                }
+            }
+            Ok(true)
+        })
+    }
 }
 
 /// A metric series: (plugin, metric name, label values).
