@@ -449,7 +449,11 @@ pub mod storage {
     /// deletes it) if it is exactly `expected` (`None`: the key is absent).
     /// True if it did; false (and nothing changed) if another writer got
     /// there first. API 0.1.2.
-    pub fn compare_and_swap(key: &str, expected: Option<&[u8]>, new: Option<&[u8]>) -> Result<bool> {
+    pub fn compare_and_swap(
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool> {
         raw::compare_and_swap(key, expected, new)
     }
 

@@ -426,6 +426,7 @@ impl TestContainer {
             None,
             spec.host_port,
             spec.name,
+            (spec.stop_signal, spec.stop_timeout_secs),
         )
         .await
     }
@@ -437,9 +438,20 @@ impl TestContainer {
         start: bool,
         socket: Option<PathBuf>,
     ) -> Self {
-        Self::create_inner(env, extra_labels, healthcheck, start, socket, None, None).await
+        Self::create_inner(
+            env,
+            extra_labels,
+            healthcheck,
+            start,
+            socket,
+            None,
+            None,
+            (None, None),
+        )
+        .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn create_inner(
         env: &[(&str, &str)],
         extra_labels: &[(&str, &str)],
@@ -448,6 +460,7 @@ impl TestContainer {
         socket: Option<PathBuf>,
         host_port: Option<u16>,
         name: Option<String>,
+        (stop_signal, stop_timeout): (Option<&str>, Option<u32>),
     ) -> Self {
         use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
         use bollard::query_parameters::CreateContainerOptionsBuilder;
@@ -476,6 +489,8 @@ impl TestContainer {
             env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             labels: Some(labels),
             healthcheck,
+            stop_signal: stop_signal.map(str::to_owned),
+            stop_timeout: stop_timeout.map(i64::from),
             host_config: Some(HostConfig {
                 port_bindings: Some(ports),
                 ..Default::default()
@@ -519,6 +534,12 @@ pub struct AppSpec<'a> {
     pub host_port: Option<u16>,
     /// Default: a unique `wd-test-...` name.
     pub name: Option<String>,
+    /// The signal `docker stop` sends (default SIGTERM, which the app
+    /// handles). A signal the app has no handler for is ignored by it as
+    /// PID 1, so `docker stop` waits `stop_timeout_secs` and kills it
+    /// (exit code 137): an app that ignores SIGTERM, without a new image.
+    pub stop_signal: Option<&'a str>,
+    pub stop_timeout_secs: Option<u32>,
 }
 
 /// `docker start` events (from the engine's event log) of `name` since `since` (Unix seconds, to the

@@ -242,19 +242,48 @@ mod tests {
                 assert!(delete(c, "p1", "ab")?);
                 // Compare-and-swap: absent → value, value → value, value → absent.
                 use CasOutcome::*;
-                assert_eq!(compare_and_swap(c, "p1", "s", None, Some(b"v1"), 30)?, Swapped);
-                assert_eq!(compare_and_swap(c, "p1", "s", None, Some(b"v9"), 30)?, Mismatch);
-                assert_eq!(compare_and_swap(c, "p1", "s", Some(b"v0"), Some(b"v9"), 30)?, Mismatch);
-                assert_eq!(get(c, "p1", "s")?.as_deref(), Some(&b"v1"[..]), "{backend}");
-                assert_eq!(compare_and_swap(c, "p1", "s", Some(b"v1"), Some(b"v2"), 30)?, Swapped);
                 assert_eq!(
-                    compare_and_swap(c, "p1", "s", Some(b"v2"), Some(b"far-too-long-for-the-quota"), 30)?,
+                    compare_and_swap(c, "p1", "s", None, Some(b"v1"), 30)?,
+                    Swapped
+                );
+                assert_eq!(
+                    compare_and_swap(c, "p1", "s", None, Some(b"v9"), 30)?,
+                    Mismatch
+                );
+                assert_eq!(
+                    compare_and_swap(c, "p1", "s", Some(b"v0"), Some(b"v9"), 30)?,
+                    Mismatch
+                );
+                assert_eq!(get(c, "p1", "s")?.as_deref(), Some(&b"v1"[..]), "{backend}");
+                assert_eq!(
+                    compare_and_swap(c, "p1", "s", Some(b"v1"), Some(b"v2"), 30)?,
+                    Swapped
+                );
+                assert_eq!(
+                    compare_and_swap(
+                        c,
+                        "p1",
+                        "s",
+                        Some(b"v2"),
+                        Some(b"far-too-long-for-the-quota"),
+                        30
+                    )?,
                     OverQuota { quota: 30 }
                 );
-                assert_eq!(get(c, "p1", "s")?.as_deref(), Some(&b"v2"[..]), "{backend}: rolled back");
+                assert_eq!(
+                    get(c, "p1", "s")?.as_deref(),
+                    Some(&b"v2"[..]),
+                    "{backend}: rolled back"
+                );
                 assert_eq!(compare_and_swap(c, "p1", "s", None, None, 30)?, Mismatch);
-                assert_eq!(compare_and_swap(c, "p1", "s", Some(b"v1"), None, 30)?, Mismatch);
-                assert_eq!(compare_and_swap(c, "p1", "s", Some(b"v2"), None, 30)?, Swapped);
+                assert_eq!(
+                    compare_and_swap(c, "p1", "s", Some(b"v1"), None, 30)?,
+                    Mismatch
+                );
+                assert_eq!(
+                    compare_and_swap(c, "p1", "s", Some(b"v2"), None, 30)?,
+                    Swapped
+                );
                 assert_eq!(get(c, "p1", "s")?, None);
                 assert_eq!(compare_and_swap(c, "p1", "s", None, None, 30)?, Swapped);
                 // Uninstalling removes the storage.
@@ -288,7 +317,14 @@ mod tests {
                     let from = from.clone();
                     tokio::spawn(async move {
                         db.run(move |c| {
-                            compare_and_swap(c, "p", "k", Some(&from), Some(&[b'0' + round + 1, i]), 1 << 20)
+                            compare_and_swap(
+                                c,
+                                "p",
+                                "k",
+                                Some(&from),
+                                Some(&[b'0' + round + 1, i]),
+                                1 << 20,
+                            )
                         })
                         .await
                     })
@@ -298,13 +334,18 @@ mod tests {
                     .into_iter()
                     .map(|r| r.unwrap().unwrap())
                     .collect();
-                let wins = outcomes.iter().filter(|o| **o == CasOutcome::Swapped).count();
+                let wins = outcomes
+                    .iter()
+                    .filter(|o| **o == CasOutcome::Swapped)
+                    .count();
                 assert_eq!(wins, 1, "{backend} round {round}: {outcomes:?}");
                 // Move on from the winner's value.
                 let now = t.db.run(|c| get(c, "p", "k")).await.unwrap().unwrap();
-                t.db.run(move |c| compare_and_swap(c, "p", "k", Some(&now), Some(&[b'0' + round + 1]), 1 << 20))
-                    .await
-                    .unwrap();
+                t.db.run(move |c| {
+                    compare_and_swap(c, "p", "k", Some(&now), Some(&[b'0' + round + 1]), 1 << 20)
+                })
+                .await
+                .unwrap();
             }
         }
     }
