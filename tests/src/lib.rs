@@ -426,7 +426,7 @@ impl TestContainer {
             None,
             spec.host_port,
             spec.name,
-            (spec.stop_signal, spec.stop_timeout_secs),
+            spec.stop_signal,
         )
         .await
     }
@@ -446,7 +446,7 @@ impl TestContainer {
             socket,
             None,
             None,
-            (None, None),
+            None,
         )
         .await
     }
@@ -460,7 +460,7 @@ impl TestContainer {
         socket: Option<PathBuf>,
         host_port: Option<u16>,
         name: Option<String>,
-        (stop_signal, stop_timeout): (Option<&str>, Option<u32>),
+        stop_signal: Option<&str>,
     ) -> Self {
         use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
         use bollard::query_parameters::CreateContainerOptionsBuilder;
@@ -490,7 +490,6 @@ impl TestContainer {
             labels: Some(labels),
             healthcheck,
             stop_signal: stop_signal.map(str::to_owned),
-            stop_timeout: stop_timeout.map(i64::from),
             host_config: Some(HostConfig {
                 port_bindings: Some(ports),
                 ..Default::default()
@@ -535,11 +534,11 @@ pub struct AppSpec<'a> {
     /// Default: a unique `wd-test-...` name.
     pub name: Option<String>,
     /// The signal `docker stop` sends (default SIGTERM, which the app
-    /// handles). A signal the app has no handler for is ignored by it as
-    /// PID 1, so `docker stop` waits `stop_timeout_secs` and kills it
-    /// (exit code 137): an app that ignores SIGTERM, without a new image.
+    /// handles). A signal the app has no handler for (e.g. `SIGUSR1`) is
+    /// ignored by it as PID 1, so `docker stop` waits out its timeout and
+    /// kills it (exit code 137): an app that ignores SIGTERM, without a new
+    /// image.
     pub stop_signal: Option<&'a str>,
-    pub stop_timeout_secs: Option<u32>,
 }
 
 /// `docker start` events (from the engine's event log) of `name` since `since` (Unix seconds, to the

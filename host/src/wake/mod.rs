@@ -78,6 +78,8 @@ pub struct WakeHub {
     /// Subscribed at construction, so events published before [`run`]
     /// starts are not lost.
     bus_rx: std::sync::Mutex<Option<broadcast::Receiver<BusEvent>>>,
+    /// Whether [`WakeHub::seed`] succeeded ([`run`] retries until it has).
+    seeded: std::sync::atomic::AtomicBool,
 }
 
 impl WakeHub {
@@ -87,6 +89,7 @@ impl WakeHub {
             states: RwLock::new(BTreeMap::new()),
             changes: broadcast::channel(1024).0,
             bus_rx: std::sync::Mutex::new(Some(bus.subscribe())),
+            seeded: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -202,21 +205,51 @@ impl WakeHub {
 
     /// Seeds the hub with every service's state from the wake plugin
     /// (which first brings them in line with the containers). Without the
-    /// plugin the hub starts empty and says why.
-    pub async fn seed(&self, plugins: &crate::plugins::PluginManager) {
+    /// plugin the hub starts empty, says why, and [`run`] tries again.
+    pub async fn seed(&self, plugins: &crate::plugins::PluginManager) -> bool {
+        self.seed_once(plugins, false).await
+    }
+
+    async fn seed_once(&self, plugins: &crate::plugins::PluginManager, retry: bool) -> bool {
         match plugin::call::<Snapshot>(plugins, "POST", "/resume", Vec::new()).await {
             Ok(snap) => {
                 let n = snap.services.len();
                 for doc in snap.services {
                     self.put(doc);
                 }
+                self.seeded
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!(services = n, "service states loaded from the wake plugin");
+                true
             }
-            Err(e) => tracing::warn!(
-                error = %crate::error::ApiError::from(e),
-                "could not load service states from the wake plugin; they appear as it publishes them"
-            ),
+            Err(e) if retry => {
+                tracing::debug!(error = %crate::error::ApiError::from(e), "service states still not loaded");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = %crate::error::ApiError::from(e),
+                    "could not load service states from the wake plugin; trying again every {} s",
+                    SEED_RETRY.as_secs()
+                );
+                false
+            }
         }
+    }
+}
+
+/// How often a seed that failed at start is tried again.
+const SEED_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Tries [`WakeHub::seed`] again until it succeeds (the plugin was not
+/// ready at start), so known services never stay unknown.
+async fn seed_until_done(state: AppState, shutdown: CancellationToken) {
+    while !state.wake.seeded.load(std::sync::atomic::Ordering::Relaxed) {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(SEED_RETRY) => {}
+        }
+        state.wake.seed_once(&state.plugins, true).await;
     }
 }
 
@@ -225,6 +258,9 @@ impl WakeHub {
 /// wake) run through the gate as the system's actions.
 pub async fn run(state: AppState, shutdown: CancellationToken) {
     let hub = state.wake.clone();
+    if !hub.seeded.load(std::sync::atomic::Ordering::Relaxed) {
+        tokio::spawn(seed_until_done(state.clone(), shutdown.clone()));
+    }
     let taken = hub.bus_rx.lock().unwrap_or_else(|p| p.into_inner()).take();
     let mut rx = taken.unwrap_or_else(|| state.bus.subscribe());
     loop {
