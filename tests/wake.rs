@@ -21,20 +21,8 @@ async fn read_events(
         while events.len() < n {
             let chunk = body.next().await.expect("stream open").unwrap();
             buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let block: String = buf.drain(..end + 2).collect();
-                let mut name = String::new();
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event: ") {
-                        name = v.to_string();
-                    } else if let Some(v) = line.strip_prefix("data: ") {
-                        data.push_str(v);
-                    }
-                }
-                if !name.is_empty() {
-                    events.push((name, serde_json::from_str(&data).unwrap()));
-                }
+            for (name, data) in drain_sse(&mut buf) {
+                events.push((name, serde_json::from_str(&data).unwrap()));
             }
         }
     })
@@ -349,14 +337,7 @@ async fn unknown_names_cost_no_plugin_call_and_no_metric_series() {
         (r.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(())
     })
     .await;
-    let metrics_before = http
-        .get(host.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics_before = host.metrics().await;
     for i in 0..200 {
         let r = http
             .post(host.url(&format!("/api/v1/wake/stranger-{i}")))
@@ -379,14 +360,7 @@ async fn unknown_names_cost_no_plugin_call_and_no_metric_series() {
         StatusCode::NO_CONTENT,
         "unknown names are left out, not sent on"
     );
-    let metrics = http
-        .get(host.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = host.metrics().await;
     assert!(!metrics.contains("stranger"), "a series per unknown name");
     let series = |t: &str| t.lines().filter(|l| l.starts_with("wakedock_wake")).count();
     assert_eq!(series(&metrics), series(&metrics_before), "{metrics}");

@@ -49,6 +49,16 @@ async fn sleeping_app(env: &[(&str, &str)], healthcheck: Option<Duration>) -> (T
     (app, port)
 }
 
+/// A running test app publishing 8080 on a fixed loopback port.
+async fn running_app() -> TestContainer {
+    TestContainer::from_spec(AppSpec {
+        host_port: Some(free_port()),
+        start: true,
+        ..AppSpec::default()
+    })
+    .await
+}
+
 /// One sleeping test app, a host whose service `name` has it as its only
 /// member (plus `extra` fields), and Caddy in front of it.
 struct Setup {
@@ -140,14 +150,7 @@ async fn published(host: &TestHost, name: &str) {
 
 /// `wakedock_wakes_total` of `service` with `result`, from `/metrics`.
 async fn wakes(host: &TestHost, service: &str, result: &str) -> u64 {
-    let text = client()
-        .get(host.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = host.metrics().await;
     let needle = format!("wakedock_wakes_total{{result=\"{result}\",service=\"{service}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&needle))
@@ -423,14 +426,7 @@ async fn wake_timeout_gives_504_and_leaving_clients_stop_waiting() {
         .await;
     assert!(err.is_err(), "the client gave up");
     eventually(Duration::from_secs(2), "no held request", || async {
-        let text = client()
-            .get(host.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = host.metrics().await;
         text.lines()
             .any(|l| l == "wakedock_wake_requests_held{service=\"slow\"} 0")
             .then_some(())
@@ -519,9 +515,15 @@ async fn sessions_survive_a_host_restart_and_caddy_recovers() {
             200
         );
         let admin = host.admin().await;
-        let before = service(&admin, "keep").await["session"]["expires_at_ms"]
-            .as_u64()
-            .expect("a session");
+        // The bridge reports the request a moment later, and the report
+        // extends the session: wait for it, so nothing moves the expiry
+        // across the restart but the restart itself.
+        let before = eventually(Duration::from_secs(10), "the activity report", || async {
+            let s = service(&admin, "keep").await;
+            (s["session"]["requests"].as_u64() >= Some(1))
+                .then(|| s["session"]["expires_at_ms"].as_u64().expect("a session"))
+        })
+        .await;
 
         host = host.restart().await;
         let admin = host.admin().await;
@@ -560,12 +562,7 @@ async fn sessions_survive_a_host_restart_and_caddy_recovers() {
 //    fail-open passes the request through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_down_fails_closed_or_open_as_configured() {
-    let app = TestContainer::from_spec(AppSpec {
-        host_port: Some(free_port()),
-        start: true,
-        ..AppSpec::default()
-    })
-    .await;
+    let app = running_app().await;
     let port = {
         let d = docker().await;
         let i = d
@@ -819,16 +816,7 @@ impl Recorder {
             let mut buf = String::new();
             while let Some(Ok(chunk)) = body.next().await {
                 buf.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = buf.find("\n\n") {
-                    let block: String = buf.drain(..end + 2).collect();
-                    let (mut name, mut data) = (String::new(), String::new());
-                    for line in block.lines() {
-                        if let Some(v) = line.strip_prefix("event: ") {
-                            name = v.into();
-                        } else if let Some(v) = line.strip_prefix("data: ") {
-                            data.push_str(v);
-                        }
-                    }
+                for (name, data) in drain_sse(&mut buf) {
                     if let Ok(v) = serde_json::from_str::<Value>(&data) {
                         out.lock().unwrap().push((name, v));
                     }
@@ -975,12 +963,7 @@ async fn a_clean_idle_sleep_goes_to_sleep_then_asleep_and_nothing_else() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_host_serves_every_service_state_at_once() {
     for backend in BACKENDS {
-        let up = TestContainer::from_spec(AppSpec {
-            host_port: Some(free_port()),
-            start: true,
-            ..AppSpec::default()
-        })
-        .await;
+        let up = running_app().await;
         let (down, _) = sleeping_app(&[], None).await;
         let mut host = host_with(
             backend,
@@ -1151,18 +1134,8 @@ async fn a_container_stopped_by_hand_is_woken_by_the_next_request() {
 // crashed shows and counts as stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sleeping_members_show_as_sleeping_and_crashed_ones_as_stopped() {
-    let napper = TestContainer::from_spec(AppSpec {
-        host_port: Some(free_port()),
-        start: true,
-        ..AppSpec::default()
-    })
-    .await;
-    let crasher = TestContainer::from_spec(AppSpec {
-        host_port: Some(free_port()),
-        start: true,
-        ..AppSpec::default()
-    })
-    .await;
+    let napper = running_app().await;
+    let crasher = running_app().await;
     let host = host_with(
         Backend::Sqlite,
         vec![

@@ -218,6 +218,21 @@ impl TestHost {
         format!("{}{}", self.base, path)
     }
 
+    /// The host's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Logs in and returns a client that sends the bearer token.
     pub async fn login(&self, username: &str, password: &str) -> ApiClient {
         let http = reqwest::Client::new();
@@ -599,6 +614,27 @@ impl Drop for TestContainer {
         }
         let _ = cmd.args(["rm", "-f", "-v", &self.name]).output();
     }
+}
+
+/// Takes every complete server-sent event off the front of `buf`, as
+/// (event name, data); events without a name (comments) are left out.
+pub fn drain_sse(buf: &mut String) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    while let Some(end) = buf.find("\n\n") {
+        let block: String = buf.drain(..end + 2).collect();
+        let (mut name, mut data) = (String::new(), String::new());
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("event: ") {
+                name = v.to_string();
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                data.push_str(v);
+            }
+        }
+        if !name.is_empty() {
+            out.push((name, data));
+        }
+    }
+    out
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, for at most `limit`.

@@ -83,7 +83,7 @@ struct Gate {
 #[derive(Debug, Default)]
 pub struct Ops {
     /// One gate per known service (bounded: unknown names never get one).
-    gates: Arc<Mutex<HashMap<String, Gate>>>,
+    gates: Gates,
 }
 
 /// Decrements the held-requests gauge when a waiter leaves, however it
@@ -143,10 +143,17 @@ async fn record_system_op<T>(
     state.audit(entry).await;
 }
 
+type Gates = Arc<Mutex<HashMap<String, Gate>>>;
+
+/// Runs `f` on `service`'s gate (made if need be).
+fn with_gate<R>(gates: &Gates, service: &str, f: impl FnOnce(&mut Gate) -> R) -> R {
+    let mut gates = gates.lock().unwrap_or_else(|p| p.into_inner());
+    f(gates.entry(service.to_owned()).or_default())
+}
+
 impl Ops {
     fn with_gate<R>(&self, service: &str, f: impl FnOnce(&mut Gate) -> R) -> R {
-        let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
-        f(gates.entry(service.to_owned()).or_default())
+        with_gate(&self.gates, service, f)
     }
 
     /// Wakes `service` (or joins the wake wanted) and waits until it is
@@ -201,13 +208,7 @@ impl Ops {
                 let _ = tx.send(Some(r.clone()));
                 // The next request after this one starts a new wake (or
                 // finds the service awake at once).
-                if let Some(g) = gates
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_mut(&service)
-                {
-                    g.wake = None;
-                }
+                with_gate(&gates, &service, |g| g.wake = None);
                 drop(_running);
                 record_system_op(&state, "service.wake", &service, reason, &r).await;
             });
@@ -244,14 +245,7 @@ impl Ops {
             let service = service.to_owned();
             tokio::spawn(async move {
                 let _running = lock.lock().await;
-                let wake_wanted = || {
-                    gates
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get(&service)
-                        .is_some_and(|g| g.wake.is_some())
-                };
-                let r = if idle && wake_wanted() {
+                let r = if idle && with_gate(&gates, &service, |g| g.wake.is_some()) {
                     Ok(None)
                 } else {
                     match plugin::call::<Slept>(
@@ -268,13 +262,7 @@ impl Ops {
                     }
                 };
                 let _ = tx.send(Some(r.clone()));
-                if let Some(g) = gates
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_mut(&service)
-                {
-                    g.sleep = None;
-                }
+                with_gate(&gates, &service, |g| g.sleep = None);
                 drop(_running);
                 match &r {
                     Ok(None) => {
