@@ -129,13 +129,18 @@ async fn record_system_op<T>(
     let mut entry = NewAuditEntry::new(action, "success");
     entry.actor = Some(SYSTEM_ACTOR.into());
     entry.target = Some(service.to_owned());
+    let what = if action == "service.wake" {
+        "wake"
+    } else {
+        "sleep"
+    };
     match r {
         Ok(_) => {
-            tracing::info!(service, reason = %reason, "{action}: done");
+            tracing::info!(service, reason = %reason, "automatic {what} of the service done");
             entry.detail = Some(format!("reason: {reason}"));
         }
         Err(e) => {
-            tracing::warn!(service, reason = %reason, error = %e, "{action}: failed");
+            tracing::warn!(service, reason = %reason, error = %e, "automatic {what} of the service failed");
             entry.result = "failure".into();
             entry.detail = Some(format!("reason: {reason}; {e}"));
         }
