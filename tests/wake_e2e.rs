@@ -49,6 +49,16 @@ async fn sleeping_app(env: &[(&str, &str)], healthcheck: Option<Duration>) -> (T
     (app, port)
 }
 
+/// A running test app publishing 8080 on a fixed loopback port.
+async fn running_app() -> TestContainer {
+    TestContainer::from_spec(AppSpec {
+        host_port: Some(free_port()),
+        start: true,
+        ..AppSpec::default()
+    })
+    .await
+}
+
 /// One sleeping test app, a host whose service `name` has it as its only
 /// member (plus `extra` fields), and Caddy in front of it.
 struct Setup {
@@ -140,14 +150,7 @@ async fn published(host: &TestHost, name: &str) {
 
 /// `wakedock_wakes_total` of `service` with `result`, from `/metrics`.
 async fn wakes(host: &TestHost, service: &str, result: &str) -> u64 {
-    let text = client()
-        .get(host.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = host.metrics().await;
     let needle = format!("wakedock_wakes_total{{result=\"{result}\",service=\"{service}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&needle))
@@ -423,14 +426,7 @@ async fn wake_timeout_gives_504_and_leaving_clients_stop_waiting() {
         .await;
     assert!(err.is_err(), "the client gave up");
     eventually(Duration::from_secs(2), "no held request", || async {
-        let text = client()
-            .get(host.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = host.metrics().await;
         text.lines()
             .any(|l| l == "wakedock_wake_requests_held{service=\"slow\"} 0")
             .then_some(())
@@ -519,9 +515,15 @@ async fn sessions_survive_a_host_restart_and_caddy_recovers() {
             200
         );
         let admin = host.admin().await;
-        let before = service(&admin, "keep").await["session"]["expires_at_ms"]
-            .as_u64()
-            .expect("a session");
+        // The bridge reports the request a moment later, and the report
+        // extends the session: wait for it, so nothing moves the expiry
+        // across the restart but the restart itself.
+        let before = eventually(Duration::from_secs(10), "the activity report", || async {
+            let s = service(&admin, "keep").await;
+            (s["session"]["requests"].as_u64() >= Some(1))
+                .then(|| s["session"]["expires_at_ms"].as_u64().expect("a session"))
+        })
+        .await;
 
         host = host.restart().await;
         let admin = host.admin().await;
@@ -560,12 +562,7 @@ async fn sessions_survive_a_host_restart_and_caddy_recovers() {
 //    fail-open passes the request through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_down_fails_closed_or_open_as_configured() {
-    let app = TestContainer::from_spec(AppSpec {
-        host_port: Some(free_port()),
-        start: true,
-        ..AppSpec::default()
-    })
-    .await;
+    let app = running_app().await;
     let port = {
         let d = docker().await;
         let i = d
@@ -784,4 +781,486 @@ async fn running_containers_are_adopted_and_paused_when_idle() {
     let r = client().get(&caddy.sites[0]).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert!(running(&app.name).await, "thawed");
+}
+
+// ---- Issue 9: state that never lies -----------------------------------------
+
+/// Every `state`/`snapshot` document of the subscription, recorded in the
+/// background for as long as the recorder lives.
+struct Recorder {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Recorder {
+    async fn start(host: &TestHost) -> Recorder {
+        let r = client()
+            .get(host.url("/api/v1/wake/subscribe"))
+            .bearer_auth(TOKEN)
+            .timeout(Duration::from_secs(600))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let out = seen.clone();
+        let task = tokio::spawn(async move {
+            use futures::StreamExt;
+            let mut body = r.bytes_stream();
+            let mut buf = String::new();
+            while let Some(Ok(chunk)) = body.next().await {
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                for (name, data) in drain_sse(&mut buf) {
+                    if let Ok(v) = serde_json::from_str::<Value>(&data) {
+                        out.lock().unwrap().push((name, v));
+                    }
+                }
+            }
+        });
+        Recorder { seen, task }
+    }
+
+    /// The states of `service` in the order they arrived (snapshots too).
+    fn states(&self, service: &str) -> Vec<String> {
+        let seen = self.seen.lock().unwrap();
+        let mut out = Vec::new();
+        for (name, v) in seen.iter() {
+            let docs: Vec<&Value> = match name.as_str() {
+                "snapshot" => v["services"].as_array().unwrap().iter().collect(),
+                _ => vec![v],
+            };
+            for d in docs.into_iter().filter(|d| d["service"] == service) {
+                out.push(d["state"].as_str().unwrap().to_owned());
+            }
+        }
+        out
+    }
+
+    fn first_snapshot(&self) -> Option<Value> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter()
+            .find(|(n, _)| n == "snapshot")
+            .map(|(_, v)| v.clone())
+    }
+
+    async fn wait_for(&self, service: &str, state: &str, limit: Duration) {
+        eventually(
+            limit,
+            &format!("{service} {state} on the stream"),
+            || async {
+                self.states(service)
+                    .iter()
+                    .any(|s| s == state)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+/// The host's audit entries for `action`, newest first.
+async fn audit(api: &ApiClient, action: &str) -> Vec<Value> {
+    api.get_json(&format!("/api/v1/audit?action={action}"))
+        .await["items"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+async fn exit_code(name: &str) -> Option<i64> {
+    docker()
+        .await
+        .inspect_container(
+            name,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .ok()?
+        .state?
+        .exit_code
+}
+
+/// An idle app (running, adopted) that goes to sleep by itself, with what
+/// the subscription said from before the sleep until well after it.
+async fn idle_sleep(stop_signal: Option<&str>) -> (Vec<String>, usize, Option<i64>, Vec<Value>) {
+    let app = TestContainer::from_spec(AppSpec {
+        host_port: Some(free_port()),
+        start: true,
+        stop_signal,
+        ..AppSpec::default()
+    })
+    .await;
+    let host = TestHost::start_with(Backend::Sqlite, |c| {
+        c.security.bridge_tokens = vec![TOKEN.into()];
+        c.docker.stop_timeout = wakedock::config::HumanDuration(Duration::from_secs(3));
+        c.plugins.push(
+            serde_json::from_value(json!({
+                "manifest": concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/wake/plugin.toml"),
+                "wasm": wasm_dir().join("wakedock_plugin_wake.wasm"),
+            }))
+            .unwrap(),
+        );
+        c.services = vec![json!({"name": "nap", "members": [app.name], "idle_timeout": "2s"})];
+    })
+    .await;
+    let rec = Recorder::start(&host).await;
+    rec.wait_for("nap", "awake", Duration::from_secs(15)).await;
+    rec.wait_for("nap", "going-to-sleep", Duration::from_secs(20))
+        .await;
+    let since = unix_secs() - 1.0;
+    rec.wait_for("nap", "asleep", Duration::from_secs(30)).await;
+    // The bug showed within a tick or two of the sleep: watch five ticks.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let states = rec.states("nap");
+    let from = states.iter().position(|s| s == "going-to-sleep").unwrap();
+    let starts = starts_since(&app.name, since);
+    let code = exit_code(&app.name).await;
+    let admin = host.admin().await;
+    let sleeps = audit(&admin, "service.sleep").await;
+    drop(rec);
+    host.stop().await.unwrap();
+    (states[from..].to_vec(), starts, code, sleeps)
+}
+
+// A sleep of an app that ignores SIGTERM (Docker kills it after the stop
+// timeout: exit 137) ends `asleep`, once: no `waking`, no `failed`, no
+// start, though several ticks ran while the stop took its time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_sleep_of_an_app_ignoring_sigterm_ends_asleep_once() {
+    let (states, starts, code, sleeps) = idle_sleep(Some("SIGUSR1")).await;
+    assert_eq!(code, Some(137), "the app was killed after the stop timeout");
+    assert_eq!(
+        states,
+        ["going-to-sleep", "asleep"],
+        "nothing after the sleep"
+    );
+    assert_eq!(starts, 0, "nothing started it again");
+    // The system's action, in the audit log, once.
+    assert_eq!(sleeps.len(), 1, "{sleeps:?}");
+    assert_eq!(sleeps[0]["actor"], "system:wake");
+    assert_eq!(sleeps[0]["target"], "nap");
+    assert_eq!(sleeps[0]["result"], "success");
+    assert_eq!(sleeps[0]["detail"], "reason: idle");
+}
+
+// A clean sleep (the app exits on SIGTERM) does not flicker either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_idle_sleep_goes_to_sleep_then_asleep_and_nothing_else() {
+    let (states, starts, code, _) = idle_sleep(None).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(states, ["going-to-sleep", "asleep"]);
+    assert_eq!(starts, 0);
+}
+
+// After a host restart (same data dir and database), the first snapshot a
+// bridge gets, and the overview, show every service's real state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_host_serves_every_service_state_at_once() {
+    for backend in BACKENDS {
+        let up = running_app().await;
+        let (down, _) = sleeping_app(&[], None).await;
+        let mut host = host_with(
+            backend,
+            vec![
+                json!({"name": "up", "members": [up.name]}),
+                json!({"name": "down", "members": [down.name]}),
+                json!({"name": "broken", "members": [unique("wd-test-missing")]}),
+            ],
+        )
+        .await;
+        let want = [("up", "awake"), ("down", "asleep"), ("broken", "failed")];
+        let rec = Recorder::start(&host).await;
+        for (s, st) in want {
+            rec.wait_for(s, st, Duration::from_secs(15)).await;
+        }
+        drop(rec);
+
+        host = host.restart().await;
+        let rec = Recorder::start(&host).await;
+        let snap = eventually(Duration::from_secs(5), "a snapshot", || async {
+            rec.first_snapshot()
+        })
+        .await;
+        for (s, st) in want {
+            let doc = snap["services"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["service"] == s)
+                .unwrap_or_else(|| {
+                    panic!("{backend:?}: {s} missing from the first snapshot: {snap}")
+                });
+            assert_eq!(doc["state"], st, "{backend:?}: {snap}");
+        }
+        let html = host.admin().await.get("/").await.text().await.unwrap();
+        for (s, st) in want {
+            assert!(
+                html.contains(&format!("data-service=\"{s}\"")),
+                "{backend:?}: the overview lists {s}"
+            );
+            assert!(html.contains(&format!("svc-{st}")), "{backend:?}: {st}");
+        }
+        drop(rec);
+        host.stop().await.unwrap();
+    }
+}
+
+// The overview, the services page and API, the waiting page and the
+// subscription say the same of a service: one source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_view_shows_the_same_state() {
+    let Setup {
+        app: _app,
+        host,
+        caddy,
+    } = setup(
+        Backend::Sqlite,
+        "crashy",
+        &[
+            ("EXIT_AFTER_MS", "300"),
+            ("EXIT_CODE", "1"),
+            ("BOOT_DELAY_MS", "1000"),
+        ],
+        json!({"strategy": "dynamic", "wake_timeout": "20s"}),
+    )
+    .await;
+    published(&host, "crashy").await;
+    // A request wakes it; the member dies while waking: failed.
+    let r = client().get(&caddy.sites[0]).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_GATEWAY,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let admin = host.admin().await;
+    wait_state(&admin, "crashy", "failed", Duration::from_secs(10)).await;
+    // Give ticks a chance to disagree, as they used to.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rec = Recorder::start(&host).await;
+    let snap = eventually(Duration::from_secs(5), "snapshot", || async {
+        rec.first_snapshot()
+    })
+    .await;
+    let hub = snap["services"][0].clone();
+    assert_eq!(hub["state"], "failed", "{snap}");
+    let api = service(&admin, "crashy").await;
+    assert_eq!(api["state"], hub, "the API serves the hub's document");
+    let overview = admin.get("/").await.text().await.unwrap();
+    assert!(overview.contains("svc-failed"), "overview");
+    let services = admin.get("/services").await.text().await.unwrap();
+    assert!(
+        services.contains(r#"data-service="crashy" data-state="failed""#),
+        "services page"
+    );
+    let page = client()
+        .get(host.url("/api/v1/wake/crashy/page"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"<main id="main" class="failed""#),
+        "waiting page"
+    );
+    // Member status is JSON, never Rust Debug text.
+    assert_eq!(api["members"][0]["status"]["state"], "exited", "{api}");
+}
+
+// A `docker stop` by hand behind an awake service: the next request
+// through a real Caddy is held, the service woken again, and answered 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_stopped_by_hand_is_woken_by_the_next_request() {
+    let Setup { app, host, caddy } = setup(
+        Backend::Sqlite,
+        "byhand",
+        &[],
+        json!({"idle_timeout": "10m"}),
+    )
+    .await;
+    let http = client();
+    assert_eq!(
+        http.get(&caddy.sites[0]).send().await.unwrap().status(),
+        200
+    );
+    let admin = host.admin().await;
+    wait_state(&admin, "byhand", "awake", Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // the bridge sees awake
+    let d = docker().await;
+    for round in 0..3 {
+        d.stop_container(
+            &app.name,
+            None::<bollard::query_parameters::StopContainerOptions>,
+        )
+        .await
+        .unwrap();
+        let since = unix_secs() - 0.5;
+        // Straight after the stop: the bridge may not have heard yet.
+        let r = http.get(&caddy.sites[0]).send().await.unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert_eq!(status, StatusCode::OK, "round {round}: {body}");
+        assert!(body.starts_with("hello from"), "{body}");
+        assert_eq!(
+            starts_since(&app.name, since),
+            1,
+            "round {round}: woken once"
+        );
+        wait_state(&admin, "byhand", "awake", Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // The host logged it as the member stopping outside WakeDock, and the
+    // wakes as the system's, for a request.
+    let wakes = audit(&admin, "service.wake").await;
+    assert!(
+        wakes
+            .iter()
+            .any(|e| e["actor"] == "system:wake" && e["detail"] == "reason: request"),
+        "{wakes:?}"
+    );
+}
+
+// A member put to sleep by WakeDock shows as sleeping on the containers
+// list and page (with its service), and counts as sleeping; a member that
+// crashed shows and counts as stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sleeping_members_show_as_sleeping_and_crashed_ones_as_stopped() {
+    let napper = running_app().await;
+    let crasher = running_app().await;
+    let host = host_with(
+        Backend::Sqlite,
+        vec![
+            json!({"name": "napper", "display_name": "Napper", "members": [napper.name]}),
+            json!({"name": "crasher", "members": [crasher.name]}),
+        ],
+    )
+    .await;
+    let admin = host.admin().await;
+    wait_state(&admin, "napper", "awake", Duration::from_secs(15)).await;
+    wait_state(&admin, "crasher", "awake", Duration::from_secs(15)).await;
+    let r = admin.post_empty("/api/v1/services/napper/sleep").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    docker()
+        .await
+        .kill_container(
+            &crasher.name,
+            None::<bollard::query_parameters::KillContainerOptions>,
+        )
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "the crash noticed", || async {
+        let s = service(&admin, "crasher").await;
+        (s["state"]["state"] == "asleep").then_some(s)
+    })
+    .await;
+    let s = service(&admin, "crasher").await;
+    assert_eq!(
+        s["state"]["reason"],
+        format!(
+            "member \"{}\" stopped outside WakeDock (exit code 137)",
+            crasher.name
+        )
+    );
+
+    let list = admin.get("/containers").await.text().await.unwrap();
+    let row = |id: &str| {
+        let start = list.find(&format!("data-container=\"{id}\"")).expect("row");
+        list[start..start + list[start..].find("</tr>").unwrap()].to_string()
+    };
+    let nap = row(&napper.id);
+    assert!(nap.contains(r#"data-class="sleeping""#), "{nap}");
+    assert!(
+        nap.contains(r#"sleeping (service <a href="/services#service-napper">Napper</a>)"#),
+        "{nap}"
+    );
+    assert!(!nap.contains("Exited ("), "{nap}");
+    let crash = row(&crasher.id);
+    assert!(crash.contains(r#"data-class="stopped""#), "{crash}");
+
+    let page = admin
+        .get(&format!("/containers/{}", napper.name))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(r#"sleeping (service <a href="/services#service-napper">Napper</a>)"#));
+    let page = admin
+        .get(&format!("/containers/{}", crasher.name))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(r#"data-class="stopped""#));
+    assert!(page.contains("stopped outside WakeDock"));
+
+    // The overview counts each by its class (others' containers share the
+    // engine: look at ours).
+    let overview = admin.get("/").await.text().await.unwrap();
+    let start = overview.find("data-states=\"").unwrap() + "data-states=\"".len();
+    let states: Value = serde_json::from_str(
+        &overview[start..start + overview[start..].find('"').unwrap()].replace("&#34;", "\""),
+    )
+    .unwrap();
+    assert_eq!(states[&napper.id], "sleeping");
+    assert_eq!(states[&crasher.id], "stopped");
+}
+
+// A wake plugin that traps answers 502 (it failed), not 503 (it is off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapping_wake_plugin_gives_502() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("plugin.toml");
+    let hostile = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/plugins/hostile/plugin.toml"
+    ))
+    .unwrap();
+    std::fs::write(
+        &manifest,
+        hostile.replace("name = \"hostile\"", "name = \"wake\""),
+    )
+    .unwrap();
+    let host = TestHost::start_with(Backend::Sqlite, |c| {
+        c.security.bridge_tokens = vec![TOKEN.into()];
+        c.plugins.push(
+            serde_json::from_value(json!({
+                "manifest": manifest,
+                "wasm": wasm_dir().join("wakedock_fixture_hostile.wasm"),
+            }))
+            .unwrap(),
+        );
+    })
+    .await;
+    // The hub knows the service (as if the plugin had published it).
+    host.bus.publish(
+        "wake",
+        "wake.state",
+        &json!({
+            "service": "svc", "state": "asleep", "strategy": "blocking", "wake_timeout_ms": 1000,
+            "ignore_user_agents": [], "ignore_paths": [], "display_name": "svc", "reason": null,
+            "theme": null, "members": [], "seq": 1
+        })
+        .to_string(),
+    );
+    let r = eventually(Duration::from_secs(5), "the wake call", || async {
+        let r = client()
+            .post(host.url("/api/v1/wake/svc"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .ok()?;
+        (r.status() != StatusCode::NOT_FOUND).then_some(r)
+    })
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(problem_code(r).await, "plugin_error");
 }

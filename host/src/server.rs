@@ -62,6 +62,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         own.as_ref().map(|(_, name)| name.as_str()),
     );
     plugins.start(&declared).await.context("loading plugins")?;
+    // Every service's real state before the listener accepts a request.
+    wake.seed(&plugins).await;
     Ok(AppState {
         keys: Arc::new(TokenKeys::new(
             secret.as_bytes(),
@@ -165,7 +167,7 @@ pub async fn run(
     let token = state.shutdown.clone();
     tokio::spawn(state.docker.clone().supervise(token.clone()));
     tokio::spawn(maintenance(state.clone(), token.clone()));
-    tokio::spawn(state.wake.clone().run(state.bus.clone(), token.clone()));
+    tokio::spawn(crate::wake::run(state.clone(), token.clone()));
     tokio::spawn(state.ui.clone().run(state.docker.clone(), token.clone()));
     tokio::spawn(
         state

@@ -5,7 +5,7 @@
 //! requests *and* the administrator granted.
 //!
 //! The API is defined once, in WIT (`plugin-api/wit`, package
-//! `wakedock:plugin@0.1.1`). This crate generates the guest bindings from
+//! `wakedock:plugin@0.1.2`). This crate generates the guest bindings from
 //! those files with `wit-bindgen` and wraps them in:
 //!
 //! - the [`Plugin`] trait: implement `init` and whichever of `on_event`,
@@ -73,7 +73,7 @@
 //! ```toml
 //! name = "hello"
 //! version = "0.1.0"
-//! api-version = "0.1.1"
+//! api-version = "0.1.2"
 //! description = "Says hello and counts visits"
 //! author = "You <you@example.org>"
 //!
@@ -147,7 +147,7 @@ pub mod __private {
 
 /// The plugin API version this SDK implements; use it as `api-version` in
 /// `plugin.toml`.
-pub const API_VERSION: &str = "0.1.1";
+pub const API_VERSION: &str = "0.1.2";
 
 pub use bindings::wakedock::plugin::types::{
     ContainerEvent, ContainerEventKind, ContainerState, Error, Event, Health, HttpRequest,
@@ -443,6 +443,18 @@ pub mod storage {
     /// Keys starting with `prefix`, sorted.
     pub fn list_keys(prefix: &str) -> Result<Vec<String>> {
         raw::list_keys(prefix)
+    }
+
+    /// Atomically replaces the value under `key` with `new` (`None`
+    /// deletes it) if it is exactly `expected` (`None`: the key is absent).
+    /// True if it did; false (and nothing changed) if another writer got
+    /// there first. API 0.1.2.
+    pub fn compare_and_swap(
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool> {
+        raw::compare_and_swap(key, expected, new)
     }
 
     /// The value under `key` parsed as JSON.

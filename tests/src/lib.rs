@@ -218,6 +218,21 @@ impl TestHost {
         format!("{}{}", self.base, path)
     }
 
+    /// The host's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Logs in and returns a client that sends the bearer token.
     pub async fn login(&self, username: &str, password: &str) -> ApiClient {
         let http = reqwest::Client::new();
@@ -438,6 +453,7 @@ impl TestContainer {
             None,
             spec.host_port,
             spec.name,
+            spec.stop_signal,
         )
         .await
     }
@@ -449,9 +465,20 @@ impl TestContainer {
         start: bool,
         socket: Option<PathBuf>,
     ) -> Self {
-        Self::create_inner(env, extra_labels, healthcheck, start, socket, None, None).await
+        Self::create_inner(
+            env,
+            extra_labels,
+            healthcheck,
+            start,
+            socket,
+            None,
+            None,
+            None,
+        )
+        .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn create_inner(
         env: &[(&str, &str)],
         extra_labels: &[(&str, &str)],
@@ -460,6 +487,7 @@ impl TestContainer {
         socket: Option<PathBuf>,
         host_port: Option<u16>,
         name: Option<String>,
+        stop_signal: Option<&str>,
     ) -> Self {
         use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
         use bollard::query_parameters::CreateContainerOptionsBuilder;
@@ -488,6 +516,7 @@ impl TestContainer {
             env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             labels: Some(labels),
             healthcheck,
+            stop_signal: stop_signal.map(str::to_owned),
             host_config: Some(HostConfig {
                 port_bindings: Some(ports),
                 ..Default::default()
@@ -531,6 +560,12 @@ pub struct AppSpec<'a> {
     pub host_port: Option<u16>,
     /// Default: a unique `wd-test-...` name.
     pub name: Option<String>,
+    /// The signal `docker stop` sends (default SIGTERM, which the app
+    /// handles). A signal the app has no handler for (e.g. `SIGUSR1`) is
+    /// ignored by it as PID 1, so `docker stop` waits out its timeout and
+    /// kills it (exit code 137): an app that ignores SIGTERM, without a new
+    /// image.
+    pub stop_signal: Option<&'a str>,
 }
 
 /// `docker start` events (from the engine's event log) of `name` since `since` (Unix seconds, to the
@@ -591,6 +626,27 @@ impl Drop for TestContainer {
         }
         let _ = cmd.args(["rm", "-f", "-v", &self.name]).output();
     }
+}
+
+/// Takes every complete server-sent event off the front of `buf`, as
+/// (event name, data); events without a name (comments) are left out.
+pub fn drain_sse(buf: &mut String) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    while let Some(end) = buf.find("\n\n") {
+        let block: String = buf.drain(..end + 2).collect();
+        let (mut name, mut data) = (String::new(), String::new());
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("event: ") {
+                name = v.to_string();
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                data.push_str(v);
+            }
+        }
+        if !name.is_empty() {
+            out.push((name, data));
+        }
+    }
+    out
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, for at most `limit`.

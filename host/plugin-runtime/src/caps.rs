@@ -122,6 +122,20 @@ pub trait StorageHost: Send + Sync {
         plugin: &'a str,
         prefix: &'a str,
     ) -> BoxFuture<'a, CapResult<Vec<String>>>;
+    /// Atomically: if the value under `key` is `expected` (`None` = absent),
+    /// store `new` (`None` = delete) and answer true; else change nothing
+    /// and answer false. The compare and the write must be one atomic step
+    /// against concurrent calls (other instances of the plugin). A write
+    /// that would take the plugin past `quota_bytes` fails with
+    /// `CapError::QuotaExceeded` and changes nothing. (API 0.1.2.)
+    fn compare_and_swap<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+        quota_bytes: u64,
+    ) -> BoxFuture<'a, CapResult<bool>>;
 }
 
 /// Outbound HTTP. Called only for URLs whose host is in the plugin's

@@ -646,6 +646,27 @@ impl wit::storage::Host for PluginState {
             .list_keys(&self.shared.name, &prefix)
             .await
     }
+
+    async fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+    ) -> CapResult<bool> {
+        let quota = self.shared.storage_quota("compare-and-swap", &key)?;
+        check_key(&key)?;
+        if new
+            .as_ref()
+            .is_some_and(|v| (key.len() + v.len()) as u64 > quota)
+        {
+            return Err(CapError::QuotaExceeded);
+        }
+        self.shared
+            .caps
+            .storage
+            .compare_and_swap(&self.shared.name, &key, expected, new, quota)
+            .await
+    }
 }
 
 impl wit::http_outbound::Host for PluginState {

@@ -363,6 +363,16 @@ impl StorageHost for HangingStorage {
     fn list_keys<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, CapResult<Vec<String>>> {
         Box::pin(std::future::pending())
     }
+    fn compare_and_swap<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: Option<Vec<u8>>,
+        _: Option<Vec<u8>>,
+        _: u64,
+    ) -> BoxFuture<'a, CapResult<bool>> {
+        Box::pin(std::future::pending())
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -495,6 +495,39 @@ impl StorageHost for DbStorage {
                 .map_err(db_err)
         })
     }
+
+    fn compare_and_swap<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+        quota_bytes: u64,
+    ) -> BoxFuture<'a, CapResult<bool>> {
+        Box::pin(async move {
+            let (p, k) = (plugin.to_string(), key.to_string());
+            let quota = i64::try_from(quota_bytes).unwrap_or(i64::MAX);
+            match self
+                .db
+                .run(move |c| {
+                    plugin_kv::compare_and_swap(
+                        c,
+                        &p,
+                        &k,
+                        expected.as_deref(),
+                        new.as_deref(),
+                        quota,
+                    )
+                })
+                .await
+                .map_err(db_err)?
+            {
+                plugin_kv::CasOutcome::Swapped => Ok(true),
+                plugin_kv::CasOutcome::Mismatch => Ok(false),
+                plugin_kv::CasOutcome::OverQuota { .. } => Err(CapError::QuotaExceeded),
+            }
+        })
+    }
 }
 
 enum PluginMetric {

@@ -100,12 +100,13 @@ pub async fn events(
         shown_action(&ev.action).then(|| change_event(&ev))
     }));
     // Service states (wake-on-request).
-    tokio::spawn(forward(state.wake.subscribe(), tx.clone(), |s| {
-        Some(
+    tokio::spawn(forward(state.wake.subscribe(), tx.clone(), |c| match c {
+        crate::wake::Change::State(s) => Some(
             Event::default()
                 .event("service")
                 .data(serde_json::to_string(&s).unwrap_or_default()),
-        )
+        ),
+        crate::wake::Change::Removed(_) => None,
     }));
 
     if let Some(id) = q.container {
