@@ -47,6 +47,7 @@ const QUICK_CHECK_MS: u32 = 300;
 struct Wake {
     config_defs: Vec<ServiceDef>,
     self_container: Option<String>,
+    instance: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -328,7 +329,12 @@ impl Wake {
     /// The catalog with selector services resolved, and every container.
     fn catalog(&self) -> Result<(Catalog, Vec<Container>), String> {
         let all = containers::list_all().map_err(|e| e.describe())?;
-        let labeled: Vec<LabeledContainer> = all.iter().map(labeled).collect();
+        // Label services and selectors see only this install's containers.
+        let labeled: Vec<LabeledContainer> = all
+            .iter()
+            .map(labeled)
+            .filter(|c| crate::scope::in_scope(self.instance.as_deref(), c))
+            .collect();
         let mut cat = Catalog::build(&self.config_defs, &api_defs(), &defs_from_labels(&labeled));
         let selector_services: Vec<String> = cat
             .services
@@ -839,6 +845,7 @@ impl Plugin for Wake {
         Ok(Wake {
             config_defs,
             self_container: cfg.self_container,
+            instance: cfg.instance,
         })
     }
 

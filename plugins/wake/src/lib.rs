@@ -9,13 +9,16 @@
 //!   adoption of running containers, sleep plans;
 //! - [`state`]: the service state machine and the published `ServiceState`;
 //! - [`ignore`]: user-agent and path ignore lists;
-//! - [`schedule`]: windows during which a service is kept awake.
+//! - [`schedule`]: windows during which a service is kept awake;
+//! - [`scope`]: which containers an install with a `wakedock.instance`
+//!   name considers.
 //!
 //! The glue (`glue`, wasm only) wires them to the host.
 
 pub mod ignore;
 pub mod order;
 pub mod schedule;
+pub mod scope;
 pub mod service;
 pub mod session;
 pub mod state;
