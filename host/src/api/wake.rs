@@ -78,6 +78,8 @@ fn snapshot_event(services: Vec<ServiceState>) -> Event {
 )]
 pub async fn subscribe(State(state): State<AppState>, _bridge: BridgeCaller) -> Response {
     let hub = state.wake.clone();
+    // Counted while the stream lives (the services page shows it).
+    let connected = hub.bridge_connected();
     let rx = hub.subscribe();
     let first = snapshot_event(hub.snapshot());
     let changes = futures::stream::unfold((rx, hub), |(mut rx, hub)| async move {
@@ -88,10 +90,13 @@ pub async fn subscribe(State(state): State<AppState>, _bridge: BridgeCaller) -> 
         };
         Some((event, (rx, hub)))
     });
-    event_stream(
-        futures::stream::once(async move { first }).chain(changes),
-        &state.shutdown,
-    )
+    let events = futures::stream::once(async move { first })
+        .chain(changes)
+        .map(move |e| {
+            let _ = &connected;
+            e
+        });
+    event_stream(events, &state.shutdown)
 }
 
 /// The page a browser sees while its service wakes.

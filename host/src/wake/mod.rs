@@ -89,6 +89,19 @@ pub struct WakeHub {
     /// Subscribed at construction, so events published before [`WakeHub::run`]
     /// starts are not lost.
     bus_rx: std::sync::Mutex<Option<broadcast::Receiver<BusEvent>>>,
+    /// Live `/api/v1/wake/subscribe` streams (see [`BridgeConnection`]).
+    bridges: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts one connected bridge while it lives; dropped when its subscribe
+/// stream ends (the bridge went away, or the host shuts down).
+#[derive(Debug)]
+pub struct BridgeConnection(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for BridgeConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl WakeHub {
@@ -98,7 +111,20 @@ impl WakeHub {
             states: RwLock::new(BTreeMap::new()),
             changes: broadcast::channel(1024).0,
             bus_rx: std::sync::Mutex::new(Some(bus.subscribe())),
+            bridges: Default::default(),
         }
+    }
+
+    /// Registers a bridge subscription; keep the guard in its stream.
+    pub fn bridge_connected(&self) -> BridgeConnection {
+        self.bridges
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        BridgeConnection(self.bridges.clone())
+    }
+
+    /// Bridges subscribed right now (the services page shows it).
+    pub fn connected_bridges(&self) -> usize {
+        self.bridges.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn snapshot(&self) -> Vec<ServiceState> {
@@ -211,5 +237,18 @@ mod tests {
         assert_eq!(rx.try_recv().unwrap().state, "waking");
         let names: Vec<String> = hub.snapshot().into_iter().map(|s| s.service).collect();
         assert_eq!(names, vec!["api", "blog"]);
+    }
+
+    #[test]
+    fn connected_bridges_count_live_guards() {
+        let hub = WakeHub::new(&EventBus::default());
+        assert_eq!(hub.connected_bridges(), 0);
+        let a = hub.bridge_connected();
+        let b = hub.bridge_connected();
+        assert_eq!(hub.connected_bridges(), 2);
+        drop(a);
+        assert_eq!(hub.connected_bridges(), 1);
+        drop(b);
+        assert_eq!(hub.connected_bridges(), 0);
     }
 }
