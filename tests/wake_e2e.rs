@@ -905,3 +905,37 @@ async fn the_services_page_shows_connected_bridges() {
     .await;
     host.stop().await.unwrap();
 }
+
+// The README's "Put a service behind Caddy" Caddyfile is one Caddy with
+// our module accepts.
+#[test]
+fn the_readme_caddyfile_is_valid() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme
+        .find("```caddyfile\n")
+        .expect("a Caddyfile in the README")
+        + 13;
+    let end = start + readme[start..].find("```").unwrap();
+    // The block is indented under its list item.
+    let caddyfile: String = readme[start..end]
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix("   ").unwrap_or(l)))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("Caddyfile");
+    std::fs::write(&file, &caddyfile).unwrap();
+    let out = std::process::Command::new(wakedock_tests::caddy::caddy_bin())
+        .args(["validate", "--adapter", "caddyfile", "--config"])
+        .arg(&file)
+        .env("WAKEDOCK_BRIDGE_TOKEN", TOKEN)
+        .env("XDG_DATA_HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .output()
+        .expect("run caddy (scripts/build-caddy.sh)");
+    assert!(
+        out.status.success(),
+        "{caddyfile}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

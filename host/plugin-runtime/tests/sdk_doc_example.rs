@@ -85,6 +85,14 @@ fn documented_and_example_api_versions_are_the_one_the_sdk_implements() {
     );
 }
 
+#[test]
+fn the_readme_grant_file_example_is_a_grant() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let docs = blocks(&readme);
+    let grant = Grant::from_toml(block(&docs, "# grant.toml")).expect("README grant.toml");
+    assert!(grant.capabilities.containers.is_some() && grant.limits.memory_bytes.is_some());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documented_plugin_builds_as_written_and_runs() {
     let docs = blocks(&sdk_docs());
