@@ -743,15 +743,7 @@ pub struct DbAudit {
 /// and interval): each becomes one log line and one audit row.
 impl AuditSink for DbAudit {
     fn record(&self, e: AuditEntry) {
-        tracing::warn!(
-            plugin = %e.plugin,
-            capability = e.capability,
-            action = e.action,
-            target = %e.target,
-            repeated = e.repeated,
-            "plugin permission denied: {}",
-            e.reason
-        );
+        TracingAudit.record(e.clone());
         let mut entry =
             NewAuditEntry::new(&format!("plugin.{}.{}", e.capability, e.action), "denied");
         entry.actor = Some(format!("plugin:{}", e.plugin));
