@@ -14,7 +14,13 @@ const TOKEN: &str = "bridge-token-for-e2e-tests-0123";
 
 /// A host with the wake plugin, the bridge token and `services`.
 async fn host_with(backend: Backend, services: Vec<Value>) -> TestHost {
+    host_in(&new_instance(), backend, services).await
+}
+
+/// Like [`host_with`], in the install scope `instance`.
+async fn host_in(instance: &str, backend: Backend, services: Vec<Value>) -> TestHost {
     TestHost::start_with(backend, |c| {
+        c.wakedock.instance = Some(instance.to_owned());
         c.security.bridge_tokens = vec![TOKEN.into()];
         c.plugins.push(
             serde_json::from_value(json!({
@@ -600,17 +606,20 @@ async fn host_down_fails_closed_or_open_as_configured() {
 // precedence, validation naming the field, roles, audit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_from_the_api_and_labels_with_precedence_and_validation() {
+    let instance = new_instance();
     let labelled = TestContainer::from_spec(AppSpec {
         labels: &[
             ("wakedock.enable", "true"),
             ("wakedock.service", "by-labels"),
             ("wakedock.idle-timeout", "7m"),
         ],
+        instance: Some(&instance),
         ..AppSpec::default()
     })
     .await;
     let (app, _) = sleeping_app(&[], None).await;
-    let host = host_with(
+    let host = host_in(
+        &instance,
         Backend::Sqlite,
         vec![json!({"name": "in-config", "members": [app.name]})],
     )
@@ -1263,4 +1272,147 @@ async fn a_trapping_wake_plugin_gives_502() {
     .await;
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(problem_code(r).await, "plugin_error");
+// Two installs on one engine (issue 9), each in its own scope
+// (`wakedock.instance`), each with a running container labelled as its
+// service `web`: each host's `web` is its own container only, with its own
+// idle timeout, and one host's idle sleep leaves the other's container
+// running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_installs_on_one_engine_keep_to_their_own_containers() {
+    let (a, b) = (new_instance(), new_instance());
+    let labels = |idle: &'static str| {
+        [
+            ("wakedock.enable", "true"),
+            ("wakedock.service", "web"),
+            ("wakedock.idle-timeout", idle),
+        ]
+    };
+    let (labels_a, labels_b) = (labels("2s"), labels("1h"));
+    let app_a = TestContainer::from_spec(AppSpec {
+        labels: &labels_a,
+        instance: Some(&a),
+        start: true,
+        ..AppSpec::default()
+    })
+    .await;
+    let app_b = TestContainer::from_spec(AppSpec {
+        labels: &labels_b,
+        instance: Some(&b),
+        start: true,
+        ..AppSpec::default()
+    })
+    .await;
+    let host_a = host_in(&a, Backend::Sqlite, vec![]).await;
+    let host_b = host_in(&b, Backend::Sqlite, vec![]).await;
+    let (api_a, api_b) = (host_a.admin().await, host_b.admin().await);
+
+    // Each defines `web` from its own container, and adopts only that one.
+    for (api, own, idle_ms) in [(&api_a, &app_a, 2_000), (&api_b, &app_b, 3_600_000)] {
+        let web = eventually(Duration::from_secs(15), "the label service", || async {
+            let r = api.get("/api/v1/services/web").await;
+            if r.status() != StatusCode::OK {
+                return None;
+            }
+            let v: Value = r.json().await.ok()?;
+            (!v["session"].is_null()).then_some(v)
+        })
+        .await;
+        let members: Vec<&str> = web["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(members, vec![own.name.as_str()], "{web}");
+        assert_eq!(web["service"]["idle_timeout_ms"], idle_ms, "{web}");
+        assert_eq!(web["session"]["adopted"], true, "{web}");
+    }
+
+    // A's idle timeout stops A's container and only that one.
+    wait_state(&api_a, "web", "asleep", Duration::from_secs(30)).await;
+    assert!(
+        !running(&app_a.name).await,
+        "host A slept its own container"
+    );
+    assert!(
+        running(&app_b.name).await,
+        "host A left host B's container running"
+    );
+    assert_eq!(state_of(&api_b, "web").await, "awake");
+    // Host B did not adopt (and wake) A's sleeping container either.
+    let web_b = service(&api_b, "web").await;
+    assert_eq!(web_b["members"].as_array().unwrap().len(), 1, "{web_b}");
+    assert!(
+        !running(&app_a.name).await,
+        "host B left A's container asleep"
+    );
+    host_a.stop().await.unwrap();
+    host_b.stop().await.unwrap();
+}
+
+// "Is my Caddy connected?" (issue 9): the services page counts the bridges
+// subscribed to the host: 1 while a real Caddy with the module runs, 0 once
+// it is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_services_page_shows_connected_bridges() {
+    let (app, port) = sleeping_app(&[], None).await;
+    let host = host_with(
+        Backend::Sqlite,
+        vec![json!({"name": "bridged", "members": [app.name]})],
+    )
+    .await;
+    let admin = host.admin().await;
+    let bridges = || async {
+        let html = admin.get("/services").await.text().await.unwrap();
+        let marker = "data-field=\"bridges\">";
+        let start = html.find(marker).expect("the bridges line") + marker.len();
+        let end = start + html[start..].find("</p>").unwrap();
+        html[start..end].to_owned()
+    };
+    assert!(bridges().await.starts_with("No Caddy bridge is connected"));
+    let caddy = Caddy::start(&host.base, TOKEN, vec![site("bridged", port)]).await;
+    eventually(Duration::from_secs(15), "1 bridge connected", || async {
+        (bridges().await == "1 Caddy bridge connected.").then_some(())
+    })
+    .await;
+    drop(caddy);
+    eventually(Duration::from_secs(30), "no bridge connected", || async {
+        bridges().await.starts_with("No Caddy bridge").then_some(())
+    })
+    .await;
+    host.stop().await.unwrap();
+}
+
+// The README's "Put a service behind Caddy" Caddyfile is one Caddy with
+// our module accepts.
+#[test]
+fn the_readme_caddyfile_is_valid() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme
+        .find("```caddyfile\n")
+        .expect("a Caddyfile in the README")
+        + 13;
+    let end = start + readme[start..].find("```").unwrap();
+    // The block is indented under its list item.
+    let caddyfile: String = readme[start..end]
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix("   ").unwrap_or(l)))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("Caddyfile");
+    std::fs::write(&file, &caddyfile).unwrap();
+    let out = std::process::Command::new(wakedock_tests::caddy::caddy_bin())
+        .args(["validate", "--adapter", "caddyfile", "--config"])
+        .arg(&file)
+        .env("WAKEDOCK_BRIDGE_TOKEN", TOKEN)
+        .env("XDG_DATA_HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .output()
+        .expect("run caddy (scripts/build-caddy.sh)");
+    assert!(
+        out.status.success(),
+        "{caddyfile}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

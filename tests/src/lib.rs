@@ -9,6 +9,10 @@
 //!   and a unique name, and removes it on drop.
 //!
 //! Nothing here touches containers, images or databases it did not create.
+//! Every test host has its own install scope (a unique `wakedock.instance`),
+//! so hosts of tests running side by side on one engine never adopt, time
+//! or stop each other's containers; a container defined by labels for a
+//! host carries that host's instance ([`AppSpec::instance`]).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -26,6 +30,7 @@ pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 pub const TEST_LABEL: &str = "wakedock.test";
 pub const TEST_IMAGE: &str = "wakedock-testapp:latest";
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+pub use wakedock::config::INSTANCE_LABEL;
 
 /// The database backends every DB-facing test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,10 +104,17 @@ impl Drop for TestDatabase {
     }
 }
 
-/// The configuration tests start from: loopback, port 0, generous rate
-/// limits (tests that exercise limits lower them).
+/// A fresh install scope (`wakedock.instance`) for one test host. Choose it
+/// before the host starts when its containers are created first.
+pub fn new_instance() -> String {
+    unique("wd-host")
+}
+
+/// The configuration tests start from: loopback, port 0, its own install
+/// scope, generous rate limits (tests that exercise limits lower them).
 pub fn test_config(data: &std::path::Path, db_url: &str) -> Config {
     let mut c = Config::default();
+    c.wakedock.instance = Some(new_instance());
     c.wakedock.data_path = data.to_path_buf();
     c.wakedock.port = 0;
     c.wakedock.shutdown_timeout = wakedock::config::HumanDuration(Duration::from_secs(5));
@@ -196,6 +208,17 @@ impl TestHost {
         self.shutdown = Some(shutdown);
         self.task = Some(task);
         self
+    }
+
+    /// The host's install scope: label a container
+    /// `wakedock.instance=<this>` ([`INSTANCE_LABEL`]) to have the host's
+    /// wake plugin consider it.
+    pub fn instance(&self) -> &str {
+        self.config
+            .wakedock
+            .instance
+            .as_deref()
+            .expect("test hosts have an instance")
     }
 
     /// The host's data directory.
@@ -445,9 +468,13 @@ impl TestContainer {
                 retries: Some(3),
                 ..Default::default()
             });
+        let mut labels = spec.labels.to_vec();
+        if let Some(instance) = spec.instance {
+            labels.push((INSTANCE_LABEL, instance));
+        }
         Self::create_inner(
             spec.env,
-            spec.labels,
+            &labels,
             hc,
             spec.start,
             None,
@@ -566,6 +593,9 @@ pub struct AppSpec<'a> {
     /// kills it (exit code 137): an app that ignores SIGTERM, without a new
     /// image.
     pub stop_signal: Option<&'a str>,
+    /// The host it is meant for ([`TestHost::instance`] or
+    /// [`new_instance`]): adds the `wakedock.instance` label.
+    pub instance: Option<&'a str>,
 }
 
 /// `docker start` events (from the engine's event log) of `name` since `since` (Unix seconds, to the

@@ -163,7 +163,8 @@ pub trait LogSink: Send + Sync {
     fn log(&self, plugin: &str, level: LogLevel, message: &str);
 }
 
-/// Where permission refusals are recorded.
+/// Where permission refusals are recorded (deduplicated by the runtime:
+/// see [`AuditEntry::repeated`]).
 pub trait AuditSink: Send + Sync {
     fn record(&self, entry: AuditEntry);
 }
@@ -180,6 +181,10 @@ pub struct AuditEntry {
     pub target: String,
     pub reason: String,
     pub at: SystemTime,
+    /// Identical refusals (same plugin, capability, function, target and
+    /// reason) left out since this one was last recorded: each is recorded
+    /// at most once per [`RuntimeConfig::denial_report_interval`](crate::RuntimeConfig).
+    pub repeated: u64,
 }
 
 /// The authenticated caller of a plugin HTTP route, resolved by the host
@@ -232,6 +237,7 @@ impl AuditSink for TracingAudit {
             capability = e.capability,
             action = e.action,
             target = %e.target,
+            repeated = e.repeated,
             "plugin permission denied: {}",
             e.reason
         );

@@ -79,6 +79,8 @@ fn snapshot_event(services: Vec<ServiceState>) -> Event {
 )]
 pub async fn subscribe(State(state): State<AppState>, _bridge: BridgeCaller) -> Response {
     let hub = state.wake.clone();
+    // Counted while the stream lives (the services page shows it).
+    let connected = hub.bridge_connected();
     let rx = hub.subscribe();
     let first = snapshot_event(hub.snapshot());
     let changes = futures::stream::unfold((rx, hub), |(mut rx, hub)| async move {
@@ -89,10 +91,13 @@ pub async fn subscribe(State(state): State<AppState>, _bridge: BridgeCaller) -> 
         };
         Some((event, (rx, hub)))
     });
-    event_stream(
-        futures::stream::once(async move { first }).chain(changes),
-        &state.shutdown,
-    )
+    let events = futures::stream::once(async move { first })
+        .chain(changes)
+        .map(move |e| {
+            let _ = &connected;
+            e
+        });
+    event_stream(events, &state.shutdown)
 }
 
 /// The last log lines of a member a failed wake names.

@@ -772,13 +772,22 @@ pub struct DbAudit {
     pub db: Db,
 }
 
+/// Refusals arrive here already deduplicated (once per distinct refusal
+/// and interval): each becomes one log line and one audit row.
 impl AuditSink for DbAudit {
     fn record(&self, e: AuditEntry) {
+        TracingAudit.record(e.clone());
         let mut entry =
             NewAuditEntry::new(&format!("plugin.{}.{}", e.capability, e.action), "denied");
         entry.actor = Some(format!("plugin:{}", e.plugin));
         entry.target = Some(e.target);
-        entry.detail = Some(e.reason);
+        entry.detail = Some(match e.repeated {
+            0 => e.reason,
+            n => format!(
+                "{} (and {n} identical refusals since the last entry, not recorded one by one)",
+                e.reason
+            ),
+        });
         let db = self.db.clone();
         tokio::spawn(async move {
             if let Err(err) = db.run(move |c| crate::db::audit::insert(c, &entry)).await {

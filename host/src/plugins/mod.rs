@@ -376,6 +376,7 @@ impl PluginManager {
             failure_threshold: limits.failure_threshold,
             backoff_base: limits.failure_backoff.get(),
             backoff_max: limits.failure_backoff_max.get(),
+            denial_report_interval: limits.denial_interval.get(),
             ..RuntimeConfig::default()
         };
         let runtime = PluginRuntime::new(config, caps)?;

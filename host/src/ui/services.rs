@@ -207,6 +207,8 @@ pub struct ListPage {
     /// The service whose edit form is open, after a failed save.
     pub editing: String,
     pub unavailable: Option<String>,
+    /// Caddy bridges subscribed to this host right now.
+    pub bridges: usize,
 }
 
 async fn render(state: &AppState, u: &UiUser, new: FormView, edited: Option<FormView>) -> UiResult {
@@ -236,6 +238,7 @@ async fn render(state: &AppState, u: &UiUser, new: FormView, edited: Option<Form
             new,
             editing: editing.clone(),
             unavailable,
+            bridges: state.wake.connected_bridges(),
         },
     );
     if failed || !editing.is_empty() {

@@ -80,6 +80,19 @@ pub struct WakeHub {
     bus_rx: std::sync::Mutex<Option<broadcast::Receiver<BusEvent>>>,
     /// Whether [`WakeHub::seed`] succeeded ([`run`] retries until it has).
     seeded: std::sync::atomic::AtomicBool,
+    /// Live `/api/v1/wake/subscribe` streams (see [`BridgeConnection`]).
+    bridges: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts one connected bridge while it lives; dropped when its subscribe
+/// stream ends (the bridge went away, or the host shuts down).
+#[derive(Debug)]
+pub struct BridgeConnection(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for BridgeConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl WakeHub {
@@ -90,11 +103,24 @@ impl WakeHub {
             changes: broadcast::channel(1024).0,
             bus_rx: std::sync::Mutex::new(Some(bus.subscribe())),
             seeded: std::sync::atomic::AtomicBool::new(false),
+            bridges: Default::default(),
         }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, ServiceState>> {
         self.states.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a bridge subscription; keep the guard in its stream.
+    pub fn bridge_connected(&self) -> BridgeConnection {
+        self.bridges
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        BridgeConnection(self.bridges.clone())
+    }
+
+    /// Bridges subscribed right now (the services page shows it).
+    pub fn connected_bridges(&self) -> usize {
+        self.bridges.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn snapshot(&self) -> Vec<ServiceState> {
@@ -399,5 +425,15 @@ mod tests {
             )),
             None
         );
+    fn connected_bridges_count_live_guards() {
+        let hub = WakeHub::new(&EventBus::default());
+        assert_eq!(hub.connected_bridges(), 0);
+        let a = hub.bridge_connected();
+        let b = hub.bridge_connected();
+        assert_eq!(hub.connected_bridges(), 2);
+        drop(a);
+        assert_eq!(hub.connected_bridges(), 1);
+        drop(b);
+        assert_eq!(hub.connected_bridges(), 0);
     }
 }

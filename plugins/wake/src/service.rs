@@ -1133,6 +1133,9 @@ pub struct WakeConfig {
     /// WakeDock's own container: never put to sleep.
     #[serde(default)]
     pub self_container: Option<String>,
+    /// The install's `wakedock.instance` (see [`crate::scope`]).
+    #[serde(default)]
+    pub instance: Option<String>,
 }
 
 impl WakeConfig {

@@ -27,6 +27,8 @@ const HOST_PERMISSION: &str = "wakedock:host";
 struct Wake {
     config_defs: Vec<ServiceDef>,
     self_container: Option<String>,
+    /// The install's `wakedock.instance` (see [`crate::scope`]).
+    instance: Option<String>,
     /// This instance's last listing (see [`scan`]).
     scan: Option<Scan>,
 }
@@ -38,7 +40,7 @@ impl Wake {
         let now = wakedock_plugin_sdk::clock::now_ms();
         let reuse = !fresh && self.scan.as_ref().is_some_and(|s| s.fresh(now));
         if !reuse {
-            self.scan = Some(Scan::take(&self.config_defs)?);
+            self.scan = Some(Scan::take(&self.config_defs, self.instance.as_deref())?);
         }
         Ok(self.scan.as_ref().expect("just set"))
     }
@@ -73,6 +75,7 @@ impl Plugin for Wake {
         Ok(Wake {
             config_defs,
             self_container: cfg.self_container,
+            instance: cfg.instance,
             scan: None,
         })
     }

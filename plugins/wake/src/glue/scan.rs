@@ -35,10 +35,16 @@ fn labeled(c: &Container) -> LabeledContainer {
 impl Scan {
     /// Lists every container and builds the catalog (selector services
     /// resolved).
-    pub fn take(config_defs: &[ServiceDef]) -> Result<Scan, String> {
+    /// Label services and selectors see only this install's containers
+    /// (`instance`, see [`crate::scope`]).
+    pub fn take(config_defs: &[ServiceDef], instance: Option<&str>) -> Result<Scan, String> {
         let at_ms = clock::now_ms();
         let all = containers::list_all().map_err(|e| e.describe())?;
-        let labeled: Vec<LabeledContainer> = all.iter().map(labeled).collect();
+        let labeled: Vec<LabeledContainer> = all
+            .iter()
+            .map(labeled)
+            .filter(|c| crate::scope::in_scope(instance, c))
+            .collect();
         let mut cat = Catalog::build(config_defs, &api_defs(), &defs_from_labels(&labeled));
         let selector_services: Vec<String> = cat
             .services
