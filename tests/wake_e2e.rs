@@ -1272,6 +1272,8 @@ async fn a_trapping_wake_plugin_gives_502() {
     .await;
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(problem_code(r).await, "plugin_error");
+}
+
 // Two installs on one engine (issue 9), each in its own scope
 // (`wakedock.instance`), each with a running container labelled as its
 // service `web`: each host's `web` is its own container only, with its own

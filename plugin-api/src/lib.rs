@@ -91,7 +91,7 @@
 //!
 //! `api-version` is the [`API_VERSION`] of the SDK you build with, which
 //! must be the newest plugin API your host supports or an older one:
-//! `wakedock --version` prints it (`wakedock 0.1.0 (plugin API 0.1.1)`), so
+//! `wakedock --version` prints it (`wakedock 0.1.0 (plugin API 0.1.2)`), so
 //! take the SDK from the same WakeDock release as your host.
 //!
 //! Build it with `rustup target add wasm32-wasip2` once, then

@@ -425,6 +425,9 @@ mod tests {
             )),
             None
         );
+    }
+
+    #[test]
     fn connected_bridges_count_live_guards() {
         let hub = WakeHub::new(&EventBus::default());
         assert_eq!(hub.connected_bridges(), 0);
