@@ -35,10 +35,11 @@ logging: { level: warn }
 security:
   rate_limit: { api_per_ip_per_second: 100000, api_burst: 100000, login_per_ip_per_minute: 100000, login_per_user_per_minute: 100000 }
 YAML
-# The wake plugin serves /api/v1/services; with FUZZ_WITH_WAKE=1 those
-# operations are fuzzed against it (without: they answer 503, as documented).
+# The wake plugin serves /api/v1/services and is loaded, so those
+# operations are fuzzed too (FUZZ_WITH_WAKE=0 leaves it out: they answer 503,
+# as documented).
 wake_wasm="$target/wasm32-wasip2/release/wakedock_plugin_wake.wasm"
-if [ "${FUZZ_WITH_WAKE:-0}" = 1 ]; then
+if [ "${FUZZ_WITH_WAKE:-1}" = 1 ]; then
   [ -f "$wake_wasm" ] || scripts/build-plugins.sh
   printf 'plugins:\n  - { manifest: "%s", wasm: "%s" }\n' "$ROOT/plugins/wake/plugin.toml" "$wake_wasm" >>"$work/wakedock.yaml"
 else

@@ -6,12 +6,31 @@
 - Cases that target the fuzzing admin's own account by id are dropped: a
   generated new password or role for it would lock the rest of the run out
   (every other account, created by the fuzzer itself, is fair game).
+- Hypothesis's target phase is left out: its hill climber in hypothesis
+  6.170 indexes a test case that an improvement has just shortened
+  (`IndexError: tuple index out of range` in `optimiser.attempt_replace`),
+  which aborts the operation being fuzzed. Without it, generation is the
+  same random and coverage-guided search, only not steered towards inputs
+  the host accepts.
 """
 import json
 import os
 import http.client
 
+import hypothesis
 import schemathesis
+from schemathesis.config._projects import ProjectConfig
+
+_settings = ProjectConfig.get_hypothesis_settings
+
+
+def _without_target_phase(self, *args, **kwargs):
+    settings = _settings(self, *args, **kwargs)
+    phases = tuple(p for p in settings.phases if p != hypothesis.Phase.target)
+    return hypothesis.settings(settings, phases=phases)
+
+
+ProjectConfig.get_hypothesis_settings = _without_target_phase
 
 BASE = os.environ["WAKEDOCK_FUZZ_BASE"]
 PASSWORD = os.environ["WAKEDOCK_FUZZ_PASSWORD"]

@@ -316,14 +316,19 @@ impl fmt::Display for Source {
 #[serde(deny_unknown_fields)]
 pub struct ServiceDef {
     /// Slug: `[a-z0-9][a-z0-9-]{0,62}`.
+    #[cfg_attr(feature = "schema", schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$"))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schema(min_length = 1))]
     pub display_name: Option<String>,
-    /// Container names. Exclusive with `selector`.
+    /// Container names. Exclusive with `selector`; one of the two is
+    /// required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schema(min_items = 1))]
     pub members: Option<Vec<String>>,
     /// `key=value`: members are the containers carrying that label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schema(pattern = "^[^=]+=.*$"))]
     pub selector: Option<String>,
     /// Members started but not awaited.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -341,11 +346,17 @@ pub struct ServiceDef {
     pub idle_timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wake_timeout: Option<String>,
+    /// `stop` (default) or `pause`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schema(pattern = "^(stop|pause)$"))]
     pub sleep_mode: Option<String>,
+    /// `blocking` (default) or `dynamic`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schema(pattern = "^(blocking|dynamic)$"))]
     pub strategy: Option<String>,
+    /// The waiting page's theme: `auto` (default), `light`, `dark`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$"))]
     pub theme: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignore_user_agents: Vec<String>,
