@@ -21,7 +21,8 @@
 //!   [`AppState`], with no socket, so tests can drive it directly.
 //! - [`server`]: [`server::run`] serves an app on a listener until a
 //!   shutdown future resolves (tests bind port 0).
-//! - [`cli`]: the `wakedock` command line.
+//! - [`cli`]: the `wakedock` command line; [`healthcheck`] is its
+//!   `healthcheck` subcommand (the container image's HEALTHCHECK).
 
 pub mod api;
 pub mod auth;
@@ -31,6 +32,7 @@ pub mod db;
 pub mod docker;
 pub mod error;
 pub mod events;
+pub mod healthcheck;
 pub mod http;
 pub mod metrics;
 pub mod plugins;
