@@ -9,12 +9,15 @@
 //!   adoption of running containers, sleep plans;
 //! - [`state`]: the service state machine and the published `ServiceState`;
 //! - [`ignore`]: user-agent and path ignore lists;
-//! - [`schedule`]: windows during which a service is kept awake.
+//! - [`schedule`]: windows during which a service is kept awake;
+//! - [`route`]: Caddy routes from `wakedock.host`/`wakedock.port` labels
+//!   (read by the host, which streams them to the Caddy bridge).
 //!
 //! The glue (`glue`, wasm only) wires them to the host.
 
 pub mod ignore;
 pub mod order;
+pub mod route;
 pub mod schedule;
 pub mod service;
 pub mod session;
