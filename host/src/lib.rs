@@ -16,6 +16,8 @@
 //!   capabilities on top of the ones above; [`events`] is the event bus.
 //! - [`wake`]: wake-on-request, host side (service states for the Caddy
 //!   bridge; in progress).
+//! - [`routes`]: Caddy sites from `wakedock.host` labels, streamed to the
+//!   bridge.
 //! - [`ui`]: the browser UI (askama pages, live updates, embedded assets).
 //! - [`http`]: [`http::app`] assembles router and middleware from an
 //!   [`AppState`], with no socket, so tests can drive it directly.
@@ -36,6 +38,7 @@ pub mod healthcheck;
 pub mod http;
 pub mod metrics;
 pub mod plugins;
+pub mod routes;
 pub mod secrets;
 pub mod server;
 pub mod state;

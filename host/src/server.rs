@@ -72,6 +72,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         bus,
         plugins,
         wake,
+        routes: crate::routes::RouteHub::new(Vec::new()),
         ui: Arc::new(crate::ui::UiState::default()),
         bridge_tokens: Arc::new(bridge_tokens(&config)?),
         config: Arc::new(config),
@@ -150,6 +151,12 @@ pub async fn run(
     tokio::spawn(maintenance(state.clone(), token.clone()));
     tokio::spawn(state.wake.clone().run(state.bus.clone(), token.clone()));
     tokio::spawn(state.ui.clone().run(state.docker.clone(), token.clone()));
+    tokio::spawn(
+        state
+            .routes
+            .clone()
+            .run(state.docker.clone(), token.clone()),
+    );
     tokio::spawn(
         state
             .plugins

@@ -25,6 +25,8 @@ pub struct AppState {
     pub bus: EventBus,
     pub plugins: Arc<PluginManager>,
     pub wake: Arc<crate::wake::WakeHub>,
+    /// Caddy sites from container labels.
+    pub routes: Arc<crate::routes::RouteHub>,
     /// The browser UI's memory: recent events, resource samples.
     pub ui: Arc<crate::ui::UiState>,
     /// Tokens accepted from Caddy bridges: `security.bridge_tokens` plus

@@ -26,6 +26,36 @@ pub struct Health {
     /// `sqlite` or `postgres`.
     pub database_backend: &'static str,
     pub docker: ComponentHealth,
+    /// Caddy sites from container labels: conflicts and label errors are
+    /// reported here but do not make the host unhealthy.
+    pub routes: RoutesHealth,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RoutesHealth {
+    /// `ok`, or `problems` when a host is claimed twice or labels are bad.
+    pub status: &'static str,
+    pub routes: usize,
+    pub conflicts: usize,
+    pub label_errors: usize,
+    /// One sentence per conflict or label error.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
+
+fn routes_health(table: &crate::routes::RouteTable) -> RoutesHealth {
+    let problems = table.problems();
+    RoutesHealth {
+        status: if problems.is_empty() {
+            "ok"
+        } else {
+            "problems"
+        },
+        routes: table.set.routes.len(),
+        conflicts: table.set.conflicts.len(),
+        label_errors: table.set.errors.len(),
+        problems,
+    }
 }
 
 fn component(r: Result<(), String>) -> ComponentHealth {
@@ -67,6 +97,7 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
         database: component(db),
         database_backend: state.db.backend(),
         docker: component(docker),
+        routes: routes_health(&state.routes.current()),
     };
     let code = if ok {
         StatusCode::OK
