@@ -30,6 +30,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod container_env;
 pub mod db;
 pub mod docker;
 pub mod error;

@@ -43,7 +43,13 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let bus = crate::events::EventBus::default();
     // Subscribed to the bus before any plugin runs: no state is missed.
     let wake = Arc::new(crate::wake::WakeHub::new(&bus));
+    if let Some(hint) = crate::container_env::socket_access_hint(&config.docker.socket_path) {
+        tracing::warn!("{hint}");
+    }
     let own = crate::plugins::caps::own_container(&docker).await;
+    if let Some((id, name)) = &own {
+        tracing::info!(container = %name, id = %&id[..12.min(id.len())], "running in a container: WakeDock never stops or pauses it");
+    }
     let plugins = Arc::new(
         crate::plugins::PluginManager::new(
             db.clone(),
@@ -73,6 +79,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         plugins,
         wake,
         routes: crate::routes::RouteHub::new(Vec::new()),
+        own_container: own.map(|(id, _)| id),
         ui: Arc::new(crate::ui::UiState::default()),
         bridge_tokens: Arc::new(bridge_tokens(&config)?),
         config: Arc::new(config),
