@@ -189,8 +189,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     crate::telemetry::init(&config.logging)?;
     let addr = std::net::SocketAddr::new(config.wakedock.host, config.wakedock.port);
     let state = crate::server::build_state(config).await?;
-    crate::server::bootstrap_admin(&state.db, std::env::var("WAKEDOCK_ADMIN_PASSWORD").ok())
-        .await?;
+    crate::server::bootstrap_admin(
+        &state.db,
+        std::env::var("WAKEDOCK_ADMIN_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty()),
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
