@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use wakedock::config::Config;
 
 pub mod caddy;
+pub mod deploy;
 
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 pub const TEST_LABEL: &str = "wakedock.test";
