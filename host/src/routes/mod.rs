@@ -164,12 +164,7 @@ impl RouteHub {
             }
             // Coalesce a burst (a `compose up` of many containers): drain
             // what is already queued, then list once.
-            loop {
-                match events.try_recv() {
-                    Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
-                    Err(_) => break,
-                }
-            }
+            while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = events.try_recv() {}
             self.refresh(&docker).await;
             since_full = tokio::time::Instant::now();
         }
