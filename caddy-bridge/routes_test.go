@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddytest"
 	"go.uber.org/zap"
 )
@@ -273,4 +275,61 @@ func TestCaddyRoutesIntegration(t *testing.T) {
 	rh.set(testRoute{"plain.localhost", "", plain})
 	waitFor(t, 5*time.Second, "route removed", func() bool { return !routedAnywhere("sleepy.localhost") })
 	tester.AssertGetResponse("http://sleepy.localhost:29080/a", 404, "wakedock: no site for \"sleepy.localhost\"\n")
+}
+
+func TestRoutesUnmarshalCaddyfile(t *testing.T) {
+	tests := []struct {
+		name    string
+		input   string
+		want    RoutesHandler
+		wantErr string
+	}{
+		{
+			name:  "full",
+			input: "wakedock_routes http://wakedock:8000 {\n token {env.T}\n fail_mode open\n timeout 30s\n activity_interval 1s\n}",
+			want: RoutesHandler{Host: "http://wakedock:8000", Token: "{env.T}", FailMode: "open",
+				Timeout: caddy.Duration(30 * time.Second), ActivityInterval: caddy.Duration(time.Second)},
+		},
+		{name: "minimal", input: "wakedock_routes http://wakedock:8000", want: RoutesHandler{Host: "http://wakedock:8000"}},
+		{name: "service refused", input: "wakedock_routes http://w:8000 {\n service x\n}", wantErr: "takes no service"},
+		{name: "unknown", input: "wakedock_routes http://w:8000 {\n strategy dynamic\n}", wantErr: `unknown subdirective "strategy"`},
+		{name: "bad fail_mode", input: "wakedock_routes http://w:8000 {\n fail_mode maybe\n}", wantErr: "fail_mode must be"},
+		{name: "bad host", input: "wakedock_routes ftp://w", wantErr: "scheme must be http or https"},
+		{name: "bad duration", input: "wakedock_routes http://w:8000 {\n timeout soon\n}", wantErr: "must be a duration"},
+		{name: "no host", input: "wakedock_routes", wantErr: "wrong argument count"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var h RoutesHandler
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.Host != tc.want.Host || h.Token != tc.want.Token || h.FailMode != tc.want.FailMode ||
+				h.Timeout != tc.want.Timeout || h.ActivityInterval != tc.want.ActivityInterval {
+				t.Fatalf("got %+v, want %+v", h, tc.want)
+			}
+		})
+	}
+	var u RouteUpstreams
+	if err := u.UnmarshalCaddyfile(caddyfile.NewTestDispenser("wakedock extra")); err == nil {
+		t.Fatal("dynamic wakedock accepted an argument")
+	}
+	var p Permission
+	if err := p.UnmarshalCaddyfile(caddyfile.NewTestDispenser("wakedock extra")); err == nil {
+		t.Fatal("permission wakedock accepted an argument")
+	}
+}
+
+func TestRouteUpstreamsWithoutARoute(t *testing.T) {
+	r := httptest.NewRequest(http.MethodGet, "http://x.example.com/", nil)
+	if _, err := (RouteUpstreams{}).GetUpstreams(r); err == nil || !strings.Contains(err.Error(), "wakedock_routes") {
+		t.Fatalf("err %v", err)
+	}
 }

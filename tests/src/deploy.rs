@@ -110,9 +110,14 @@ pub struct Stack {
 }
 
 /// The test override: labels on every object, the test config mounted over
-/// the image's, a 1 s healthcheck interval (Docker 20.10 runs the first
-/// check one interval after start), and a hand-written Caddy site.
-fn override_yaml() -> String {
+/// the image's, and (`fast_health`) a 1 s healthcheck interval: Docker
+/// 20.10 runs the first check one interval after start.
+fn override_yaml(fast_health: bool) -> String {
+    let health = if fast_health {
+        "    healthcheck:\n      interval: 1s\n"
+    } else {
+        ""
+    };
     format!(
         r#"services:
   wakedock:
@@ -122,9 +127,7 @@ fn override_yaml() -> String {
       WAKEDOCK_CONFIG_PATH: /etc/wakedock-test/wakedock.yaml
     volumes:
       - ./wakedock-test.yaml:/etc/wakedock-test/wakedock.yaml:ro
-    healthcheck:
-      interval: 1s
-  caddy:
+{health}  caddy:
     labels:
       {TEST_LABEL}: "true"
 networks:
@@ -174,8 +177,15 @@ pub fn socket_gid() -> u32 {
 }
 
 impl Stack {
-    /// Starts the shipped stack (`docker compose up -d` or equivalent).
+    /// Starts the shipped stack (`docker compose up -d` or equivalent),
+    /// with a 1 s healthcheck interval.
     pub fn up(runner: Runner) -> Stack {
+        Self::up_with(runner, true)
+    }
+
+    /// Like [`Stack::up`]; `fast_health: false` keeps the image's own
+    /// healthcheck timing (what a self-hoster gets).
+    pub fn up_with(runner: Runner, fast_health: bool) -> Stack {
         let project = unique("wdstack");
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::copy(
@@ -183,7 +193,11 @@ impl Stack {
             dir.path().join("compose.yaml"),
         )
         .expect("copy deploy/compose.yaml");
-        std::fs::write(dir.path().join("compose.test.yaml"), override_yaml()).unwrap();
+        std::fs::write(
+            dir.path().join("compose.test.yaml"),
+            override_yaml(fast_health),
+        )
+        .unwrap();
         std::fs::write(dir.path().join("wakedock-test.yaml"), test_config(&project)).unwrap();
         std::fs::create_dir_all(dir.path().join("caddy-sites")).unwrap();
         std::fs::write(
@@ -691,10 +705,18 @@ pub struct LabelledApp {
 
 impl LabelledApp {
     pub fn run(stack: &Stack, labels: &[(&str, &str)]) -> LabelledApp {
+        Self::docker(stack, labels, &["run", "-d"])
+    }
+
+    /// Created, not started.
+    pub fn create(stack: &Stack, labels: &[(&str, &str)]) -> LabelledApp {
+        Self::docker(stack, labels, &["create"])
+    }
+
+    fn docker(stack: &Stack, labels: &[(&str, &str)], cmd: &[&str]) -> LabelledApp {
         let name = unique("wd-deploy-app");
-        let mut args: Vec<String> = vec![
-            "run".into(),
-            "-d".into(),
+        let mut args: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+        args.extend([
             "--name".into(),
             name.clone(),
             "--network".into(),
@@ -703,7 +725,7 @@ impl LabelledApp {
             format!("{TEST_LABEL}=true"),
             "--label".into(),
             format!("{STACK_LABEL}={}", stack.project),
-        ];
+        ]);
         for (k, v) in labels {
             args.extend(["--label".into(), format!("{k}={v}")]);
         }
