@@ -435,3 +435,113 @@ fn healthcheck_fails_when_the_server_is_down() {
         "{text}"
     );
 }
+
+/// The next `routes` event on a bridge's stream whose table satisfies `want`.
+async fn next_table(
+    body: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    buf: &mut String,
+    want: impl Fn(&Value) -> bool,
+) -> Value {
+    use futures::StreamExt;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                if !block.contains("event: routes") {
+                    continue;
+                }
+                if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
+                    let table: Value = serde_json::from_str(data).unwrap();
+                    if want(&table) {
+                        return table;
+                    }
+                }
+            }
+            let chunk = body.next().await.expect("stream open").unwrap();
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .expect("a matching routes event within 10 s")
+}
+
+/// The host side of label routes, in process (no images): the table and
+/// its problems on `/api/v1/routes`, the bridge's stream following
+/// creation and removal, and the stream's bridge-token check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_api_and_stream_follow_the_labels() {
+    use wakedock_tests::{Backend, TestContainer, TestHost};
+
+    const TOKEN: &str = "routes-bridge-token-0123456789";
+    let host = TestHost::start_with(Backend::Sqlite, |c| {
+        c.security.bridge_tokens = vec![TOKEN.into()];
+        c.plugins.clear();
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let url = host.url("/api/v1/routes/subscribe");
+    assert_eq!(
+        http.get(&url).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let r = http.get(&url).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut body = r.bytes_stream();
+    let mut buf = String::new();
+    let has = |table: &Value, host: &str| {
+        table["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["host"] == host)
+    };
+    next_table(&mut body, &mut buf, |t| t["loaded"] == true).await;
+
+    let name = wakedock_tests::unique("rt");
+    let app_host = format!("{name}.localhost");
+    let app = TestContainer::run_labelled(
+        &[],
+        &[
+            ("wakedock.host", app_host.as_str()),
+            ("wakedock.port", "8080"),
+        ],
+    )
+    .await;
+    let h = app_host.clone();
+    let t = next_table(&mut body, &mut buf, move |t| has(t, &h)).await;
+    let route = t["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["host"] == app_host.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(route["service"], "", "{route}");
+    assert_eq!(route["upstreams"], json!([format!("{}:8080", app.name)]));
+
+    // A bad label: no route, a message worded like the service labels'.
+    let bad_host = format!("bad-{name}.localhost");
+    let bad = TestContainer::run_labelled(&[], &[("wakedock.host", bad_host.as_str())]).await;
+    let admin = host.admin().await;
+    let want = format!(
+        "service \"{0}\": wakedock.port: container \"{0}\": wakedock.port is required with wakedock.host",
+        bad.name
+    );
+    let routes = eventually(Duration::from_secs(10), "the label error", || async {
+        let r = admin.get_json("/api/v1/routes").await;
+        r["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["message"].as_str().unwrap().starts_with(&want))
+            .then_some(r)
+    })
+    .await;
+    assert!(!has(&routes, &bad_host), "{routes}");
+
+    drop(app);
+    let h = app_host.clone();
+    next_table(&mut body, &mut buf, move |t| !has(t, &h)).await;
+    drop(bad);
+    host.stop().await.unwrap();
+}
