@@ -56,5 +56,10 @@ log "building the images from the test build (scripts/build-images.sh --dev)"
 scripts/build-images.sh --dev
 cargo test --workspace --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
 
+log "schema-driven API fuzzing (schemathesis, host without Docker)"
+# Bounded: ~25 examples per operation, 150 s of fuzzing (about 3 min with
+# the install check and the host's start).
+WD_ARTIFACTS_DIR="$WD_ARTIFACTS_DIR" scripts/fuzz-api.sh
+
 log "screenshots of every UI page: $WD_ARTIFACTS_DIR/screenshots/"
 log "all tests passed in $(( $(date +%s) - started )) s"

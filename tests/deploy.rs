@@ -232,6 +232,11 @@ async fn shipped_compose_file_end_to_end() {
         },
     )
     .await;
+    assert!(
+        h["routes"]["problems"].is_null(),
+        "problems shown to anyone: {h}"
+    );
+    let h = admin.get("/health").await;
     let problem = h["routes"]["problems"][0].as_str().unwrap().to_owned();
     assert!(
         problem.contains(&app.name) && problem.contains(&rival.name),

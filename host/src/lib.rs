@@ -39,6 +39,7 @@ pub mod healthcheck;
 pub mod http;
 pub mod metrics;
 pub mod plugins;
+pub mod private_files;
 pub mod routes;
 pub mod secrets;
 pub mod server;
