@@ -148,50 +148,25 @@ func (h *RoutesHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 //	    activity_interval <duration>
 //	}
 //
-// followed in the same site by `reverse_proxy { dynamic wakedock }`.
+// followed in the same site by `reverse_proxy { dynamic wakedock }`. The
+// subdirectives are the `wakedock` directive's (parsed by it, so they and
+// their messages cannot drift apart), except `service`: each route names
+// its own.
 func (h *RoutesHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // directive name
-	if !d.NextArg() {
-		return d.ArgErr()
+	const routed = "{http.vars." + VarService + "}"
+	w := Handler{Service: routed}
+	if err := w.UnmarshalCaddyfile(d); err != nil {
+		return err
 	}
-	h.Host = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
+	if w.Service != routed {
+		return d.Err("wakedock_routes takes no service: each route names its own (labels wakedock.service / wakedock.enable)")
 	}
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		sub := d.Val()
-		if seen[sub] {
-			return d.Errf("%s specified more than once", sub)
-		}
-		seen[sub] = true
-		if !d.NextArg() {
-			return d.ArgErr()
-		}
-		val := d.Val()
-		if d.NextArg() {
-			return d.ArgErr()
-		}
-		switch sub {
-		case "token":
-			h.Token = val
-		case "fail_mode":
-			h.FailMode = val
-		case "timeout", "activity_interval":
-			dur, err := caddy.ParseDuration(val)
-			if err != nil || dur <= 0 {
-				return d.Errf("%s must be a duration > 0, not %q", sub, val)
-			}
-			if sub == "timeout" {
-				h.Timeout = caddy.Duration(dur)
-			} else {
-				h.ActivityInterval = caddy.Duration(dur)
-			}
-		case "service":
-			return d.Err("wakedock_routes takes no service: each route names its own (labels wakedock.service / wakedock.enable)")
-		default:
-			return d.Errf("unknown subdirective %q", sub)
-		}
+	*h = RoutesHandler{
+		Host:             w.Host,
+		Token:            w.Token,
+		FailMode:         w.FailMode,
+		Timeout:          w.Timeout,
+		ActivityInterval: w.ActivityInterval,
 	}
 	return h.Validate()
 }

@@ -295,7 +295,7 @@ func TestRoutesUnmarshalCaddyfile(t *testing.T) {
 		{name: "unknown", input: "wakedock_routes http://w:8000 {\n strategy dynamic\n}", wantErr: `unknown subdirective "strategy"`},
 		{name: "bad fail_mode", input: "wakedock_routes http://w:8000 {\n fail_mode maybe\n}", wantErr: "fail_mode must be"},
 		{name: "bad host", input: "wakedock_routes ftp://w", wantErr: "scheme must be http or https"},
-		{name: "bad duration", input: "wakedock_routes http://w:8000 {\n timeout soon\n}", wantErr: "must be a duration"},
+		{name: "bad duration", input: "wakedock_routes http://w:8000 {\n timeout soon\n}", wantErr: "bad timeout"},
 		{name: "no host", input: "wakedock_routes", wantErr: "wrong argument count"},
 	}
 	for _, tc := range tests {
