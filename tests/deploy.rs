@@ -5,7 +5,6 @@
 //!
 //! Every check waits for a condition, never for a fixed time.
 
-use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -15,19 +14,6 @@ use wakedock_tests::deploy::{
     admin_password_from_log, docker, image_tag, socket_gid, LabelledApp, Runner, Stack,
 };
 use wakedock_tests::eventually;
-
-/// A client that sends `host` to Caddy's published port (no DNS).
-fn via_caddy(stack: &Stack, hosts: &[&str]) -> reqwest::Client {
-    let addr = SocketAddr::from(([127, 0, 0, 1], stack.published("caddy", 80)));
-    let mut b = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30));
-    for h in hosts {
-        b = b.resolve(h, addr);
-    }
-    b.build().unwrap()
-}
 
 struct Api {
     http: reqwest::Client,
@@ -144,7 +130,7 @@ async fn shipped_compose_file_end_to_end() {
         format!("hand-{p}.localhost"),
         format!("app-{p}.localhost"),
     );
-    let caddy = via_caddy(&stack, &[&ui_host, &hand_host, &app_host]);
+    let caddy = stack.via_caddy(&[&ui_host, &hand_host, &app_host], Duration::from_secs(30));
 
     // WakeDock's own UI, a generated plain-proxy site from its labels; a
     // hand-written site beside the generated ones.

@@ -271,6 +271,20 @@ impl Stack {
             .unwrap_or_else(|| panic!("{service}:{port} is not published on 127.0.0.1: {out:?}"))
     }
 
+    /// A client that sends requests for `hosts` to Caddy's published HTTP
+    /// port (no DNS), redirects not followed.
+    pub fn via_caddy(&self, hosts: &[&str], timeout: Duration) -> reqwest::Client {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.published("caddy", 80)));
+        let mut b = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout);
+        for h in hosts {
+            b = b.resolve(h, addr);
+        }
+        b.build().unwrap()
+    }
+
     /// Docker's health status of a service's container.
     pub fn health(&self, service: &str) -> String {
         docker(&[

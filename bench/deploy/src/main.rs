@@ -17,7 +17,6 @@
 //! Traffic goes to 127.0.0.1 and to the containers started here only;
 //! every loop is bounded in count and time.
 
-use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -168,17 +167,11 @@ async fn main() {
     );
 
     // Labelled container created → its route answers through Caddy.
-    let caddy_addr = SocketAddr::from(([127, 0, 0, 1], stack.published("caddy", 80)));
     let mut routed = Vec::new();
     let mut direct = Vec::new();
     for i in 0..ROUTE_ROUNDS {
         let host = format!("r{i}-{}.localhost", stack.project);
-        let c = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(2))
-            .resolve(&host, caddy_addr)
-            .build()
-            .unwrap();
+        let c = stack.via_caddy(&[&host], Duration::from_secs(2));
         let start = Instant::now();
         let app = LabelledApp::run(
             &stack,
@@ -211,12 +204,7 @@ async fn main() {
     let mut known = Vec::new();
     for i in 0..ROUTE_ROUNDS {
         let host = format!("k{i}-{}.localhost", stack.project);
-        let c = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(2))
-            .resolve(&host, caddy_addr)
-            .build()
-            .unwrap();
+        let c = stack.via_caddy(&[&host], Duration::from_secs(2));
         let url = format!("http://{host}/");
         let start = Instant::now();
         let app = LabelledApp::create(
