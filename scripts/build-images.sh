@@ -19,8 +19,8 @@
 #           labelled wakedock.test=true. Same Dockerfile. This is what
 #           scripts/test.sh does, so CI pays no second host compile.
 # --compose PATH
-#           Put this Docker Compose v2 binary into the WakeDock image as the
-#           `docker compose` CLI plugin (for the stacks plugin).
+#           Put this Docker Compose v2 binary into the WakeDock image as
+#           /usr/local/bin/docker-compose (for the stacks plugin).
 #
 # Needs: Docker, and for a release build Rust (rustup) and Go.
 set -euo pipefail
