@@ -18,6 +18,9 @@
 #           wakedock:${WD_IMAGE_TAG:-dev} and wakedock-caddy:${WD_IMAGE_TAG:-dev},
 #           labelled wakedock.test=true. Same Dockerfile. This is what
 #           scripts/test.sh does, so CI pays no second host compile.
+# --no-build
+#           Release images from the binaries already built (target/release/
+#           wakedock, the wake plugin, target/caddy/caddy): no compiling.
 # --compose PATH
 #           Put this Docker Compose v2 binary into the WakeDock image as
 #           /usr/local/bin/docker-compose (for the stacks plugin).
@@ -28,12 +31,14 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 dev=0
+build=1
 compose=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --dev) dev=1 ;;
+    --no-build) build=0 ;;
     --compose) compose="${2:?--compose needs a path}"; shift ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
   shift
@@ -51,12 +56,15 @@ if [ "$dev" -eq 1 ]; then
   tags=("${WD_IMAGE_TAG:-dev}")
   labels=(--label wakedock.test=true)
 else
-  log "building wakedock $version (release)"
-  cargo build --release -p wakedock
   binary="$target_dir/release/wakedock"
-  log "building the wake plugin"
-  cargo build --target wasm32-wasip2 --release -p wakedock-plugin-wake
-  scripts/build-caddy.sh
+  if [ "$build" -eq 1 ]; then
+    log "building wakedock $version (release)"
+    cargo build --release -p wakedock
+    log "building the wake plugin"
+    cargo build --target wasm32-wasip2 --release -p wakedock-plugin-wake
+    scripts/build-caddy.sh
+  fi
+  [ -x "$binary" ] || die "$binary is missing: run without --no-build"
   tags=("$version" "$major" latest)
   labels=()
 fi
@@ -81,9 +89,14 @@ printf 'root:x:0:0:root:/root:/sbin/nologin\nwakedock:x:10001:10001:WakeDock:/da
 printf 'root:x:0:\nwakedock:x:10001:\n' >"$ctx"/base/etc/group
 printf 'hosts: files dns\n' >"$ctx"/base/etc/nsswitch.conf
 
-# WakeDock: the binary without debug info (symbols stay for backtraces),
-# and every shared library it needs at the path the loader looks for it.
-objcopy --strip-debug "$binary" "$ctx"/wakedock/usr/local/bin/wakedock
+# WakeDock: the binary stripped (a test image keeps its symbols, for
+# backtraces), and every shared library it needs at the path the loader
+# looks for it.
+if [ "$dev" -eq 1 ]; then
+  objcopy --strip-debug "$binary" "$ctx"/wakedock/usr/local/bin/wakedock
+else
+  strip -o "$ctx"/wakedock/usr/local/bin/wakedock "$binary"
+fi
 libs="$(ldd "$binary" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)"
 [ -n "$libs" ] || die "ldd found no libraries for $binary (a static binary needs none: adjust this script)"
 for lib in $libs; do
@@ -113,7 +126,7 @@ for image in caddy wakedock; do
   size="$(docker image inspect -f '{{.Size}}' "$name:${tags[0]}")"
   printf '%s:%s  %s MB\n' "$name" "$(IFS=,; echo "${tags[*]}")" "$(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1e6 }')"
 done
-# A rebuild leaves the previous test image untagged: remove only those.
-if [ "$dev" -eq 1 ]; then
-  docker image prune -f --filter label=wakedock.test=true >/dev/null
-fi
+# A rebuild leaves the previous image untagged: remove only those of ours.
+for title in wakedock wakedock-caddy; do
+  docker image prune -f --filter "label=org.opencontainers.image.title=$title" >/dev/null
+done
