@@ -21,3 +21,6 @@ echo "== browser UI"
 "$here/../scripts/build-test-images.sh" >/dev/null
 cargo run --release -q -p wakedock-bench-ui
 
+echo "== deployment (images, compose file, label routes)"
+"$here/../scripts/build-images.sh" >/dev/null
+cargo run --release -q -p wakedock-bench-deploy

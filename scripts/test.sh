@@ -28,6 +28,12 @@ unformatted="$(gofmt -l caddy-bridge)"
 log "building Caddy with the wakedock module"
 scripts/build-caddy.sh
 target/caddy/caddy validate --config config/Caddyfile --adapter caddyfile
+# The Caddy image's Caddyfile, in each of its modes for generated sites.
+for sites in https internal http; do
+  WAKEDOCK_SITES=$sites WAKEDOCK_BRIDGE_TOKEN=validate-only-token \
+    target/caddy/caddy validate --config deploy/Caddyfile --adapter caddyfile 2>/dev/null \
+    || die "deploy/Caddyfile is invalid with WAKEDOCK_SITES=$sites"
+done
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -42,6 +48,12 @@ export WD_ARTIFACTS="${WD_ARTIFACTS:-$ROOT/ci-artifacts}"
 export WD_ARTIFACTS_DIR="${WD_ARTIFACTS_DIR:-$WD_ARTIFACTS}"
 mkdir -p "$WD_ARTIFACTS_DIR/screenshots"
 log "browser test screenshots: $WD_ARTIFACTS_DIR/screenshots/"
+# Compile every test first: that also links target/debug/wakedock (host's
+# integration test needs it), which the deploy suite's images reuse, so the
+# images cost no second compile of the host.
+cargo test --workspace --no-run
+log "building the images from the test build (scripts/build-images.sh --dev)"
+scripts/build-images.sh --dev
 cargo test --workspace --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
 
 log "schema-driven API fuzzing (schemathesis, host without Docker)"

@@ -838,6 +838,8 @@ async fn openapi_document_matches_the_routes() {
         ("/api/v1/wake/{service}/events", "get"),
         ("/api/v1/wake/{service}", "post"),
         ("/api/v1/wake/activity", "post"),
+        ("/api/v1/routes", "get"),
+        ("/api/v1/routes/subscribe", "get"),
         ("/api/v1/services", "get"),
         ("/api/v1/services", "post"),
         ("/api/v1/services/{name}", "get"),

@@ -371,6 +371,7 @@ async fn login_every_page_and_screenshots() {
         ("/", "overview", ".tiles"),
         ("/plugins", "plugins", "input[name=manifest]"),
         ("/users", "users", "table#users"),
+        ("/routes", "routes", "table#routes"),
         ("/audit", "audit", "table#audit"),
     ] {
         b.goto(&host.url(path)).await;

@@ -51,6 +51,21 @@ pub enum Command {
     /// within two seconds.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Ask the local server's /health; exit non-zero unless it answers 200
+    /// (the container image's HEALTHCHECK).
+    Healthcheck {
+        /// Base URL of the server. Default: its listen address from the
+        /// configuration (a wildcard address is asked on loopback).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Give up after this long (e.g. 5s).
+        #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_timeout)]
+        timeout: std::time::Duration,
+    },
+}
+
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration: {e}"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,6 +184,9 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User(cmd) => user_command(&config, cmd).await,
         Command::Plugin(cmd) => plugin_command(&config, cmd).await,
+        Command::Healthcheck { url, timeout } => {
+            crate::healthcheck::run(&config, url, timeout).await
+        }
     }
 }
 

@@ -418,7 +418,8 @@ impl Config {
                 config.security.bridge_tokens.push(token);
             }
         }
-        if let Some(pw) = lookup("WAKEDOCK_ADMIN_PASSWORD") {
+        // Compose passes a variable left empty in `.env` as empty: unset.
+        if let Some(pw) = lookup("WAKEDOCK_ADMIN_PASSWORD").filter(|p| !p.is_empty()) {
             crate::auth::password::validate(&pw).map_err(|reason| ConfigError::Env {
                 var: "WAKEDOCK_ADMIN_PASSWORD",
                 reason,

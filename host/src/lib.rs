@@ -16,26 +16,33 @@
 //!   capabilities on top of the ones above; [`events`] is the event bus.
 //! - [`wake`]: wake-on-request, host side (service states for the Caddy
 //!   bridge; in progress).
+//! - [`routes`]: Caddy sites from `wakedock.host` labels, streamed to the
+//!   bridge.
 //! - [`ui`]: the browser UI (askama pages, live updates, embedded assets).
 //! - [`http`]: [`http::app`] assembles router and middleware from an
 //!   [`AppState`], with no socket, so tests can drive it directly.
 //! - [`server`]: [`server::run`] serves an app on a listener until a
 //!   shutdown future resolves (tests bind port 0).
 //! - [`cli`]: the `wakedock` command line; [`banner`] its start banner.
+//! - [`cli`]: the `wakedock` command line; [`healthcheck`] is its
+//!   `healthcheck` subcommand (the container image's HEALTHCHECK).
 
 pub mod api;
 pub mod auth;
 pub mod banner;
 pub mod cli;
 pub mod config;
+pub mod container_env;
 pub mod db;
 pub mod docker;
 pub mod error;
 pub mod events;
+pub mod healthcheck;
 pub mod http;
 pub mod metrics;
 pub mod plugins;
 pub mod private_files;
+pub mod routes;
 pub mod secrets;
 pub mod server;
 pub mod state;

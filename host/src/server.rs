@@ -43,7 +43,13 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let bus = crate::events::EventBus::default();
     // Subscribed to the bus before any plugin runs: no state is missed.
     let wake = Arc::new(crate::wake::WakeHub::new(&bus));
+    if let Some(hint) = crate::container_env::socket_access_hint(&config.docker.socket_path) {
+        tracing::warn!("{hint}");
+    }
     let own = crate::plugins::caps::own_container(&docker).await;
+    if let Some((id, name)) = &own {
+        tracing::info!(container = %name, id = %&id[..12.min(id.len())], "running in a container: WakeDock never stops or pauses it");
+    }
     let plugins = Arc::new(
         crate::plugins::PluginManager::new(
             db.clone(),
@@ -75,6 +81,16 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         bus,
         plugins,
         wake,
+        // Routes follow the install's scope, like label-defined services.
+        routes: crate::routes::RouteHub::new(
+            config
+                .wakedock
+                .instance
+                .iter()
+                .map(|i| format!("{}={i}", wakedock_plugin_wake::scope::INSTANCE_LABEL))
+                .collect(),
+        ),
+        own_container: own.map(|(id, _)| id),
         ui: Arc::new(crate::ui::UiState::default()),
         bridge_tokens: Arc::new(config.security.bridge_tokens.clone()),
         config: Arc::new(config),
@@ -182,6 +198,12 @@ pub async fn run(
     tokio::spawn(maintenance(state.clone(), token.clone()));
     tokio::spawn(crate::wake::run(state.clone(), token.clone()));
     tokio::spawn(state.ui.clone().run(state.docker.clone(), token.clone()));
+    tokio::spawn(
+        state
+            .routes
+            .clone()
+            .run(state.docker.clone(), token.clone()),
+    );
     tokio::spawn(
         state
             .plugins

@@ -25,6 +25,11 @@ pub struct AppState {
     pub bus: EventBus,
     pub plugins: Arc<PluginManager>,
     pub wake: Arc<crate::wake::WakeHub>,
+    /// Caddy sites from container labels.
+    pub routes: Arc<crate::routes::RouteHub>,
+    /// WakeDock's own container (id), when it runs in one: never stopped,
+    /// paused or removed through the API.
+    pub own_container: Option<String>,
     /// The browser UI's memory: recent events, resource samples.
     pub ui: Arc<crate::ui::UiState>,
     /// Tokens accepted from Caddy bridges: `security.bridge_tokens` plus

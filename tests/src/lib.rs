@@ -25,6 +25,7 @@ use tokio::sync::oneshot;
 use wakedock::config::Config;
 
 pub mod caddy;
+pub mod deploy;
 
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 pub const TEST_LABEL: &str = "wakedock.test";
@@ -626,6 +627,18 @@ pub fn unix_secs() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64()
+}
+
+/// VmRSS of process `pid` in KiB (0 if it cannot be read).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// A loopback TCP port nobody listens on right now.

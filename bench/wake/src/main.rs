@@ -23,7 +23,8 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use wakedock_tests::caddy::{Caddy, Site};
 use wakedock_tests::{
-    docker, free_port, new_instance, starts_since, target_dir, unix_secs, wasm_dir, AppSpec,
+    docker, free_port, new_instance, rss_kib, starts_since, target_dir, unix_secs, wasm_dir,
+    AppSpec,
     TestContainer,
 };
 
@@ -139,18 +140,6 @@ impl Drop for Host {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// VmRSS of process `pid` in KiB (0 if it cannot be read).
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -165,6 +165,14 @@ pub async fn act(
     user.require_audited(&state, Role::User, &action_name, &id)
         .await?;
     let mut entry = user.audit_entry(&action_name, &id);
+    if matches!(action, Action::Stop | Action::Pause) {
+        if let Err(e) = crate::container_env::refuse_own(&state, &id, action.as_str()).await {
+            entry.result = "failure".into();
+            entry.detail = Some(e.to_string());
+            state.audit(entry).await;
+            return Err(e);
+        }
+    }
     let timeout = q.timeout.map(|s| Duration::from_secs(u64::from(s)));
     let r = match action {
         Action::Start => state.docker.start(&id).await,
@@ -214,6 +222,12 @@ pub async fn remove(
     user.require_audited(&state, Role::Admin, "container.remove", &id)
         .await?;
     let mut entry = user.audit_entry("container.remove", &id);
+    if let Err(e) = crate::container_env::refuse_own(&state, &id, "remove").await {
+        entry.result = "failure".into();
+        entry.detail = Some(e.to_string());
+        state.audit(entry).await;
+        return Err(e);
+    }
     let r = state.docker.remove(&id, q.force.unwrap_or(false)).await;
     if let Err(e) = &r {
         entry.result = "failure".into();

@@ -32,6 +32,38 @@ pub struct Health {
     #[schema(value_type = String, pattern = "^(sqlite|postgres)$")]
     pub database_backend: &'static str,
     pub docker: ComponentHealth,
+    /// Caddy sites from container labels: conflicts and label errors are
+    /// reported here but do not make the host unhealthy.
+    pub routes: RoutesHealth,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RoutesHealth {
+    /// `ok`, or `problems` when a host is claimed twice or labels are bad.
+    #[schema(value_type = String, pattern = "^(ok|problems)$")]
+    pub status: &'static str,
+    pub routes: usize,
+    pub conflicts: usize,
+    pub label_errors: usize,
+    /// One sentence per conflict or label error: shown to admins only
+    /// (they name containers).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
+
+fn routes_health(table: &crate::routes::RouteTable, details: bool) -> RoutesHealth {
+    let problems = table.problems();
+    RoutesHealth {
+        status: if problems.is_empty() {
+            "ok"
+        } else {
+            "problems"
+        },
+        routes: table.set.routes.len(),
+        conflicts: table.set.conflicts.len(),
+        label_errors: table.set.errors.len(),
+        problems: if details { problems } else { Vec::new() },
+    }
 }
 
 fn component(r: Result<(), String>, details: bool) -> ComponentHealth {
@@ -85,6 +117,7 @@ pub async fn health(
         database: component(db, details),
         database_backend: state.db.backend(),
         docker: component(docker, details),
+        routes: routes_health(&state.routes.current(), details),
     };
     if ok {
         (StatusCode::OK, axum::Json(body)).into_response()

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod containers;
 pub mod health;
 pub mod plugins;
+pub mod routes;
 pub mod services;
 pub mod users;
 pub mod wake;
@@ -31,6 +32,7 @@ use crate::state::AppState;
         (name = "plugins", description = "WebAssembly plugins (admin) and their routes"),
         (name = "wake", description = "Wake-on-request API for the Caddy bridge (bridge token)"),
         (name = "services", description = "Wake-on-request services: definitions, state, manual wake and sleep"),
+        (name = "routes", description = "Caddy sites generated from container labels (wakedock.host)"),
     )
 )]
 pub struct ApiDoc;
@@ -90,6 +92,8 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(services::sleep))
         .routes(routes!(wake::page))
         .routes(routes!(wake::events))
+        .routes(routes!(routes::list))
+        .routes(routes!(routes::subscribe))
         .routes(routes!(plugins::list))
         .routes(routes!(plugins::get, plugins::update, plugins::remove))
         .merge(

@@ -95,15 +95,12 @@ pub struct DockerContainers {
 /// The (id, name) of the container WakeDock runs in, if any: Docker sets
 /// the hostname to the short id and leaves `/.dockerenv`.
 pub async fn own_container(docker: &DockerEngine) -> Option<(String, String)> {
-    if !std::path::Path::new("/.dockerenv").exists() {
-        return None;
+    for candidate in crate::container_env::own_container_candidates() {
+        if let Ok(d) = docker.inspect(&candidate).await {
+            return Some((d.id, d.name));
+        }
     }
-    let host = std::fs::read_to_string("/etc/hostname").ok()?;
-    docker
-        .inspect(host.trim())
-        .await
-        .ok()
-        .map(|d| (d.id, d.name))
+    None
 }
 
 impl DockerContainers {

@@ -6,7 +6,7 @@
 //!
 //! - [`page`]: the signed-in user, forms, flash messages, errors as pages.
 //! - [`session`]: `/login`, `/logout`.
-//! - [`overview`], [`containers`], [`services`], [`plugins`], [`users`],
+//! - [`overview`], [`containers`], [`services`], [`routes`], [`plugins`], [`users`],
 //!   [`audit`]: pages.
 //! - [`live`]: `/ui/events`, the live stream every page listens to.
 //! - [`charts`]: resource samples and their inline SVG charts.
@@ -20,6 +20,7 @@ pub mod live;
 pub mod overview;
 pub mod page;
 pub mod plugins;
+pub mod routes;
 pub mod services;
 pub mod session;
 pub mod users;
@@ -49,6 +50,7 @@ pub fn routes() -> Router<AppState> {
         .route("/containers/{id}/{action}", post(containers::act))
         .route("/services", get(services::list).post(services::create))
         .route("/services/{name}/{action}", post(services::act))
+        .route("/routes", get(routes::list))
         .route("/plugins", get(plugins::list))
         .route(
             "/plugins/upload",

@@ -13,6 +13,8 @@
 //! - [`schedule`]: windows during which a service is kept awake;
 //! - [`scope`]: which containers an install with a `wakedock.instance`
 //!   name considers.
+//! - [`route`]: Caddy routes from `wakedock.host`/`wakedock.port` labels
+//!   (read by the host, which streams them to the Caddy bridge).
 //!
 //! [`contract`] holds the wire types shared with the host and the Caddy
 //! bridge. The glue (`glue`, wasm only) wires it all to the host.
@@ -20,6 +22,7 @@
 pub mod contract;
 pub mod ignore;
 pub mod order;
+pub mod route;
 pub mod schedule;
 pub mod scope;
 pub mod service;
