@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use wakedock_tests::deploy::{
     admin_password_from_log, docker, image_tag, socket_gid, LabelledApp, Runner, Stack,
 };
-use wakedock_tests::eventually;
+use wakedock_tests::{eventually, INSTANCE_LABEL};
 
 struct Api {
     http: reqwest::Client,
@@ -493,6 +493,7 @@ async fn routes_api_and_stream_follow_the_labels() {
     let app = TestContainer::run_labelled(
         &[],
         &[
+            (INSTANCE_LABEL, host.instance()),
             ("wakedock.host", app_host.as_str()),
             ("wakedock.port", "8080"),
         ],
@@ -512,7 +513,14 @@ async fn routes_api_and_stream_follow_the_labels() {
 
     // A bad label: no route, a message worded like the service labels'.
     let bad_host = format!("bad-{name}.localhost");
-    let bad = TestContainer::run_labelled(&[], &[("wakedock.host", bad_host.as_str())]).await;
+    let bad = TestContainer::run_labelled(
+        &[],
+        &[
+            (INSTANCE_LABEL, host.instance()),
+            ("wakedock.host", bad_host.as_str()),
+        ],
+    )
+    .await;
     let admin = host.admin().await;
     let want = format!(
         "service \"{0}\": wakedock.port: container \"{0}\": wakedock.port is required with wakedock.host",

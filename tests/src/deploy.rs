@@ -702,13 +702,13 @@ pub fn strip_ansi(s: &str) -> String {
     out
 }
 
-/// The first admin's generated password, from the line WakeDock prints once.
+/// The first admin's generated password, from the start banner WakeDock
+/// prints on stdout once (`  Password:    <password>`).
 pub fn admin_password_from_log(log: &str) -> Option<String> {
-    let line = log
-        .lines()
-        .find(|l| l.contains("created the first admin user with a generated password"))?;
-    let (_, rest) = line.split_once("password=")?;
-    Some(rest.split_whitespace().next()?.trim_matches('"').to_owned())
+    log.lines()
+        .find_map(|l| l.trim_start().strip_prefix("Password:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
 }
 
 /// A test app container on the stack's network with only labels, removed
@@ -784,8 +784,8 @@ mod tests {
     }
 
     #[test]
-    fn password_from_the_first_start_log_line() {
-        let line = "2026-12-01T11:25:10.776390Z  WARN wakedock::server: created the first admin user with a generated password; it is shown only this once: log in and change it username=\"admin\" password=TA1fq2noZ2k04UuaKE5DEojO";
+    fn password_from_the_first_start_banner() {
+        let line = "  Username:    admin\n  Password:    TA1fq2noZ2k04UuaKE5DEojO\n";
         assert_eq!(
             admin_password_from_log(&strip_ansi(line)).as_deref(),
             Some("TA1fq2noZ2k04UuaKE5DEojO")

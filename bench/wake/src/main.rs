@@ -24,8 +24,7 @@ use serde_json::{json, Value};
 use wakedock_tests::caddy::{Caddy, Site};
 use wakedock_tests::{
     docker, free_port, new_instance, rss_kib, starts_since, target_dir, unix_secs, wasm_dir,
-    AppSpec,
-    TestContainer,
+    AppSpec, TestContainer,
 };
 
 const TOKEN: &str = "bench-bridge-token-0123456789";
