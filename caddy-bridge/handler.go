@@ -198,9 +198,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return writeText(w, http.StatusNotFound, "", "wakedock: no service for this request\n")
 		}
 		e = h.host.lookup(name)
+		if e == nil && h.host.live.Load() {
+			// A name the host never reported (a random subdomain on a
+			// wildcard site): answered here, no host call, no entry.
+			return unknownService(w, name)
+		}
 	}
 
 	if strings.HasPrefix(r.URL.Path, pagePrefix) {
+		if e != nil && h.host.absent(e) {
+			return unknownService(w, name)
+		}
 		return h.serveReserved(w, r, name)
 	}
 
@@ -214,12 +222,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			}
 			return serveAwake(e, w, r, next)
 		}
+		if h.host.absent(e) {
+			return unknownService(w, name)
+		}
 		if ignored {
 			return writeText(w, http.StatusServiceUnavailable, retryAfter,
 				"wakedock: service "+strconv.Quote(name)+" is asleep\n")
 		}
 	}
 	return h.serveCold(w, r, next, name, meta)
+}
+
+// unknownService answers a request for a service the host does not have,
+// without asking it (its live snapshot says so).
+func unknownService(w http.ResponseWriter, name string) error {
+	return writeText(w, http.StatusNotFound, "",
+		"wakedock: unknown service "+strconv.Quote(name)+"\n")
 }
 
 // serveAwake is the hot path: count the request and keep the service's
