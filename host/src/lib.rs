@@ -37,6 +37,7 @@ pub mod plugins;
 pub mod secrets;
 pub mod server;
 pub mod state;
+pub mod tasks;
 pub mod telemetry;
 pub mod ui;
 pub mod wake;

@@ -40,6 +40,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         config.docker.stop_timeout.get(),
     );
     let metrics = Arc::new(Metrics::new()?);
+    docker.requests().register(&metrics.registry)?;
     let bus = crate::events::EventBus::default();
     // Subscribed to the bus before any plugin runs: no state is missed.
     let wake = Arc::new(crate::wake::WakeHub::new(&bus));
@@ -52,7 +53,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             metrics.registry.clone(),
             data,
             &config.plugin_runtime,
-            own.as_ref().map(|(id, _)| id.clone()),
+            own.clone(),
         )
         .context("starting the plugin runtime")?,
     );
@@ -77,6 +78,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         config: Arc::new(config),
         db,
         docker,
+        // Background loops stop after the requests, on their own token.
+        tasks: crate::tasks::Tasks::new(CancellationToken::new()),
         shutdown: CancellationToken::new(),
     })
 }
@@ -138,28 +141,20 @@ pub async fn bootstrap_admin(db: &Db, password_text: Option<String>) -> anyhow::
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, then stops
-/// accepting, lets in-flight requests finish (at most
-/// `wakedock.shutdown_timeout`) and returns.
+/// accepting, lets in-flight requests finish and waits for the background
+/// tasks (all within `wakedock.shutdown_timeout`) and returns.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let token = state.shutdown.clone();
-    tokio::spawn(state.docker.clone().supervise(token.clone()));
-    tokio::spawn(maintenance(state.clone(), token.clone()));
-    tokio::spawn(state.wake.clone().run(state.bus.clone(), token.clone()));
-    tokio::spawn(state.ui.clone().run(state.docker.clone(), token.clone()));
-    tokio::spawn(
-        state
-            .plugins
-            .clone()
-            .run(state.docker.clone(), state.bus.clone(), token.clone()),
-    );
+    start_background(&state);
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = state.db.backend(), "WakeDock is listening");
     let grace = state.config.wakedock.shutdown_timeout.get();
+    let tasks = state.tasks.clone();
     let app = crate::http::app(state);
     let signal_token = token.clone();
     let serve = axum::serve(
@@ -173,15 +168,70 @@ pub async fn run(
         signal_token.cancel();
     });
     let mut serve = tokio::spawn(async move { serve.await });
-    tokio::select! {
-        r = &mut serve => r??,
-        _ = async { token.cancelled().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(?grace, "in-flight requests did not finish in time; stopping anyway");
-            serve.abort();
-        }
+    // Until shutdown begins (or the server fails on its own).
+    let failed = tokio::select! {
+        r = &mut serve => Some(r),
+        _ = token.cancelled() => None,
+    };
+    let deadline = tokio::time::Instant::now() + grace;
+    let served = match failed {
+        Some(r) => r,
+        None => match tokio::time::timeout_at(deadline, &mut serve).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!(
+                    ?grace,
+                    "in-flight requests did not finish in time; stopping anyway"
+                );
+                serve.abort();
+                Ok(Ok(()))
+            }
+        },
+    };
+    // Requests are done: the background loops and jobs (audit writes
+    // included) get what is left of the grace period.
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    if !tasks.shut_down(left).await {
+        tracing::warn!(
+            running = tasks.running(),
+            "background tasks did not finish in time; stopping anyway"
+        );
     }
+    served??;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The host's long-running loops, supervised: one that panics is logged
+/// and restarted; shutdown waits for each to end.
+fn start_background(state: &AppState) {
+    let tasks = &state.tasks;
+    let docker = state.docker.clone();
+    tasks.supervise("docker events", move |t| docker.clone().supervise(t));
+    let s = state.clone();
+    tasks.supervise("maintenance", move |t| maintenance(s.clone(), t));
+    let (wake, bus) = (state.wake.clone(), state.bus.clone());
+    tasks.supervise("wake hub", move |t| wake.clone().run(bus.clone(), t));
+    let (ui, docker) = (state.ui.clone(), state.docker.clone());
+    tasks.supervise("ui events", move |t| ui.clone().run(docker.clone(), t));
+    let (plugins, docker, bus, jobs) = (
+        state.plugins.clone(),
+        state.docker.clone(),
+        state.bus.clone(),
+        tasks.clone(),
+    );
+    tasks.supervise("plugins", move |t| {
+        plugins
+            .clone()
+            .run(docker.clone(), bus.clone(), jobs.clone(), t)
+    });
+    // Plugin ticks run in the plugin runtime: on shutdown they end after
+    // the tick in progress.
+    let (plugins, token) = (state.plugins.clone(), tasks.token());
+    tasks.spawn("plugin ticks", async move {
+        token.cancelled().await;
+        plugins.runtime().stop_ticks().await;
+    });
 }
 
 /// Housekeeping every minute: forget idle rate-limit keys, delete long

@@ -1,5 +1,8 @@
 //! Rate limits (governor): login attempts per client IP and per username,
-//! and a global per-IP budget for the API.
+//! a global per-IP budget for the API, and a budget per bridge token for
+//! the wake API (Caddy bridges are not users: every visitor behind one
+//! Caddy shares its address, so bridge traffic never spends the per-IP
+//! budget).
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -15,6 +18,8 @@ pub struct RateLimits {
     login_ip: DefaultKeyedRateLimiter<IpAddr>,
     login_user: DefaultKeyedRateLimiter<String>,
     api_ip: DefaultKeyedRateLimiter<IpAddr>,
+    /// Keyed by the token's index in the configured bridge tokens.
+    bridge: DefaultKeyedRateLimiter<usize>,
     clock: DefaultClock,
 }
 
@@ -36,6 +41,10 @@ impl RateLimits {
             login_user: RateLimiter::keyed(Quota::per_minute(nz(c.login_per_user_per_minute))),
             api_ip: RateLimiter::keyed(
                 Quota::per_second(nz(c.api_per_ip_per_second)).allow_burst(nz(c.api_burst)),
+            ),
+            bridge: RateLimiter::keyed(
+                Quota::per_second(nz(c.bridge_per_token_per_second))
+                    .allow_burst(nz(c.bridge_burst)),
             ),
             clock: DefaultClock::default(),
         }
@@ -63,11 +72,19 @@ impl RateLimits {
             .map_err(|not_until| self.refuse(not_until.wait_time_from(self.clock.now())))
     }
 
+    /// One wake-API request from the bridge holding token number `token`.
+    pub fn check_bridge(&self, token: usize) -> Result<(), ApiError> {
+        self.bridge
+            .check_key(&token)
+            .map_err(|not_until| self.refuse(not_until.wait_time_from(self.clock.now())))
+    }
+
     /// Forgets keys whose budget is full again, so memory stays bounded.
     pub fn shrink(&self) {
         self.login_ip.retain_recent();
         self.login_user.retain_recent();
         self.api_ip.retain_recent();
+        self.bridge.retain_recent();
     }
 }
 
@@ -82,6 +99,8 @@ mod tests {
             login_per_user_per_minute: 2,
             api_per_ip_per_second: 1,
             api_burst: 2,
+            bridge_per_token_per_second: 1,
+            bridge_burst: 3,
         });
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
@@ -98,6 +117,13 @@ mod tests {
         assert!(limits.check_api(a).is_ok());
         assert!(limits.check_api(a).is_ok());
         assert!(limits.check_api(a).is_err());
+        assert!(limits.check_api(b).is_ok());
+        // Each bridge token has its own budget, apart from the IPs'.
+        for _ in 0..3 {
+            assert!(limits.check_bridge(0).is_ok());
+        }
+        assert!(limits.check_bridge(0).is_err());
+        assert!(limits.check_bridge(1).is_ok());
         assert!(limits.check_api(b).is_ok());
     }
 }

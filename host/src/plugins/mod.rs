@@ -308,14 +308,14 @@ impl PluginManager {
         registry: prometheus::Registry,
         data_path: &Path,
         limits: &crate::config::PluginRuntimeConfig,
-        own_container_id: Option<String>,
+        own_container: Option<(String, String)>,
     ) -> anyhow::Result<Self> {
         let dir = data_path.join("plugins");
         std::fs::create_dir_all(&dir)?;
         let caps = HostCapabilities {
             containers: Arc::new(caps::DockerContainers {
                 docker: docker.clone(),
-                own_id: own_container_id,
+                own: own_container,
             }),
             metrics: Arc::new(caps::PromMetrics::new(docker, registry)),
             storage: Arc::new(caps::DbStorage { db: db.clone() }),
@@ -708,6 +708,7 @@ impl PluginManager {
         self: Arc<Self>,
         docker: Arc<DockerEngine>,
         bus: EventBus,
+        tasks: crate::tasks::Tasks,
         shutdown: CancellationToken,
     ) {
         let mut container_events = docker.subscribe();
@@ -726,7 +727,9 @@ impl PluginManager {
                     Ok(ev) => {
                         if let Some(event) = container_event(&ev) {
                             let me = self.clone();
-                            tokio::spawn(async move { me.runtime.dispatch_event(event).await; });
+                            tasks.spawn("plugin event delivery", async move {
+                                me.runtime.dispatch_event(event).await;
+                            });
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -737,7 +740,9 @@ impl PluginManager {
                 ev = bus_events.recv() => match ev {
                     Ok(ev) => {
                         let me = self.clone();
-                        tokio::spawn(async move { me.deliver_bus_event(ev).await });
+                        tasks.spawn("plugin event delivery", async move {
+                            me.deliver_bus_event(ev).await
+                        });
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(missed = n, "plugins missed bus events");
