@@ -63,6 +63,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         own.as_ref().map(|(_, name)| name.as_str()),
     );
     plugins.start(&declared).await.context("loading plugins")?;
+    seed_wake_states(&plugins, &wake).await;
     Ok(AppState {
         keys: Arc::new(TokenKeys::new(
             secret.as_bytes(),
@@ -82,6 +83,33 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         tasks: crate::tasks::Tasks::new(CancellationToken::new()),
         shutdown: CancellationToken::new(),
     })
+}
+
+/// Every service's current state into the hub before the listener
+/// accepts: a bridge answers 404 for a name its live snapshot lacks, so
+/// the first snapshot must be complete (after a restart the plugin does
+/// not publish states it published before). Stand-in for the `state`
+/// branch's `WakeHub::seed`, which replaces it.
+async fn seed_wake_states(plugins: &crate::plugins::PluginManager, hub: &crate::wake::WakeHub) {
+    let listed = crate::wake::plugin::call(plugins, "GET", "/services", Vec::new())
+        .await
+        .and_then(|a| a.json());
+    let services = match listed {
+        Ok(v) => v["services"].as_array().cloned().unwrap_or_default(),
+        Err(e) => {
+            // No wake plugin (or it failed to load): nothing to seed.
+            tracing::debug!(error = %e, "could not read the services' states at start");
+            return;
+        }
+    };
+    for s in services {
+        hub.apply(&crate::events::BusEvent {
+            source: crate::wake::WAKE_PLUGIN.into(),
+            topic: crate::wake::STATE_TOPIC.into(),
+            payload: s["state"].to_string(),
+            at_ms: crate::db::now_ms() as u64,
+        });
+    }
 }
 
 /// The bridge tokens in effect: the configured ones plus
