@@ -230,7 +230,8 @@ func TestWakeFailures(t *testing.T) {
 		{"own timeout", "whoami", 0, 3 * time.Second, 100 * time.Millisecond, 504, "did not become ready within 100ms"},
 		{"host 500", "whoami", 500, 0, 0, 500, "stub_error"},
 		{"host 503", "whoami", 503, 0, 0, 503, "stub_error"},
-		{"host 404 unknown service", "nosuch", 0, 0, 0, 404, "unknown_service"},
+		{"host 404", "whoami", 404, 0, 0, 404, "stub_error"},
+		{"not in the live snapshot", "nosuch", 0, 0, 0, 404, "unknown service \"nosuch\""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
