@@ -44,5 +44,10 @@ mkdir -p "$WD_ARTIFACTS_DIR/screenshots"
 log "browser test screenshots: $WD_ARTIFACTS_DIR/screenshots/"
 cargo test --workspace --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
 
+log "schema-driven API fuzzing (schemathesis, host without Docker)"
+# Bounded: ~25 examples per operation, 150 s of fuzzing (about 3 min with
+# the install check and the host's start).
+WD_ARTIFACTS_DIR="$WD_ARTIFACTS_DIR" scripts/fuzz-api.sh
+
 log "screenshots of every UI page: $WD_ARTIFACTS_DIR/screenshots/"
 log "all tests passed in $(( $(date +%s) - started )) s"

@@ -37,11 +37,22 @@ async fn docker_down_is_reported_and_the_api_keeps_serving() {
     .await;
     let r = reqwest::get(host.url("/health")).await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers()["retry-after"], "5");
     let h: Value = r.json().await.unwrap();
     assert_eq!(h["status"], "degraded");
     assert_eq!(h["database"]["status"], "up");
     assert_eq!(h["docker"]["status"], "down");
+    // Why it is down names the socket: admins only.
+    assert!(h["docker"].get("error").is_none(), "{h}");
+    assert!(!h.to_string().contains("nonexistent"), "{h}");
     let admin = host.admin().await;
+    let h = admin.get("/health").await;
+    assert_eq!(h.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let h: Value = h.json().await.unwrap();
+    assert!(h["docker"]["error"].as_str().is_some(), "{h}");
+    let viewer = host.user_with_role("viewer").await;
+    let h: Value = viewer.get("/health").await.json().await.unwrap();
+    assert!(h["docker"].get("error").is_none(), "{h}");
     let r = admin.get("/api/v1/containers").await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(r.headers().contains_key("retry-after"));
@@ -384,13 +395,14 @@ async fn bad_credentials_and_bad_tokens_on_both_backends() {
                 exp: now - 3600,
                 jti: "x".into(),
                 typ: "access".into(),
+                ver: 0,
             })
             .unwrap();
         let foreign = TokenKeys::new(
             b"some-other-secret-some-other-secret",
             Duration::from_secs(60),
         )
-        .issue(me_json["id"].as_str().unwrap(), "admin", Role::Admin)
+        .issue(me_json["id"].as_str().unwrap(), "admin", Role::Admin, 0)
         .unwrap();
         for (what, token) in [
             ("garbage", "not.a.token".to_string()),
@@ -587,13 +599,29 @@ async fn cookie_sessions_need_csrf_for_changes() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 
-    // Refresh from the cookie, then logout clears the cookies.
+    // Refresh from the cookie: only with the CSRF header (a cross-site
+    // page could otherwise make the browser trade the cookie).
     let r = http
         .post(host.url("/api/v1/auth/refresh"))
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = http
+        .post(host.url("/api/v1/auth/refresh"))
+        .header("x-csrf-token", "guess")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = http
+        .post(host.url("/api/v1/auth/refresh"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    // Then logout clears the cookies.
     let r = http
         .post(host.url("/api/v1/auth/logout"))
         .send()
@@ -791,6 +819,7 @@ async fn openapi_document_matches_the_routes() {
         ("/api/v1/auth/login", "post"),
         ("/api/v1/auth/refresh", "post"),
         ("/api/v1/auth/logout", "post"),
+        ("/api/v1/auth/logout-all", "post"),
         ("/api/v1/auth/me", "get"),
         ("/api/v1/containers", "get"),
         ("/api/v1/containers/{id}", "get"),
@@ -980,4 +1009,419 @@ async fn graceful_shutdown_ends_log_streams() {
         "{:?}",
         started.elapsed()
     );
+}
+
+// --- Issue 10: what a hostile tester found -------------------------------
+
+/// 20 writers change users at once (400 requests): no 5xx ("database is
+/// locked" on SQLite before writes took the lock up front), and every
+/// attempt is in the audit log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_get_no_5xx_on_both_backends() {
+    for backend in BACKENDS {
+        let host = TestHost::start(backend).await;
+        let admin = host.admin().await;
+        let mut ids = Vec::new();
+        for i in 0..20 {
+            let u = admin
+                .create_user(&format!("writer-{i}"), "a-long-enough-password", "viewer")
+                .await;
+            ids.push(u["id"].as_str().unwrap().to_string());
+        }
+        let writers = ids.iter().enumerate().map(|(w, id)| {
+            let admin = admin.clone();
+            let target = ids[(w + 1) % ids.len()].clone();
+            let own = id.clone();
+            async move {
+                let mut statuses = Vec::new();
+                for n in 0..20 {
+                    // Alternate between two users so writers collide.
+                    let id = if n % 2 == 0 { &own } else { &target };
+                    let role = if n % 4 < 2 { "user" } else { "viewer" };
+                    let r = admin
+                        .patch(&format!("/api/v1/users/{id}"), json!({"role": role}))
+                        .await;
+                    statuses.push(r.status().as_u16());
+                }
+                statuses
+            }
+        });
+        let all: Vec<u16> = futures::future::join_all(writers)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        assert_eq!(all.len(), 400);
+        let failed: Vec<&u16> = all.iter().filter(|s| **s >= 500).collect();
+        assert!(
+            failed.is_empty(),
+            "{backend:?}: {} × 5xx: {failed:?}",
+            failed.len()
+        );
+        assert!(all.iter().all(|s| *s == 200), "{backend:?}: {all:?}");
+        let audit = admin
+            .get_json("/api/v1/audit?action=user.update&per_page=1")
+            .await;
+        assert_eq!(audit["total"], 400, "{backend:?}: every attempt audited");
+        host.stop().await.unwrap();
+    }
+}
+
+/// A client that does not follow redirects, with a signed-in session.
+async fn cookie_client(host: &TestHost) -> reqwest::Client {
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http
+        .post(host.url("/api/v1/auth/login"))
+        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    http
+}
+
+/// `next` after login only ever leads to a path on this site: a tab,
+/// newline or backslash trick goes to `/`, and nothing is a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_only_redirects_to_local_paths() {
+    let host = TestHost::start(Backend::Sqlite).await;
+    let http = cookie_client(&host).await;
+    let evil = [
+        "%2F%09%2Fevil.example",
+        "%2F%0A%2Fevil.example",
+        "%2F%0D%0A%2Fevil.example",
+        "%2F%5Cevil.example",
+        "%5C%5Cevil.example",
+        "%2F%2Fevil.example",
+        "https%3A%2F%2Fevil.example",
+        "%09%2F%2Fevil.example",
+    ];
+    for next in evil {
+        let r = http
+            .get(host.url(&format!("/login?next={next}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "GET next={next}");
+        assert_eq!(r.headers()["location"], "/", "GET next={next}");
+    }
+    let r = http
+        .get(host.url("/login?next=%2Fcontainers%3Fq%3Da"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/containers?q=a");
+    // The form, with the login form's CSRF cookie and field.
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for next in evil {
+        let r = plain
+            .post(host.url("/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", "wakedock_csrf=form-token")
+            .body(format!(
+                "username=admin&password={ADMIN_PASSWORD}&csrf=form-token&next={next}"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "POST next={next}");
+        assert_eq!(r.headers()["location"], "/", "POST next={next}");
+    }
+    host.stop().await.unwrap();
+}
+
+/// Sends raw bytes and returns what the server answered (until it closes or
+/// `limit` passes).
+async fn raw_exchange(host: &TestHost, request: &[u8], limit: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = host.base.trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => {
+                out.extend_from_slice(&buf[..n]);
+                if out.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An upload without a session, or from a non-admin, is answered before a
+/// byte of its (declared 60 MiB) body is sent; UI routes are rate limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_refused_before_their_body_and_pages_are_rate_limited() {
+    let host = TestHost::start_with(Backend::Sqlite, |c| {
+        c.security.rate_limit.api_per_ip_per_second = 1;
+        c.security.rate_limit.api_burst = 40;
+    })
+    .await;
+    let head = |cookie: &str| {
+        format!(
+            "POST /plugins/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n\
+             Content-Length: 62914560\r\n{cookie}\r\n--b\r\n"
+        )
+    };
+    let answer = raw_exchange(&host, head("").as_bytes(), Duration::from_secs(20)).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 401"),
+        "no answer before the body: {answer:?}"
+    );
+    let viewer = host.user_with_role("viewer").await;
+    let cookie = format!("Cookie: wakedock_access={}\r\n", viewer.token);
+    let answer = raw_exchange(&host, head(&cookie).as_bytes(), Duration::from_secs(20)).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer:?}");
+    // An admin's upload whose first field is not the CSRF token stops there.
+    let admin = host.admin().await;
+    let cookie = format!(
+        "Cookie: wakedock_access={}; wakedock_csrf=tok\r\n",
+        admin.token
+    );
+    let mut req = head(&cookie).into_bytes();
+    req.extend_from_slice(b"Content-Disposition: form-data; name=\"wasm\"\r\n\r\nxxxx");
+    let answer = raw_exchange(&host, &req, Duration::from_secs(20)).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer:?}");
+
+    // Pages spend the same per-address budget as the API.
+    let http = reqwest::Client::new();
+    let mut limited = None;
+    for _ in 0..60 {
+        let r = http.get(host.url("/login")).send().await.unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("a page request was rate limited");
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    host.stop().await.unwrap();
+}
+
+/// Partial headers are cut off after the header timeout, a body that
+/// stalls after the body timeout, an oversized declared body gets 413 at
+/// once, and connections beyond the limit wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_oversized_requests_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = TestHost::start_with(Backend::Sqlite, |c| {
+        c.wakedock.header_read_timeout = wakedock::config::HumanDuration(Duration::from_secs(1));
+        c.wakedock.body_read_timeout = wakedock::config::HumanDuration(Duration::from_secs(1));
+        c.wakedock.max_connections = 3;
+    })
+    .await;
+    let addr = host.base.trim_start_matches("http://").to_string();
+    // Partial headers: the server closes the connection.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf))
+        .await
+        .expect("closed by the header timeout, not held")
+        .unwrap_or(0);
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(n == 0 || text.starts_with("HTTP/1.1 408"), "{text:?}");
+
+    // A declared length over the limit: 413 without waiting for it.
+    let answer = raw_exchange(
+        &host,
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 99999999999\r\n\r\n{\"a\":1}",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
+
+    // A body that stops coming: an answer after the body timeout.
+    let answer = raw_exchange(
+        &host,
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer:?}");
+
+    // Three connections that send nothing fill the slots; a fourth request
+    // is served once the header timeout has closed them.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let r = tokio::time::timeout(Duration::from_secs(20), reqwest::get(host.url("/health")))
+        .await
+        .expect("served after the idle connections were closed")
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    drop(idle);
+    host.stop().await.unwrap();
+}
+
+/// The last page number there is gives an empty page, never a 500 or page 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_pages_past_the_end_are_empty_on_both_backends() {
+    for backend in BACKENDS {
+        let host = TestHost::start(backend).await;
+        let admin = host.admin().await;
+        for q in [
+            "page=9223372036854775807",
+            "page=9223372036854775807&per_page=500",
+            "page=9223372036854775807&per_page=1",
+            "page=184467440737095517",
+        ] {
+            let r = admin.get(&format!("/api/v1/audit?{q}")).await;
+            assert_eq!(r.status(), StatusCode::OK, "{backend:?} {q}");
+            let page: Value = r.json().await.unwrap();
+            assert_eq!(page["items"], json!([]), "{backend:?} {q}");
+        }
+        let r = admin.get("/api/v1/audit?page=9223372036854775808").await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let r = admin.get("/api/v1/audit?page=0").await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        host.stop().await.unwrap();
+    }
+}
+
+/// A reset by an admin and "sign out everywhere" end earlier access
+/// tokens at once, not at their expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_reset_and_sign_out_everywhere_end_access_tokens_on_both_backends() {
+    for backend in BACKENDS {
+        let host = TestHost::start(backend).await;
+        let admin = host.admin().await;
+        let erin = admin.create_user("erin", "erin-password-1", "user").await;
+        let id = erin["id"].as_str().unwrap();
+        let laptop = host.login("erin", "erin-password-1").await;
+        let phone = host.login("erin", "erin-password-1").await;
+        assert_eq!(laptop.get("/api/v1/auth/me").await.status(), StatusCode::OK);
+
+        // An admin resets the password: both sessions end now.
+        let r = admin
+            .patch(
+                &format!("/api/v1/users/{id}"),
+                json!({"password": "erin-password-2"}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "{backend:?}");
+        for client in [&laptop, &phone] {
+            let r = client.get("/api/v1/auth/me").await;
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{backend:?}");
+        }
+
+        // Sign out everywhere from one session: the others end too, and
+        // their refresh tokens are revoked.
+        let a = host.login("erin", "erin-password-2").await;
+        let b = host.login("erin", "erin-password-2").await;
+        let r = a.post_empty("/api/v1/auth/logout-all").await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "{backend:?}");
+        for client in [&a, &b] {
+            let r = client.get("/api/v1/auth/me").await;
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{backend:?}");
+            let r = reqwest::Client::new()
+                .post(host.url("/api/v1/auth/refresh"))
+                .json(&json!({"refresh_token": client.refresh_token}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{backend:?}");
+        }
+        // Signing in again works, and the admin was never affected.
+        let c = host.login("erin", "erin-password-2").await;
+        assert_eq!(c.get("/api/v1/auth/me").await.status(), StatusCode::OK);
+        assert_eq!(admin.get("/api/v1/auth/me").await.status(), StatusCode::OK);
+        let audit = admin.get_json("/api/v1/audit?action=auth.logout_all").await;
+        assert_eq!(audit["total"], 1);
+        host.stop().await.unwrap();
+    }
+}
+
+/// Wrong passwords for `admin` from elsewhere do not lock the admin out;
+/// the address that sends them is stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_cannot_lock_the_admin_out() {
+    let host = TestHost::start_with(Backend::Sqlite, |c| {
+        c.security.rate_limit.login_per_user_per_minute = 5;
+        c.security.rate_limit.login_per_ip_per_minute = 1000;
+    })
+    .await;
+    let http = reqwest::Client::new();
+    // The test client is on loopback, a trusted proxy: X-Forwarded-For
+    // says which address a request comes from.
+    let login = |from: &'static str, password: &'static str| {
+        http.post(host.url("/api/v1/auth/login"))
+            .header("x-forwarded-for", from)
+            .json(&json!({"username": "admin", "password": password}))
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(
+            login("203.0.113.66", "wrong-password")
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert!(
+        statuses.contains(&429),
+        "the stranger is stopped: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().filter(|s| **s == 401).count() <= 5,
+        "{statuses:?}"
+    );
+    let r = login("198.51.100.7", ADMIN_PASSWORD).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "the admin is not locked out");
+    host.stop().await.unwrap();
+}
+
+/// `/metrics` with `security.metrics_token`: only with the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_require_a_token() {
+    let host = TestHost::start_with(Backend::Sqlite, |c| {
+        c.security.metrics_token = Some("metrics-token-for-tests".into());
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let r = http.get(host.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(problem_code(r).await, "unauthorized");
+    let r = http
+        .get(host.url("/metrics"))
+        .bearer_auth("wrong-token-wrong-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = http
+        .get(host.url("/metrics"))
+        .bearer_auth("metrics-token-for-tests")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("wakedock_http_requests_total"));
+    host.stop().await.unwrap();
 }

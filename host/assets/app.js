@@ -39,7 +39,7 @@
     if (form.hasAttribute("data-logout")) {
       // Revoke the refresh token too: only the API path receives it.
       ev.preventDefault();
-      fetch("/api/v1/auth/logout", { method: "POST", credentials: "same-origin" })
+      fetch("/api/v1/auth/logout", { method: "POST", credentials: "same-origin", headers: csrfHeader() })
         .finally(() => { window.location.href = "/login"; });
     }
   });
@@ -50,8 +50,13 @@
   // --- Session -----------------------------------------------------------
   // A fresh token pair every few minutes while a page is open; forms get
   // the new CSRF token.
+  // The double-submit token: a refresh from the cookie must echo it.
+  function csrfHeader() {
+    const m = document.cookie.match(/(?:^|;\s*)wakedock_csrf=([^;]*)/);
+    return { "X-CSRF-Token": m ? decodeURIComponent(m[1]) : "" };
+  }
   function refresh() {
-    return fetch("/api/v1/auth/refresh", { method: "POST", credentials: "same-origin" })
+    return fetch("/api/v1/auth/refresh", { method: "POST", credentials: "same-origin", headers: csrfHeader() })
       .then((r) => (r.ok ? r.json() : Promise.reject(r.status)))
       .then((s) => { $$('input[name="csrf"]').forEach((i) => { i.value = s.csrf_token; }); return s; });
   }

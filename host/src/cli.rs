@@ -127,7 +127,7 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 }
 
 async fn open_db(config: &Config) -> anyhow::Result<Db> {
-    std::fs::create_dir_all(&config.wakedock.data_path).ok();
+    crate::private_files::create_dir(&config.wakedock.data_path).ok();
     let db = Db::connect(&config.database_url(), Some(2))
         .await
         .context("connecting to the database")?;

@@ -112,6 +112,13 @@ pub struct ServerConfig {
     pub port: u16,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_timeout: HumanDuration,
+    /// A connection whose request headers take longer than this is closed
+    /// (also the idle time allowed between requests on a kept-alive one).
+    pub header_read_timeout: HumanDuration,
+    /// A request body that sends nothing for this long fails.
+    pub body_read_timeout: HumanDuration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -121,6 +128,9 @@ impl Default for ServerConfig {
             host: IpAddr::from([127, 0, 0, 1]),
             port: 8000,
             shutdown_timeout: HumanDuration(Duration::from_secs(10)),
+            header_read_timeout: HumanDuration(Duration::from_secs(10)),
+            body_read_timeout: HumanDuration(Duration::from_secs(30)),
+            max_connections: 1024,
         }
     }
 }
@@ -197,6 +207,9 @@ pub struct SecurityConfig {
     /// Tokens the Caddy bridge may use on the wake API (also accepted:
     /// `WAKEDOCK_BRIDGE_TOKEN`). At least 16 characters each.
     pub bridge_tokens: Vec<String>,
+    /// When set, `/metrics` answers only `Authorization: Bearer <token>`
+    /// (16+ characters): the metrics name services and containers.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for SecurityConfig {
@@ -208,6 +221,7 @@ impl Default for SecurityConfig {
             refresh_token_ttl: HumanDuration(Duration::from_secs(7 * 24 * 3600)),
             max_body_bytes: 1024 * 1024,
             bridge_tokens: Vec::new(),
+            metrics_token: None,
             trusted_proxies: vec![IpAddr::from([127, 0, 0, 1]), "::1".parse().unwrap()],
             rate_limit: RateLimitConfig::default(),
         }
@@ -219,7 +233,9 @@ impl Default for SecurityConfig {
 pub struct RateLimitConfig {
     /// Login attempts per minute from one client IP.
     pub login_per_ip_per_minute: u32,
-    /// Login attempts per minute against one username, from anywhere.
+    /// Login attempts per minute against one username from one client IP
+    /// (per address, so nobody elsewhere can lock the user out); repeated
+    /// failures also back off, from 1 s doubling to 5 min.
     pub login_per_user_per_minute: u32,
     /// Sustained API requests per second from one client IP.
     pub api_per_ip_per_second: u32,
@@ -427,6 +443,26 @@ impl Config {
         if let Some(url) = &self.database.url {
             crate::db::DatabaseUrl::parse(url).map_err(|e| fail("database.url", e.to_string()))?;
         }
+        for (key, d) in [
+            (
+                "wakedock.header_read_timeout",
+                self.wakedock.header_read_timeout,
+            ),
+            (
+                "wakedock.body_read_timeout",
+                self.wakedock.body_read_timeout,
+            ),
+        ] {
+            if d.get() < Duration::from_millis(100) || d.get() > Duration::from_secs(3600) {
+                return Err(fail(key, format!("{d} is outside 100ms..1h")));
+            }
+        }
+        if self.wakedock.max_connections == 0 {
+            return Err(fail(
+                "wakedock.max_connections",
+                "must be at least 1".into(),
+            ));
+        }
         if self.database.pool_size == Some(0) {
             return Err(fail("database.pool_size", "must be at least 1".into()));
         }
@@ -519,6 +555,17 @@ impl Config {
         for origin in &self.security.cors_origins {
             validate_origin(origin).map_err(|e| fail("security.cors_origins", e))?;
         }
+        if self
+            .security
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.len() < 16)
+        {
+            return Err(fail(
+                "security.metrics_token",
+                "must be at least 16 characters".into(),
+            ));
+        }
         for (i, t) in self.security.bridge_tokens.iter().enumerate() {
             if t.len() < 16 {
                 return Err(fail(
@@ -574,6 +621,9 @@ impl Config {
         }
         for t in &mut c.security.bridge_tokens {
             *t = "********".into();
+        }
+        if c.security.metrics_token.is_some() {
+            c.security.metrics_token = Some("********".into());
         }
         c
     }

@@ -137,6 +137,14 @@ impl ApiError {
         }
     }
 
+    /// The `Retry-After` seconds of a rate-limit refusal.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after } => Some(retry_after_secs(*retry_after)),
+            _ => None,
+        }
+    }
+
     fn problem(&self) -> Problem {
         let status = self.status();
         Problem {
@@ -200,6 +208,11 @@ impl From<crate::db::DbError> for ApiError {
     fn from(e: crate::db::DbError) -> Self {
         match e {
             crate::db::DbError::Unavailable(e) => Self::DatabaseUnavailable(e),
+            // Lock contention is temporary: 503 with Retry-After, and the
+            // engine's text ("database is locked") never reaches the caller.
+            crate::db::DbError::Query(e) if crate::db::is_contention(&e) => {
+                Self::DatabaseUnavailable(e.into())
+            }
             crate::db::DbError::Query(e) => Self::Internal(e.into()),
             crate::db::DbError::Other(e) => Self::Internal(e),
         }

@@ -34,6 +34,7 @@ pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod plugins;
+pub mod private_files;
 pub mod secrets;
 pub mod server;
 pub mod state;

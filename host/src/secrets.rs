@@ -27,7 +27,7 @@ pub fn load_or_create_jwt_secret(data_path: &Path) -> anyhow::Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     }
-    std::fs::create_dir_all(data_path)
+    crate::private_files::create_dir(data_path)
         .with_context(|| format!("creating data directory {}", data_path.display()))?;
     let mut bytes = [0u8; 48];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);

@@ -1,7 +1,6 @@
 //! Building the host from a configuration and serving it.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +21,7 @@ use crate::state::AppState;
 /// handlers need. Docker need not be reachable.
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let data = &config.wakedock.data_path;
-    std::fs::create_dir_all(data)
+    crate::private_files::create_dir(data)
         .with_context(|| format!("creating data directory {}", data.display()))?;
     let secret = match &config.security.jwt_secret {
         Some(s) => s.clone(),
@@ -32,6 +31,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         .await
         .context("connecting to the database")?;
     let applied = db.migrate().await.context("running migrations")?;
+    warn_if_exposed(&config);
     if !applied.is_empty() {
         tracing::info!(?applied, backend = db.backend(), "applied migrations");
     }
@@ -112,6 +112,17 @@ async fn seed_wake_states(plugins: &crate::plugins::PluginManager, hub: &crate::
     }
 }
 
+/// Warns about data files other users can read (they were created before
+/// WakeDock made them private, or changed since).
+fn warn_if_exposed(config: &Config) {
+    let data = &config.wakedock.data_path;
+    let mut paths = vec![data.clone(), data.join(crate::secrets::JWT_SECRET_FILE)];
+    if let Ok(db::DatabaseUrl::Sqlite(file)) = db::DatabaseUrl::parse(&config.database_url()) {
+        paths.extend(crate::private_files::sqlite_files(&file));
+    }
+    crate::private_files::warn_if_exposed(&paths);
+}
+
 /// The bridge tokens in effect: the configured ones plus
 /// `WAKEDOCK_BRIDGE_TOKEN` (which, like the config's, must be 16+ chars).
 fn bridge_tokens(config: &Config) -> anyhow::Result<Vec<String>> {
@@ -171,6 +182,12 @@ pub async fn bootstrap_admin(db: &Db, password_text: Option<String>) -> anyhow::
 /// Serves `state` on `listener` until `shutdown` resolves, then stops
 /// accepting, lets in-flight requests finish and waits for the background
 /// tasks (all within `wakedock.shutdown_timeout`) and returns.
+///
+/// Connections are served by hyper directly (axum's `serve` has no header
+/// timeout): at most `wakedock.max_connections` at once (the next waits in
+/// the listen backlog), each closed if its request headers take longer
+/// than `wakedock.header_read_timeout`, and a request body that sends
+/// nothing for `wakedock.body_read_timeout` fails.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
@@ -181,41 +198,68 @@ pub async fn run(
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = state.db.backend(), "WakeDock is listening");
-    let grace = state.config.wakedock.shutdown_timeout.get();
+    let server = &state.config.wakedock;
+    let grace = server.shutdown_timeout.get();
+    let header_timeout = server.header_read_timeout.get();
+    let body_timeout = server.body_read_timeout.get();
+    let slots = Arc::new(tokio::sync::Semaphore::new(server.max_connections));
     let tasks = state.tasks.clone();
     let app = crate::http::app(state);
-    let signal_token = token.clone();
-    let serve = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: no new connections, finishing requests");
-        // Ends streaming responses so they do not hold the shutdown open.
-        signal_token.cancel();
-    });
-    let mut serve = tokio::spawn(async move { serve.await });
-    // Until shutdown begins (or the server fails on its own).
-    let failed = tokio::select! {
-        r = &mut serve => Some(r),
-        _ = token.cancelled() => None,
-    };
-    let deadline = tokio::time::Instant::now() + grace;
-    let served = match failed {
-        Some(r) => r,
-        None => match tokio::time::timeout_at(deadline, &mut serve).await {
-            Ok(r) => r,
-            Err(_) => {
-                tracing::warn!(
-                    ?grace,
-                    "in-flight requests did not finish in time; stopping anyway"
-                );
-                serve.abort();
-                Ok(Ok(()))
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => s?,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, retry.
+                    tracing::warn!(error = %e, "accepting a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let app = app.clone();
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let mut req = req.map(|body| {
+                    axum::body::Body::new(tower_http::timeout::TimeoutBody::new(body_timeout, body))
+                });
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                tower::ServiceExt::oneshot(app.clone(), req)
+            });
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_timeout);
+        let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
-        },
-    };
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: no new connections, finishing requests");
+    // Ends streaming responses so they do not hold the shutdown open.
+    token.cancel();
+    let deadline = tokio::time::Instant::now() + grace;
+    if tokio::time::timeout_at(deadline, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "in-flight requests did not finish in time; stopping anyway"
+        );
+    }
     // Requests are done: the background loops and jobs (audit writes
     // included) get what is left of the grace period.
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -225,7 +269,6 @@ pub async fn run(
             "background tasks did not finish in time; stopping anyway"
         );
     }
-    served??;
     tracing::info!("stopped");
     Ok(())
 }

@@ -256,6 +256,44 @@ fn offline_user_management() {
     assert!(text(&o).contains("up to date"), "{}", text(&o));
 }
 
+/// The data directory and the database files are the owner's alone: they
+/// hold password hashes and the audit log (issue 10).
+#[test]
+fn data_files_are_created_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("WAKEDOCK_DATA_PATH", "data")];
+    let o = wakedock(
+        dir.path(),
+        &[
+            "user",
+            "add",
+            "--username",
+            "ops",
+            "--role",
+            "user",
+            "--password-stdin",
+        ],
+        &env,
+        Some("ops-password-123\n"),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let mode = |p: &str| {
+        std::fs::metadata(dir.path().join(p))
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("data"), 0o700);
+    assert_eq!(mode("data/wakedock.db"), 0o600);
+    for f in ["data/wakedock.db-wal", "data/wakedock.db-shm"] {
+        if dir.path().join(f).exists() {
+            assert_eq!(mode(f), 0o600, "{f}");
+        }
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

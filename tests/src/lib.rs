@@ -326,6 +326,18 @@ impl ApiClient {
             .unwrap()
     }
 
+    /// Creates a user (as an admin client) and returns it.
+    pub async fn create_user(&self, username: &str, password: &str, role: &str) -> Value {
+        let r = self
+            .post(
+                "/api/v1/users",
+                json!({"username": username, "password": password, "role": role}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED, "create {username}");
+        r.json().await.unwrap()
+    }
+
     pub async fn delete(&self, path: &str) -> reqwest::Response {
         self.request(Method::DELETE, path).send().await.unwrap()
     }

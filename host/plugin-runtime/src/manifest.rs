@@ -81,6 +81,7 @@ pub enum Access {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StorageCap {
+    #[serde(deserialize_with = "whole::de")]
     pub quota_bytes: u64,
 }
 
@@ -90,12 +91,90 @@ pub struct StorageCap {
 pub struct HttpOutboundCap {
     /// Exact host names, or `*.example.com` for any subdomain.
     pub hosts: Vec<String>,
-    #[serde(default = "default_rpm")]
+    #[serde(default = "default_rpm", deserialize_with = "whole::de")]
     pub max_requests_per_minute: u32,
 }
 
 fn default_rpm() -> u32 {
     60
+}
+
+/// Whole numbers as JSON Schema's `integer` reads them: `67` and `67.0`
+/// alike (a grant arrives as JSON through the API), never `67.5`, never
+/// out of range.
+mod whole {
+    use serde::de::{Deserializer, Error, Visitor};
+
+    struct Whole;
+
+    impl Visitor<'_> for Whole {
+        type Value = u64;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a non-negative whole number")
+        }
+        fn visit_u64<E: Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+        fn visit_i64<E: Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v).map_err(|_| E::custom(format!("{v} is negative")))
+        }
+        fn visit_f64<E: Error>(self, v: f64) -> Result<u64, E> {
+            // 2^64 itself is the first float past u64::MAX.
+            if v.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&v) {
+                Ok(v as u64)
+            } else {
+                Err(E::custom(format!("{v} is not a non-negative whole number")))
+            }
+        }
+    }
+
+    pub fn de<'de, D: Deserializer<'de>, T: TryFrom<u64>>(d: D) -> Result<T, D::Error> {
+        let v = d.deserialize_any(Whole)?;
+        T::try_from(v).map_err(|_| D::Error::custom(format!("{v} is too large")))
+    }
+
+    pub fn de_opt<'de, D: Deserializer<'de>, T: TryFrom<u64>>(d: D) -> Result<Option<T>, D::Error> {
+        struct Opt<T>(std::marker::PhantomData<T>);
+        impl<'de, T: TryFrom<u64>> Visitor<'de> for Opt<T> {
+            type Value = Option<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a non-negative whole number or nothing")
+            }
+            fn visit_none<E: Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                de(d).map(Some)
+            }
+        }
+        d.deserialize_option(Opt(std::marker::PhantomData))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn whole_floats_are_whole_numbers() {
+            let g: crate::Grant = serde_json::from_str(
+                r#"{"capabilities": {"storage": {"quota-bytes": 67.0}}, "limits": {"max-instances": 2.0, "memory-bytes": null}}"#,
+            )
+            .unwrap();
+            assert_eq!(g.capabilities.storage.unwrap().quota_bytes, 67);
+            assert_eq!(g.limits.max_instances, Some(2));
+            for bad in ["67.5", "-1", "1e30", "\"7\""] {
+                let text =
+                    format!(r#"{{"capabilities": {{"storage": {{"quota-bytes": {bad}}}}}}}"#);
+                assert!(
+                    serde_json::from_str::<crate::Grant>(&text).is_err(),
+                    "{bad}"
+                );
+            }
+            let text = r#"{"limits": {"max-instances": 4294967296}}"#;
+            assert!(serde_json::from_str::<crate::Grant>(text).is_err());
+        }
+    }
 }
 
 /// `events = { publish = ["wake.*"], subscribe = ["stacks.*"] }`.
@@ -121,22 +200,22 @@ pub struct MetricsCap {}
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Limits {
     /// Linear memory per instance.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::de_opt")]
     pub memory_bytes: Option<u64>,
     /// CPU time per call, enforced by epoch deadlines (even in a tight loop).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::de_opt")]
     pub cpu_ms_per_call: Option<u64>,
     /// Wall time per call, host calls included.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::de_opt")]
     pub wall_ms_per_call: Option<u64>,
     /// Live instances (concurrent calls) per plugin.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::de_opt")]
     pub max_instances: Option<u32>,
     /// Wasm tables per instance.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::de_opt")]
     pub max_tables: Option<u32>,
     /// Elements per wasm table.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::de_opt")]
     pub max_table_elements: Option<u32>,
 }
 
@@ -170,6 +249,137 @@ impl Grant {
         let grant: Grant = serde_path_to_error::deserialize(de).map_err(path_error)?;
         grant.capabilities.validate("capabilities")?;
         Ok(grant)
+    }
+}
+
+impl Grant {
+    /// Why this grant approves more than `manifest` requests, if it does.
+    /// A grant may narrow a request (lower access, extra selector terms, a
+    /// smaller quota or rate, fewer hosts or topics, lower limits) but never
+    /// widen it: what is stored and shown as granted is then exactly what
+    /// the plugin can use, never more.
+    pub fn excess_over(&self, manifest: &Manifest) -> Option<String> {
+        let name = &manifest.name;
+        let (r, g) = (&manifest.capabilities, &self.capabilities);
+        let unrequested = |cap: &str| {
+            format!("grant approves capability `{cap}`, which plugin `{name}` does not request")
+        };
+        if let Some(gc) = &g.containers {
+            let Some(rc) = &r.containers else {
+                return Some(unrequested("containers"));
+            };
+            if gc.access > rc.access {
+                return Some(format!(
+                    "grant gives `containers` access `{}`, wider than the `{}` plugin `{name}` requests: grant `{}` or narrower",
+                    access_name(gc.access),
+                    access_name(rc.access),
+                    access_name(rc.access)
+                ));
+            }
+            let terms = |c: &ContainersCap| {
+                Selector::parse(c.selector.as_deref().unwrap_or(""))
+                    .unwrap_or_default()
+                    .terms
+            };
+            if !terms(rc).is_subset(&terms(gc)) {
+                let want = rc.selector.as_deref().unwrap_or("");
+                return Some(format!(
+                    "grant's `containers` selector `{}` selects more containers than the `{want}` plugin `{name}` requests: \
+                     a grant may only add terms to it (for example `{want},team=a`)",
+                    gc.selector.as_deref().unwrap_or("(none: every container)")
+                ));
+            }
+        }
+        if let Some(gs) = &g.storage {
+            let Some(rs) = &r.storage else {
+                return Some(unrequested("storage"));
+            };
+            if gs.quota_bytes > rs.quota_bytes {
+                return Some(format!(
+                    "grant gives `storage` quota-bytes {}, more than the {} plugin `{name}` requests",
+                    gs.quota_bytes, rs.quota_bytes
+                ));
+            }
+        }
+        if let Some(gh) = &g.http_outbound {
+            let Some(rh) = &r.http_outbound else {
+                return Some(unrequested("http-outbound"));
+            };
+            if let Some(h) = gh
+                .hosts
+                .iter()
+                .find(|h| !pattern_covered(h, &rh.hosts, host_matches))
+            {
+                return Some(format!(
+                    "grant allows `http-outbound` host `{h}`, which plugin `{name}` does not request (it requests {:?})",
+                    rh.hosts
+                ));
+            }
+            if gh.max_requests_per_minute > rh.max_requests_per_minute {
+                return Some(format!(
+                    "grant gives `http-outbound` max-requests-per-minute {}, more than the {} plugin `{name}` requests",
+                    gh.max_requests_per_minute, rh.max_requests_per_minute
+                ));
+            }
+        }
+        if let Some(ge) = &g.events {
+            let Some(re) = &r.events else {
+                return Some(unrequested("events"));
+            };
+            for (kind, granted, requested) in [
+                ("publish", &ge.publish, &re.publish),
+                ("subscribe", &ge.subscribe, &re.subscribe),
+            ] {
+                if let Some(t) = granted
+                    .iter()
+                    .find(|t| !pattern_covered(t, requested, topic_matches))
+                {
+                    return Some(format!(
+                        "grant allows `events` {kind} `{t}`, which plugin `{name}` does not request (it requests {requested:?})"
+                    ));
+                }
+            }
+        }
+        if g.metrics.is_some() && r.metrics.is_none() {
+            return Some(unrequested("metrics"));
+        }
+        let (rl, gl) = (&manifest.limits, &self.limits);
+        for (limit, asked, granted) in [
+            ("memory-bytes", rl.memory_bytes, gl.memory_bytes),
+            ("cpu-ms-per-call", rl.cpu_ms_per_call, gl.cpu_ms_per_call),
+            ("wall-ms-per-call", rl.wall_ms_per_call, gl.wall_ms_per_call),
+            (
+                "max-instances",
+                rl.max_instances.map(u64::from),
+                gl.max_instances.map(u64::from),
+            ),
+            (
+                "max-tables",
+                rl.max_tables.map(u64::from),
+                gl.max_tables.map(u64::from),
+            ),
+            (
+                "max-table-elements",
+                rl.max_table_elements.map(u64::from),
+                gl.max_table_elements.map(u64::from),
+            ),
+        ] {
+            if let (Some(a), Some(g)) = (asked, granted) {
+                if g > a {
+                    return Some(format!(
+                        "grant raises limit `{limit}` to {g}, above the {a} plugin `{name}` asks for: a grant may only lower limits"
+                    ));
+                }
+            }
+        }
+        None
+    }
+}
+
+fn access_name(a: Access) -> &'static str {
+    match a {
+        Access::Read => "read",
+        Access::Write => "write",
     }
 }
 
@@ -730,6 +940,61 @@ http-outbound = { hosts = ["hooks.slack.com", "*.other.org"], max-requests-per-m
         assert!(!p.metrics);
         assert!(!p.allows_interface("events"));
         assert!(p.allows_interface("log"));
+    }
+
+    #[test]
+    fn grants_may_narrow_a_request_but_never_widen_it() {
+        let m = Manifest::from_toml(GOOD).unwrap();
+        let grant = |caps: &str| {
+            Grant::from_toml(&format!("[capabilities]\n{caps}"))
+                .unwrap()
+                .excess_over(&m)
+        };
+        assert_eq!(Grant::approve_all(&m).excess_over(&m), None);
+        for narrower in [
+            r#"containers = { access = "read", selector = "wakedock.enable=true,team=a" }"#,
+            r#"storage = { quota-bytes = 10 }"#,
+            r#"http-outbound = { hosts = ["hooks.slack.com", "a.example.com"], max-requests-per-minute = 6 }"#,
+            r#"events = { publish = ["wake.started"] }"#,
+        ] {
+            assert_eq!(grant(narrower), None, "{narrower}");
+        }
+        for (wider, says) in [
+            (
+                r#"containers = { access = "write" }"#,
+                "selects more containers",
+            ),
+            (
+                r#"containers = { access = "write", selector = "team=a" }"#,
+                "selects more",
+            ),
+            (
+                r#"storage = { quota-bytes = 2000000 }"#,
+                "quota-bytes 2000000",
+            ),
+            (
+                r#"http-outbound = { hosts = ["evil.example"] }"#,
+                "`evil.example`",
+            ),
+            (
+                r#"http-outbound = { hosts = ["*.example.com"], max-requests-per-minute = 600 }"#,
+                "600",
+            ),
+            (r#"events = { publish = ["*"] }"#, "publish `*`"),
+            (
+                r#"events = { subscribe = ["stacks.*"] }"#,
+                "subscribe `stacks.*`",
+            ),
+        ] {
+            let why = grant(wider).unwrap_or_else(|| panic!("{wider} accepted"));
+            assert!(why.contains(says), "{wider}: {why}");
+        }
+        let ro =
+            Manifest::from_toml(&GOOD.replace("access = \"write\"", "access = \"read\"")).unwrap();
+        let w = Grant::from_toml("[capabilities]\ncontainers = { access = \"write\", selector = \"wakedock.enable=true\" }").unwrap();
+        assert!(w.excess_over(&ro).unwrap().contains("access `write`"));
+        let big = Grant::from_toml("[limits]\nmemory-bytes = 2000000").unwrap();
+        assert!(big.excess_over(&m).unwrap().contains("memory-bytes"));
     }
 
     #[test]

@@ -345,6 +345,42 @@ impl PluginRuntime {
         Ok(report)
     }
 
+    /// Checks a package without loading it: the manifest (fields and API
+    /// version), and that `wasm` is a component whose every import is
+    /// requested by the manifest and whose exports are the plugin world's.
+    /// What a dry run and the grant screen rely on before they show
+    /// anything. Compiles (through the compile cache, so a later install
+    /// of the same component does not compile again).
+    pub async fn validate(&self, manifest: &Manifest, wasm: &[u8]) -> Result<(), RuntimeError> {
+        manifest.validate()?;
+        check_api_version(&manifest.api_version)?;
+        self.compile_checked(manifest, wasm).await.map(|_| ())
+    }
+
+    /// Compiles (or loads the cached artifact) off the async workers, then
+    /// checks the component's imports against the manifest and its exports
+    /// against the plugin world.
+    async fn compile_checked(
+        &self,
+        manifest: &Manifest,
+        wasm: &[u8],
+    ) -> Result<(wasmtime::component::Component, CacheOutcome), RuntimeError> {
+        let engine = self.inner.engine.clone();
+        let bytes = wasm.to_vec();
+        let inner = self.inner.clone();
+        let compiled =
+            tokio::task::spawn_blocking(move || inner.cache.load_or_compile(&engine, &bytes))
+                .await
+                .map_err(|e| RuntimeError::Engine(format!("compile task: {e}")))?;
+        let (component, cache) = compiled.map_err(|e| RuntimeError::MalformedWasm {
+            plugin: manifest.name.clone(),
+            message: format!("{e:#}"),
+        })?;
+        check_imports(&self.inner.engine, &component, manifest)?;
+        check_exports(&self.inner.engine, &component, &manifest.name)?;
+        Ok((component, cache))
+    }
+
     /// Replaces a loaded plugin with a new version (or new grant/config)
     /// without a host restart. The new version is fully validated and
     /// initialised before the swap; on error the old one keeps running.
@@ -573,24 +609,10 @@ impl PluginRuntime {
                 }
             })?;
 
-        // Compile (or load the cached artifact) off the async workers.
         let started = Instant::now();
-        let engine = self.inner.engine.clone();
-        let bytes = wasm.to_vec();
-        let sha256 = crate::sha256_hex(&bytes);
-        let inner = self.inner.clone();
-        let compiled =
-            tokio::task::spawn_blocking(move || inner.cache.load_or_compile(&engine, &bytes))
-                .await
-                .map_err(|e| RuntimeError::Engine(format!("compile task: {e}")))?;
-        let (component, cache) = compiled.map_err(|e| RuntimeError::MalformedWasm {
-            plugin: name.clone(),
-            message: format!("{e:#}"),
-        })?;
+        let sha256 = crate::sha256_hex(wasm);
+        let (component, cache) = self.compile_checked(&manifest, wasm).await?;
         let compile_time = started.elapsed();
-
-        check_imports(&self.inner.engine, &component, &manifest)?;
-        check_exports(&self.inner.engine, &component, &name)?;
 
         let mut linker: Linker<PluginState> = Linker::new(&self.inner.engine);
         link(&mut linker, &manifest).map_err(|e| RuntimeError::Instantiate {

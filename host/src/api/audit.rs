@@ -36,10 +36,10 @@ pub async fn list(
     if page < 1 {
         return Err(ApiError::bad_request("invalid_query", "page starts at 1"));
     }
-    if !(1..=500).contains(&per_page) {
+    if !(1..=audit::MAX_PER_PAGE).contains(&per_page) {
         return Err(ApiError::bad_request(
             "invalid_query",
-            "per_page must be 1..=500",
+            format!("per_page must be 1..={}", audit::MAX_PER_PAGE),
         ));
     }
     let (items, total) = state.db.run(move |c| audit::query(c, &q)).await?;

@@ -9,7 +9,7 @@ use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
 
 use crate::auth::session::{self, Session};
-use crate::auth::{AuthUser, REFRESH_COOKIE};
+use crate::auth::{password, AuthUser, REFRESH_COOKIE};
 use crate::db::users::User;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::client_ip::{ClientIp, ViaTls};
@@ -19,7 +19,9 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(min_length = 1, max_length = 64)]
     pub username: String,
+    #[schema(min_length = 1, max_length = 1024)]
     pub password: String,
 }
 
@@ -60,26 +62,71 @@ pub async fn login(
     if req.username.is_empty() || req.password.is_empty() {
         return Err(ApiError::validation("username and password are required"));
     }
+    if req.username.chars().count() > 64 || req.password.chars().count() > password::MAX_LEN {
+        return Err(ApiError::validation(format!(
+            "username is at most 64 characters, password at most {}",
+            password::MAX_LEN
+        )));
+    }
     let s = session::login(&state, &req.username, &req.password, ip).await?;
     Ok(session_response(&state, jar, tls, s))
 }
 
-fn refresh_token_from(body: &Bytes, jar: &CookieJar) -> ApiResult<Option<String>> {
+/// Where a refresh token came from.
+enum Presented {
+    Body(String),
+    /// The `wakedock_refresh` cookie: a browser sends it by itself, so its
+    /// use must be proven with the CSRF header.
+    Cookie(String),
+}
+
+impl Presented {
+    fn token(&self) -> &str {
+        match self {
+            Presented::Body(t) | Presented::Cookie(t) => t,
+        }
+    }
+}
+
+fn refresh_token_from(
+    headers: &HeaderMap,
+    body: &Bytes,
+    jar: &CookieJar,
+) -> ApiResult<Option<Presented>> {
     let from_body = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        let r: RefreshRequest = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request("malformed_json", format!("malformed JSON: {e}")))?;
-        r.refresh_token
+        let json = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return Err(ApiError::UnsupportedMediaType(
+                "expected a JSON body with Content-Type: application/json".into(),
+            ));
+        }
+        // `null` is no body, as the document allows.
+        let r: Option<RefreshRequest> = serde_json::from_slice(body).map_err(|e| {
+            if e.is_data() {
+                ApiError::bad_request("invalid_body", e.to_string())
+            } else {
+                ApiError::bad_request("malformed_json", format!("malformed JSON: {e}"))
+            }
+        })?;
+        r.and_then(|r| r.refresh_token)
     };
-    Ok(from_body.or_else(|| jar.get(REFRESH_COOKIE).map(|c| c.value().to_string())))
+    Ok(from_body.map(Presented::Body).or_else(|| {
+        jar.get(REFRESH_COOKIE)
+            .map(|c| Presented::Cookie(c.value().to_string()))
+    }))
 }
 
 /// Trades a refresh token (body or cookie) for a new token pair. The old
 /// refresh token is revoked; presenting it again revokes the new one too.
 #[utoipa::path(
     post, path = "/api/v1/auth/refresh", tag = "auth",
-    request_body(content = RefreshRequest, description = "Optional when the refresh cookie is sent"),
+    request_body(content = Option<RefreshRequest>, description = "Optional when the refresh cookie is sent (then the CSRF header is required)"),
     responses(
         (status = 200, body = Session),
         (status = 401, description = "Unknown, expired, revoked or reused token", body = Problem),
@@ -89,20 +136,24 @@ pub async fn refresh(
     State(state): State<AppState>,
     Extension(ip): Extension<ClientIp>,
     Extension(tls): Extension<ViaTls>,
+    headers: HeaderMap,
     jar: CookieJar,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let token = refresh_token_from(&body, &jar)?.ok_or_else(|| {
+    let token = refresh_token_from(&headers, &body, &jar)?.ok_or_else(|| {
         ApiError::Unauthorized("no refresh token: send it in the body or cookie".into())
     })?;
-    let s = session::refresh(&state, &token, ip).await?;
+    if let Presented::Cookie(_) = token {
+        crate::auth::check_csrf(&headers, &jar, None)?;
+    }
+    let s = session::refresh(&state, token.token(), ip).await?;
     Ok(session_response(&state, jar, tls, s))
 }
 
 /// Revokes the refresh token (body or cookie) and clears the cookies.
 #[utoipa::path(
     post, path = "/api/v1/auth/logout", tag = "auth",
-    request_body(content = RefreshRequest, description = "Optional when the refresh cookie is sent"),
+    request_body(content = Option<RefreshRequest>, description = "Optional when the refresh cookie is sent"),
     responses((status = 204, description = "Logged out"))
 )]
 pub async fn logout(
@@ -112,7 +163,7 @@ pub async fn logout(
     jar: CookieJar,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let token = refresh_token_from(&body, &jar)?;
+    let token = refresh_token_from(&headers, &body, &jar)?;
     // Best effort: name the actor when the caller still has a valid token.
     let actor = jar
         .get(crate::auth::ACCESS_COOKIE)
@@ -126,7 +177,25 @@ pub async fn logout(
         })
         .and_then(|t| state.keys.verify(&t).ok())
         .map(|c| c.name);
-    session::logout(&state, token.as_deref(), actor, ip).await;
+    session::logout(&state, token.as_ref().map(Presented::token), actor, ip).await;
+    let jar = with_cookies(jar, session::clearing_cookies());
+    Ok((StatusCode::NO_CONTENT, jar).into_response())
+}
+
+/// Signs the caller out everywhere: every refresh token is revoked and
+/// every access token issued so far stops working at once (other browsers
+/// and API clients included). Clears this client's cookies.
+#[utoipa::path(
+    post, path = "/api/v1/auth/logout-all", tag = "auth",
+    responses((status = 204, description = "Signed out everywhere")),
+    security(("bearer" = []))
+)]
+pub async fn logout_all(
+    State(state): State<AppState>,
+    user: AuthUser,
+    jar: CookieJar,
+) -> ApiResult<Response> {
+    session::logout_everywhere(&state, &user).await?;
     let jar = with_cookies(jar, session::clearing_cookies());
     Ok((StatusCode::NO_CONTENT, jar).into_response())
 }

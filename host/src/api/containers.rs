@@ -94,7 +94,7 @@ pub async fn list(
 /// One container in detail.
 #[utoipa::path(
     get, path = "/api/v1/containers/{id}", tag = "containers",
-    params(("id" = String, Path, description = "Container id or name")),
+    params(("id" = String, Path, description = "Container id or name", pattern = "^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", max_length = 255)),
     responses(
         (status = 200, body = ContainerDetails),
         (status = 404, body = Problem),
@@ -170,7 +170,7 @@ impl Action {
 #[utoipa::path(
     post, path = "/api/v1/containers/{id}/{action}", tag = "containers",
     params(
-        ("id" = String, Path, description = "Container id or name"),
+        ("id" = String, Path, description = "Container id or name", pattern = "^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", max_length = 255),
         ("action" = Action, Path, description = "start, stop, restart, pause or unpause"),
         ActionQuery,
     ),
@@ -224,7 +224,7 @@ pub struct RemoveQuery {
 /// Removes a container (admin only).
 #[utoipa::path(
     delete, path = "/api/v1/containers/{id}", tag = "containers",
-    params(("id" = String, Path, description = "Container id or name"), RemoveQuery),
+    params(("id" = String, Path, description = "Container id or name", pattern = "^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", max_length = 255), RemoveQuery),
     responses(
         (status = 204, description = "Removed"),
         (status = 403, body = Problem),
@@ -269,7 +269,7 @@ pub struct LogsQuery {
 /// one line each, until the container stops or the client leaves.
 #[utoipa::path(
     get, path = "/api/v1/containers/{id}/logs", tag = "containers",
-    params(("id" = String, Path, description = "Container id or name"), LogsQuery),
+    params(("id" = String, Path, description = "Container id or name", pattern = "^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", max_length = 255), LogsQuery),
     responses(
         (status = 200, body = [LogLine], description = "Lines, or an event stream with follow=true"),
         (status = 404, body = Problem),
@@ -313,7 +313,7 @@ pub async fn logs(
 /// over an interval).
 #[utoipa::path(
     get, path = "/api/v1/containers/{id}/stats", tag = "containers",
-    params(("id" = String, Path, description = "Container id or name")),
+    params(("id" = String, Path, description = "Container id or name", pattern = "^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", max_length = 255)),
     responses(
         (status = 200, body = ContainerStats),
         (status = 404, body = Problem),

@@ -7,12 +7,16 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Serialize;
 
+use crate::error::Problem;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ComponentHealth {
     /// `up` or `down`.
+    #[schema(value_type = String, pattern = "^(up|down)$")]
     pub status: &'static str,
+    /// Why it is down: shown to admins only (it names sockets, hosts and
+    /// paths); absent for everyone else.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -20,15 +24,17 @@ pub struct ComponentHealth {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
     /// `ok` when every component is up, else `degraded`.
+    #[schema(value_type = String, pattern = "^(ok|degraded)$")]
     pub status: &'static str,
     pub version: &'static str,
     pub database: ComponentHealth,
     /// `sqlite` or `postgres`.
+    #[schema(value_type = String, pattern = "^(sqlite|postgres)$")]
     pub database_backend: &'static str,
     pub docker: ComponentHealth,
 }
 
-fn component(r: Result<(), String>) -> ComponentHealth {
+fn component(r: Result<(), String>, details: bool) -> ComponentHealth {
     match r {
         Ok(()) => ComponentHealth {
             status: "up",
@@ -36,20 +42,32 @@ fn component(r: Result<(), String>) -> ComponentHealth {
         },
         Err(e) => ComponentHealth {
             status: "down",
-            error: Some(e),
+            error: details.then_some(e),
         },
     }
 }
 
 /// Health of the database and the Docker engine; 503 when either is down.
+/// Anyone sees the states; why a component is down only an admin sees
+/// (send the admin's bearer token or session cookie).
 #[utoipa::path(
     get, path = "/health", tag = "system",
     responses(
         (status = 200, description = "Everything is up", body = Health),
-        (status = 503, description = "The database or Docker is down", body = Health),
-    )
+        (status = 503, description = "The database or Docker is down", body = Health,
+            headers(("Retry-After" = u32, description = "Seconds before asking again"))),
+    ),
+    security((), ("bearer" = []))
 )]
-pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn health(
+    State(state): State<AppState>,
+    parts: http::request::Parts,
+) -> impl IntoResponse {
+    // An invalid or missing credential is no reason to refuse the states.
+    let details = match crate::auth::authenticate(&parts, &state, None).await {
+        Ok(user) => user.role >= crate::db::users::Role::Admin,
+        Err(_) => false,
+    };
     let timeout = Duration::from_secs(2);
     let (db, docker) = tokio::join!(
         async {
@@ -64,24 +82,47 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let body = Health {
         status: if ok { "ok" } else { "degraded" },
         version: env!("CARGO_PKG_VERSION"),
-        database: component(db),
+        database: component(db, details),
         database_backend: state.db.backend(),
-        docker: component(docker),
+        docker: component(docker, details),
     };
-    let code = if ok {
-        StatusCode::OK
+    if ok {
+        (StatusCode::OK, axum::Json(body)).into_response()
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, axum::Json(body))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(http::header::RETRY_AFTER, "5")],
+            axum::Json(body),
+        )
+            .into_response()
+    }
 }
 
-/// Prometheus metrics in the text exposition format.
+/// Prometheus metrics in the text exposition format. Open unless
+/// `security.metrics_token` is set; then only with that bearer token.
 #[utoipa::path(
     get, path = "/metrics", tag = "system",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"))
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 401, description = "`security.metrics_token` is set and was not sent", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("metrics" = []))
 )]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn metrics(State(state): State<AppState>, headers: http::HeaderMap) -> impl IntoResponse {
+    if let Some(want) = &state.config.security.metrics_token {
+        let sent = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim());
+        if !sent.is_some_and(|t| crate::auth::same(t, want)) {
+            return crate::error::ApiError::Unauthorized(
+                "send the metrics token (security.metrics_token) as a bearer token".into(),
+            )
+            .into_response();
+        }
+    }
     // Container counts are read at scrape time: cheap, and never stale.
     if let Ok(list) = state.docker.list(&[]).await {
         let states: Vec<String> = list.into_iter().map(|c| c.state).collect();

@@ -21,6 +21,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "WakeDock API", description = "Manage Docker containers; wake idle ones on request."),
     modifiers(&BearerAuth),
+    components(schemas(containers::Action)),
     tags(
         (name = "system", description = "Health and metrics"),
         (name = "auth", description = "Sessions and tokens"),
@@ -39,6 +40,15 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "metrics",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("`security.metrics_token`, when it is set"))
+                    .build(),
+            ),
+        );
         components.add_security_scheme(
             "bridge",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
@@ -61,6 +71,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::login))
         .routes(routes!(auth::refresh))
         .routes(routes!(auth::logout))
+        .routes(routes!(auth::logout_all))
         .routes(routes!(auth::me))
         .routes(routes!(containers::list))
         .routes(routes!(containers::inspect, containers::remove))
@@ -85,7 +96,9 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
             // Packages carry a component: allow bodies up to 64 MiB here only.
             OpenApiRouter::new()
                 .routes(routes!(plugins::install))
-                .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024)),
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    crate::http::limits::UPLOAD_LIMIT,
+                )),
         )
 }
 

@@ -143,7 +143,13 @@ pub async fn preview(
     let manifest = package.manifest().map_err(ApiError::from)?;
     user.require_audited(state, Role::Admin, "plugin.install", &manifest.name)
         .await?;
-    wakedock_plugin_runtime::manifest::check_api_version(&manifest.api_version)
+    // Nothing is shown for a package that could not be installed: the
+    // component must compile and import only what the manifest requests.
+    state
+        .plugins
+        .runtime()
+        .validate(&manifest, &package.wasm)
+        .await
         .map_err(|e| ApiError::bad_request("plugin_rejected", e.to_string()))?;
     let upgrade_of = state
         .plugins
@@ -243,9 +249,8 @@ pub async fn update(
     user.require_audited(&state, Role::Admin, "plugin.update", &name)
         .await?;
     if req.enabled.is_none() && req.config.is_none() && req.grant.is_none() {
-        return Err(ApiError::validation(
-            "nothing to change: send enabled, config or grant",
-        ));
+        // Nothing to change: the plugin as it is.
+        return Ok(Json(state.plugins.info(&name).await?));
     }
     let mut entry = user.audit_entry("plugin.update", &name);
     entry.detail = Some(

@@ -3,12 +3,10 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use diesel::Connection;
 use serde::Deserialize;
 
 use crate::auth::{password, AuthUser};
 use crate::db::users::{self, Role, User, UserChanges};
-use crate::db::{tokens, DbError};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::{Json, Path};
 use crate::state::AppState;
@@ -16,7 +14,13 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        min_length = 1,
+        max_length = 64
+    )]
     pub username: String,
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
     pub role: Role,
 }
@@ -26,6 +30,7 @@ pub struct CreateUser {
 pub struct UpdateUser {
     pub role: Option<Role>,
     /// A new password; signs the user out everywhere.
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: Option<String>,
     /// False deactivates the account and signs it out everywhere.
     pub active: Option<bool>,
@@ -104,6 +109,16 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+/// A guarded change that was not made, in API terms.
+fn refused(r: users::Refusal) -> ApiError {
+    match r {
+        users::Refusal::NotFound => ApiError::NotFound("no such user".into()),
+        users::Refusal::LastAdmin => {
+            ApiError::Conflict("this is the last active admin: promote another user first".into())
+        }
+    }
+}
+
 fn parse_id(id: &str) -> ApiResult<()> {
     uuid::Uuid::parse_str(id)
         .map(|_| ())
@@ -113,7 +128,7 @@ fn parse_id(id: &str) -> ApiResult<()> {
 /// One user.
 #[utoipa::path(
     get, path = "/api/v1/users/{id}", tag = "users",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = String, Path, description = "User id", format = Uuid)),
     responses((status = 200, body = User), (status = 404, body = Problem)),
     security(("bearer" = []))
 )]
@@ -134,7 +149,7 @@ pub async fn get(
 /// Changes role, password or active flag.
 #[utoipa::path(
     patch, path = "/api/v1/users/{id}", tag = "users",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = String, Path, description = "User id", format = Uuid)),
     request_body = UpdateUser,
     responses(
         (status = 200, body = User),
@@ -153,8 +168,11 @@ pub async fn update(
         .await?;
     parse_id(&id)?;
     if req.role.is_none() && req.password.is_none() && req.active.is_none() {
-        return Err(ApiError::validation(
-            "nothing to change: send role, password or active",
+        // Nothing to change: the user as it is (nothing written or audited).
+        let row = state.db.run(move |c| users::by_id(c, &id)).await?;
+        return Ok(Json(
+            row.ok_or_else(|| ApiError::NotFound("no such user".into()))?
+                .to_user()?,
         ));
     }
     let hash = match &req.password {
@@ -175,37 +193,17 @@ pub async fn update(
         password_hash: hash,
         active: req.active,
     };
-    let signs_out = changes.password_hash.is_some() || changes.active == Some(false);
     let uid = id.clone();
     let result = state
         .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let Some(row) = users::by_id(c, &uid)? else {
-                    return Ok(Err(ApiError::NotFound("no such user".into())));
-                };
-                let demoted =
-                    changes.role.is_some_and(|r| r != Role::Admin) || changes.active == Some(false);
-                if row.role == "admin"
-                    && row.active
-                    && demoted
-                    && users::other_active_admins(c, &uid)? == 0
-                {
-                    return Ok(Err(ApiError::Conflict(
-                        "this is the last active admin: promote another user first".into(),
-                    )));
-                }
-                users::update(c, &uid, &changes)?;
-                if signs_out {
-                    tokens::revoke_user(c, &uid)?;
-                }
-                let row = users::by_id(c, &uid)?
-                    .ok_or_else(|| DbError::Other(anyhow::anyhow!("user vanished")))?;
-                Ok::<_, DbError>(Ok(row.to_user()?))
-            })
-        })
-        .await?;
+        .run(move |c| users::update_guarded(c, &uid, &changes))
+        .await
+        .map_err(ApiError::from)
+        .and_then(|r| r.map_err(refused))
+        .and_then(|row| Ok(row.to_user()?));
     let mut e = user.audit_entry("user.update", &id);
+    // Every attempt is audited, a failed one (the database busy or down)
+    // included.
     let updated = match result {
         Ok(u) => u,
         Err(err) => {
@@ -236,7 +234,7 @@ pub async fn update(
 /// Deletes a user and their sessions.
 #[utoipa::path(
     delete, path = "/api/v1/users/{id}", tag = "users",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = String, Path, description = "User id", format = Uuid)),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, body = Problem),
@@ -260,21 +258,11 @@ pub async fn delete(
     let uid = id.clone();
     let result = state
         .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let Some(row) = users::by_id(c, &uid)? else {
-                    return Ok(Err(ApiError::NotFound("no such user".into())));
-                };
-                if row.role == "admin" && row.active && users::other_active_admins(c, &uid)? == 0 {
-                    return Ok(Err(ApiError::Conflict(
-                        "this is the last active admin".into(),
-                    )));
-                }
-                users::delete(c, &uid)?;
-                Ok::<_, DbError>(Ok(row.username))
-            })
-        })
-        .await?;
+        .run(move |c| users::delete_guarded(c, &uid))
+        .await
+        .map_err(ApiError::from)
+        .and_then(|r| r.map_err(refused))
+        .map(|row| row.username);
     let mut e = user.audit_entry("user.delete", &id);
     match result {
         Ok(name) => {

@@ -20,6 +20,11 @@ pub struct Claims {
     pub jti: String,
     /// Always `access`: a different kind of token is never accepted here.
     pub typ: String,
+    /// The user's token version when it was issued; a token whose version
+    /// is behind the user's is refused (signed out everywhere). Tokens from
+    /// before versions existed read as 0.
+    #[serde(default)]
+    pub ver: i64,
 }
 
 /// Signs and checks access tokens.
@@ -50,7 +55,13 @@ impl TokenKeys {
         }
     }
 
-    pub fn issue(&self, user_id: &str, username: &str, role: Role) -> anyhow::Result<String> {
+    pub fn issue(
+        &self,
+        user_id: &str,
+        username: &str,
+        role: Role,
+        version: i64,
+    ) -> anyhow::Result<String> {
         let now = crate::db::now_ms() / 1000;
         self.sign(&Claims {
             sub: user_id.to_string(),
@@ -60,6 +71,7 @@ impl TokenKeys {
             exp: now + self.access_ttl.as_secs() as i64,
             jti: uuid::Uuid::new_v4().simple().to_string(),
             typ: "access".into(),
+            ver: version,
         })
     }
 
@@ -103,9 +115,9 @@ mod tests {
     #[test]
     fn round_trip() {
         let k = keys();
-        let t = k.issue("u1", "alice", Role::User).unwrap();
+        let t = k.issue("u1", "alice", Role::User, 3).unwrap();
         let c = k.verify(&t).unwrap();
-        assert_eq!((c.sub.as_str(), c.role), ("u1", Role::User));
+        assert_eq!((c.sub.as_str(), c.role, c.ver), ("u1", Role::User, 3));
     }
 
     #[test]
@@ -121,18 +133,19 @@ mod tests {
                 exp: now - 3600,
                 jti: "j".into(),
                 typ: "access".into(),
+                ver: 0,
             })
             .unwrap();
         assert_eq!(k.verify(&expired).unwrap_err(), "token expired");
 
-        let good = k.issue("u1", "alice", Role::Viewer).unwrap();
+        let good = k.issue("u1", "alice", Role::Viewer, 0).unwrap();
         // Swap the payload for one claiming admin, keep the signature.
         let mut parts: Vec<&str> = good.split('.').collect();
-        let forged = k.issue("u1", "alice", Role::Admin).unwrap();
+        let forged = k.issue("u1", "alice", Role::Admin, 0).unwrap();
         let forged_payload = forged.split('.').nth(1).unwrap().to_string();
         parts[1] = &forged_payload;
         let other = TokenKeys::new(b"another-secret-another-secret-xx", Duration::from_secs(60));
-        let foreign = other.issue("u1", "alice", Role::Admin).unwrap();
+        let foreign = other.issue("u1", "alice", Role::Admin, 0).unwrap();
         assert!(k.verify(&foreign).is_err());
         // The payload swap keeps a valid-looking token with the wrong signature.
         let tampered = parts.join(".");

@@ -107,6 +107,28 @@ pub(crate) fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
+/// The double-submit check of a cookie-authenticated change: the CSRF
+/// cookie's value must come back in `X-CSRF-Token` (or, for a browser form
+/// whose body was read, as `form_csrf`).
+pub fn check_csrf(
+    headers: &http::HeaderMap,
+    jar: &CookieJar,
+    form_csrf: Option<&str>,
+) -> Result<(), ApiError> {
+    let header = headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .or(form_csrf);
+    let cookie = jar.get(CSRF_COOKIE).map(|c| c.value());
+    match (header, cookie) {
+        (Some(h), Some(c)) if !c.is_empty() && same(h, c) => Ok(()),
+        _ => Err(ApiError::Forbidden(
+            "missing or wrong CSRF token: send the wakedock_csrf cookie's value in X-CSRF-Token"
+                .into(),
+        )),
+    }
+}
+
 fn changes_state(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
@@ -127,6 +149,22 @@ pub async fn authenticate(
     state: &AppState,
     form_csrf: Option<&str>,
 ) -> Result<AuthUser, ApiError> {
+    let (user, via_cookie) = identify(parts, state).await?;
+    if via_cookie && changes_state(&parts.method) {
+        check_csrf(
+            &parts.headers,
+            &CookieJar::from_headers(&parts.headers),
+            form_csrf,
+        )?;
+    }
+    Ok(user)
+}
+
+/// Who is calling, and whether they authenticated with the session cookie
+/// (then a change must still pass [`check_csrf`], which the caller does).
+/// For a route that must know the caller before it reads a body whose
+/// first field carries the CSRF token (a multipart upload).
+pub async fn identify(parts: &Parts, state: &AppState) -> Result<(AuthUser, bool), ApiError> {
     let ip = parts
         .extensions
         .get::<ClientIp>()
@@ -145,37 +183,30 @@ pub async fn authenticate(
         },
     };
     let claims = state.keys.verify(&token).map_err(ApiError::Unauthorized)?;
-    if via_cookie && changes_state(&parts.method) {
-        let header = parts
-            .headers
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .or(form_csrf);
-        let cookie = jar.get(CSRF_COOKIE).map(|c| c.value());
-        match (header, cookie) {
-                (Some(h), Some(c)) if !c.is_empty() && same(h, c) => {}
-                _ => {
-                    return Err(ApiError::Forbidden(
-                        "missing or wrong CSRF token: send the wakedock_csrf cookie's value in X-CSRF-Token"
-                            .into(),
-                    ))
-                }
-            }
-    }
     // The token says who; the database says whether they still may. A
-    // deactivated user or a changed role takes effect at once.
+    // deactivated user, a changed role or a sign-out everywhere takes
+    // effect at once.
     let id = claims.sub.clone();
     let row = state.db.run(move |c| users::by_id(c, &id)).await?;
     let row = row
         .filter(|r| r.active)
         .ok_or_else(|| ApiError::Unauthorized("account is disabled or removed".into()))?;
+    if claims.ver != row.token_version {
+        return Err(ApiError::Unauthorized(
+            "this session was signed out (password changed or signed out everywhere): sign in again"
+                .into(),
+        ));
+    }
     let user = row.to_user()?;
-    Ok(AuthUser {
-        id: user.id,
-        username: user.username,
-        role: user.role,
-        ip,
-    })
+    Ok((
+        AuthUser {
+            id: user.id,
+            username: user.username,
+            role: user.role,
+            ip,
+        },
+        via_cookie,
+    ))
 }
 
 #[cfg(test)]

@@ -10,13 +10,15 @@ use argon2::Argon2;
 pub const MIN_LEN: usize = 8;
 pub const MAX_LEN: usize = 1024;
 
+/// Lengths count characters (as the OpenAPI schema's `minLength` and
+/// `maxLength` do), so what the document promises is what is accepted.
 pub fn validate(password: &str) -> Result<(), String> {
     let n = password.chars().count();
     if n < MIN_LEN {
         return Err(format!("password must be at least {MIN_LEN} characters"));
     }
-    if password.len() > MAX_LEN {
-        return Err(format!("password must be at most {MAX_LEN} bytes"));
+    if n > MAX_LEN {
+        return Err(format!("password must be at most {MAX_LEN} characters"));
     }
     Ok(())
 }

@@ -2,7 +2,6 @@
 
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use base64::Engine as _;
-use diesel::Connection;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -10,7 +9,7 @@ use super::password;
 use crate::db::audit::NewAuditEntry;
 use crate::db::users::{self, User};
 use crate::db::{now_ms, tokens, DbError};
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
 use crate::http::client_ip::ClientIp;
 use crate::state::AppState;
 
@@ -43,6 +42,7 @@ pub fn hash_token(token: &str) -> String {
 async fn issue(
     state: &AppState,
     user: User,
+    token_version: i64,
     family: Option<String>,
     rotating: Option<String>,
 ) -> Result<Session, ApiError> {
@@ -53,7 +53,7 @@ async fn issue(
     let rotated_ok = state
         .db
         .run(move |c| {
-            c.transaction(|c| {
+            c.write_transaction(|c| {
                 let new = tokens::insert(c, &user_id, &hash, family.as_deref(), ttl_ms)?;
                 if let Some(old) = rotating {
                     // Losing this race means another refresh used the same
@@ -76,7 +76,7 @@ async fn issue(
     }
     let access = state
         .keys
-        .issue(&user.id, &user.username, user.role)
+        .issue(&user.id, &user.username, user.role, token_version)
         .map_err(ApiError::internal)?;
     Ok(Session {
         access_token: access,
@@ -127,12 +127,14 @@ pub async fn login(
             return Err(ApiError::Unauthorized("account is disabled".into()));
         }
         _ => {
+            state.limits.login_failed(ip.0, username);
             entry.detail = Some("wrong username or password".into());
             state.audit(entry).await;
             return Err(ApiError::Unauthorized("wrong username or password".into()));
         }
     };
-    let session = issue(state, row.to_user()?, None, None).await?;
+    state.limits.login_succeeded(ip.0, username);
+    let session = issue(state, row.to_user()?, row.token_version, None, None).await?;
     entry.result = "success".into();
     state.audit(entry).await;
     Ok(session)
@@ -166,14 +168,21 @@ pub async fn refresh(state: &AppState, token: &str, ip: ClientIp) -> Result<Sess
         return Err(ApiError::Unauthorized("refresh token expired".into()));
     }
     let uid = row.user_id.clone();
-    let user = state
+    let user_row = state
         .db
         .run(move |c| users::by_id(c, &uid))
         .await?
         .filter(|u| u.active)
-        .ok_or_else(|| ApiError::Unauthorized("account is disabled or removed".into()))?
-        .to_user()?;
-    issue(state, user, Some(row.family_id), Some(row.id)).await
+        .ok_or_else(|| ApiError::Unauthorized("account is disabled or removed".into()))?;
+    let user = user_row.to_user()?;
+    issue(
+        state,
+        user,
+        user_row.token_version,
+        Some(row.family_id),
+        Some(row.id),
+    )
+    .await
 }
 
 /// Revokes the refresh token (if it is one of ours) and audits.
@@ -195,6 +204,30 @@ pub async fn logout(state: &AppState, token: Option<&str>, actor: Option<String>
     e.actor = actor;
     e.client_ip = Some(ip.to_string());
     state.audit(e).await;
+}
+
+/// Signs `user` out everywhere: every refresh token revoked and every
+/// access token issued so far refused from now on. Audited.
+pub async fn logout_everywhere(state: &AppState, user: &crate::auth::AuthUser) -> ApiResult<()> {
+    let id = user.id.clone();
+    let r = state
+        .db
+        .run(move |c| {
+            c.write_transaction(|c| {
+                tokens::revoke_user(c, &id)?;
+                users::bump_token_version(c, &id)
+            })
+        })
+        .await
+        .map_err(ApiError::from);
+    let mut e = user.audit_entry("auth.logout_all", &user.username);
+    if let Err(err) = &r {
+        e.result = "failure".into();
+        e.detail = Some(err.to_string());
+    }
+    state.audit(e).await;
+    r?;
+    Ok(())
 }
 
 /// The cookies that carry a session to a browser. `secure` is set when the

@@ -58,10 +58,37 @@ pub struct AuditQuery {
     pub since: Option<i64>,
     /// Only entries before this Unix millisecond.
     pub until: Option<i64>,
-    /// 1-based page number.
+    /// 1-based page number; a page past the end is empty.
+    #[param(minimum = 1)]
     pub page: Option<i64>,
     /// Entries per page (1..=500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub per_page: Option<i64>,
+}
+
+/// The most entries one page holds.
+pub const MAX_PER_PAGE: i64 = 500;
+
+impl AuditQuery {
+    /// Rows to skip for the requested page, if it can be computed without
+    /// overflow (`None` for a page beyond what a 64-bit offset reaches).
+    pub fn offset(&self) -> Option<i64> {
+        let page = self.page.unwrap_or(1);
+        let per_page = self.per_page.unwrap_or(50);
+        page.checked_sub(1)?.checked_mul(per_page)
+    }
+}
+
+/// `text` with LIKE's wildcards (and the escape character) escaped by `\`.
+fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 pub fn insert(conn: &mut DbConnection, entry: &NewAuditEntry) -> Result<(), DbError> {
@@ -77,8 +104,14 @@ pub fn query(conn: &mut DbConnection, q: &AuditQuery) -> Result<(Vec<AuditEntry>
             query = query.filter(al::actor.eq(actor.clone()));
         }
         if let Some(action) = &q.action {
-            if action.ends_with('.') {
-                query = query.filter(al::action.like(format!("{action}%")));
+            if let Some(prefix) = action.strip_suffix('.') {
+                // A prefix match: `%` and `_` in it are literal characters,
+                // not wildcards.
+                query = query.filter(
+                    al::action
+                        .like(format!("{}.%", like_escape(prefix)))
+                        .escape('\\'),
+                );
             } else {
                 query = query.filter(al::action.eq(action.clone()));
             }
@@ -93,11 +126,14 @@ pub fn query(conn: &mut DbConnection, q: &AuditQuery) -> Result<(Vec<AuditEntry>
     };
     let total: i64 = filtered().count().get_result(conn)?;
     let per_page = q.per_page.unwrap_or(50);
-    let page = q.page.unwrap_or(1);
+    // Checked: a page past the end of i64 is simply past the end.
+    let Some(offset) = q.offset() else {
+        return Ok((Vec::new(), total));
+    };
     let rows = filtered()
         .order(al::id.desc())
         .limit(per_page)
-        .offset((page - 1) * per_page)
+        .offset(offset)
         .select(AuditEntry::as_select())
         .load(conn)?;
     Ok((rows, total))
@@ -146,6 +182,31 @@ mod tests {
                 assert_eq!(rows.len(), 2);
                 assert_eq!(rows[0].target.as_deref(), Some("t2"));
 
+                // `_` and `%` in a prefix are literal: `a_b.` is not `aXb.`.
+                for action in ["a_b.x", "aXb.x", "a%b.y"] {
+                    insert(c, &NewAuditEntry::new(action, "success"))?;
+                }
+                for (prefix, n) in [("a_b.", 1), ("a%b.", 1), ("a_", 0)] {
+                    let q = AuditQuery {
+                        action: Some(prefix.into()),
+                        ..Default::default()
+                    };
+                    assert_eq!(query(c, &q)?.1, n, "{backend}: {prefix}");
+                }
+                // Pages past the end, up to the largest, are empty.
+                let q = AuditQuery {
+                    page: Some(i64::MAX),
+                    per_page: Some(1),
+                    ..Default::default()
+                };
+                assert!(query(c, &q)?.0.is_empty(), "{backend}");
+                let q = AuditQuery {
+                    page: Some(i64::MAX),
+                    per_page: Some(500),
+                    ..Default::default()
+                };
+                assert_eq!(q.offset(), None);
+                assert!(query(c, &q)?.0.is_empty(), "{backend}");
                 let q = AuditQuery {
                     actor: Some("bob".into()),
                     action: Some("auth.login".into()),

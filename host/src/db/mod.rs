@@ -32,6 +32,67 @@ pub enum DbConnection {
     Sqlite(SqliteConnection),
 }
 
+impl DbConnection {
+    /// Runs `f` in a transaction that writes. On SQLite it takes the write
+    /// lock up front (`BEGIN IMMEDIATE`): a deferred transaction that reads
+    /// and then writes cannot wait for another writer (its snapshot is
+    /// stale), so SQLite fails it at once with "database is locked" instead
+    /// of applying the busy timeout. On PostgreSQL it is an ordinary
+    /// transaction. Nested calls become savepoints.
+    pub fn write_transaction<T, F>(&mut self, f: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, DbError>,
+    {
+        use diesel::connection::{AnsiTransactionManager, TransactionManager};
+        let DbConnection::Sqlite(sqlite) = self else {
+            return self.transaction(f);
+        };
+        if AnsiTransactionManager::transaction_manager_status_mut(sqlite)
+            .transaction_depth()?
+            .is_some()
+        {
+            // Already inside one: a savepoint, the lock is held.
+            return self.transaction(f);
+        }
+        AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+        let result = f(self);
+        let DbConnection::Sqlite(sqlite) = self else {
+            unreachable!("the connection does not change backend")
+        };
+        match result {
+            Ok(v) => {
+                AnsiTransactionManager::commit_transaction(sqlite)?;
+                Ok(v)
+            }
+            // As diesel's own `transaction`: the caller's error wins over
+            // a failed rollback, unless the connection is left unusable.
+            Err(e) => match AnsiTransactionManager::rollback_transaction(sqlite) {
+                Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(e),
+                Err(rollback) => Err(rollback.into()),
+            },
+        }
+    }
+}
+
+/// Whether a database error is lock contention (SQLite's busy timeout ran
+/// out, or PostgreSQL gave up on a lock or serialization): the request may
+/// be retried, so it is answered 503 with `Retry-After`, never 500.
+pub fn is_contention(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        Error::DatabaseError(_, info) => {
+            let m = info.message();
+            m.contains("database is locked")
+                || m.contains("database table is locked")
+                || m.contains("database is busy")
+                || m.contains("deadlock detected")
+                || m.contains("could not obtain lock")
+        }
+        _ => false,
+    }
+}
+
 /// A parsed database URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
@@ -144,13 +205,21 @@ impl Db {
         let url = DatabaseUrl::parse(url).map_err(|e| DbError::Other(anyhow::anyhow!(e)))?;
         if let DatabaseUrl::Sqlite(path) = &url {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| {
+                crate::private_files::create_dir(dir).map_err(|e| {
                     DbError::Other(anyhow::anyhow!(
                         "cannot create database directory {}: {e}",
                         dir.display()
                     ))
                 })?;
             }
+            // Created 0600 before SQLite opens it; SQLite gives the -wal
+            // and -shm files the database file's mode.
+            crate::private_files::create_file(path).map_err(|e| {
+                DbError::Other(anyhow::anyhow!(
+                    "cannot create database file {}: {e}",
+                    path.display()
+                ))
+            })?;
         }
         let size = pool_size.unwrap_or(match url {
             // SQLite has one writer; a few readers are plenty.
@@ -304,6 +373,23 @@ mod tests {
         let err = DatabaseUrl::parse("mysql://u:secret@h/d").unwrap_err();
         assert!(!err.contains("secret"), "{err}");
         assert!(DatabaseUrl::parse("sqlite://").is_err());
+    }
+
+    /// The database, its -wal and its -shm are readable by the owner only.
+    #[tokio::test]
+    async fn sqlite_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = testing::sqlite().await;
+        t.db.run(|c| crate::db::settings::set(c, "k", "v"))
+            .await
+            .unwrap();
+        let DatabaseUrl::Sqlite(path) = &t.db.url else {
+            unreachable!()
+        };
+        for f in crate::private_files::sqlite_files(path) {
+            let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", f.display());
+        }
     }
 
     #[tokio::test]

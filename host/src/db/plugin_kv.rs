@@ -30,7 +30,7 @@ pub fn set(
     quota: i64,
 ) -> Result<SetOutcome, DbError> {
     let size = (key.len() + value.len()) as i64;
-    conn.transaction(|conn| {
+    conn.write_transaction(|conn| {
         let old: Option<i64> = kv::table
             .find((plugin, key))
             .select(kv::size)

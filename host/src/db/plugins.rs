@@ -44,7 +44,7 @@ pub fn get(conn: &mut DbConnection, name: &str) -> Result<Option<PluginRow>, DbE
 
 /// Inserts or replaces (an upgrade keeps `installed_at` and the storage).
 pub fn upsert(conn: &mut DbConnection, row: &PluginRow) -> Result<(), DbError> {
-    conn.transaction(|conn| {
+    conn.write_transaction(|conn| {
         let n = diesel::update(p::table.find(&row.name))
             .set((
                 p::version.eq(&row.version),

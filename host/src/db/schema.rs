@@ -10,6 +10,7 @@ diesel::table! {
         active -> Bool,
         created_at -> BigInt,
         updated_at -> BigInt,
+        token_version -> BigInt,
     }
 }
 

@@ -17,7 +17,7 @@ pub fn get(conn: &mut DbConnection, key: &str) -> Result<Option<String>, DbError
 /// because upsert syntax differs between the two backends.
 pub fn set(conn: &mut DbConnection, key: &str, value: &str) -> Result<(), DbError> {
     let now = now_ms();
-    conn.transaction(|conn| {
+    conn.write_transaction(|conn| {
         let n = diesel::update(st::table.find(key))
             .set((st::value.eq(value), st::updated_at.eq(now)))
             .execute(conn)?;

@@ -54,6 +54,8 @@ pub struct UserRow {
     pub active: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Carried in access tokens; bumped to invalidate every earlier one.
+    pub token_version: i64,
 }
 
 /// A user as the rest of the host sees it (never with the hash).
@@ -103,6 +105,7 @@ pub fn insert(
         active: true,
         created_at: now,
         updated_at: now,
+        token_version: 0,
     };
     diesel::insert_into(users::table)
         .values(&row)
@@ -136,16 +139,6 @@ pub fn list(conn: &mut DbConnection) -> Result<Vec<User>, DbError> {
         .collect()
 }
 
-/// Active admins other than `except`: guards against locking everyone out.
-pub fn other_active_admins(conn: &mut DbConnection, except: &str) -> Result<i64, DbError> {
-    Ok(users::table
-        .filter(users::role.eq(Role::Admin.as_str()))
-        .filter(users::active.eq(true))
-        .filter(users::id.ne(except))
-        .count()
-        .get_result(conn)?)
-}
-
 /// Changes to apply to a user; `None` leaves a field as it is.
 #[derive(Debug, Default, Clone)]
 pub struct UserChanges {
@@ -154,9 +147,23 @@ pub struct UserChanges {
     pub active: Option<bool>,
 }
 
+impl UserChanges {
+    /// Whether applying this to an active admin removes an admin.
+    fn demotes(&self) -> bool {
+        self.role.is_some_and(|r| r != Role::Admin) || self.active == Some(false)
+    }
+
+    /// A new password or a deactivation ends every session of the user.
+    pub fn signs_out(&self) -> bool {
+        self.password_hash.is_some() || self.active == Some(false)
+    }
+}
+
+/// Applies `ch` to user `id`. A new password also bumps the token version,
+/// so access tokens issued before it stop working at once.
 pub fn update(conn: &mut DbConnection, id: &str, ch: &UserChanges) -> Result<bool, DbError> {
     let now = now_ms();
-    conn.transaction(|conn| {
+    conn.write_transaction(|conn| {
         let target = users::table.find(id);
         let mut n = diesel::update(target)
             .set(users::updated_at.eq(now))
@@ -168,7 +175,10 @@ pub fn update(conn: &mut DbConnection, id: &str, ch: &UserChanges) -> Result<boo
         }
         if let Some(hash) = &ch.password_hash {
             n = diesel::update(target)
-                .set(users::password_hash.eq(hash))
+                .set((
+                    users::password_hash.eq(hash),
+                    users::token_version.eq(users::token_version + 1),
+                ))
                 .execute(conn)?;
         }
         if let Some(active) = ch.active {
@@ -177,6 +187,100 @@ pub fn update(conn: &mut DbConnection, id: &str, ch: &UserChanges) -> Result<boo
                 .execute(conn)?;
         }
         Ok(n == 1)
+    })
+}
+
+/// Invalidates every access token of the user issued so far ("sign out
+/// everywhere"). Returns false when there is no such user.
+pub fn bump_token_version(conn: &mut DbConnection, id: &str) -> Result<bool, DbError> {
+    Ok(diesel::update(users::table.find(id))
+        .set((
+            users::token_version.eq(users::token_version + 1),
+            users::updated_at.eq(now_ms()),
+        ))
+        .execute(conn)?
+        == 1)
+}
+
+/// Why a guarded change was not made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    NotFound,
+    /// It would leave no active admin.
+    LastAdmin,
+}
+
+/// The ids of every active admin, locked until the end of the transaction
+/// on PostgreSQL (`SELECT ... FOR UPDATE`, in id order so two callers lock
+/// in the same order). On SQLite the caller's immediate transaction
+/// already holds the only write lock. Either way, two changes that each
+/// remove a different admin are serialised: the second sees the first.
+fn lock_active_admins(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
+    let admins = users::table
+        .filter(users::role.eq(Role::Admin.as_str()))
+        .filter(users::active.eq(true))
+        .order(users::id.asc())
+        .select(users::id);
+    Ok(match conn {
+        DbConnection::Postgres(pg) => admins.for_update().load(pg)?,
+        DbConnection::Sqlite(sqlite) => admins.load(sqlite)?,
+    })
+}
+
+/// Whether removing admin `id` would leave no active admin (within a write
+/// transaction, after [`lock_active_admins`]).
+fn is_last_admin(conn: &mut DbConnection, row: &UserRow) -> Result<bool, DbError> {
+    if row.role != Role::Admin.as_str() || !row.active {
+        return Ok(false);
+    }
+    Ok(lock_active_admins(conn)?.iter().all(|a| a == &row.id))
+}
+
+/// Applies `ch` to user `id` unless that would leave no active admin; the
+/// check and the write are one atomic step on both backends. A change that
+/// signs the user out also revokes their refresh tokens.
+pub fn update_guarded(
+    conn: &mut DbConnection,
+    id: &str,
+    ch: &UserChanges,
+) -> Result<Result<UserRow, Refusal>, DbError> {
+    conn.write_transaction(|c| {
+        if ch.demotes() {
+            // Lock first, read second: the row read below is then current.
+            lock_active_admins(c)?;
+        }
+        let Some(row) = by_id(c, id)? else {
+            return Ok(Err(Refusal::NotFound));
+        };
+        if ch.demotes() && is_last_admin(c, &row)? {
+            return Ok(Err(Refusal::LastAdmin));
+        }
+        update(c, id, ch)?;
+        if ch.signs_out() {
+            super::tokens::revoke_user(c, id)?;
+        }
+        by_id(c, id)?
+            .map(Ok)
+            .ok_or_else(|| DbError::Other(anyhow::anyhow!("user {id} vanished")))
+    })
+}
+
+/// Deletes user `id` unless it is the last active admin (atomic, as
+/// [`update_guarded`]). Returns the deleted row.
+pub fn delete_guarded(
+    conn: &mut DbConnection,
+    id: &str,
+) -> Result<Result<UserRow, Refusal>, DbError> {
+    conn.write_transaction(|c| {
+        lock_active_admins(c)?;
+        let Some(row) = by_id(c, id)? else {
+            return Ok(Err(Refusal::NotFound));
+        };
+        if is_last_admin(c, &row)? {
+            return Ok(Err(Refusal::LastAdmin));
+        }
+        delete(c, id)?;
+        Ok(Ok(row))
     })
 }
 
@@ -193,18 +297,22 @@ mod tests {
     async fn user_crud_on_both_backends() {
         for t in testing::both().await {
             let backend = t.db.backend();
-            let (alice, listed, other_admins) =
+            let (alice, listed, last) =
                 t.db.run(|c| {
                     let alice = insert(c, "alice", "h1", Role::Admin)?;
                     insert(c, "bob", "h2", Role::Viewer)?;
-                    let other = other_active_admins(c, &alice.id)?;
-                    Ok((alice, list(c)?, other))
+                    let demote = UserChanges {
+                        role: Some(Role::User),
+                        ..Default::default()
+                    };
+                    let last = update_guarded(c, &alice.id, &demote)?;
+                    Ok((alice, list(c)?, last))
                 })
                 .await
                 .unwrap();
             assert_eq!(listed.len(), 2, "{backend}");
             assert_eq!(listed[0].username, "alice");
-            assert_eq!(other_admins, 0);
+            assert_eq!(last.unwrap_err(), Refusal::LastAdmin);
 
             // Unique usernames are enforced by the schema on both backends.
             let dup = t.db.run(|c| insert(c, "alice", "h", Role::User)).await;
@@ -230,9 +338,70 @@ mod tests {
             assert_eq!(row.role, "user");
             assert!(!row.active);
             assert_eq!(row.password_hash, "h9");
+            assert_eq!(row.token_version, 1, "{backend}: a new password bumps it");
             let id = alice.id.clone();
             assert!(t.db.run(move |c| delete(c, &id)).await.unwrap());
             assert_eq!(t.db.run(count).await.unwrap(), 1);
+        }
+    }
+
+    /// Two admins demote each other at the same moment, 50 times: every
+    /// round exactly one change wins and an active admin remains (before
+    /// the check and the write were one step, PostgreSQL let both through
+    /// and SQLite failed one with "database is locked").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_admins_demoting_each_other_leave_one_on_both_backends() {
+        use std::sync::{Arc, Barrier};
+        for t in testing::both().await {
+            let backend = t.db.backend();
+            let (a, b) =
+                t.db.run(|c| {
+                    let a = insert(c, "admin-a", "h", Role::Admin)?.id;
+                    let b = insert(c, "admin-b", "h", Role::Admin)?.id;
+                    Ok((a, b))
+                })
+                .await
+                .unwrap();
+            for round in 0..50 {
+                let barrier = Arc::new(Barrier::new(2));
+                let demote = |target: &String| {
+                    let (barrier, target) = (barrier.clone(), target.clone());
+                    move |c: &mut DbConnection| {
+                        barrier.wait();
+                        let ch = UserChanges {
+                            role: Some(Role::User),
+                            ..Default::default()
+                        };
+                        update_guarded(c, &target, &ch)
+                    }
+                };
+                let (ra, rb) = tokio::join!(t.db.run(demote(&a)), t.db.run(demote(&b)));
+                let (ra, rb) = (ra.unwrap(), rb.unwrap());
+                let won = [ra.is_ok(), rb.is_ok()];
+                assert_eq!(
+                    won.iter().filter(|w| **w).count(),
+                    1,
+                    "{backend} round {round}: {ra:?} / {rb:?}"
+                );
+                assert!([&ra, &rb]
+                    .iter()
+                    .any(|r| matches!(r, Err(Refusal::LastAdmin))));
+                let (a, b) = (a.clone(), b.clone());
+                let admins =
+                    t.db.run(move |c| {
+                        let n = lock_active_admins(c)?.len();
+                        let promote = UserChanges {
+                            role: Some(Role::Admin),
+                            ..Default::default()
+                        };
+                        update(c, &a, &promote)?;
+                        update(c, &b, &promote)?;
+                        Ok(n)
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(admins, 1, "{backend} round {round}");
+            }
         }
     }
 }

@@ -3,6 +3,8 @@
 
 pub mod client_ip;
 pub mod extract;
+pub mod limits;
+pub mod openapi;
 pub mod security;
 pub mod sse;
 
@@ -18,77 +20,6 @@ use crate::api;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The OpenAPI document of every route `app` serves.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, api_doc) = api::api_routes().split_for_parts();
-    let (_, sys_doc) = api::system_routes().split_for_parts();
-    let mut doc = api_doc;
-    doc.merge(sys_doc);
-    add_plugin_route_doc(&mut doc);
-    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
-    doc
-}
-
-/// The plugins' catch-all route is plain axum (its `{*path}` has no
-/// OpenAPI equivalent); describe it by hand as `{path}`.
-fn add_plugin_route_doc(doc: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::path::{
-        HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
-    };
-    use utoipa::openapi::security::SecurityRequirement;
-    use utoipa::openapi::{Required, ResponseBuilder};
-    let op = OperationBuilder::new()
-        .tag("plugins")
-        .summary(Some("A plugin's own route"))
-        .description(Some(
-            "Routed to the plugin's `handle-http` export with the path below the plugin's name \
-             (it may contain slashes). Any signed-in user; the plugin sees the caller and role.",
-        ))
-        .parameter(
-            ParameterBuilder::new()
-                .name("name")
-                .parameter_in(ParameterIn::Path)
-                .required(Required::True),
-        )
-        .parameter(
-            ParameterBuilder::new()
-                .name("path")
-                .parameter_in(ParameterIn::Path)
-                .required(Required::True),
-        )
-        .response(
-            "200",
-            ResponseBuilder::new().description("The plugin's response"),
-        )
-        .response(
-            "404",
-            ResponseBuilder::new().description("No such plugin running"),
-        )
-        .response(
-            "502",
-            ResponseBuilder::new().description("The plugin failed"),
-        )
-        .response(
-            "503",
-            ResponseBuilder::new().description("The plugin is disabled or failing"),
-        )
-        .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
-        .build();
-    let item = PathItem::from_http_methods(
-        [
-            HttpMethod::Get,
-            HttpMethod::Post,
-            HttpMethod::Put,
-            HttpMethod::Patch,
-            HttpMethod::Delete,
-        ],
-        op,
-    );
-    doc.paths
-        .paths
-        .insert("/api/v1/plugins/{name}/{path}".into(), item);
-}
-
 async fn not_found(req: axum::extract::Request) -> axum::response::Response {
     if crate::ui::wants_html(&req) {
         return crate::ui::not_found_page();
@@ -99,14 +30,14 @@ async fn not_found(req: axum::extract::Request) -> axum::response::Response {
 pub fn app(state: AppState) -> Router {
     let (api_router, _) = api::api_routes().split_for_parts();
     let (system_router, _) = api::system_routes().split_for_parts();
-    let doc = openapi();
+    let doc = std::sync::Arc::new(openapi::document());
     let api_router = api_router
         .merge(api::plugin_routes())
         .route(
             "/api/v1/openapi.json",
             axum::routing::get(move || {
                 let doc = doc.clone();
-                async move { axum::Json(doc).into_response() }
+                async move { axum::Json(doc.as_ref().clone()).into_response() }
             }),
         )
         .layer(middleware::from_fn_with_state(
@@ -118,12 +49,19 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(api_router)
         .merge(system_router)
-        .merge(crate::ui::routes())
+        .merge(crate::ui::routes().layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::ui::rate_limit,
+        )))
         .fallback(not_found)
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("this route does not accept that method".into())
         })
         .layer(DefaultBodyLimit::max(state.config.security.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::declared_length,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::metrics::track,

@@ -52,15 +52,69 @@ impl Source {
 
 /// What the admin grants: everything the plugin requests, or an explicit
 /// subset (same shape as the manifest's `[capabilities]` and `[limits]`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(untagged)]
 pub enum GrantSpec {
     /// The string `"all"`.
-    #[schema(value_type = String)]
     All(AllMarker),
-    #[schema(value_type = Object)]
     Explicit(Box<Grant>),
 }
+
+impl utoipa::PartialSchema for GrantSpec {
+    /// `"all"`, or a grant object in the manifest's shape (kebab-case keys,
+    /// nothing unknown), as [`Grant`] reads it.
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let int = |max: u64| serde_json::json!({"type": "integer", "minimum": 0, "maximum": max});
+        let (u32max, u64max) = (u64::from(u32::MAX), u64::MAX);
+        let topics = serde_json::json!({"type": "array", "items": {"type": "string"}});
+        let closed = |props: serde_json::Value, required: &[&str]| {
+            serde_json::json!({
+                "type": "object", "additionalProperties": false,
+                "properties": props, "required": required
+            })
+        };
+        let capabilities = closed(
+            serde_json::json!({
+                "containers": closed(serde_json::json!({
+                    "access": {"type": "string", "enum": ["read", "write"]},
+                    "selector": {"type": "string", "description": "Comma-separated `key=value` or `key` terms"}
+                }), &["access"]),
+                "storage": closed(serde_json::json!({"quota-bytes": int(u64max)}), &["quota-bytes"]),
+                "http-outbound": closed(serde_json::json!({
+                    "hosts": {"type": "array", "items": {"type": "string"}},
+                    "max-requests-per-minute": int(u32max)
+                }), &["hosts"]),
+                "events": closed(serde_json::json!({"publish": topics, "subscribe": topics}), &[]),
+                "metrics": closed(serde_json::json!({}), &[]),
+            }),
+            &[],
+        );
+        let limits = closed(
+            serde_json::json!({
+                "memory-bytes": int(u64max),
+                "cpu-ms-per-call": int(u64max),
+                "wall-ms-per-call": int(u64max),
+                "max-instances": int(u32max),
+                "max-tables": int(u32max),
+                "max-table-elements": int(u32max),
+            }),
+            &[],
+        );
+        let schema = serde_json::json!({
+            "oneOf": [
+                {"type": "string", "enum": ["all"], "description": "Everything the manifest requests"},
+                {
+                    "type": "object", "additionalProperties": false,
+                    "description": "An explicit grant, no wider than the manifest's request",
+                    "properties": {"capabilities": capabilities, "limits": limits}
+                }
+            ]
+        });
+        serde_json::from_value(schema).expect("the grant schema is a valid schema")
+    }
+}
+
+impl utoipa::ToSchema for GrantSpec {}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AllMarker;
@@ -95,22 +149,15 @@ impl GrantSpec {
     }
 }
 
-/// A grant may only approve what the plugin requested: granting an
-/// unrequested capability is refused rather than silently dropped.
+/// A grant may only approve what the plugin requested, or less: an
+/// unrequested capability or anything wider than the request is refused
+/// with what to change, rather than silently narrowed, so what is stored
+/// and shown as granted is what the plugin gets.
 pub fn check_grant_within_request(manifest: &Manifest, grant: &Grant) -> Result<(), String> {
-    let requested = serde_json::to_value(&manifest.capabilities).unwrap_or_default();
-    let granted = serde_json::to_value(&grant.capabilities).unwrap_or_default();
-    if let Some(g) = granted.as_object() {
-        for (cap, v) in g {
-            if !v.is_null() && requested.get(cap).is_none_or(|r| r.is_null()) {
-                return Err(format!(
-                    "grant approves capability `{cap}`, which plugin `{}` does not request",
-                    manifest.name
-                ));
-            }
-        }
+    match grant.excess_over(manifest) {
+        Some(why) => Err(why),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// A plugin as the API shows it.
@@ -591,27 +638,35 @@ impl PluginManager {
                     continue;
                 }
             };
-            let name = match package.manifest() {
-                Ok(m) => m.name,
+            let manifest = match package.manifest() {
+                Ok(m) => m,
                 Err(e) => {
                     tracing::error!(manifest = %decl.manifest.display(), error = %e, "declared plugin not installed");
                     unreadable += 1;
                     continue;
                 }
             };
+            let name = manifest.name.clone();
             declared_names.push(name.clone());
             let sha = wakedock_plugin_runtime::sha256_hex(&package.wasm);
             let config = decl.config.clone().unwrap_or(serde_json::Value::Null);
-            let unchanged = existing.iter().any(|r| {
-                r.name == name
-                    && r.wasm_sha256 == sha
+            // The grant as the declaration resolves it now (an invalid one
+            // is reported by the install below).
+            let wanted = decl.grant.resolve(&manifest).ok();
+            let row = existing
+                .iter()
+                .find(|r| r.name == name && r.source == Source::Config.as_str());
+            let stored = row.and_then(|r| Grant::from_toml(&r.grant_toml).ok());
+            let grant_changed = row.is_some() && stored != wanted;
+            let unchanged = row.is_some_and(|r| {
+                r.wasm_sha256 == sha
                     && r.enabled == decl.enabled
                     && serde_json::from_str::<serde_json::Value>(&r.config_json)
                         .ok()
                         .as_ref()
                         == Some(&config)
-                    && r.source == Source::Config.as_str()
-            }) && lock(&self.load_errors).get(&name).is_none();
+            }) && !grant_changed
+                && lock(&self.load_errors).get(&name).is_none();
             if unchanged {
                 continue;
             }
@@ -626,10 +681,25 @@ impl PluginManager {
                 .await
             {
                 Ok(p) => {
-                    tracing::info!(plugin = %p.name, version = %p.version, "declared plugin installed")
+                    tracing::info!(plugin = %p.name, version = %p.version, "declared plugin installed");
+                    if grant_changed {
+                        self.audit_grant_change(&p.name, stored.as_ref(), wanted.as_ref(), None)
+                            .await;
+                    }
                 }
                 Err(e) => {
-                    tracing::error!(plugin = %name, error = %e, "declared plugin not installed")
+                    tracing::error!(plugin = %name, error = %e, "declared plugin not installed");
+                    if grant_changed {
+                        // The config file no longer grants what the running
+                        // version has: it must not keep running with it.
+                        let _ = self.runtime.unload(&name);
+                        lock(&self.load_errors).insert(
+                            name.clone(),
+                            format!("the grant in the config file changed and the plugin could not start with it: {e}"),
+                        );
+                        self.audit_grant_change(&name, stored.as_ref(), wanted.as_ref(), Some(&e))
+                            .await;
+                    }
                 }
             }
         }
@@ -650,6 +720,45 @@ impl PluginManager {
             }
         }
         Ok(())
+    }
+
+    /// Records that the config file changed a plugin's grant (narrowed or
+    /// widened), applied at this start.
+    async fn audit_grant_change(
+        &self,
+        name: &str,
+        old: Option<&Grant>,
+        new: Option<&Grant>,
+        failed: Option<&PluginError>,
+    ) {
+        let show = |g: Option<&Grant>| {
+            g.map(|g| serde_json::to_string(&g.capabilities).unwrap_or_default())
+                .unwrap_or_else(|| "none".into())
+        };
+        tracing::info!(plugin = %name, old = %show(old), new = %show(new), "plugin grant changed in the config file");
+        let result = if failed.is_some() {
+            "failure"
+        } else {
+            "success"
+        };
+        let mut e = crate::db::audit::NewAuditEntry::new("plugin.grant", result);
+        e.actor = Some("config".into());
+        e.target = Some(name.to_string());
+        e.detail = Some(match failed {
+            None => format!(
+                "grant changed in the config file, applied at start: {} -> {}",
+                show(old),
+                show(new)
+            ),
+            Some(err) => format!(
+                "grant changed in the config file ({} -> {}); the plugin is stopped: {err}",
+                show(old),
+                show(new)
+            ),
+        });
+        if let Err(err) = self.db.run(move |c| crate::db::audit::insert(c, &e)).await {
+            tracing::error!(error = %err, plugin = %name, "could not audit the grant change");
+        }
     }
 
     pub async fn info(&self, name: &str) -> Result<PluginInfo, PluginError> {

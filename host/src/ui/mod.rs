@@ -52,7 +52,9 @@ pub fn routes() -> Router<AppState> {
         .route("/plugins", get(plugins::list))
         .route(
             "/plugins/upload",
-            post(plugins::upload).layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024)),
+            post(plugins::upload).layer(axum::extract::DefaultBodyLimit::max(
+                crate::http::limits::UPLOAD_LIMIT,
+            )),
         )
         .route("/plugins/install", post(plugins::install))
         .route("/plugins/{name}/{action}", post(plugins::act))
@@ -61,6 +63,33 @@ pub fn routes() -> Router<AppState> {
         .route("/audit", get(audit::list))
         .route("/ui/events", get(live::events))
         .route("/assets/{file}", get(assets::serve))
+}
+
+/// The API's per-address budget applies to pages and forms too (assets
+/// aside, which browsers cache): a refusal is a page with `Retry-After`.
+pub async fn rate_limit(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if !req.uri().path().starts_with("/assets/") {
+        let ip = req
+            .extensions()
+            .get::<crate::http::client_ip::ClientIp>()
+            .copied()
+            .unwrap_or_default();
+        if let Err(e) = state.limits.check_api(ip.0) {
+            let retry = e.retry_after();
+            let mut res = UiError::from(e).into_response();
+            if let Some(secs) = retry {
+                res.headers_mut()
+                    .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+            }
+            return res;
+        }
+    }
+    next.run(req).await
 }
 
 /// Whether a request that matched no route should get an HTML page (a

@@ -153,19 +153,32 @@ pub(super) async fn resolve(
     form_csrf: Option<&str>,
 ) -> Result<UiUser, Response> {
     match auth::authenticate(parts, state, form_csrf).await {
-        Ok(user) => {
-            let jar = CookieJar::from_headers(&parts.headers);
-            Ok(UiUser {
-                user,
-                csrf: jar
-                    .get(CSRF_COOKIE)
-                    .map(|c| c.value().to_string())
-                    .unwrap_or_default(),
-                flash: jar.get(FLASH_COOKIE).and_then(|c| Flash::decode(c.value())),
-            })
+        Ok(user) => Ok(UiUser::of(parts, user)),
+        Err(e) => Err(refusal(parts, e)),
+    }
+}
+
+/// A page's answer to a caller who may not see it: no session → the login
+/// page (and back afterwards); anything else → an error page.
+pub(super) fn refusal(parts: &Parts, e: ApiError) -> Response {
+    match e {
+        ApiError::Unauthorized(_) => login_redirect(parts),
+        e => UiError::from(e).into_response(),
+    }
+}
+
+impl UiUser {
+    /// The page view of an authenticated caller.
+    pub(super) fn of(parts: &Parts, user: AuthUser) -> UiUser {
+        let jar = CookieJar::from_headers(&parts.headers);
+        UiUser {
+            user,
+            csrf: jar
+                .get(CSRF_COOKIE)
+                .map(|c| c.value().to_string())
+                .unwrap_or_default(),
+            flash: jar.get(FLASH_COOKIE).and_then(|c| Flash::decode(c.value())),
         }
-        Err(ApiError::Unauthorized(_)) => Err(login_redirect(parts)),
-        Err(e) => Err(UiError::from(e).into_response()),
     }
 }
 
@@ -348,10 +361,21 @@ fn flash_cookie(value: String, age: i64) -> Cookie<'static> {
         .build()
 }
 
-/// Where a form came from, if it is a local path (never another site).
+/// Where a form came from, if it is a path on this site (never another
+/// site): a single leading `/`, no `\\` anywhere (browsers read it as `/`,
+/// so `/\\evil` is `//evil`), and no control characters (a tab or newline
+/// is dropped by browsers, which turns `/\t/evil` into `//evil`, and cannot
+/// go into a `Location` header at all). Anything else is `default`.
 pub fn local(back: Option<&str>, default: &str) -> String {
     match back {
-        Some(b) if b.starts_with('/') && !b.starts_with("//") && !b.contains('\\') => b.to_string(),
+        Some(b)
+            if b.starts_with('/')
+                && !b.starts_with("//")
+                && !b.contains('\\')
+                && !b.chars().any(char::is_control) =>
+        {
+            b.to_string()
+        }
         _ => default.to_string(),
     }
 }
@@ -414,6 +438,20 @@ mod tests {
         assert_eq!(local(Some("//evil.example"), "/"), "/");
         assert_eq!(local(Some("https://evil.example"), "/"), "/");
         assert_eq!(local(None, "/x"), "/x");
+        for evil in [
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\n//evil.example",
+            "/\\evil.example",
+            "/x\\y",
+            "\t//evil.example",
+            "/\u{7f}/evil.example",
+            "/\u{85}/evil.example",
+            "",
+            "evil.example",
+        ] {
+            assert_eq!(local(Some(evil), "/"), "/", "{evil:?}");
+        }
     }
 
     #[test]

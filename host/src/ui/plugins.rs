@@ -114,39 +114,70 @@ pub struct GrantPage {
     pub error: Option<String>,
 }
 
-/// `POST /plugins/upload` (multipart: `manifest`, `wasm`, `csrf`): checks
-/// the package and shows what it requests; nothing is installed yet.
+/// `POST /plugins/upload` (multipart: `csrf` first, then `manifest` and
+/// `wasm`): checks the package and shows what it requests; nothing is
+/// installed yet.
+///
+/// Nothing of the body is read before the caller is known to be a signed-in
+/// admin, and nothing past the first field before its CSRF token matched:
+/// a stranger's upload costs no memory.
 pub async fn upload(State(state): State<AppState>, req: Request) -> UiResult {
     let (parts, body) = req.into_parts();
+    let (user, via_cookie) = crate::auth::identify(&parts, &state)
+        .await
+        .map_err(|e| UiError::new(e.status(), "Please sign in again and retry the upload."))?;
+    let u = page::UiUser::of(&parts, user);
+    u.user
+        .require_audited(&state, Role::Admin, "plugin.install", "(upload)")
+        .await
+        .map_err(|e| u.fail("plugins", e))?;
+    let jar = axum_extra::extract::cookie::CookieJar::from_headers(&parts.headers);
+    let failed = |e: &dyn std::fmt::Display| {
+        UiError::new(StatusCode::BAD_REQUEST, format!("The upload failed: {e}."))
+    };
     let mut mp = Multipart::from_request(Request::from_parts(parts.clone(), body), &state)
         .await
-        .map_err(|e| UiError::new(StatusCode::BAD_REQUEST, format!("The upload failed: {e}.")))?;
-    let (mut csrf, mut manifest, mut wasm) = (String::new(), None, None);
+        .map_err(|e| failed(&e))?;
+    let (mut manifest, mut wasm) = (None, None);
+    let mut csrf_checked = !via_cookie;
     loop {
-        let field = match mp.next_field().await {
+        let mut field = match mp.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => {
-                return Err(UiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("The upload failed: {e}."),
-                ))
-            }
+            Err(e) => return Err(failed(&e)),
         };
         let name = field.name().unwrap_or("").to_string();
-        let data = field.bytes().await.map_err(|e| {
-            UiError::new(StatusCode::BAD_REQUEST, format!("The upload failed: {e}."))
-        })?;
+        if !csrf_checked {
+            // The form's first field is its CSRF token; anything else is
+            // refused before it is read, and of the token at most a
+            // token's worth is.
+            let mut token = Vec::new();
+            if name == "csrf" {
+                while let Some(chunk) = field.chunk().await.map_err(|e| failed(&e))? {
+                    token.extend_from_slice(&chunk);
+                    if token.len() > 256 {
+                        break;
+                    }
+                }
+            }
+            let token = (name == "csrf")
+                .then(|| String::from_utf8(token).ok())
+                .flatten();
+            crate::auth::check_csrf(&parts.headers, &jar, token.as_deref())
+                .map_err(|e| u.fail("plugins", e))?;
+            csrf_checked = true;
+            continue;
+        }
+        let data = field.bytes().await.map_err(|e| failed(&e))?;
         match name.as_str() {
-            "csrf" => csrf = String::from_utf8_lossy(&data).into_owned(),
             "manifest" => manifest = Some(data),
             "wasm" => wasm = Some(data),
             _ => {}
         }
     }
-    let u = page::resolve(&parts, &state, Some(&csrf))
-        .await
-        .map_err(|r| UiError::new(r.status(), "Please sign in again and retry the upload."))?;
+    if !csrf_checked {
+        crate::auth::check_csrf(&parts.headers, &jar, None).map_err(|e| u.fail("plugins", e))?;
+    }
     let back_with = |msg: String| page::redirect_with("/plugins", false, msg);
     let (Some(manifest), Some(wasm)) = (
         manifest.filter(|m| !m.is_empty()),

@@ -2,6 +2,7 @@
 
 use askama::Template;
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -9,7 +10,7 @@ use axum::Extension;
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use serde::Deserialize;
 
-use crate::auth::{session, CSRF_COOKIE};
+use crate::auth::{session, AuthUser, CSRF_COOKIE};
 use crate::error::ApiError;
 use crate::http::client_ip::{ClientIp, ViaTls};
 use crate::state::AppState;
@@ -83,16 +84,17 @@ fn login_page(
 
 /// `GET /login`: the form; a visitor who is signed in goes straight on.
 pub async fn show(
-    State(state): State<AppState>,
     Extension(tls): Extension<ViaTls>,
     jar: CookieJar,
-    Query(q): Query<NextQuery>,
+    user: Result<AuthUser, ApiError>,
+    q: Result<Query<NextQuery>, QueryRejection>,
 ) -> Response {
-    let next = local(q.next.as_deref(), "/");
-    let signed_in = jar
-        .get(crate::auth::ACCESS_COOKIE)
-        .is_some_and(|c| state.keys.verify(c.value()).is_ok());
-    if signed_in {
+    // An unreadable query is no reason to refuse the form.
+    let next = local(q.ok().and_then(|q| q.0.next).as_deref(), "/");
+    // Signed in means what every page checks (a valid token of an active
+    // user, not signed out since), so a stale cookie cannot loop between
+    // here and the page it came from.
+    if user.is_ok() {
         return Redirect::to(&next).into_response();
     }
     let flash = jar
@@ -167,18 +169,30 @@ pub async fn submit(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Empty {}
+pub struct LogoutForm {
+    /// `yes`: sign out every browser and API client of this user.
+    everywhere: Option<String>,
+}
 
 /// `POST /logout`: ends the session here (the page's script also revokes
-/// the refresh token through the API, which only it can reach).
-pub async fn logout(State(state): State<AppState>, f: UiForm<Empty>) -> Response {
-    session::logout(
-        &state,
-        None,
-        Some(f.user.user.username.clone()),
-        f.user.user.ip,
-    )
-    .await;
+/// the refresh token through the API, which only it can reach); with
+/// `everywhere=yes`, every session of the user.
+pub async fn logout(State(state): State<AppState>, f: UiForm<LogoutForm>) -> Response {
+    let user = &f.user.user;
+    if f.form.everywhere.as_deref() == Some("yes") {
+        if let Err(e) = session::logout_everywhere(&state, user).await {
+            return page::redirect_with("/", false, page::describe(&e));
+        }
+        let jar = session::clearing_cookies()
+            .into_iter()
+            .fold(CookieJar::new(), |jar, c| jar.add(c));
+        return (
+            jar,
+            page::redirect_with("/login", true, "You are signed out everywhere."),
+        )
+            .into_response();
+    }
+    session::logout(&state, None, Some(user.username.clone()), user.ip).await;
     let jar = session::clearing_cookies()
         .into_iter()
         .fold(CookieJar::new(), |jar, c| jar.add(c));

@@ -1,0 +1,4 @@
+-- A per-user token version, carried in every access token: bumping it
+-- (password change, admin reset, "sign out everywhere") makes every earlier
+-- access token invalid at once instead of at its expiry.
+ALTER TABLE users ADD COLUMN token_version BIGINT NOT NULL DEFAULT 0;
