@@ -220,7 +220,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			if ignored {
 				return next.ServeHTTP(w, r) // passes, but is not activity
 			}
-			return serveAwake(e, w, r, next)
+			if err := serveAwake(e, w, r, next); err != nil {
+				return h.hotPathFailed(e, w, r, next, name, meta, err)
+			}
+			return nil
 		}
 		if h.host.absent(e) {
 			return unknownService(w, name)

@@ -9,11 +9,13 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 )
 
 const browserAccept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
@@ -716,5 +718,83 @@ func BenchmarkHotPath(b *testing.B) {
 	})
 	if host.hostCalls() != 0 {
 		b.Fatal("hot path called the host")
+	}
+}
+
+// goneUpstream fails like reverse_proxy does when nothing listens on the
+// upstream (a caddyhttp.HandlerError wrapping a reverseproxy.DialError)
+// for its first `fail` calls, then answers.
+type goneUpstream struct {
+	fail  int64
+	calls atomic.Int64
+}
+
+func (u *goneUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
+	if u.calls.Add(1) <= u.fail {
+		return caddyhttp.Error(http.StatusBadGateway,
+			reverseproxy.NewDialError(errors.New("dial tcp 127.0.0.1:1: connect: connection refused")))
+	}
+	_, _ = w.Write([]byte("upstream"))
+	return nil
+}
+
+func TestAwakeServiceWhoseUpstreamIsGoneIsWoken(t *testing.T) {
+	host := newStubHost(t, svc("whoami", "awake", "blocking"))
+	h := newTestHandler(t, Handler{Host: host.URL(), Service: "whoami", ActivityInterval: caddy.Duration(time.Hour)})
+	waitState(t, h, "whoami", stateAwake)
+	// The container stopped; the host knows, its event has not arrived.
+	host.mu.Lock()
+	ss := host.services["whoami"]
+	ss.State = "asleep"
+	host.services["whoami"] = ss
+	host.mu.Unlock()
+	host.wakeDelay.Store(int64(50 * time.Millisecond))
+
+	up := &goneUpstream{fail: 1}
+	w, err := serve(h, up, get("/x", "Accept", "application/json"))
+	if err != nil || w.Code != 200 || w.Body.String() != "upstream" {
+		t.Fatalf("code %d body %q err %v, want the upstream's answer after a wake", w.Code, w.Body.String(), err)
+	}
+	if got := host.wakeCalls.Load(); got != 1 {
+		t.Fatalf("%d wake calls, want 1", got)
+	}
+	if got := up.calls.Load(); got != 2 {
+		t.Fatalf("next called %d times, want 2 (the failed dial, then after the wake)", got)
+	}
+	if !h.host.lookup("whoami").awake() {
+		t.Fatal("not awake after the wake")
+	}
+}
+
+func TestUpstreamStillGoneAfterTheWakeIsAnError(t *testing.T) {
+	host := newStubHost(t, svc("whoami", "awake", "blocking"))
+	h := newTestHandler(t, Handler{Host: host.URL(), Service: "whoami", ActivityInterval: caddy.Duration(time.Hour)})
+	waitState(t, h, "whoami", stateAwake)
+	up := &goneUpstream{fail: 100}
+	_, err := serve(h, up, get("/x"))
+	var he caddyhttp.HandlerError
+	if !errors.As(err, &he) || he.StatusCode != http.StatusBadGateway {
+		t.Fatalf("err %v, want reverse_proxy's 502", err)
+	}
+	if got := up.calls.Load(); got != 2 {
+		t.Fatalf("next called %d times, want 2 (one retry, no loop)", got)
+	}
+	if got := host.wakeCalls.Load(); got != 1 {
+		t.Fatalf("%d wake calls, want 1", got)
+	}
+}
+
+func TestOtherUpstreamErrorsPassThrough(t *testing.T) {
+	host := newStubHost(t, svc("whoami", "awake", "blocking"))
+	h := newTestHandler(t, Handler{Host: host.URL(), Service: "whoami", ActivityInterval: caddy.Duration(time.Hour)})
+	waitState(t, h, "whoami", stateAwake)
+	boom := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
+		return caddyhttp.Error(http.StatusGatewayTimeout, errors.New("upstream too slow"))
+	})
+	if _, err := serve(h, boom, get("/x")); err == nil {
+		t.Fatal("the error was swallowed")
+	}
+	if n := host.hostCalls(); n != 0 {
+		t.Fatalf("%d host calls for a non-dial error, want 0", n)
 	}
 }

@@ -255,9 +255,7 @@ func (hc *hostConn) subscribeOnce() (gotSnapshot bool, err error) {
 		}
 		switch ev.name {
 		case "snapshot":
-			var snap struct {
-				Services []serviceState `json:"services"`
-			}
+			var snap snapshot
 			if err := json.Unmarshal(ev.data, &snap); err != nil {
 				return gotSnapshot, fmt.Errorf("bad snapshot: %w", err)
 			}
@@ -355,11 +353,6 @@ func (hc *hostConn) markAwake(service string) {
 // ---------------------------------------------------------------------------
 // Activity
 
-type activityCounts struct {
-	Requests        int64 `json:"requests"`
-	OpenConnections int64 `json:"open_connections"`
-}
-
 func (hc *hostConn) activityLoop() {
 	defer hc.wg.Done()
 	t := time.NewTicker(time.Duration(hc.interval.Load()))
@@ -396,9 +389,7 @@ func (hc *hostConn) flushActivity() {
 	if len(batch) == 0 {
 		return
 	}
-	body, err := json.Marshal(struct {
-		Services map[string]activityCounts `json:"services"`
-	}{batch})
+	body, err := json.Marshal(activityReport{Services: batch})
 	if err != nil {
 		return
 	}
@@ -562,9 +553,7 @@ func (hc *hostConn) doWake(ctx context.Context, service string) wakeResult {
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode/100 == 2:
-		var ok struct {
-			WaitedMS int64 `json:"waited_ms"`
-		}
+		var ok woken
 		_ = json.NewDecoder(io.LimitReader(resp.Body, maxBodySize)).Decode(&ok)
 		return wakeResult{outcome: wakeOK, status: resp.StatusCode, waitedMS: ok.WaitedMS}
 	case resp.StatusCode == http.StatusGatewayTimeout:
@@ -618,13 +607,23 @@ func (hc *hostConn) openEvents(r *http.Request, service string) (*http.Response,
 // ---------------------------------------------------------------------------
 // Problem details
 
-// problem is an RFC 7807 problem+json body.
+// problem is the host's RFC 7807 problem+json body.
 type problem struct {
 	Type   string `json:"type"`
 	Title  string `json:"title"`
 	Status int    `json:"status"`
 	Detail string `json:"detail"`
 	Code   string `json:"code"`
+	// Per-field problems of an invalid service definition (never on the
+	// bridge's routes, but part of the body).
+	Errors []fieldProblem `json:"errors,omitempty"`
+}
+
+// fieldProblem names a service, a field and what is wrong with it.
+type fieldProblem struct {
+	Service string `json:"service"`
+	Field   string `json:"field"`
+	Message string `json:"message"`
 }
 
 func readProblem(resp *http.Response) *problem {

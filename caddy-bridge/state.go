@@ -62,16 +62,58 @@ func (s svcState) String() string {
 	return "unknown"
 }
 
-// serviceState is the host's ServiceState JSON object.
+// The wire types below mirror the host's, which are defined once in Rust
+// (plugins/wake/src/contract.rs). contract_test.go decodes the golden files
+// the Rust side writes (testdata/contract/) refusing unknown fields, so a
+// field added or renamed on one side fails a test on the other.
+
+// serviceState is the host's ServiceState document: the `state` events and
+// the items of a snapshot.
 type serviceState struct {
 	Service          string   `json:"service"`
-	State            string   `json:"state"`
+	State            string   `json:"state"` // see parseState
 	Strategy         string   `json:"strategy"`
 	WakeTimeoutMS    int64    `json:"wake_timeout_ms"`
 	IgnoreUserAgents []string `json:"ignore_user_agents"`
 	IgnorePaths      []string `json:"ignore_paths"`
 	DisplayName      string   `json:"display_name"`
-	Reason           *string  `json:"reason"`
+	// Why the service is failed, or why it went asleep on its own.
+	Reason *string `json:"reason"`
+	// The waiting page's theme (the host renders the page).
+	Theme *string `json:"theme"`
+	// Members' phases (waking progress, asleep, stopped outside WakeDock).
+	Members []memberProgress `json:"members"`
+	// Grows with every change of the service's state.
+	Seq uint64 `json:"seq"`
+}
+
+// memberProgress is one member's phase in a serviceState.
+type memberProgress struct {
+	Name   string `json:"name"`
+	Status string `json:"status"`
+}
+
+// snapshot is the first event of the subscription: every service.
+type snapshot struct {
+	Services []serviceState `json:"services"`
+}
+
+// woken is the host's answer to a successful wake call.
+type woken struct {
+	Service  string `json:"service"`
+	State    string `json:"state"` // always "awake"
+	WaitedMS int64  `json:"waited_ms"`
+}
+
+// activityReport is the body of POST /api/v1/wake/activity.
+type activityReport struct {
+	Services map[string]activityCounts `json:"services"`
+}
+
+// activityCounts is one service's counts in an activityReport.
+type activityCounts struct {
+	Requests        int64 `json:"requests"`
+	OpenConnections int64 `json:"open_connections"`
 }
 
 // serviceMeta is the immutable, pre-digested part of a ServiceState. A new

@@ -1,15 +1,35 @@
 #!/usr/bin/env bash
-# Builds every WakeDock plugin and test fixture as a WebAssembly component
-# (wasm32-wasip2, release). Output: ${CARGO_TARGET_DIR:-<workspace>/target}/wasm32-wasip2/release/*.wasm
-# The plugin-runtime integration tests and the benchmark load them from there.
+# Builds WakeDock's plugins as WebAssembly components (wasm32-wasip2,
+# release) into $(cargo target dir)/wasm32-wasip2/release/*.wasm, where the
+# default config, the plugin-runtime integration tests and the benchmarks
+# load them from. Honours CARGO_TARGET_DIR.
+#
+# Usage: scripts/build-plugins.sh [--run]
+#   (none)  every plugin and test fixture (what scripts/test.sh builds)
+#   --run   only the plugins the default config installs (what scripts/run.sh builds)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-rustup target add wasm32-wasip2
-cargo build --target wasm32-wasip2 --release \
-    -p wakedock-plugin-example \
-    -p wakedock-plugin-wake \
-    -p wakedock-fixture-hostile \
-    -p wakedock-fixture-wrong-version \
-    -p wakedock-fixture-api-0-1-0
-out="${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')}/wasm32-wasip2/release"
-ls -l "$out"/wakedock_plugin_example.wasm "$out"/wakedock_plugin_wake.wasm "$out"/wakedock_fixture_hostile.wasm "$out"/wakedock_fixture_wrong_version.wasm "$out"/wakedock_fixture_api_0_1_0.wasm
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+run_plugins=(wakedock-plugin-wake)
+all_plugins=(
+  wakedock-plugin-example
+  wakedock-plugin-wake
+  wakedock-fixture-hostile
+  wakedock-fixture-wrong-version
+  wakedock-fixture-api-0-1-0
+  wakedock-fixture-api-0-1-1
+)
+case "${1:-}" in
+  "") crates=("${all_plugins[@]}") ;;
+  --run) crates=("${run_plugins[@]}") ;;
+  -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+  *) die "unknown argument: $1 (see --help)" ;;
+esac
+rust_targets wasm32-wasip2
+args=()
+for c in "${crates[@]}"; do args+=(-p "$c"); done
+cargo build --target wasm32-wasip2 --release "${args[@]}"
+out="$(cargo_target_dir)/wasm32-wasip2/release"
+for c in "${crates[@]}"; do
+  ls -l "$out/${c//-/_}.wasm"
+done

@@ -11,8 +11,8 @@
 # Usage: scripts/build-test-images.sh   (from any directory)
 set -euo pipefail
 
-repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$repo_root"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
 
 target=x86_64-unknown-linux-musl
 image=wakedock-testapp:latest
@@ -21,12 +21,7 @@ rustup target add "$target" >/dev/null
 
 cargo build --release -p wakedock-testapp --target "$target"
 
-target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
-case "$target_dir" in
-  /*) ;;
-  *) target_dir="$repo_root/$target_dir" ;;
-esac
-binary="$target_dir/$target/release/testapp"
+binary="$(cargo_target_dir)/$target/release/testapp"
 if [[ ! -x "$binary" ]]; then
   echo "build-test-images: $binary was not built" >&2
   exit 1

@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# Installs what WakeDock needs to build and run on Debian: system libraries,
-# the Docker engine and the Rust targets. Idempotent.
+# Installs what WakeDock needs on Debian. Idempotent.
+#
+# Usage: scripts/install-deps.sh [--test]
+#   (none)  to build and run it: system libraries, the Docker engine, Rust's
+#           wasm32-wasip2 target (what scripts/run.sh calls)
+#   --test  also to test it: Chromium and chromedriver, fonts, PostgreSQL,
+#           the musl target, rustfmt and clippy (what scripts/test.sh calls)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-apt_install ca-certificates pkg-config libsqlite3-dev libpq-dev docker.io
-# Browser tests (tests/ui.rs): headless Chromium driven through chromedriver.
-apt_install chromium chromium-driver fonts-dejavu-core
-ensure_rust
+case "${1:-}" in
+  "") install_run_deps ;;
+  --test) install_test_deps ;;
+  -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+  *) die "unknown argument: $1 (see --help)" ;;
+esac

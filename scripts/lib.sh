@@ -8,11 +8,28 @@ STATE_DIR="${WD_STATE_DIR:-/tmp/wakedock-dev}"
 export STATE_DIR
 mkdir -p "$STATE_DIR"
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# Bold only on a terminal (and not with NO_COLOR): a log file or CI output
+# gets plain text.
+if [ -t 2 ] && [ -z "${NO_COLOR:-}" ]; then
+  log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+else
+  log() { printf '==> %s\n' "$*" >&2; }
+fi
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Cargo's target directory as an absolute path: $CARGO_TARGET_DIR (a relative
+# one is relative to the repository, where the scripts run cargo), else
+# <repository>/target.
+cargo_target_dir() {
+  local dir="${CARGO_TARGET_DIR:-$ROOT/target}"
+  case "$dir" in
+    /*) printf '%s\n' "$dir" ;;
+    *) printf '%s\n' "$ROOT/$dir" ;;
+  esac
 }
 
 # Installs Debian packages that are missing (apt-get update only when needed).
@@ -27,16 +44,38 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# Rust toolchain pieces: the wasm target for plugins, musl for test images.
-ensure_rust() {
+# Adds the Rust targets and components named (rustup), unless installed.
+rust_targets() {
   command -v cargo >/dev/null || die "cargo not found: install Rust with rustup first"
   local have
   have="$(rustup target list --installed 2>/dev/null || true)"
-  for t in wasm32-wasip2 x86_64-unknown-linux-musl; do
+  for t in "$@"; do
     grep -qx "$t" <<<"$have" || { log "adding Rust target $t"; rustup target add "$t" >/dev/null; }
   done
-  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy >/dev/null
-  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy >/dev/null
+}
+rust_components() {
+  local have
+  have="$(rustup component list --installed 2>/dev/null || true)"
+  for c in "$@"; do
+    grep -q "^$c" <<<"$have" || { log "adding Rust component $c"; rustup component add "$c" >/dev/null; }
+  done
+}
+
+# What building and running WakeDock needs: system libraries, the Docker
+# engine, and the wasm target its plugins are built for.
+install_run_deps() {
+  apt_install ca-certificates pkg-config libsqlite3-dev libpq-dev docker.io
+  rust_targets wasm32-wasip2
+}
+
+# What the test suite needs on top: headless Chromium and chromedriver
+# (tests/ui.rs), fonts for its screenshots, PostgreSQL (every DB test runs
+# on it too), the musl target for the static test images, rustfmt and clippy.
+install_test_deps() {
+  install_run_deps
+  apt_install chromium chromium-driver fonts-dejavu-core postgresql
+  rust_targets x86_64-unknown-linux-musl
+  rust_components rustfmt clippy
 }
 
 # Starts the Docker engine unless one answers already.

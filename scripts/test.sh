@@ -8,7 +8,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 started=$(date +%s)
 
-"$ROOT/scripts/install-deps.sh"
+"$ROOT/scripts/install-deps.sh" --test
 ensure_docker
 ensure_postgres
 log "PostgreSQL for tests: $WAKEDOCK_TEST_PG_URL"

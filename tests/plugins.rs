@@ -351,6 +351,74 @@ async fn hostile_plugins_are_stopped_and_the_host_keeps_serving() {
     host.stop().await.unwrap();
 }
 
+// A plugin granted less than it uses on every tick: one audit row per
+// distinct refusal per interval (plugin_runtime.denial_interval, 10 min by
+// default), and the refusal is the plugin's last error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_on_every_tick_is_audited_once_and_shown_as_last_error() {
+    let host = TestHost::start(Backend::Sqlite).await;
+    let admin = host.admin().await;
+    // The hostile fixture's tick reads and writes storage; tick it every
+    // 100 ms and grant it no storage.
+    let (manifest, wasm) = hostile();
+    let manifest = manifest.replace("description =", "tick-interval = \"100ms\"\ndescription =");
+    let grant = json!({"capabilities": {
+        "containers": {"access": "read", "selector": "wakedock.enable=true"}
+    }});
+    let r = admin
+        .post(
+            "/api/v1/plugins",
+            install_body(&(manifest, wasm), Some(grant)),
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    // Twenty ticks: forty refusals.
+    let status = eventually(Duration::from_secs(30), "20 ticks", || async {
+        let info = admin.get_json("/api/v1/plugins/hostile").await;
+        (info["status"]["calls"].as_u64().unwrap_or(0) >= 20).then_some(info["status"].clone())
+    })
+    .await;
+    let last = status["last_error"].as_str().unwrap_or_default();
+    assert!(
+        last.contains("permission denied: storage.") && last.contains("not granted"),
+        "{status}"
+    );
+    assert_eq!(status["health"]["state"], "enabled", "{status}");
+    let rows = |a: Value| -> Vec<String> {
+        a["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e["action"].as_str().unwrap(),
+                    e["result"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let audit = eventually(Duration::from_secs(5), "the refusals audited", || async {
+        let a = admin
+            .get_json("/api/v1/audit?actor=plugin:hostile&per_page=100")
+            .await;
+        (a["total"].as_i64().unwrap() >= 2).then_some(a)
+    })
+    .await;
+    let mut got = rows(audit);
+    got.sort();
+    assert_eq!(
+        got,
+        vec!["plugin.storage.get denied", "plugin.storage.set denied"]
+    );
+    host.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incompatible_and_malformed_packages_are_refused() {
     let host = TestHost::start(Backend::Sqlite).await;

@@ -44,6 +44,19 @@ fn chromium_binary() -> String {
         .to_string()
 }
 
+/// How long [`Browser::goto`] keeps navigating again after dropped loads.
+const NAVIGATION_LIMIT: Duration = Duration::from_secs(60);
+
+/// Where a navigation ended.
+enum PageOutcome {
+    /// WakeDock's page (it has `main#main`).
+    Loaded,
+    /// Chromium dropped the load (its error page), or it never finished.
+    Dropped(String),
+    /// A finished document that is not a WakeDock page.
+    Other(String),
+}
+
 struct Browser {
     client: Client,
     driver: Child,
@@ -112,22 +125,73 @@ impl Browser {
         panic!("could not start a Chromium session: {last_err:?}");
     }
 
-    /// Opens `url`. Chromium drops a load when the machine's network
-    /// changes (Docker adding a veth for a container started elsewhere):
-    /// such a load is retried.
+    /// Opens `url` and waits until the page is there (its `main#main`).
+    ///
+    /// Chromium drops a load when the machine's network changes (Docker
+    /// adding or removing a veth for a container started elsewhere): the
+    /// navigation fails (`net::ERR_NETWORK_CHANGED`) or ends on Chromium's
+    /// error page. Such a dropped load is navigated again, as often as it
+    /// takes within [`NAVIGATION_LIMIT`]; nothing waits a fixed time.
     async fn goto(&self, url: &str) {
-        for _ in 0..5 {
-            self.client.goto(url).await.expect("navigate");
-            let ok = self
-                .client
-                .execute("return !!document.querySelector('main#main')", vec![])
-                .await;
-            if matches!(ok, Ok(Value::Bool(true))) {
-                return;
+        let deadline = tokio::time::Instant::now() + NAVIGATION_LIMIT;
+        let mut dropped = Vec::new();
+        loop {
+            match self.client.goto(url).await {
+                Ok(()) => match self.page_outcome(deadline).await {
+                    PageOutcome::Loaded => return,
+                    PageOutcome::Dropped(why) => dropped.push(why),
+                    PageOutcome::Other(text) => {
+                        panic!("{url} loaded without WakeDock's page: {text}")
+                    }
+                },
+                Err(e) => dropped.push(e.to_string()),
             }
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            if let Some(why) = dropped.last() {
+                eprintln!("{url}: load dropped ({why}); navigating again");
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "{url} did not load in {NAVIGATION_LIMIT:?}; {} dropped loads: {dropped:?}",
+                    dropped.len()
+                );
+            }
         }
-        panic!("{url} did not load");
+    }
+
+    /// What the navigation that just returned led to: polls the document
+    /// until it is WakeDock's page, Chromium's error page, or a complete
+    /// document that is neither.
+    async fn page_outcome(&self, deadline: tokio::time::Instant) -> PageOutcome {
+        const PROBE: &str = "return [document.readyState, location.href, \
+            !!document.querySelector('main#main'), \
+            document.body ? document.body.innerText.slice(0, 300) : ''];";
+        loop {
+            // A script may fail while the document is being replaced.
+            if let Ok(Value::Array(v)) = self.client.execute(PROBE, vec![]).await {
+                let ready = v.first().and_then(Value::as_str) == Some("complete");
+                let href = v.get(1).and_then(Value::as_str).unwrap_or_default();
+                let text = v.get(3).and_then(Value::as_str).unwrap_or_default();
+                if v.get(2) == Some(&Value::Bool(true)) {
+                    return PageOutcome::Loaded;
+                }
+                if href.starts_with("chrome-error:") {
+                    return PageOutcome::Dropped(format!("error page: {text}"));
+                }
+                if ready {
+                    // A served document that is not ours is a failure; the
+                    // blank page of an abandoned navigation is a drop.
+                    return if href.starts_with("http") {
+                        PageOutcome::Other(format!("{href}: {text}"))
+                    } else {
+                        PageOutcome::Dropped(format!("ended on {href}"))
+                    };
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                return PageOutcome::Dropped("still loading".into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Saves a screenshot of the current page as `<name>.png`.

@@ -21,20 +21,8 @@ async fn read_events(
         while events.len() < n {
             let chunk = body.next().await.expect("stream open").unwrap();
             buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let block: String = buf.drain(..end + 2).collect();
-                let mut name = String::new();
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event: ") {
-                        name = v.to_string();
-                    } else if let Some(v) = line.strip_prefix("data: ") {
-                        data.push_str(v);
-                    }
-                }
-                if !name.is_empty() {
-                    events.push((name, serde_json::from_str(&data).unwrap()));
-                }
+            for (name, data) in drain_sse(&mut buf) {
+                events.push((name, serde_json::from_str(&data).unwrap()));
             }
         }
     })
@@ -43,14 +31,21 @@ async fn read_events(
     events
 }
 
-fn state(service: &str, s: &str) -> String {
+/// Each document a newer one than the last (the hub keeps the highest).
+static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn doc(service: &str, s: &str, reason: Option<&str>, members: Value) -> Value {
     json!({
         "service": service, "state": s, "strategy": "dynamic",
         "wake_timeout_ms": 30000, "ignore_user_agents": ["UptimeRobot"],
-        "ignore_paths": ["/healthz"], "display_name": "Blog", "reason": null,
-        "theme": null, "members": []
+        "ignore_paths": ["/healthz"], "display_name": "Blog", "reason": reason,
+        "theme": null, "members": members,
+        "seq": SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     })
-    .to_string()
+}
+
+fn state(service: &str, s: &str) -> String {
+    doc(service, s, None, json!([])).to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,17 +122,14 @@ async fn bridge_gets_a_snapshot_then_each_change_from_the_wake_plugin() {
     // Changes follow as they happen; other plugins cannot forge them.
     host.bus
         .publish("not-wake", "wake.state", &state("blog", "awake"));
-    host.bus
-        .publish("wake", "wake.state", &state("blog", "waking"));
+    let waking = state("blog", "waking");
+    host.bus.publish("wake", "wake.state", &waking);
     host.bus
         .publish("wake", "wake.state", &state("blog", "awake"));
     let next = read_events(&mut body, 2).await;
     assert_eq!(
         next[0],
-        (
-            "state".to_string(),
-            serde_json::from_str(&state("blog", "waking")).unwrap()
-        )
+        ("state".to_string(), serde_json::from_str(&waking).unwrap())
     );
     assert_eq!(next[1].1["state"], "awake");
     drop(body);
@@ -210,5 +202,167 @@ async fn waiting_page_and_its_progress_stream() {
         (Some("blog"), Some("awake"))
     );
     drop(body);
+    host.stop().await.unwrap();
+}
+
+// A failed wake's waiting page says so: the reason, the failed member's
+// last log lines (read from Docker), a retry, and no "starting… reloads
+// when ready"; its progress stream carries the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_wake_shows_its_reason_logs_and_a_retry() {
+    let host = TestHost::start_with(Backend::Sqlite, |c| {
+        c.security.bridge_tokens = vec![TOKEN.into()];
+    })
+    .await;
+    // A member that printed something and died.
+    let app = TestContainer::run(&[
+        ("APP_NAME", "crashy"),
+        ("EXIT_AFTER_MS", "100"),
+        ("EXIT_CODE", "3"),
+    ])
+    .await;
+    let d = docker().await;
+    eventually(Duration::from_secs(10), "the member exited", || async {
+        let i = d
+            .inspect_container(
+                &app.name,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .ok()?;
+        (!i.state?.running?).then_some(())
+    })
+    .await;
+    let reason = format!(
+        "\"{}\": unavailable: the container exited with code 3",
+        app.name
+    );
+    host.bus.publish(
+        "wake",
+        "wake.state",
+        &doc(
+            "blog",
+            "failed",
+            Some(&reason),
+            json!([{"name": app.name, "status": "failed"}]),
+        )
+        .to_string(),
+    );
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(host.url(path)).bearer_auth(TOKEN).send();
+    let html = eventually(Duration::from_secs(5), "the failure page", || async {
+        let t = get("/api/v1/wake/blog/page")
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        t.contains("Could not start").then_some(t)
+    })
+    .await;
+    assert!(
+        html.contains("<title>Could not start Blog</title>"),
+        "{html}"
+    );
+    assert!(
+        html.contains(&reason.replace('"', "&#34;"))
+            || html.contains(&reason.replace('"', "&quot;")),
+        "{html}"
+    );
+    assert!(
+        html.contains("exiting with 3"),
+        "the member's log lines: {html}"
+    );
+    assert!(html.contains(r#"id="retry" href="""#), "{html}");
+    assert!(
+        html.contains(r#"<small id="footer">Retry starts the service again."#),
+        "{html}"
+    );
+    assert!(
+        !html.contains(r#"http-equiv="refresh""#),
+        "a failure must not retry by itself: {html}"
+    );
+
+    let r = get("/api/v1/wake/blog/events").await.unwrap();
+    let mut body = r.bytes_stream();
+    let evs = read_events(&mut body, 2).await;
+    assert_eq!(evs[0].1["state"], "failed");
+    assert_eq!(evs[1].0, "logs");
+    assert_eq!(evs[1].1["member"], app.name.as_str());
+    assert!(
+        evs[1].1["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap().contains("exiting with 3")),
+        "{:?}",
+        evs[1]
+    );
+    // A retry (the bridge starts a wake) turns the page back to waking.
+    host.bus
+        .publish("wake", "wake.state", &state("blog", "waking"));
+    let evs = read_events(&mut body, 1).await;
+    assert_eq!(evs[0].1["state"], "waking");
+    drop(body);
+    let html = get("/api/v1/wake/blog/page")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Starting Blog"), "{html}");
+    host.stop().await.unwrap();
+}
+
+// The host's wake endpoint answers 404 for a name the hub does not know,
+// before any plugin call or metric series: a stranger cannot grow
+// /metrics or use up the wake plugin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_names_cost_no_plugin_call_and_no_metric_series() {
+    let host = TestHost::start_with(Backend::Sqlite, |c| {
+        c.security.bridge_tokens = vec![TOKEN.into()];
+    })
+    .await;
+    // No wake plugin is installed: a plugin call would answer 503.
+    let http = reqwest::Client::new();
+    host.bus
+        .publish("wake", "wake.state", &state("known", "asleep"));
+    eventually(Duration::from_secs(5), "known service", || async {
+        let r = http
+            .post(host.url("/api/v1/wake/known"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .ok()?;
+        (r.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(())
+    })
+    .await;
+    let metrics_before = host.metrics().await;
+    for i in 0..200 {
+        let r = http
+            .post(host.url(&format!("/api/v1/wake/stranger-{i}")))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert_eq!(problem_code(r).await, "unknown_service");
+    }
+    let r = http
+        .post(host.url("/api/v1/wake/activity"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"services": {"stranger-1": {"requests": 3}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::NO_CONTENT,
+        "unknown names are left out, not sent on"
+    );
+    let metrics = host.metrics().await;
+    assert!(!metrics.contains("stranger"), "a series per unknown name");
+    let series = |t: &str| t.lines().filter(|l| l.starts_with("wakedock_wake")).count();
+    assert_eq!(series(&metrics), series(&metrics_before), "{metrics}");
     host.stop().await.unwrap();
 }

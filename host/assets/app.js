@@ -120,7 +120,7 @@
       const cls = classOf(el, el.dataset.state, healthEl ? healthEl.textContent : "");
       el.dataset.class = cls;
       if (stateEl && c.state) {
-        stateEl.textContent = c.state;
+        stateEl.textContent = cls === "sleeping" ? "sleeping" : c.state;
         stateEl.className = "badge " + cls;
       }
       const status = $('[data-field="status"]', el);
@@ -162,6 +162,35 @@
         b.className = "badge svc-" + s.state;
       });
     });
+    // Members the service's state lists: asleep (or being woken) ones
+    // are sleeping when not running; stopped-outside ones are stopped.
+    const states = $("#states");
+    const map = states ? JSON.parse(states.dataset.states || "{}") : null;
+    const names = states ? JSON.parse(states.dataset.names || "{}") : {};
+    (s.members || []).forEach((m) => {
+      const managed = m.status === "asleep" || m.status === "waiting" || m.status === "starting";
+      $$('[data-name="' + m.name + '"]').forEach((el) => {
+        el.toggleAttribute("data-managed", managed);
+        const healthEl = $('[data-field="health"]', el);
+        const cls = classOf(el, el.dataset.state, healthEl ? healthEl.textContent : "");
+        el.dataset.class = cls;
+        const stateEl = $('[data-field="state"]', el);
+        if (stateEl) {
+          stateEl.className = "badge " + cls;
+          stateEl.textContent = cls === "sleeping" ? "sleeping" : el.dataset.state;
+        }
+      });
+      const id = names[m.name];
+      if (map && id && map[id] !== "running" && map[id] !== "unhealthy") {
+        map[id] = managed ? "sleeping" : "stopped";
+      }
+    });
+    if (map) {
+      states.dataset.states = JSON.stringify(map);
+      $$("[data-count]").forEach((n) => {
+        n.textContent = Object.values(map).filter((v) => v === n.dataset.count).length;
+      });
+    }
   }
 
   // --- Logs --------------------------------------------------------------

@@ -11,10 +11,20 @@ use crate::config::{Config, ConfigSource};
 use crate::db::users::{self, Role, UserChanges};
 use crate::db::{tokens, Db};
 
+/// `--version`: the release and the newest plugin API this host runs (what
+/// a plugin's `api-version` may be at most).
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (plugin API {})",
+        env!("CARGO_PKG_VERSION"),
+        wakedock_plugin_runtime::manifest::HOST_API_VERSION
+    )
+});
+
 #[derive(Debug, Parser)]
 #[command(
     name = "wakedock",
-    version,
+    version = VERSION.as_str(),
     about = "Manage Docker containers; put idle ones to sleep and wake them on request"
 )]
 pub struct Cli {
@@ -53,7 +63,8 @@ pub enum PluginCommand {
         #[arg(long, value_name = "COMPONENT.WASM")]
         wasm: PathBuf,
         /// `all` to approve what the plugin requests, or a TOML file with an
-        /// explicit grant ([capabilities], [limits]).
+        /// explicit grant: the manifest's [capabilities] and [limits]
+        /// tables, narrowed (see the README, "Granting a plugin").
         #[arg(long, value_name = "all|FILE")]
         grant: Option<String>,
         /// Overrides of the manifest's [config], as a JSON object.
@@ -170,12 +181,15 @@ fn serde_yaml_like(c: &Config) -> anyhow::Result<String> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     crate::telemetry::init(&config.logging)?;
     let addr = std::net::SocketAddr::new(config.wakedock.host, config.wakedock.port);
+    let admin_password = config.admin_password.clone();
     let state = crate::server::build_state(config).await?;
-    crate::server::bootstrap_admin(&state.db, std::env::var("WAKEDOCK_ADMIN_PASSWORD").ok())
-        .await?;
+    let admin = crate::server::bootstrap_admin(&state.db, admin_password).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
+    // On standard output, apart from the log (stderr, maybe JSON): the
+    // last thing `scripts/run.sh` shows before the host serves.
+    print!("{}", crate::banner::render(listener.local_addr()?, &admin));
     crate::server::run(listener, state, crate::server::shutdown_signal()).await
 }
 
@@ -284,9 +298,14 @@ async fn plugin_command(config: &Config, cmd: PluginCommand) -> anyhow::Result<(
             } else {
                 let text = std::fs::read_to_string(&grant)
                     .with_context(|| format!("reading grant file {grant}"))?;
-                GrantSpec::Explicit(Box::new(Grant::from_toml(&text)?))
+                let parsed =
+                    Grant::from_toml(&text).with_context(|| format!("grant file {grant}"))?;
+                GrantSpec::Explicit(Box::new(parsed))
             };
-            let grant = spec.resolve(&m).map_err(|e| anyhow::anyhow!(e))?;
+            let grant = spec.resolve(&m).map_err(|e| match &spec {
+                GrantSpec::Explicit(_) => anyhow::anyhow!("grant file {grant}: {e}"),
+                GrantSpec::All(_) => anyhow::anyhow!(e),
+            })?;
             let plugin_config: serde_json::Value = match plugin_config {
                 Some(c) => serde_json::from_str(&c).context("--config must be a JSON object")?,
                 None => serde_json::Value::Null,

@@ -4,11 +4,18 @@
 //! Precedence (last wins): built-in defaults < config file < `WAKEDOCK_*`
 //! variables (`__` separates nesting levels, e.g. `WAKEDOCK_WAKEDOCK__PORT`)
 //! < the documented short names (`WAKEDOCK_DATA_PATH`, `WAKEDOCK_LOG_LEVEL`,
-//! `JWT_SECRET_KEY`).
+//! `WAKEDOCK_INSTANCE`, `JWT_SECRET_KEY`). `WAKEDOCK_BRIDGE_TOKEN` adds a
+//! bridge token; `WAKEDOCK_ADMIN_PASSWORD` and `RUST_LOG` are checked here
+//! too, so `config check` refuses exactly what `serve` would.
 //!
 //! Every error names the key and where its value came from, because a
 //! self-hoster debugging a compose file needs to know which of three places
 //! to edit.
+//!
+//! Validation covers everything `serve` checks before it touches the
+//! database or the Docker engine: `config check` and `serve` share it, so a
+//! configuration that passes the check does not fail at start for a reason
+//! the check could have seen.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -29,6 +36,7 @@ const NON_KEY_ENV_VARS: &[&str] = &[
     "config_path",
     "data_path",
     "log_level",
+    "instance",
     "admin_password",
     "bridge_token",
     "test_pg_url",
@@ -51,6 +59,11 @@ pub struct Config {
     /// its `services` config. Checked here so a bad entry stops the start
     /// with the service and field named.
     pub services: Vec<serde_json::Value>,
+    /// `WAKEDOCK_ADMIN_PASSWORD`: the first admin's password, used on the
+    /// first start only (checked on every start, so a bad one is said at
+    /// once). Not a config key: never written back or printed.
+    #[serde(skip)]
+    pub admin_password: Option<String>,
 }
 
 /// How the host treats misbehaving plugins.
@@ -64,6 +77,11 @@ pub struct PluginRuntimeConfig {
     /// `failure_backoff_max`.
     pub failure_backoff: HumanDuration,
     pub failure_backoff_max: HumanDuration,
+    /// A plugin's identical permission refusals (same capability, function,
+    /// target and reason) give one log line and one audit row per this
+    /// interval, which counts the ones left out; each still shows as the
+    /// plugin's last error.
+    pub denial_interval: HumanDuration,
 }
 
 impl Default for PluginRuntimeConfig {
@@ -72,6 +90,7 @@ impl Default for PluginRuntimeConfig {
             failure_threshold: 3,
             failure_backoff: HumanDuration(Duration::from_secs(30)),
             failure_backoff_max: HumanDuration(Duration::from_secs(30 * 60)),
+            denial_interval: HumanDuration(Duration::from_secs(10 * 60)),
         }
     }
 }
@@ -119,6 +138,12 @@ pub struct ServerConfig {
     pub body_read_timeout: HumanDuration,
     /// Connections served at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// This install's scope on a shared Docker engine. Set, the wake plugin
+    /// defines services from labels, and resolves label selectors, only
+    /// over containers labelled `wakedock.instance=<this value>`, so two
+    /// installs on one engine never adopt, time or stop each other's
+    /// containers. Unset: every container (one install per engine).
+    pub instance: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -131,9 +156,14 @@ impl Default for ServerConfig {
             header_read_timeout: HumanDuration(Duration::from_secs(10)),
             body_read_timeout: HumanDuration(Duration::from_secs(30)),
             max_connections: 1024,
+            instance: None,
         }
     }
 }
+
+/// The Docker label that scopes a container to one install
+/// (`wakedock.instance`).
+pub const INSTANCE_LABEL: &str = "wakedock.instance";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -329,6 +359,10 @@ pub enum ConfigError {
         source_name: String,
         reason: String,
     },
+    /// A variable read directly (not a config key), e.g.
+    /// `WAKEDOCK_ADMIN_PASSWORD`.
+    #[error("invalid environment variable {var}: {reason}")]
+    Env { var: &'static str, reason: String },
 }
 
 /// Where the configuration is read from.
@@ -378,16 +412,73 @@ impl Config {
         source: &ConfigSource,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let figment = Self::figment(source, env)?;
-        let config: Config = figment.extract().map_err(|e| figment_error(&e))?;
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let figment = Self::figment(source, &env)?;
+        let mut config: Config = figment.extract().map_err(|e| figment_error(&e))?;
+        config.expand_plugin_paths(&figment, &lookup)?;
+        if let Some(token) = lookup("WAKEDOCK_BRIDGE_TOKEN") {
+            check_bridge_token(&token).map_err(|reason| ConfigError::Value {
+                key: "security.bridge_tokens".into(),
+                source_name: "environment variable WAKEDOCK_BRIDGE_TOKEN".into(),
+                reason,
+            })?;
+            if !config.security.bridge_tokens.contains(&token) {
+                config.security.bridge_tokens.push(token);
+            }
+        }
+        if let Some(pw) = lookup("WAKEDOCK_ADMIN_PASSWORD") {
+            crate::auth::password::validate(&pw).map_err(|reason| ConfigError::Env {
+                var: "WAKEDOCK_ADMIN_PASSWORD",
+                reason,
+            })?;
+            config.admin_password = Some(pw);
+        }
+        if let Some(filter) = lookup("RUST_LOG") {
+            // It overrides `logging.level`; a filter tracing cannot read
+            // would otherwise be dropped without a word.
+            tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| ConfigError::Env {
+                var: "RUST_LOG",
+                reason: format!("{filter:?} is not a tracing filter: {e}"),
+            })?;
+        }
         config.validate(&figment)?;
         Ok(config)
     }
 
-    fn figment(
-        source: &ConfigSource,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Figment, ConfigError> {
+    /// Expands `${VAR}` and `${VAR:-default}` in the plugins' `manifest` and
+    /// `wasm` paths (so the default config can follow `CARGO_TARGET_DIR`),
+    /// against the environment given to [`Config::load_with_env`].
+    fn expand_plugin_paths(
+        &mut self,
+        figment: &Figment,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        for (i, p) in self.plugins.iter_mut().enumerate() {
+            for (what, path) in [("manifest", &mut p.manifest), ("wasm", &mut p.wasm)] {
+                let key = format!("plugins.{i}.{what}");
+                let text = path.to_str().ok_or_else(|| ConfigError::Value {
+                    key: key.clone(),
+                    source_name: source_of(figment, &key),
+                    reason: "is not valid UTF-8".into(),
+                })?;
+                let expanded = shellexpand::env_with_context(text, |var| {
+                    lookup(var)
+                        .map(Some)
+                        .ok_or_else(|| format!("environment variable {var} is not set"))
+                })
+                .map_err(|e| ConfigError::Value {
+                    key: key.clone(),
+                    source_name: source_of(figment, &key),
+                    reason: format!("{text}: {}", e.cause),
+                })?;
+                *path = PathBuf::from(expanded.as_ref());
+            }
+        }
+        Ok(())
+    }
+
+    fn figment(source: &ConfigSource, env: &[(String, String)]) -> Result<Figment, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = &source.path {
             let ext = path
@@ -407,9 +498,8 @@ impl Config {
         }
         // The environment is passed in (not read by figment's Env provider)
         // so tests stay hermetic and each value is tagged with its variable.
-        let env: Vec<(String, String)> = env.into_iter().collect();
         let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-        for (var, value) in &env {
+        for (var, value) in env {
             let Some(rest) = var.strip_prefix("WAKEDOCK_") else {
                 continue;
             };
@@ -422,6 +512,7 @@ impl Config {
         for (var, key) in [
             ("WAKEDOCK_DATA_PATH", "wakedock.data_path"),
             ("WAKEDOCK_LOG_LEVEL", "logging.level"),
+            ("WAKEDOCK_INSTANCE", "wakedock.instance"),
             ("JWT_SECRET_KEY", "security.jwt_secret"),
         ] {
             if let Some(value) = lookup(var) {
@@ -437,8 +528,18 @@ impl Config {
             source_name: source_of(figment, key),
             reason,
         };
-        if self.wakedock.data_path.as_os_str().is_empty() {
+        let data = &self.wakedock.data_path;
+        if data.as_os_str().is_empty() {
             return Err(fail("wakedock.data_path", "must not be empty".into()));
+        }
+        if data.exists() && !data.is_dir() {
+            return Err(fail(
+                "wakedock.data_path",
+                format!("{} exists and is not a directory", data.display()),
+            ));
+        }
+        if let Some(instance) = &self.wakedock.instance {
+            validate_instance(instance).map_err(|e| fail("wakedock.instance", e))?;
         }
         if let Some(url) = &self.database.url {
             crate::db::DatabaseUrl::parse(url).map_err(|e| fail("database.url", e.to_string()))?;
@@ -467,6 +568,9 @@ impl Config {
             return Err(fail("database.pool_size", "must be at least 1".into()));
         }
         validate_log_filter(&self.logging.level).map_err(|e| fail("logging.level", e))?;
+        if let Some(file) = &self.logging.file {
+            validate_log_file(file).map_err(|e| fail("logging.file", e))?;
+        }
         if self.plugin_runtime.failure_threshold == 0 {
             return Err(fail(
                 "plugin_runtime.failure_threshold",
@@ -477,6 +581,12 @@ impl Config {
             return Err(fail(
                 "plugin_runtime.failure_backoff",
                 "must not exceed failure_backoff_max".into(),
+            ));
+        }
+        if self.plugin_runtime.denial_interval.get() < Duration::from_secs(1) {
+            return Err(fail(
+                "plugin_runtime.denial_interval",
+                "must be at least 1s".into(),
             ));
         }
         for (i, p) in self.plugins.iter().enumerate() {
@@ -496,6 +606,8 @@ impl Config {
                     return Err(fail(&format!("plugins.{i}.config"), "must be a map".into()));
                 }
             }
+            check_declared_plugin(p)
+                .map_err(|(field, e)| fail(&format!("plugins.{i}.{field}"), e))?;
         }
         for (i, def) in self.services.iter().enumerate() {
             let checked = wakedock_plugin_wake::service::parse_def(def)
@@ -520,14 +632,19 @@ impl Config {
                 format!("{} is above the maximum of 1h", self.docker.stop_timeout),
             ));
         }
-        if let Some(secret) = &self.security.jwt_secret {
-            if secret.len() < 32 {
+        match &self.security.jwt_secret {
+            Some(secret) if secret.len() < 32 => {
                 return Err(fail(
                     "security.jwt_secret",
                     "must be at least 32 characters (or leave it unset to have one generated)"
                         .into(),
                 ));
             }
+            Some(_) => {}
+            // The one kept in the data dir is used: it must be usable.
+            None => crate::secrets::read_jwt_secret(data)
+                .map(|_| ())
+                .map_err(|e| fail("security.jwt_secret", format!("unset, and {e:#}")))?,
         }
         let access = self.security.access_token_ttl.get();
         let refresh = self.security.refresh_token_ttl.get();
@@ -567,12 +684,7 @@ impl Config {
             ));
         }
         for (i, t) in self.security.bridge_tokens.iter().enumerate() {
-            if t.len() < 16 {
-                return Err(fail(
-                    &format!("security.bridge_tokens.{i}"),
-                    "must be at least 16 characters".into(),
-                ));
-            }
+            check_bridge_token(t).map_err(|e| fail(&format!("security.bridge_tokens.{i}"), e))?;
         }
         let rl = &self.security.rate_limit;
         for (key, value) in [
@@ -665,14 +777,86 @@ fn env_value(var: &str, key: &str, value: &str) -> EnvVar {
     }
 }
 
+/// Where the value at `key` came from. figment keeps metadata per value
+/// down to lists, not per list item (`plugins.0.wasm`), so the nearest
+/// parent that has it answers.
 fn source_of(figment: &Figment, key: &str) -> String {
-    figment
-        .find_metadata(key)
-        .map(|md| match &md.source {
-            Some(src) => format!("{} {}", md.name, src),
-            None => md.name.to_string(),
-        })
-        .unwrap_or_else(|| "defaults".into())
+    let mut key = key;
+    loop {
+        if let Some(md) = figment.find_metadata(key) {
+            return match &md.source {
+                Some(src) => format!("{} {}", md.name, src),
+                None => md.name.to_string(),
+            };
+        }
+        match key.rsplit_once('.') {
+            Some((parent, _)) => key = parent,
+            None => return "defaults".into(),
+        }
+    }
+}
+
+/// Bridge tokens are bearer secrets: short ones are guessable.
+fn check_bridge_token(token: &str) -> Result<(), String> {
+    if token.len() < 16 {
+        return Err(format!(
+            "a bridge token must be at least 16 characters (this one has {})",
+            token.len()
+        ));
+    }
+    Ok(())
+}
+
+/// An instance name is a Docker label value users type on every container:
+/// keep it to a short, plain name.
+fn validate_instance(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} must be 1 to 63 letters, digits, `-`, `_` or `.`, starting with a letter or digit"
+        ))
+    }
+}
+
+/// The log file is opened (created, appended to) at start: its directory
+/// must exist and the path must not be a directory.
+fn validate_log_file(file: &Path) -> Result<(), String> {
+    if file.is_dir() {
+        return Err(format!("{} is a directory", file.display()));
+    }
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!(
+            "the directory of {} does not exist",
+            file.display()
+        ));
+    }
+    Ok(())
+}
+
+/// What installing a declared plugin checks before it needs the runtime:
+/// the manifest reads, its API version is one this host runs, the grant
+/// stays within what it requests. Errors name the field (`manifest`,
+/// `grant`).
+fn check_declared_plugin(p: &PluginDecl) -> Result<(), (&'static str, String)> {
+    let text = std::fs::read_to_string(&p.manifest)
+        .map_err(|e| ("manifest", format!("reading {}: {e}", p.manifest.display())))?;
+    let manifest = wakedock_plugin_runtime::Manifest::from_toml(&text)
+        .map_err(|e| ("manifest", format!("{}: {e}", p.manifest.display())))?;
+    wakedock_plugin_runtime::manifest::check_api_version(&manifest.api_version)
+        .map_err(|e| ("manifest", format!("{}: {e}", p.manifest.display())))?;
+    p.grant.resolve(&manifest).map_err(|e| ("grant", e))?;
+    Ok(())
 }
 
 fn figment_error(e: &figment::Error) -> ConfigError {
@@ -882,6 +1066,99 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("not found"), "{err}");
+    }
+
+    #[test]
+    fn values_read_outside_the_config_tree_are_checked_and_named() {
+        let err = load(None, &[("WAKEDOCK_BRIDGE_TOKEN", "abc")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("WAKEDOCK_BRIDGE_TOKEN"), "{err}");
+        assert!(err.contains("at least 16"), "{err}");
+        let c = load(None, &[("WAKEDOCK_BRIDGE_TOKEN", "0123456789abcdef")]).unwrap();
+        assert_eq!(c.security.bridge_tokens, vec!["0123456789abcdef"]);
+
+        let err = load(None, &[("WAKEDOCK_ADMIN_PASSWORD", "short")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("WAKEDOCK_ADMIN_PASSWORD"), "{err}");
+        let c = load(None, &[("WAKEDOCK_ADMIN_PASSWORD", "long-enough-pw")]).unwrap();
+        assert_eq!(c.admin_password.as_deref(), Some("long-enough-pw"));
+
+        let err = load(None, &[("RUST_LOG", "info,[")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RUST_LOG"), "{err}");
+    }
+
+    #[test]
+    fn list_items_name_their_source_not_defaults() {
+        let err = load(None, &[("WAKEDOCK_SECURITY__BRIDGE_TOKENS", "[short]")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("security.bridge_tokens.0"), "{err}");
+        assert!(
+            err.contains("environment variable WAKEDOCK_SECURITY__BRIDGE_TOKENS"),
+            "{err}"
+        );
+        assert!(!err.contains("defaults"), "{err}");
+        let y = file(
+            "yaml",
+            "plugins:\n  - { manifest: /nonexistent/plugin.toml, wasm: /nonexistent/p.wasm }\n",
+        );
+        let err = load(Some(y.path()), &[]).unwrap_err().to_string();
+        assert!(err.contains("plugins.0.manifest"), "{err}");
+        assert!(err.contains(&y.path().display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn plugin_paths_expand_environment_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        std::fs::write(dir.path().join("x.wasm"), b"\0asm").unwrap();
+        let y = file(
+            "yaml",
+            &format!(
+                "plugins:\n  - manifest: {}/plugins/wake/plugin.toml\n    wasm: \"${{WD_TEST_DIR:-/nonexistent}}/x.wasm\"\n",
+                root.display()
+            ),
+        );
+        let dir_s = dir.path().display().to_string();
+        let c = load(Some(y.path()), &[("WD_TEST_DIR", dir_s.as_str())]).unwrap();
+        assert_eq!(c.plugins[0].wasm, dir.path().join("x.wasm"));
+        // The default applies when the variable is unset.
+        let err = load(Some(y.path()), &[]).unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/x.wasm does not exist"), "{err}");
+        // A variable without a default must be set.
+        let y = file(
+            "yaml",
+            "plugins:\n  - { manifest: \"${WD_NOT_SET}/plugin.toml\", wasm: x.wasm }\n",
+        );
+        let err = load(Some(y.path()), &[]).unwrap_err().to_string();
+        assert!(err.contains("plugins.0.manifest"), "{err}");
+        assert!(err.contains("WD_NOT_SET is not set"), "{err}");
+    }
+
+    #[test]
+    fn instance_is_a_plain_name_from_file_or_environment() {
+        let c = load(None, &[("WAKEDOCK_INSTANCE", "prod-1")]).unwrap();
+        assert_eq!(c.wakedock.instance.as_deref(), Some("prod-1"));
+        let y = file("yaml", "wakedock: { instance: staging }\n");
+        assert_eq!(
+            load(Some(y.path()), &[])
+                .unwrap()
+                .wakedock
+                .instance
+                .as_deref(),
+            Some("staging")
+        );
+        for bad in ["", "two words", "-lead", &"x".repeat(64)] {
+            let err = load(None, &[("WAKEDOCK_INSTANCE", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("wakedock.instance"), "{bad:?}: {err}");
+            assert!(err.contains("WAKEDOCK_INSTANCE"), "{bad:?}: {err}");
+        }
     }
 
     #[test]

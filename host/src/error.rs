@@ -48,9 +48,9 @@ pub enum ApiError {
     #[error("{message}")]
     Service {
         status: StatusCode,
-        code: &'static str,
+        code: wakedock_plugin_wake::contract::ErrorCode,
         message: String,
-        errors: Option<serde_json::Value>,
+        errors: Vec<wakedock_plugin_wake::service::ValidationError>,
     },
     #[error("the database is unavailable")]
     DatabaseUnavailable(#[source] anyhow::Error),
@@ -71,10 +71,9 @@ pub struct Problem {
     pub detail: String,
     /// Stable machine-readable code.
     pub code: String,
-    /// Per-field problems (`[{"service","field","message"}]`) of an
-    /// invalid service definition.
+    /// Per-field problems of an invalid service definition.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub errors: Option<serde_json::Value>,
+    pub errors: Option<Vec<wakedock_plugin_wake::service::ValidationError>>,
 }
 
 impl ApiError {
@@ -133,7 +132,7 @@ impl ApiError {
             Self::PluginFailed(_) => "plugin_error",
             Self::DatabaseUnavailable(_) => "database_unavailable",
             Self::Internal(_) => "internal_error",
-            Self::Service { code, .. } => code,
+            Self::Service { code, .. } => code.as_str(),
         }
     }
 
@@ -154,7 +153,7 @@ impl ApiError {
             detail: self.to_string(),
             code: self.code().to_string(),
             errors: match self {
-                Self::Service { errors, .. } => errors.clone(),
+                Self::Service { errors, .. } if !errors.is_empty() => Some(errors.clone()),
                 _ => None,
             },
         }

@@ -21,10 +21,11 @@
 //!   [`AppState`], with no socket, so tests can drive it directly.
 //! - [`server`]: [`server::run`] serves an app on a listener until a
 //!   shutdown future resolves (tests bind port 0).
-//! - [`cli`]: the `wakedock` command line.
+//! - [`cli`]: the `wakedock` command line; [`banner`] its start banner.
 
 pub mod api;
 pub mod auth;
+pub mod banner;
 pub mod cli;
 pub mod config;
 pub mod db;

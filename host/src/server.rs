@@ -45,15 +45,20 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     // Subscribed to the bus before any plugin runs: no state is missed.
     let wake = Arc::new(crate::wake::WakeHub::new(&bus));
     let own = crate::plugins::caps::own_container(&docker).await;
+    // Background loops stop after the requests, on their own token.
+    let tasks = crate::tasks::Tasks::new(CancellationToken::new());
     let plugins = Arc::new(
         crate::plugins::PluginManager::new(
             db.clone(),
-            docker.clone(),
+            crate::plugins::caps::DockerContainers {
+                docker: docker.clone(),
+                own: own.clone(),
+            },
             bus.clone(),
             metrics.registry.clone(),
             data,
             &config.plugin_runtime,
-            own.clone(),
+            tasks.clone(),
         )
         .context("starting the plugin runtime")?,
     );
@@ -61,9 +66,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         &config.plugins,
         &config.services,
         own.as_ref().map(|(_, name)| name.as_str()),
+        config.wakedock.instance.as_deref(),
     );
     plugins.start(&declared).await.context("loading plugins")?;
-    seed_wake_states(&plugins, &wake).await;
+    // Every service's real state before the listener accepts a request.
+    wake.seed(&plugins).await;
     Ok(AppState {
         keys: Arc::new(TokenKeys::new(
             secret.as_bytes(),
@@ -75,41 +82,13 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         plugins,
         wake,
         ui: Arc::new(crate::ui::UiState::default()),
-        bridge_tokens: Arc::new(bridge_tokens(&config)?),
+        bridge_tokens: Arc::new(config.security.bridge_tokens.clone()),
         config: Arc::new(config),
         db,
         docker,
-        // Background loops stop after the requests, on their own token.
-        tasks: crate::tasks::Tasks::new(CancellationToken::new()),
+        tasks,
         shutdown: CancellationToken::new(),
     })
-}
-
-/// Every service's current state into the hub before the listener
-/// accepts: a bridge answers 404 for a name its live snapshot lacks, so
-/// the first snapshot must be complete (after a restart the plugin does
-/// not publish states it published before). Stand-in for the `state`
-/// branch's `WakeHub::seed`, which replaces it.
-async fn seed_wake_states(plugins: &crate::plugins::PluginManager, hub: &crate::wake::WakeHub) {
-    let listed = crate::wake::plugin::call(plugins, "GET", "/services", Vec::new())
-        .await
-        .and_then(|a| a.json());
-    let services = match listed {
-        Ok(v) => v["services"].as_array().cloned().unwrap_or_default(),
-        Err(e) => {
-            // No wake plugin (or it failed to load): nothing to seed.
-            tracing::debug!(error = %e, "could not read the services' states at start");
-            return;
-        }
-    };
-    for s in services {
-        hub.apply(&crate::events::BusEvent {
-            source: crate::wake::WAKE_PLUGIN.into(),
-            topic: crate::wake::STATE_TOPIC.into(),
-            payload: s["state"].to_string(),
-            at_ms: crate::db::now_ms() as u64,
-        });
-    }
 }
 
 /// Warns about data files other users can read (they were created before
@@ -123,24 +102,32 @@ fn warn_if_exposed(config: &Config) {
     crate::private_files::warn_if_exposed(&paths);
 }
 
-/// The bridge tokens in effect: the configured ones plus
-/// `WAKEDOCK_BRIDGE_TOKEN` (which, like the config's, must be 16+ chars).
-fn bridge_tokens(config: &Config) -> anyhow::Result<Vec<String>> {
-    let mut tokens = config.security.bridge_tokens.clone();
-    if let Ok(t) = std::env::var("WAKEDOCK_BRIDGE_TOKEN") {
-        if t.len() < 16 {
-            anyhow::bail!("WAKEDOCK_BRIDGE_TOKEN must be at least 16 characters");
-        }
-        tokens.push(t);
-    }
-    Ok(tokens)
+/// The first admin's name.
+pub const FIRST_ADMIN: &str = "admin";
+
+/// What [`bootstrap_admin`] found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirstAdmin {
+    /// Users existed already; the oldest active admin, if any.
+    Existing(Option<String>),
+    /// Created `admin` with the given password.
+    FromEnv,
+    /// Created `admin` with this generated password (shown once, in the
+    /// start banner).
+    Generated(String),
 }
 
-/// On first start (no users at all) creates `admin` with `password`, or
-/// with a generated one that is printed once to the log.
-pub async fn bootstrap_admin(db: &Db, password_text: Option<String>) -> anyhow::Result<()> {
+/// On first start (no users at all) creates `admin` with `password`
+/// (already validated with the configuration), or with a generated one.
+pub async fn bootstrap_admin(db: &Db, password_text: Option<String>) -> anyhow::Result<FirstAdmin> {
     if db.run(users::count).await? > 0 {
-        return Ok(());
+        let list = db.run(users::list).await?;
+        let admin = list
+            .into_iter()
+            .filter(|u| u.active && u.role == users::Role::Admin)
+            .min_by_key(|u| u.created_at)
+            .map(|u| u.username);
+        return Ok(FirstAdmin::Existing(admin));
     }
     let (pw, generated) = match password_text {
         Some(p) => {
@@ -158,25 +145,29 @@ pub async fn bootstrap_admin(db: &Db, password_text: Option<String>) -> anyhow::
             if users::count(c)? > 0 {
                 return Ok(false);
             }
-            users::insert(c, "admin", &hash, users::Role::Admin).map(|_| true)
+            users::insert(c, FIRST_ADMIN, &hash, users::Role::Admin).map(|_| true)
         })
         .await?;
-    if created {
-        if generated {
-            tracing::warn!(
-                username = "admin",
-                password = %pw,
-                "created the first admin user with a generated password; it is shown only this once: \
-                 log in and change it, or set WAKEDOCK_ADMIN_PASSWORD before the first start"
-            );
-        } else {
-            tracing::info!(
-                username = "admin",
-                "created the first admin user from WAKEDOCK_ADMIN_PASSWORD"
-            );
-        }
+    if !created {
+        // Another host on the same database was first.
+        return Ok(FirstAdmin::Existing(Some(FIRST_ADMIN.into())));
     }
-    Ok(())
+    if generated {
+        // The password itself goes to the start banner (standard output),
+        // not into the log and its files.
+        tracing::warn!(
+            username = FIRST_ADMIN,
+            "created the first admin user with a generated password; it is shown once, in the \
+             start banner: sign in and change it, or set WAKEDOCK_ADMIN_PASSWORD before the first start"
+        );
+        Ok(FirstAdmin::Generated(pw))
+    } else {
+        tracing::info!(
+            username = FIRST_ADMIN,
+            "created the first admin user from WAKEDOCK_ADMIN_PASSWORD"
+        );
+        Ok(FirstAdmin::FromEnv)
+    }
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, then stops
@@ -281,8 +272,8 @@ fn start_background(state: &AppState) {
     tasks.supervise("docker events", move |t| docker.clone().supervise(t));
     let s = state.clone();
     tasks.supervise("maintenance", move |t| maintenance(s.clone(), t));
-    let (wake, bus) = (state.wake.clone(), state.bus.clone());
-    tasks.supervise("wake hub", move |t| wake.clone().run(bus.clone(), t));
+    let s = state.clone();
+    tasks.supervise("wake hub", move |t| crate::wake::run(s.clone(), t));
     let (ui, docker) = (state.ui.clone(), state.docker.clone());
     tasks.supervise("ui events", move |t| ui.clone().run(docker.clone(), t));
     let (plugins, docker, bus, jobs) = (

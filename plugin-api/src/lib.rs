@@ -5,8 +5,8 @@
 //! requests *and* the administrator granted.
 //!
 //! The API is defined once, in WIT (`plugin-api/wit`, package
-//! `wakedock:plugin@0.1.1`). This crate generates the guest bindings from
-//! those files with `wit-bindgen` and wraps them in:
+//! `wakedock:plugin`, version [`API_VERSION`]). This crate generates the
+//! guest bindings from those files with `wit-bindgen` and wraps them in:
 //!
 //! - the [`Plugin`] trait: implement `init` and whichever of `on_event`,
 //!   `on_tick` and `handle_http` you need (the others default to no-ops);
@@ -18,7 +18,10 @@
 //!
 //! ## A complete plugin
 //!
-//! `Cargo.toml`:
+//! The SDK is not published on crates.io: depend on it from a checkout of
+//! WakeDock (a `path` dependency) or from WakeDock's git repository (a
+//! `git` dependency), at the release your host runs. With the checkout
+//! next to your plugin (`../wakedock`), `Cargo.toml`:
 //!
 //! ```toml
 //! [package]
@@ -30,13 +33,14 @@
 //! crate-type = ["cdylib"]   # a cdylib for wasm32-wasip2 is a component
 //!
 //! [dependencies]
-//! wakedock-plugin-sdk = "0.1"
+//! # Or: wakedock-plugin-sdk = { git = "<WakeDock's git URL>", tag = "<your host's release>" }
+//! wakedock-plugin-sdk = { path = "../wakedock/plugin-api" }
 //! serde_json = "1"
 //! ```
 //!
 //! `src/lib.rs`:
 //!
-//! ```ignore
+//! ```no_run
 //! use wakedock_plugin_sdk::{export_plugin, log, storage, Config, HttpRequest, HttpResponse, Plugin};
 //!
 //! struct Hello {
@@ -66,6 +70,7 @@
 //! }
 //!
 //! export_plugin!(Hello);
+//! # fn main() {}
 //! ```
 //!
 //! `plugin.toml` next to it:
@@ -73,7 +78,7 @@
 //! ```toml
 //! name = "hello"
 //! version = "0.1.0"
-//! api-version = "0.1.1"
+//! api-version = "0.1.2"
 //! description = "Says hello and counts visits"
 //! author = "You <you@example.org>"
 //!
@@ -84,22 +89,64 @@
 //! greeting = "hello"
 //! ```
 //!
+//! `api-version` is the [`API_VERSION`] of the SDK you build with, which
+//! must be the newest plugin API your host supports or an older one:
+//! `wakedock --version` prints it (`wakedock 0.1.0 (plugin API 0.1.1)`), so
+//! take the SDK from the same WakeDock release as your host.
+//!
 //! Build it with `rustup target add wasm32-wasip2` once, then
 //! `cargo build --release --target wasm32-wasip2`; the component is
-//! `target/wasm32-wasip2/release/hello_plugin.wasm`. The host serves
+//! `target/wasm32-wasip2/release/hello_plugin.wasm`.
+//!
+//! ## Installing it
+//!
+//! ```text
+//! wakedock plugin install --manifest plugin.toml \
+//!     --wasm target/wasm32-wasip2/release/hello_plugin.wasm --grant all
+//! ```
+//!
+//! Without `--grant` the command prints what the plugin requests and
+//! installs nothing. `--grant all` approves exactly that; `--grant FILE`
+//! approves what the TOML file lists, in the shape of the manifest's
+//! `[capabilities]` and `[limits]` tables:
+//!
+//! ```toml
+//! # grant.toml: only what is listed is granted.
+//! [capabilities]
+//! storage = { quota-bytes = 16384 }   # smaller than requested: the smaller wins
+//!
+//! [limits]                            # optional: tighter than the manifest's
+//! memory-bytes = 8388608
+//! cpu-ms-per-call = 50
+//! ```
+//!
+//! The plugin gets the intersection of request and grant: the lower of two
+//! quotas, limits and rates, the `read` of `read`/`write`, container
+//! selectors combined (a container must match both), hosts and topics the
+//! grant covers. A grant may narrow, never widen: approving a capability
+//! the manifest does not request is an error, which names the grant file.
+//! A requested capability left out of the grant still links: its calls
+//! answer [`Error::PermissionDenied`]. The same grant can be given as JSON
+//! to `POST /api/v1/plugins` (`"grant": {"capabilities": {...}}`) or in the
+//! config file's `plugins:` list. The host then serves
 //! `GET /api/v1/plugins/hello/hello`.
 //!
 //! ## Rules of the sandbox
 //!
-//! - **Only granted interfaces link.** The host reads which WakeDock
+//! - **Only requested interfaces link.** The host reads which WakeDock
 //!   interfaces the component imports (an interface is imported only if the
 //!   plugin calls one of its functions) and refuses a component that imports
-//!   one its manifest does not request or the admin did not grant. `log`,
-//!   `clock`, `auth` and `types` are always available.
-//! - **Scopes are checked on every call**: a container outside the granted
-//!   label selector, a write with read access, an outbound host not in the
-//!   allowlist or a topic not in `events.publish` returns
-//!   [`Error::PermissionDenied`] (and is audited by the host).
+//!   one its manifest does not request. `log`, `clock`, `auth` and `types`
+//!   are always available.
+//! - **Grants and scopes are checked on every call**: a capability the
+//!   admin did not grant, a container outside the granted label selector, a
+//!   write with read access, an outbound host not in the allowlist or a
+//!   topic not in `events.publish` returns [`Error::PermissionDenied`]. The
+//!   host logs and audits each distinct refusal once per interval (10
+//!   minutes by default, `plugin_runtime.denial_interval`), counting the
+//!   repeats, and shows the latest as the plugin's last error: a plugin
+//!   that tries something it may not do on every tick is visible without
+//!   flooding the audit log.
 //! - **No ambient authority**: no files, environment, arguments, sockets or
 //!   stdio (writes to stdout/stderr are discarded). Time comes from [`clock`].
 //! - **Limits**: each call has a CPU budget and a wall-time limit, and the
@@ -115,8 +162,9 @@
 //!
 //! The WIT package version is the plugin API version. Put the version this
 //! SDK was built from ([`API_VERSION`]) in the manifest's `api-version`. A
-//! host accepts a plugin of the same major version (for `0.x`, the same
-//! minor) whose minor version is not newer than its own.
+//! host accepts a plugin of the same major version whose minor version is
+//! not newer than its own; in `0.x` the patch level plays the minor's role
+//! (a `0.1.0` plugin runs on a `0.1.1` host, not the other way round).
 
 #![warn(missing_docs)]
 
@@ -147,7 +195,7 @@ pub mod __private {
 
 /// The plugin API version this SDK implements; use it as `api-version` in
 /// `plugin.toml`.
-pub const API_VERSION: &str = "0.1.1";
+pub const API_VERSION: &str = "0.1.2";
 
 pub use bindings::wakedock::plugin::types::{
     ContainerEvent, ContainerEventKind, ContainerState, Error, Event, Health, HttpRequest,
@@ -443,6 +491,18 @@ pub mod storage {
     /// Keys starting with `prefix`, sorted.
     pub fn list_keys(prefix: &str) -> Result<Vec<String>> {
         raw::list_keys(prefix)
+    }
+
+    /// Atomically replaces the value under `key` with `new` (`None`
+    /// deletes it) if it is exactly `expected` (`None`: the key is absent).
+    /// True if it did; false (and nothing changed) if another writer got
+    /// there first. API 0.1.2.
+    pub fn compare_and_swap(
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool> {
+        raw::compare_and_swap(key, expected, new)
     }
 
     /// The value under `key` parsed as JSON.

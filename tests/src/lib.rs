@@ -9,6 +9,10 @@
 //!   and a unique name, and removes it on drop.
 //!
 //! Nothing here touches containers, images or databases it did not create.
+//! Every test host has its own install scope (a unique `wakedock.instance`),
+//! so hosts of tests running side by side on one engine never adopt, time
+//! or stop each other's containers; a container defined by labels for a
+//! host carries that host's instance ([`AppSpec::instance`]).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -26,6 +30,7 @@ pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 pub const TEST_LABEL: &str = "wakedock.test";
 pub const TEST_IMAGE: &str = "wakedock-testapp:latest";
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+pub use wakedock::config::INSTANCE_LABEL;
 
 /// The database backends every DB-facing test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,10 +104,17 @@ impl Drop for TestDatabase {
     }
 }
 
-/// The configuration tests start from: loopback, port 0, generous rate
-/// limits (tests that exercise limits lower them).
+/// A fresh install scope (`wakedock.instance`) for one test host. Choose it
+/// before the host starts when its containers are created first.
+pub fn new_instance() -> String {
+    unique("wd-host")
+}
+
+/// The configuration tests start from: loopback, port 0, its own install
+/// scope, generous rate limits (tests that exercise limits lower them).
 pub fn test_config(data: &std::path::Path, db_url: &str) -> Config {
     let mut c = Config::default();
+    c.wakedock.instance = Some(new_instance());
     c.wakedock.data_path = data.to_path_buf();
     c.wakedock.port = 0;
     c.wakedock.shutdown_timeout = wakedock::config::HumanDuration(Duration::from_secs(5));
@@ -198,6 +210,17 @@ impl TestHost {
         self
     }
 
+    /// The host's install scope: label a container
+    /// `wakedock.instance=<this>` ([`INSTANCE_LABEL`]) to have the host's
+    /// wake plugin consider it.
+    pub fn instance(&self) -> &str {
+        self.config
+            .wakedock
+            .instance
+            .as_deref()
+            .expect("test hosts have an instance")
+    }
+
     /// The host's data directory.
     pub fn data_path(&self) -> PathBuf {
         self.config.wakedock.data_path.clone()
@@ -216,6 +239,21 @@ impl TestHost {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// The host's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .unwrap()
     }
 
     /// Logs in and returns a client that sends the bearer token.
@@ -430,14 +468,19 @@ impl TestContainer {
                 retries: Some(3),
                 ..Default::default()
             });
+        let mut labels = spec.labels.to_vec();
+        if let Some(instance) = spec.instance {
+            labels.push((INSTANCE_LABEL, instance));
+        }
         Self::create_inner(
             spec.env,
-            spec.labels,
+            &labels,
             hc,
             spec.start,
             None,
             spec.host_port,
             spec.name,
+            spec.stop_signal,
         )
         .await
     }
@@ -449,9 +492,20 @@ impl TestContainer {
         start: bool,
         socket: Option<PathBuf>,
     ) -> Self {
-        Self::create_inner(env, extra_labels, healthcheck, start, socket, None, None).await
+        Self::create_inner(
+            env,
+            extra_labels,
+            healthcheck,
+            start,
+            socket,
+            None,
+            None,
+            None,
+        )
+        .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn create_inner(
         env: &[(&str, &str)],
         extra_labels: &[(&str, &str)],
@@ -460,6 +514,7 @@ impl TestContainer {
         socket: Option<PathBuf>,
         host_port: Option<u16>,
         name: Option<String>,
+        stop_signal: Option<&str>,
     ) -> Self {
         use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
         use bollard::query_parameters::CreateContainerOptionsBuilder;
@@ -488,6 +543,7 @@ impl TestContainer {
             env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             labels: Some(labels),
             healthcheck,
+            stop_signal: stop_signal.map(str::to_owned),
             host_config: Some(HostConfig {
                 port_bindings: Some(ports),
                 ..Default::default()
@@ -531,6 +587,15 @@ pub struct AppSpec<'a> {
     pub host_port: Option<u16>,
     /// Default: a unique `wd-test-...` name.
     pub name: Option<String>,
+    /// The signal `docker stop` sends (default SIGTERM, which the app
+    /// handles). A signal the app has no handler for (e.g. `SIGUSR1`) is
+    /// ignored by it as PID 1, so `docker stop` waits out its timeout and
+    /// kills it (exit code 137): an app that ignores SIGTERM, without a new
+    /// image.
+    pub stop_signal: Option<&'a str>,
+    /// The host it is meant for ([`TestHost::instance`] or
+    /// [`new_instance`]): adds the `wakedock.instance` label.
+    pub instance: Option<&'a str>,
 }
 
 /// `docker start` events (from the engine's event log) of `name` since `since` (Unix seconds, to the
@@ -591,6 +656,27 @@ impl Drop for TestContainer {
         }
         let _ = cmd.args(["rm", "-f", "-v", &self.name]).output();
     }
+}
+
+/// Takes every complete server-sent event off the front of `buf`, as
+/// (event name, data); events without a name (comments) are left out.
+pub fn drain_sse(buf: &mut String) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    while let Some(end) = buf.find("\n\n") {
+        let block: String = buf.drain(..end + 2).collect();
+        let (mut name, mut data) = (String::new(), String::new());
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("event: ") {
+                name = v.to_string();
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                data.push_str(v);
+            }
+        }
+        if !name.is_empty() {
+            out.push((name, data));
+        }
+    }
+    out
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, for at most `limit`.

@@ -83,7 +83,7 @@ fn render_bench() -> (Duration, Duration, usize) {
         let start = Instant::now();
         let page = ListPage {
             ctx: ctx.clone(),
-            rows: list.iter().map(Row::from).collect(),
+            rows: list.iter().map(|c| Row::new(c, None)).collect(),
             total: list.len(),
             q: String::new(),
             class: String::new(),

@@ -24,7 +24,8 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use wakedock_tests::caddy::{Caddy, Site};
 use wakedock_tests::{
-    docker, free_port, starts_since, target_dir, unix_secs, wasm_dir, AppSpec, TestContainer,
+    docker, free_port, new_instance, starts_since, target_dir, unix_secs, wasm_dir, AppSpec,
+    TestContainer,
 };
 
 const TOKEN: &str = "bench-bridge-token-0123456789";
@@ -49,13 +50,15 @@ struct Host {
 }
 
 impl Host {
-    /// With the default rate limits: bridge traffic has its own budget.
-    async fn start(member: &str, hc_member: &str) -> Result<Host> {
+    /// With the default rate limits (bridge traffic has its own budget),
+    /// and its own install scope (`instance`): the benchmark's host never
+    /// adopts containers of tests or other hosts on the same engine.
+    async fn start(member: &str, hc_member: &str, instance: &str) -> Result<Host> {
         let dir = tempfile::tempdir()?;
         let port = free_port();
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
         let config = json!({
-            "wakedock": {"data_path": dir.path().join("data"), "port": port},
+            "wakedock": {"data_path": dir.path().join("data"), "port": port, "instance": instance},
             "logging": {"level": "warn"},
             "security": {
                 "bridge_tokens": [TOKEN],
@@ -422,8 +425,10 @@ async fn herd(host: &Host, caddy: &Caddy, app: &TestContainer) -> Result<()> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let port = free_port();
+    let instance = new_instance();
     let app = TestContainer::from_spec(AppSpec {
         host_port: Some(port),
+        instance: Some(&instance),
         ..AppSpec::default()
     })
     .await;
@@ -431,10 +436,11 @@ async fn main() -> Result<()> {
     let hc_app = TestContainer::from_spec(AppSpec {
         host_port: Some(hc_port),
         healthcheck: Some(Duration::from_secs(1)),
+        instance: Some(&instance),
         ..AppSpec::default()
     })
     .await;
-    let host = Host::start(&app.name, &hc_app.name).await?;
+    let host = Host::start(&app.name, &hc_app.name, &instance).await?;
     let site = |service: &str, port: u16| Site {
         service: service.into(),
         upstream: format!("127.0.0.1:{port}"),

@@ -128,6 +128,20 @@ pub trait StorageHost: Send + Sync {
         plugin: &'a str,
         prefix: &'a str,
     ) -> BoxFuture<'a, CapResult<Vec<String>>>;
+    /// Atomically: if the value under `key` is `expected` (`None` = absent),
+    /// store `new` (`None` = delete) and answer true; else change nothing
+    /// and answer false. The compare and the write must be one atomic step
+    /// against concurrent calls (other instances of the plugin). A write
+    /// that would take the plugin past `quota_bytes` fails with
+    /// `CapError::QuotaExceeded` and changes nothing. (API 0.1.2.)
+    fn compare_and_swap<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+        quota_bytes: u64,
+    ) -> BoxFuture<'a, CapResult<bool>>;
 }
 
 /// Outbound HTTP. Called only for URLs whose host is in the plugin's
@@ -155,7 +169,8 @@ pub trait LogSink: Send + Sync {
     fn log(&self, plugin: &str, level: LogLevel, message: &str);
 }
 
-/// Where permission refusals are recorded.
+/// Where permission refusals are recorded (deduplicated by the runtime:
+/// see [`AuditEntry::repeated`]).
 pub trait AuditSink: Send + Sync {
     fn record(&self, entry: AuditEntry);
 }
@@ -172,6 +187,10 @@ pub struct AuditEntry {
     pub target: String,
     pub reason: String,
     pub at: SystemTime,
+    /// Identical refusals (same plugin, capability, function, target and
+    /// reason) left out since this one was last recorded: each is recorded
+    /// at most once per [`RuntimeConfig::denial_report_interval`](crate::RuntimeConfig).
+    pub repeated: u64,
 }
 
 /// The authenticated caller of a plugin HTTP route, resolved by the host
@@ -224,6 +243,7 @@ impl AuditSink for TracingAudit {
             capability = e.capability,
             action = e.action,
             target = %e.target,
+            repeated = e.repeated,
             "plugin permission denied: {}",
             e.reason
         );

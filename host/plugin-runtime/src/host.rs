@@ -33,6 +33,9 @@ const MAX_KEY_BYTES: usize = 512;
 const MAX_METRICS: usize = 64;
 /// Cap on `await-ready` and outbound timeouts regardless of what the plugin asks.
 const MAX_HOST_WAIT: Duration = Duration::from_secs(120);
+/// Distinct refusals remembered per plugin for deduplication; beyond it,
+/// new ones share one entry per capability and function.
+const MAX_DISTINCT_DENIALS: usize = 256;
 
 /// What every instance of one plugin shares: identity, permissions,
 /// capabilities, metric registrations and rate-limit windows.
@@ -46,6 +49,9 @@ pub(crate) struct PluginShared {
     http_window: Mutex<VecDeque<Instant>>,
     /// Calls of each `containers` function.
     container_calls: Mutex<BTreeMap<&'static str, u64>>,
+    /// The last failed call or refusal, for the plugin's status.
+    pub last_error: Mutex<Option<String>>,
+    denials: Denials,
 }
 
 impl PluginShared {
@@ -54,6 +60,7 @@ impl PluginShared {
         perms: Permissions,
         caps: HostCapabilities,
         wall_limit: Duration,
+        denial_interval: Duration,
     ) -> Self {
         PluginShared {
             name,
@@ -63,6 +70,73 @@ impl PluginShared {
             metrics: Mutex::new(HashMap::new()),
             http_window: Mutex::new(VecDeque::new()),
             container_calls: Mutex::new(BTreeMap::new()),
+            last_error: Mutex::new(None),
+            denials: Denials::new(denial_interval),
+        }
+    }
+}
+
+/// Which refusals were recorded recently. A plugin that lacks a
+/// capability and tries it on every tick would otherwise write an audit
+/// row (and a log line) each second: each distinct refusal (capability,
+/// function, target, reason) is recorded once per interval, and that
+/// record counts the identical ones left out since the previous one.
+struct Denials {
+    interval: Duration,
+    seen: Mutex<HashMap<DenialKey, DenialWindow>>,
+}
+
+type DenialKey = (&'static str, &'static str, String, String);
+
+struct DenialWindow {
+    recorded_at: Instant,
+    /// Identical refusals since `recorded_at`, not recorded.
+    suppressed: u64,
+}
+
+impl Denials {
+    fn new(interval: Duration) -> Self {
+        Denials {
+            interval,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Some(n)` when this refusal is to be recorded now, `n` being the
+    /// identical ones left out before it; `None` to leave it out.
+    fn admit(&self, mut key: DenialKey, now: Instant) -> Option<u64> {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if !seen.contains_key(&key) && seen.len() >= MAX_DISTINCT_DENIALS {
+            seen.retain(|_, w| now.duration_since(w.recorded_at) < self.interval);
+            if seen.len() >= MAX_DISTINCT_DENIALS {
+                // Many distinct targets: one entry for all of them.
+                key.2 = "*".into();
+                key.3 = "(many distinct refusals)".into();
+            }
+        }
+        match seen.get_mut(&key) {
+            Some(w) if now.duration_since(w.recorded_at) < self.interval => {
+                w.suppressed += 1;
+                None
+            }
+            Some(w) => {
+                let left_out = w.suppressed;
+                *w = DenialWindow {
+                    recorded_at: now,
+                    suppressed: 0,
+                };
+                Some(left_out)
+            }
+            None => {
+                seen.insert(
+                    key,
+                    DenialWindow {
+                        recorded_at: now,
+                        suppressed: 0,
+                    },
+                );
+                Some(0)
+            }
         }
     }
 }
@@ -146,7 +220,9 @@ impl WasiView for PluginState {
 }
 
 impl PluginShared {
-    /// Records a refusal and returns the error the plugin sees.
+    /// Records a refusal (once per distinct refusal and interval, see
+    /// [`Denials`]), makes it the plugin's last error, and returns the
+    /// error the plugin sees.
     fn deny(
         &self,
         capability: &'static str,
@@ -154,14 +230,21 @@ impl PluginShared {
         target: &str,
         reason: String,
     ) -> CapError {
-        self.caps.audit.record(AuditEntry {
-            plugin: self.name.clone(),
-            capability,
-            action,
-            target: target.to_owned(),
-            reason: reason.clone(),
-            at: SystemTime::now(),
-        });
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
+            "permission denied: {capability}.{action} on `{target}`: {reason}"
+        ));
+        let key = (capability, action, target.to_owned(), reason.clone());
+        if let Some(repeated) = self.denials.admit(key, Instant::now()) {
+            self.caps.audit.record(AuditEntry {
+                plugin: self.name.clone(),
+                capability,
+                action,
+                target: target.to_owned(),
+                reason: reason.clone(),
+                at: SystemTime::now(),
+                repeated,
+            });
+        }
         CapError::PermissionDenied(reason)
     }
 
@@ -688,6 +771,27 @@ impl wit::storage::Host for PluginState {
             .list_keys(&self.shared.name, &prefix)
             .await
     }
+
+    async fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+    ) -> CapResult<bool> {
+        let quota = self.shared.storage_quota("compare-and-swap", &key)?;
+        check_key(&key)?;
+        if new
+            .as_ref()
+            .is_some_and(|v| (key.len() + v.len()) as u64 > quota)
+        {
+            return Err(CapError::QuotaExceeded);
+        }
+        self.shared
+            .caps
+            .storage
+            .compare_and_swap(&self.shared.name, &key, expected, new, quota)
+            .await
+    }
 }
 
 impl wit::http_outbound::Host for PluginState {
@@ -830,4 +934,44 @@ pub(crate) fn deny_all_wasi() -> WasiCtx {
         .wall_clock(FrozenClock)
         .monotonic_clock(FrozenClock);
     b.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(target: &str) -> DenialKey {
+        ("storage", "get", target.into(), "not granted".into())
+    }
+
+    #[test]
+    fn a_repeated_refusal_is_recorded_once_per_interval_with_its_count() {
+        let d = Denials::new(Duration::from_secs(600));
+        let t0 = Instant::now();
+        assert_eq!(d.admit(key("a"), t0), Some(0));
+        for i in 1..=599 {
+            assert_eq!(d.admit(key("a"), t0 + Duration::from_secs(i)), None);
+        }
+        // Another target is another refusal.
+        assert_eq!(d.admit(key("b"), t0 + Duration::from_secs(1)), Some(0));
+        // After the interval: recorded again, with the 599 left out.
+        assert_eq!(d.admit(key("a"), t0 + Duration::from_secs(600)), Some(599));
+        assert_eq!(d.admit(key("a"), t0 + Duration::from_secs(601)), None);
+    }
+
+    #[test]
+    fn many_distinct_refusals_share_one_entry() {
+        let d = Denials::new(Duration::from_secs(600));
+        let t0 = Instant::now();
+        for i in 0..MAX_DISTINCT_DENIALS {
+            assert_eq!(d.admit(key(&i.to_string()), t0), Some(0));
+        }
+        // Full: the next new targets are counted together.
+        assert_eq!(d.admit(key("new-1"), t0), Some(0));
+        assert_eq!(d.admit(key("new-2"), t0), None);
+        assert_eq!(d.admit(key("new-3"), t0), None);
+        // Once the old ones expire there is room again.
+        let later = t0 + Duration::from_secs(600);
+        assert_eq!(d.admit(key("new-4"), later), Some(0));
+    }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ManifestError;
 
 /// The plugin API version this host implements (the WIT package version).
-pub const HOST_API_VERSION: &str = "0.1.1";
+pub const HOST_API_VERSION: &str = "0.1.2";
 
 /// A validated `plugin.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -479,9 +479,9 @@ pub fn check_api_version(plugin_api: &str) -> Result<(), crate::RuntimeError> {
     let plugin = parse_api_version(plugin_api)?;
     let host = semver::Version::parse(HOST_API_VERSION).expect("HOST_API_VERSION is valid semver");
     let compatible = if host.major == 0 {
-        // In 0.x the patch level plays the minor's role: 0.1.1 adds
-        // functions to 0.1.0, so a 0.1.0 plugin runs on a 0.1.1 host and not
-        // the other way round.
+        // In 0.x the patch level plays the minor's role: 0.1.1 and 0.1.2
+        // add functions to 0.1.0, so a 0.1.0 or 0.1.1 plugin runs on a 0.1.2
+        // host and not the other way round.
         plugin.major == 0 && plugin.minor == host.minor && plugin.patch <= host.patch
     } else {
         plugin.major == host.major && plugin.minor <= host.minor
@@ -904,7 +904,8 @@ x = 1
     fn api_versions() {
         assert!(check_api_version("0.1.0").is_ok());
         assert!(check_api_version("0.1.1").is_ok());
-        assert!(check_api_version("0.1.2").is_err(), "newer than the host");
+        assert!(check_api_version("0.1.2").is_ok());
+        assert!(check_api_version("0.1.3").is_err(), "newer than the host");
         assert!(check_api_version("0.2.0").is_err());
         assert!(check_api_version("9.0.0").is_err());
         assert!(check_api_version("1.0.0").is_err());

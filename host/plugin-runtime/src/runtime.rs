@@ -76,6 +76,9 @@ pub struct RuntimeConfig {
     pub backoff_max: Duration,
     /// Live instances across all plugins (size of wasmtime's pool).
     pub pool_total_instances: u32,
+    /// A plugin's identical permission refusals are audited (and logged by
+    /// the host) once per this interval; the record counts those left out.
+    pub denial_report_interval: Duration,
     /// Wasm stack per call.
     pub max_wasm_stack_bytes: usize,
 }
@@ -100,6 +103,7 @@ impl Default for RuntimeConfig {
             backoff_base: Duration::from_secs(30),
             backoff_max: Duration::from_secs(30 * 60),
             pool_total_instances: 1000,
+            denial_report_interval: Duration::from_secs(10 * 60),
             max_wasm_stack_bytes: 512 << 10,
         }
     }
@@ -185,7 +189,6 @@ struct HealthState {
     relapses: u32,
     failed_until: Option<SystemTime>,
     failed_reason: Option<String>,
-    last_error: Option<String>,
 }
 
 struct LoadedPlugin {
@@ -632,6 +635,7 @@ impl PluginRuntime {
             perms,
             self.inner.caps.clone(),
             Duration::from_millis(limits.wall_ms_per_call),
+            self.inner.config.denial_report_interval,
         ));
         let plugin = Arc::new(LoadedPlugin {
             permits: Semaphore::new(limits.max_instances as usize),
@@ -649,7 +653,6 @@ impl PluginRuntime {
                 relapses: 0,
                 failed_until: None,
                 failed_reason: None,
-                last_error: None,
             }),
             calls: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -844,8 +847,8 @@ impl PluginRuntime {
     fn record_failure(&self, p: &LoadedPlugin, err: &RuntimeError) {
         p.errors.fetch_add(1, Ordering::Relaxed);
         let msg = err.to_string();
+        *lock(&p.shared.last_error) = Some(msg.clone());
         let mut h = lock(&p.health);
-        h.last_error = Some(msg.clone());
         h.consecutive_failures += 1;
         if h.consecutive_failures >= self.inner.config.failure_threshold && h.failed_until.is_none()
         {
@@ -1030,7 +1033,7 @@ fn status_of(p: &LoadedPlugin) -> PluginStatus {
         total_time: Duration::from_nanos(p.total_nanos.load(Ordering::Relaxed)),
         memory_high_water_bytes: p.memory_hwm.load(Ordering::Relaxed),
         live_instances: p.live.load(Ordering::Relaxed) as usize,
-        last_error: h.last_error.clone(),
+        last_error: lock(&p.shared.last_error).clone(),
         limits: p.limits.clone(),
         loaded_from_cache: p.from_cache,
         container_calls: p.shared.container_calls(),

@@ -176,6 +176,14 @@ impl MemoryStorage {
     }
 }
 
+/// Bytes `plugin` uses in `data` without its value under `key`.
+fn used_besides(data: &BTreeMap<(String, String), Vec<u8>>, plugin: &str, key: &str) -> u64 {
+    data.iter()
+        .filter(|((p, k), _)| p == plugin && k != key)
+        .map(|((_, k), v)| (k.len() + v.len()) as u64)
+        .sum()
+}
+
 impl StorageHost for MemoryStorage {
     fn get<'a>(
         &'a self,
@@ -198,16 +206,10 @@ impl StorageHost for MemoryStorage {
     ) -> BoxFuture<'a, CapResult<()>> {
         Box::pin(async move {
             let mut data = lock(&self.data);
-            let k = (plugin.to_owned(), key.to_owned());
-            let used: u64 = data
-                .iter()
-                .filter(|((p, kk), _)| p == plugin && kk != key)
-                .map(|((_, kk), v)| (kk.len() + v.len()) as u64)
-                .sum();
-            if used + (key.len() + value.len()) as u64 > quota_bytes {
+            if used_besides(&data, plugin, key) + (key.len() + value.len()) as u64 > quota_bytes {
                 return Err(CapError::QuotaExceeded);
             }
-            data.insert(k, value);
+            data.insert((plugin.to_owned(), key.to_owned()), value);
             Ok(())
         })
     }
@@ -231,6 +233,37 @@ impl StorageHost for MemoryStorage {
                 .filter(|(p, k)| p == plugin && k.starts_with(prefix))
                 .map(|(_, k)| k.clone())
                 .collect())
+        })
+    }
+
+    fn compare_and_swap<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+        quota_bytes: u64,
+    ) -> BoxFuture<'a, CapResult<bool>> {
+        Box::pin(async move {
+            let mut data = lock(&self.data);
+            let k = (plugin.to_owned(), key.to_owned());
+            if data.get(&k) != expected.as_ref() {
+                return Ok(false);
+            }
+            match new {
+                None => {
+                    data.remove(&k);
+                }
+                Some(value) => {
+                    if used_besides(&data, plugin, key) + (key.len() + value.len()) as u64
+                        > quota_bytes
+                    {
+                        return Err(CapError::QuotaExceeded);
+                    }
+                    data.insert(k, value);
+                }
+            }
+            Ok(true)
         })
     }
 }

@@ -10,7 +10,7 @@ use common::*;
 use wakedock_plugin_runtime::caps::{BoxFuture, CapResult, StorageHost};
 use wakedock_plugin_runtime::testing::{get, test_caller, TestHost};
 use wakedock_plugin_runtime::{
-    CallError, Grant, Manifest, PluginHealth, PluginRuntime, RuntimeError,
+    CallError, Grant, Manifest, PluginHealth, PluginRuntime, RuntimeConfig, RuntimeError,
 };
 
 async fn call(rt: &PluginRuntime, path: &str) -> Result<(u16, String), RuntimeError> {
@@ -416,6 +416,16 @@ impl StorageHost for HangingStorage {
     fn list_keys<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, CapResult<Vec<String>>> {
         Box::pin(std::future::pending())
     }
+    fn compare_and_swap<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: Option<Vec<u8>>,
+        _: Option<Vec<u8>>,
+        _: u64,
+    ) -> BoxFuture<'a, CapResult<bool>> {
+        Box::pin(std::future::pending())
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -537,6 +547,95 @@ async fn plugin_ticks_on_its_interval() {
     )
     .unwrap();
     assert!(after <= n + 1, "ticker stopped after unload");
+}
+
+/// The hostile fixture ticking every 100 ms under a grant without storage:
+/// its tick reads and writes storage, so every tick is refused twice.
+async fn ticking_without_storage(interval: Duration) -> (TestHost, PluginRuntime) {
+    let host = host_with_containers();
+    let rt = PluginRuntime::new(
+        RuntimeConfig {
+            denial_report_interval: interval,
+            ..test_config()
+        },
+        host.capabilities(),
+    )
+    .expect("runtime");
+    let mut m = hostile_manifest();
+    m.tick_interval = Some("100ms".into());
+    let grant = Grant::from_toml(
+        r#"
+[capabilities]
+containers = { access = "read", selector = "wakedock.enable=true" }
+"#,
+    )
+    .unwrap();
+    rt.load(
+        m,
+        &wasm("wakedock_fixture_hostile"),
+        grant,
+        serde_json::Value::Null,
+    )
+    .await
+    .unwrap();
+    (host, rt)
+}
+
+/// Waits (on a condition, not a duration) until the plugin has run `n` calls.
+async fn until_calls(rt: &PluginRuntime, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rt.plugin_status("hostile").unwrap().calls < n {
+        assert!(Instant::now() < deadline, "fewer than {n} ticks in 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn storage_denials(host: &TestHost) -> Vec<(&'static str, u64)> {
+    host.audit_entries()
+        .into_iter()
+        .filter(|e| e.capability == "storage")
+        .map(|e| (e.action, e.repeated))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capability_refused_on_every_tick_is_audited_once_per_interval() {
+    let (host, rt) = ticking_without_storage(Duration::from_secs(600)).await;
+    until_calls(&rt, 10).await;
+    // Ten ticks, twenty refusals: one record per distinct refusal.
+    assert_eq!(storage_denials(&host), vec![("get", 0), ("set", 0)]);
+    let st = rt.plugin_status("hostile").unwrap();
+    let last = st.last_error.expect("the refusal is the last error");
+    assert!(
+        last.contains("permission denied: storage.") && last.contains("not granted"),
+        "{last}"
+    );
+    // Refusals are answers, not failed calls: the plugin stays healthy.
+    assert_eq!(st.errors, 0);
+    assert_eq!(st.health, PluginHealth::Enabled);
+    rt.unload("hostile").unwrap();
+
+    // With a short interval the refusal is recorded again once it has
+    // passed, counting the ticks left out in between.
+    let (host, rt) = ticking_without_storage(Duration::from_millis(500)).await;
+    until_calls(&rt, 2).await;
+    let first = rt.plugin_status("hostile").unwrap().calls;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while storage_denials(&host).len() < 4 {
+        assert!(Instant::now() < deadline, "not recorded again within 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let denials = storage_denials(&host);
+    let again = &denials[2..4];
+    assert!(
+        again.iter().all(|(_, repeated)| *repeated >= 1),
+        "the second records count the refusals left out: {denials:?}"
+    );
+    let calls = rt.plugin_status("hostile").unwrap().calls;
+    assert!(
+        (denials.len() as u64) < 2 * (calls - first + 1),
+        "fewer records than refusals: {denials:?} after {calls} calls"
+    );
 }
 
 // ---- refused at load time ----

@@ -116,3 +116,59 @@ pub fn system_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::health))
         .routes(routes!(health::metrics))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The services and wake APIs are typed in the OpenAPI document,
+    /// request and response, down to a member's status.
+    #[test]
+    fn wake_and_services_schemas_are_typed() {
+        let (_, doc) = api_routes().split_for_parts();
+        let v = serde_json::to_value(&doc).unwrap();
+        let schemas = &v["components"]["schemas"];
+        for name in [
+            "ServiceList",
+            "ServiceView",
+            "ServiceDefinition",
+            "ServiceState",
+            "MemberView",
+            "MemberStatus",
+            "MemberPhase",
+            "ServiceDef",
+            "Woken",
+            "Slept",
+            "ActivityReport",
+            "Snapshot",
+            "ValidationError",
+        ] {
+            assert!(schemas.get(name).is_some(), "schema {name} missing");
+        }
+        let body = |path: &str, method: &str, status: &str| {
+            v["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+                ["$ref"]
+                .as_str()
+                .map(str::to_owned)
+        };
+        let r = |name: &str| Some(format!("#/components/schemas/{name}"));
+        assert_eq!(body("/api/v1/services", "get", "200"), r("ServiceList"));
+        assert_eq!(
+            body("/api/v1/services/{name}", "get", "200"),
+            r("ServiceView")
+        );
+        assert_eq!(body("/api/v1/services", "post", "201"), r("ServiceDef"));
+        assert_eq!(
+            body("/api/v1/services/{name}/wake", "post", "200"),
+            r("Woken")
+        );
+        assert_eq!(
+            body("/api/v1/services/{name}/sleep", "post", "200"),
+            r("Slept")
+        );
+        assert_eq!(body("/api/v1/wake/{service}", "post", "200"), r("Woken"));
+        let req = &v["paths"]["/api/v1/services"]["post"]["requestBody"]["content"]
+            ["application/json"]["schema"]["$ref"];
+        assert_eq!(req.as_str(), r("ServiceDef").as_deref());
+    }
+}

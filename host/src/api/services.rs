@@ -1,7 +1,10 @@
 //! `/api/v1/services`: wake-on-request services for signed-in users. The
-//! wake plugin holds the definitions and sessions; these handlers check
-//! the caller's role, forward to the plugin's internal routes and audit
-//! every change, manual wake and sleep.
+//! wake plugin holds the definitions, sessions and history; the state of
+//! each service is the hub's (the same document the overview, the waiting
+//! page and the bridges see). These handlers check the caller's role,
+//! forward definitions to the plugin's internal routes, run wakes and
+//! sleeps through the operation gate, and audit every change, manual wake
+//! and sleep.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,25 +14,43 @@ use crate::db::users::Role;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::{Json, Path};
 use crate::state::AppState;
-use crate::wake::plugin;
+use crate::wake::contract::{ErrorCode, ServiceList, ServiceView, Slept, Woken};
+use crate::wake::{plugin, OpReason};
+use wakedock_plugin_wake::service::ServiceDef;
+
+/// The plugin's list with each service's state (and its members' phases)
+/// taken from the hub.
+async fn overlaid(state: &AppState) -> ApiResult<ServiceList> {
+    let mut list: ServiceList =
+        plugin::call(&state.plugins, "GET", "/services", Vec::new()).await?;
+    for v in &mut list.services {
+        overlay(state, v);
+    }
+    Ok(list)
+}
+
+fn overlay(state: &AppState, v: &mut ServiceView) {
+    if let Some(doc) = state.wake.get(&v.service.name) {
+        for m in &mut v.members {
+            m.phase = doc.member(&m.name);
+        }
+        v.state = doc;
+    }
+}
 
 /// Every service: its definition (after precedence), state, members,
 /// session and recent wakes, plus definition errors.
 #[utoipa::path(
     get, path = "/api/v1/services", tag = "services",
     responses(
-        (status = 200, description = "`{\"services\":[{\"service\",\"state\",\"members\",\"session\",\"history\"}],\"errors\":[...],\"now_ms\"}`"),
+        (status = 200, body = ServiceList),
         (status = 401, body = Problem),
         (status = 503, description = "The wake plugin is unavailable", body = Problem),
     ),
     security(("bearer" = []))
 )]
-pub async fn list(
-    State(state): State<AppState>,
-    _user: AuthUser,
-) -> ApiResult<Json<serde_json::Value>> {
-    let a = plugin::call(&state.plugins, "GET", "/services", Vec::new()).await?;
-    Ok(Json(a.json()?))
+pub async fn list(State(state): State<AppState>, _user: AuthUser) -> ApiResult<Json<ServiceList>> {
+    Ok(Json(overlaid(&state).await?))
 }
 
 /// One service, as in the list.
@@ -37,7 +58,7 @@ pub async fn list(
     get, path = "/api/v1/services/{name}", tag = "services",
     params(("name" = String, Path, description = "Service name")),
     responses(
-        (status = 200, description = "`{\"service\",\"state\",\"members\",\"session\",\"history\"}`"),
+        (status = 200, body = ServiceView),
         (status = 404, description = "`unknown_service`", body = Problem),
         (status = 401, body = Problem),
     ),
@@ -47,16 +68,12 @@ pub async fn get(
     State(state): State<AppState>,
     _user: AuthUser,
     Path(name): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
-    let a = plugin::call(&state.plugins, "GET", "/services", Vec::new()).await?;
-    let all = a.json()?;
-    all.get("services")
-        .and_then(|s| s.as_array())
-        .and_then(|list| {
-            list.iter()
-                .find(|s| s.pointer("/service/name").and_then(|n| n.as_str()) == Some(&name))
-        })
-        .cloned()
+) -> ApiResult<Json<ServiceView>> {
+    overlaid(&state)
+        .await?
+        .services
+        .into_iter()
+        .find(|s| s.service.name == name)
         .map(Json)
         .ok_or_else(|| unknown(&name))
 }
@@ -64,21 +81,21 @@ pub async fn get(
 fn unknown(name: &str) -> ApiError {
     ApiError::Service {
         status: StatusCode::NOT_FOUND,
-        code: "unknown_service",
+        code: ErrorCode::UnknownService,
         message: format!("no service named \"{name}\""),
-        errors: None,
+        errors: Vec::new(),
     }
 }
 
 /// Runs a change through the plugin and audits it either way.
-async fn audited(
+async fn audited<T>(
     state: &AppState,
     user: &AuthUser,
     role: Role,
     action: &str,
     target: &str,
-    call: impl std::future::Future<Output = ApiResult<serde_json::Value>>,
-) -> ApiResult<serde_json::Value> {
+    call: impl std::future::Future<Output = ApiResult<T>>,
+) -> ApiResult<T> {
     user.require_audited(state, role, action, target).await?;
     let mut entry = user.audit_entry(action, target);
     let r = call.await;
@@ -98,13 +115,14 @@ fn body_name(body: &serde_json::Value) -> String {
 }
 
 /// Defines a service (admin). The body is a service definition in the
-/// config file's shape (`name`, `members` or `selector`, `idle_timeout`...);
-/// an invalid one gives 422 `invalid_service` with `errors` naming each
-/// field.
+/// config file's shape (`name`, `members` or `selector`, `idle_timeout`...),
+/// checked by the wake plugin: an invalid one gives 422 `invalid_service`
+/// with `errors` naming each field (also for a field of the wrong type).
 #[utoipa::path(
     post, path = "/api/v1/services", tag = "services",
+    request_body = ServiceDef,
     responses(
-        (status = 201, description = "The stored definition"),
+        (status = 201, description = "The stored definition", body = ServiceDef),
         (status = 409, description = "`service_exists` or `defined_in_config`", body = Problem),
         (status = 422, description = "`invalid_service`", body = Problem),
         (status = 403, body = Problem),
@@ -115,17 +133,16 @@ pub async fn create(
     State(state): State<AppState>,
     user: AuthUser,
     Json(body): Json<serde_json::Value>,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+) -> ApiResult<(StatusCode, Json<ServiceDef>)> {
     let name = body_name(&body);
     let v = audited(&state, &user, Role::Admin, "service.create", &name, async {
-        plugin::call(
+        Ok(plugin::call(
             &state.plugins,
             "POST",
             "/services",
             body.to_string().into_bytes(),
         )
-        .await?
-        .json()
+        .await?)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(v)))
@@ -135,8 +152,9 @@ pub async fn create(
 #[utoipa::path(
     put, path = "/api/v1/services/{name}", tag = "services",
     params(("name" = String, Path, description = "Service name")),
+    request_body = ServiceDef,
     responses(
-        (status = 200, description = "The stored definition"),
+        (status = 200, description = "The stored definition", body = ServiceDef),
         (status = 404, description = "`unknown_service`", body = Problem),
         (status = 409, description = "`defined_in_config`", body = Problem),
         (status = 422, description = "`invalid_service`", body = Problem),
@@ -149,12 +167,10 @@ pub async fn update(
     user: AuthUser,
     Path(name): Path<String>,
     Json(body): Json<serde_json::Value>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<ServiceDef>> {
     let path = format!("/services/{name}");
     let v = audited(&state, &user, Role::Admin, "service.update", &name, async {
-        plugin::call(&state.plugins, "PUT", &path, body.to_string().into_bytes())
-            .await?
-            .json()
+        Ok(plugin::call(&state.plugins, "PUT", &path, body.to_string().into_bytes()).await?)
     })
     .await?;
     Ok(Json(v))
@@ -180,9 +196,7 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     let path = format!("/services/{name}");
     audited(&state, &user, Role::Admin, "service.delete", &name, async {
-        plugin::call(&state.plugins, "DELETE", &path, Vec::new())
-            .await?
-            .json()
+        Ok(plugin::call_raw(&state.plugins, "DELETE", &path, Vec::new()).await?)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -194,7 +208,7 @@ pub async fn delete(
     post, path = "/api/v1/services/{name}/wake", tag = "services",
     params(("name" = String, Path, description = "Service name")),
     responses(
-        (status = 200, description = "`{\"service\",\"state\":\"awake\",\"waited_ms\"}`"),
+        (status = 200, body = Woken),
         (status = 404, description = "`unknown_service`", body = Problem),
         (status = 502, description = "`wake_failed`", body = Problem),
         (status = 504, description = "`wake_timeout`", body = Problem),
@@ -206,24 +220,21 @@ pub async fn wake(
     State(state): State<AppState>,
     user: AuthUser,
     Path(name): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<Woken>> {
     let v = audited(&state, &user, Role::User, "service.wake", &name, async {
-        state
-            .wake
-            .waker
-            .wake(&state.plugins, &state.metrics.wake, &name)
-            .await
+        Ok(state.wake.ops.wake(&state, &name, OpReason::Manual).await?)
     })
     .await?;
     Ok(Json(v))
 }
 
-/// Puts a service to sleep now (user role and up).
+/// Puts a service to sleep now (user role and up), after any wake that
+/// runs.
 #[utoipa::path(
     post, path = "/api/v1/services/{name}/sleep", tag = "services",
     params(("name" = String, Path, description = "Service name")),
     responses(
-        (status = 200, description = "`{\"service\",\"state\":\"asleep\"}`"),
+        (status = 200, body = Slept),
         (status = 404, description = "`unknown_service`", body = Problem),
         (status = 409, description = "`not_sleepable`", body = Problem),
         (status = 502, description = "`sleep_failed`", body = Problem),
@@ -235,12 +246,19 @@ pub async fn sleep(
     State(state): State<AppState>,
     user: AuthUser,
     Path(name): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
-    let path = format!("/sleep/{name}");
+) -> ApiResult<Json<Slept>> {
     let v = audited(&state, &user, Role::User, "service.sleep", &name, async {
-        plugin::call(&state.plugins, "POST", &path, Vec::new())
+        state
+            .wake
+            .ops
+            .sleep(&state, &name, OpReason::Manual)
             .await?
-            .json()
+            .ok_or_else(|| ApiError::Service {
+                status: StatusCode::CONFLICT,
+                code: ErrorCode::NotIdle,
+                message: format!("service \"{name}\" is being woken"),
+                errors: Vec::new(),
+            })
     })
     .await?;
     Ok(Json(v))

@@ -1,25 +1,29 @@
 //! `/api/v1/wake/*`: the API the Caddy bridge calls, authenticated with a
 //! bridge token (not a user session): the state subscription, wake calls
-//! (single-flight per service), activity reports, the waiting page and its
-//! progress stream. The contract is in `docs/design/wake-on-request.md`.
+//! (through the operation gate), activity reports, the waiting page and its
+//! progress stream. Every answer is read from the hub or typed by the wake
+//! contract; a name the hub does not know is a 404 before any metric or
+//! plugin call. The contract is in `docs/design/wake-on-request.md`.
 
+use std::time::Duration;
+
+use askama::Template;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use serde_json::json;
+use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
-
-use askama::Template;
-use axum::http::{header, HeaderValue, StatusCode};
 
 use crate::auth::{bearer, bridge_token_index};
 use crate::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path};
 use crate::http::sse::event_stream;
 use crate::state::AppState;
-use crate::wake::ServiceState;
+use crate::wake::contract::{ActivityReport, Snapshot, Woken};
+use crate::wake::{Change, MemberPhase, MemberProgress, OpReason, ServiceState, StateName};
 
 /// A request from a Caddy bridge holding a valid bridge token.
 #[derive(Debug)]
@@ -46,62 +50,112 @@ impl FromRequestParts<AppState> for BridgeCaller {
     }
 }
 
-fn state_event(s: &ServiceState) -> Event {
+fn json_event(name: &'static str, v: &impl Serialize) -> Event {
     Event::default()
-        .event("state")
-        .json_data(s)
-        .unwrap_or_else(|_| Event::default().comment("unencodable state"))
+        .event(name)
+        .json_data(v)
+        .unwrap_or_else(|_| Event::default().comment("unencodable event"))
 }
 
 fn snapshot_event(services: Vec<ServiceState>) -> Event {
-    Event::default()
-        .event("snapshot")
-        .json_data(json!({ "services": services }))
-        .unwrap_or_else(|_| Event::default().event("snapshot").data("{\"services\":[]}"))
+    json_event("snapshot", &Snapshot { services })
 }
 
 /// Service states for the bridge: one `snapshot` event with every service,
-/// then a `state` event per change; a `: keepalive` comment every 15 s.
-/// A subscriber that falls behind gets a fresh snapshot.
+/// then a `state` event per change (and a fresh snapshot when a service is
+/// removed, or the subscriber fell behind); `: keepalive` every 15 s.
 #[utoipa::path(
     get, path = "/api/v1/wake/subscribe", tag = "wake",
     responses(
-        (status = 200, description = "text/event-stream of `snapshot` and `state` events (ServiceState)", body = ServiceState),
+        (status = 200, description = "text/event-stream: `snapshot` (Snapshot), then `state` (ServiceState) events", body = Snapshot),
         (status = 401, body = Problem),
     ),
     security(("bridge" = []))
 )]
 pub async fn subscribe(State(state): State<AppState>, _bridge: BridgeCaller) -> Response {
     let hub = state.wake.clone();
+    // Counted while the stream lives (the services page shows it).
+    let connected = hub.bridge_connected();
     let rx = hub.subscribe();
     let first = snapshot_event(hub.snapshot());
     let changes = futures::stream::unfold((rx, hub), |(mut rx, hub)| async move {
         let event = match rx.recv().await {
-            Ok(s) => state_event(&s),
-            Err(RecvError::Lagged(_)) => snapshot_event(hub.snapshot()),
+            Ok(Change::State(s)) => json_event("state", &s),
+            Ok(Change::Removed(_)) | Err(RecvError::Lagged(_)) => snapshot_event(hub.snapshot()),
             Err(RecvError::Closed) => return None,
         };
         Some((event, (rx, hub)))
     });
-    event_stream(
-        futures::stream::once(async move { first }).chain(changes),
-        &state.shutdown,
-    )
+    let events = futures::stream::once(async move { first })
+        .chain(changes)
+        .map(move |e| {
+            let _ = &connected;
+            e
+        });
+    event_stream(events, &state.shutdown)
 }
 
-/// The page a browser sees while its service wakes.
+/// The last log lines of a member a failed wake names.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailureLogs {
+    pub member: String,
+    pub lines: Vec<String>,
+}
+
+/// Log lines shown for a failed wake.
+const FAILURE_LOG_LINES: u32 = 20;
+
+/// For a failed service: the member to blame (the one that failed, else
+/// one still starting when time ran out, else one stopped outside
+/// WakeDock) and its last log lines, read from Docker.
+async fn failure_logs(state: &AppState, s: &ServiceState) -> Option<FailureLogs> {
+    if s.state != StateName::Failed {
+        return None;
+    }
+    let pick = |phase| s.members.iter().find(|m| m.status == phase);
+    let member = pick(MemberPhase::Failed)
+        .or_else(|| pick(MemberPhase::Starting))
+        .or_else(|| pick(MemberPhase::Stopped))?
+        .name
+        .clone();
+    let read = async {
+        let stream = state
+            .docker
+            .logs(&member, Some(FAILURE_LOG_LINES), false, false)
+            .await
+            .ok()?;
+        let lines: Vec<_> = stream.take(FAILURE_LOG_LINES as usize).collect().await;
+        Some(
+            lines
+                .into_iter()
+                .filter_map(Result::ok)
+                .map(|l| l.line)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let lines = tokio::time::timeout(Duration::from_secs(2), read)
+        .await
+        .ok()
+        .flatten()?;
+    Some(FailureLogs { member, lines })
+}
+
+/// The page a browser sees while its service wakes (or after its wake
+/// failed).
 #[derive(Template)]
 #[template(path = "waiting.html")]
 struct WaitingPage<'a> {
     title: &'a str,
     state: &'a str,
-    message: &'a str,
+    failed: bool,
+    message: String,
     /// Where the page listens for progress: on the site's own origin, which
     /// the bridge proxies to `/api/v1/wake/{service}/events`.
     events_url: String,
     /// `auto` (follows the system), `light` or `dark`.
     theme: &'a str,
-    members: &'a [crate::wake::MemberProgress],
+    members: &'a [MemberProgress],
+    logs: Option<FailureLogs>,
 }
 
 fn known(state: &AppState, service: &str) -> Result<ServiceState, ApiError> {
@@ -113,7 +167,9 @@ fn known(state: &AppState, service: &str) -> Result<ServiceState, ApiError> {
 
 /// The waiting page for `service` (the bridge serves it to browsers in
 /// `dynamic` mode). It follows the service's progress and reloads itself
-/// once the service is awake; without JavaScript it reloads every 3 s.
+/// once the service is awake; without JavaScript it reloads every 3 s. A
+/// failed wake shows its reason, the member's last log lines and a retry
+/// button (a reload: the bridge starts a wake for a service not awake).
 #[utoipa::path(
     get, path = "/api/v1/wake/{service}/page", tag = "wake",
     params(("service" = String, Path, description = "Service name")),
@@ -130,18 +186,20 @@ pub async fn page(
     Path(service): Path<String>,
 ) -> Result<Response, ApiError> {
     let s = known(&state, &service)?;
-    let message = match s.state.as_str() {
-        "failed" => format!(
+    let failed = s.state == StateName::Failed;
+    let message = match s.state {
+        StateName::Failed => format!(
             "Could not start: {}",
             s.reason.as_deref().unwrap_or("unknown error")
         ),
-        "waking" => "Waking up…".to_string(),
+        StateName::Waking => "Waking up…".to_string(),
         _ => "Waiting for it to start…".to_string(),
     };
     let html = WaitingPage {
-        title: s.display_name.as_deref().unwrap_or(&s.service),
-        state: &s.state,
-        message: &message,
+        title: &s.display_name,
+        state: s.state.as_str(),
+        failed,
+        message,
         events_url: format!("/.wakedock/{}/events", s.service),
         theme: match s.theme.as_deref() {
             Some("light") => "light",
@@ -149,6 +207,7 @@ pub async fn page(
             _ => "auto",
         },
         members: &s.members,
+        logs: failure_logs(&state, &s).await,
     }
     .render()
     .map_err(ApiError::internal)?;
@@ -171,13 +230,25 @@ pub async fn page(
     Ok(res)
 }
 
+/// The `state` event of `s`, followed by a `logs` event (FailureLogs) when
+/// it is a failure with a member to blame.
+async fn progress_events(state: &AppState, s: &ServiceState) -> Vec<Event> {
+    let mut out = vec![json_event("state", s)];
+    if let Some(logs) = failure_logs(state, s).await {
+        out.push(json_event("logs", &logs));
+    }
+    out
+}
+
 /// Progress of one service for its waiting page: its current state as a
-/// `state` event, then each change, until the client leaves.
+/// `state` event, then each change (a failure with a `logs` event: the
+/// failed member's last log lines), until the client leaves or the service
+/// is removed.
 #[utoipa::path(
     get, path = "/api/v1/wake/{service}/events", tag = "wake",
     params(("service" = String, Path, description = "Service name")),
     responses(
-        (status = 200, description = "text/event-stream of `state` events", body = ServiceState),
+        (status = 200, description = "text/event-stream of `state` (ServiceState) and `logs` events", body = ServiceState),
         (status = 404, description = "Unknown service", body = Problem),
         (status = 401, body = Problem),
     ),
@@ -188,54 +259,42 @@ pub async fn events(
     _bridge: BridgeCaller,
     Path(service): Path<String>,
 ) -> Result<Response, ApiError> {
-    let hub = state.wake.clone();
-    let rx = hub.subscribe();
+    let rx = state.wake.subscribe();
     let current = known(&state, &service)?;
-    let first = state_event(&current);
+    let first = progress_events(&state, &current).await;
     let changes = futures::stream::unfold(
-        (rx, hub, service),
-        move |(mut rx, hub, service)| async move {
+        (rx, state.clone(), service),
+        move |(mut rx, state, service)| async move {
             loop {
-                match rx.recv().await {
-                    Ok(s) if s.service == service => {
-                        let ev = state_event(&s);
-                        return Some((ev, (rx, hub, service)));
-                    }
+                let doc = match rx.recv().await {
+                    Ok(Change::State(s)) if s.service == service => s,
+                    Ok(Change::Removed(name)) if name == service => return None,
                     Ok(_) => continue,
-                    Err(RecvError::Lagged(_)) => {
-                        let s = hub.get(&service)?;
-                        return Some((state_event(&s), (rx, hub, service)));
-                    }
+                    Err(RecvError::Lagged(_)) => state.wake.get(&service)?,
                     Err(RecvError::Closed) => return None,
-                }
+                };
+                let evs = progress_events(&state, &doc).await;
+                return Some((futures::stream::iter(evs), (rx, state, service)));
             }
         },
-    );
+    )
+    .flatten();
     Ok(event_stream(
-        futures::stream::once(async move { first }).chain(changes),
+        futures::stream::iter(first).chain(changes),
         &state.shutdown,
     ))
 }
 
-/// The answer to a wake: the service is ready.
-#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct Woken {
-    pub service: String,
-    /// Always `awake`.
-    pub state: String,
-    /// How long the wake call that did the work took.
-    pub waited_ms: u64,
-}
-
 /// Wakes a service and answers once it is ready (or its wake timeout has
-/// passed). Concurrent calls for one service share one start sequence.
+/// passed). Concurrent calls for one service share one wake; a wake asked
+/// for while the service goes to sleep starts right after.
 #[utoipa::path(
     post, path = "/api/v1/wake/{service}", tag = "wake",
     params(("service" = String, Path, description = "Service name")),
     responses(
         (status = 200, description = "Ready", body = Woken),
         (status = 404, description = "`unknown_service`", body = Problem),
-        (status = 502, description = "`wake_failed`: a member could not start", body = Problem),
+        (status = 502, description = "`wake_failed`: a member could not start; `plugin_error`: the wake plugin failed", body = Problem),
         (status = 503, description = "The wake plugin or Docker is unavailable", body = Problem),
         (status = 504, description = "`wake_timeout`", body = Problem),
         (status = 401, body = Problem),
@@ -246,36 +305,18 @@ pub async fn wake(
     State(state): State<AppState>,
     _bridge: BridgeCaller,
     Path(service): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let v = state
+) -> Result<Json<Woken>, ApiError> {
+    let w = state
         .wake
-        .waker
-        .wake(&state.plugins, &state.metrics.wake, &service)
+        .ops
+        .wake(&state, &service, OpReason::Request)
         .await?;
-    Ok(Json(v))
-}
-
-/// Activity counts of one service in a bridge's batch.
-#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ActivityCounts {
-    /// Requests since the previous report.
-    #[serde(default)]
-    pub requests: u64,
-    /// Long-lived connections open now (WebSocket, SSE, streaming).
-    #[serde(default)]
-    pub open_connections: u64,
-}
-
-/// A bridge's activity batch.
-#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ActivityReport {
-    pub services: std::collections::BTreeMap<String, ActivityCounts>,
+    Ok(Json(w))
 }
 
 /// Activity since the bridge's last report: extends sessions; open
-/// connections keep a service awake while they are reported.
+/// connections keep a service awake while they are reported. Names the
+/// hub does not know are left out.
 #[utoipa::path(
     post, path = "/api/v1/wake/activity", tag = "wake",
     request_body = ActivityReport,
@@ -290,9 +331,13 @@ pub struct ActivityReport {
 pub async fn activity(
     State(state): State<AppState>,
     _bridge: BridgeCaller,
-    Json(report): Json<ActivityReport>,
+    Json(mut report): Json<ActivityReport>,
 ) -> Result<StatusCode, ApiError> {
+    report.services.retain(|name, _| state.wake.knows(name));
+    if report.services.is_empty() {
+        return Ok(StatusCode::NO_CONTENT);
+    }
     let body = serde_json::to_vec(&report).map_err(ApiError::internal)?;
-    crate::wake::plugin::call(&state.plugins, "POST", "/activity", body).await?;
+    crate::wake::plugin::call_raw(&state.plugins, "POST", "/activity", body).await?;
     Ok(StatusCode::NO_CONTENT)
 }

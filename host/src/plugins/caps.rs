@@ -647,6 +647,39 @@ impl StorageHost for DbStorage {
                 .map_err(db_err)
         })
     }
+
+    fn compare_and_swap<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+        quota_bytes: u64,
+    ) -> BoxFuture<'a, CapResult<bool>> {
+        Box::pin(async move {
+            let (p, k) = (plugin.to_string(), key.to_string());
+            let quota = i64::try_from(quota_bytes).unwrap_or(i64::MAX);
+            match self
+                .db
+                .run(move |c| {
+                    plugin_kv::compare_and_swap(
+                        c,
+                        &p,
+                        &k,
+                        expected.as_deref(),
+                        new.as_deref(),
+                        quota,
+                    )
+                })
+                .await
+                .map_err(db_err)?
+            {
+                plugin_kv::CasOutcome::Swapped => Ok(true),
+                plugin_kv::CasOutcome::Mismatch => Ok(false),
+                plugin_kv::CasOutcome::OverQuota { .. } => Err(CapError::QuotaExceeded),
+            }
+        })
+    }
 }
 
 enum PluginMetric {
@@ -889,17 +922,28 @@ impl HttpOutbound for ReqwestOutbound {
 /// Permission refusals go to the audit log.
 pub struct DbAudit {
     pub db: Db,
+    /// The write runs in the background, tracked so shutdown waits for it.
+    pub tasks: crate::tasks::Tasks,
 }
 
+/// Refusals arrive here already deduplicated (once per distinct refusal
+/// and interval): each becomes one log line and one audit row.
 impl AuditSink for DbAudit {
     fn record(&self, e: AuditEntry) {
+        TracingAudit.record(e.clone());
         let mut entry =
             NewAuditEntry::new(&format!("plugin.{}.{}", e.capability, e.action), "denied");
         entry.actor = Some(format!("plugin:{}", e.plugin));
         entry.target = Some(e.target);
-        entry.detail = Some(e.reason);
+        entry.detail = Some(match e.repeated {
+            0 => e.reason,
+            n => format!(
+                "{} (and {n} identical refusals since the last entry, not recorded one by one)",
+                e.reason
+            ),
+        });
         let db = self.db.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn("plugin refusal audit", async move {
             if let Err(err) = db.run(move |c| crate::db::audit::insert(c, &entry)).await {
                 tracing::error!(error = %err, "could not audit a plugin refusal");
             }

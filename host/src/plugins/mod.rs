@@ -347,35 +347,38 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl PluginManager {
-    /// Builds the runtime with the host's capabilities.
+    /// Builds the runtime with the host's capabilities (`containers`: the
+    /// engine and WakeDock's own container, if it runs in one).
     pub fn new(
         db: Db,
-        docker: Arc<DockerEngine>,
+        containers: caps::DockerContainers,
         bus: EventBus,
         registry: prometheus::Registry,
         data_path: &Path,
         limits: &crate::config::PluginRuntimeConfig,
-        own_container: Option<(String, String)>,
+        tasks: crate::tasks::Tasks,
     ) -> anyhow::Result<Self> {
         let dir = data_path.join("plugins");
         std::fs::create_dir_all(&dir)?;
+        let docker = containers.docker.clone();
         let caps = HostCapabilities {
-            containers: Arc::new(caps::DockerContainers {
-                docker: docker.clone(),
-                own: own_container,
-            }),
+            containers: Arc::new(containers),
             metrics: Arc::new(caps::PromMetrics::new(docker, registry)),
             storage: Arc::new(caps::DbStorage { db: db.clone() }),
             http: Arc::new(caps::ReqwestOutbound::new()?),
             events: Arc::new(caps::BusEvents { bus }),
             log: Arc::new(wakedock_plugin_runtime::caps::TracingLog),
-            audit: Arc::new(caps::DbAudit { db: db.clone() }),
+            audit: Arc::new(caps::DbAudit {
+                db: db.clone(),
+                tasks,
+            }),
         };
         let config = RuntimeConfig {
             cache_dir: Some(data_path.join("plugin-cache")),
             failure_threshold: limits.failure_threshold,
             backoff_base: limits.failure_backoff.get(),
             backoff_max: limits.failure_backoff_max.get(),
+            denial_report_interval: limits.denial_interval.get(),
             ..RuntimeConfig::default()
         };
         let runtime = PluginRuntime::new(config, caps)?;

@@ -11,6 +11,7 @@ use crate::api::containers as api;
 use crate::docker::{ContainerDetails, ContainerSummary, PortMapping};
 use crate::http::extract;
 use crate::state::AppState;
+use crate::wake::Membership;
 
 use super::charts::{charts, Charts};
 use super::page::{self, local, Ctx, UiForm, UiResult, UiUser};
@@ -18,24 +19,29 @@ use super::page::{self, local, Ctx, UiForm, UiResult, UiUser};
 /// The four states the UI groups containers into.
 pub const CLASSES: [&str; 4] = ["running", "sleeping", "stopped", "unhealthy"];
 
-/// Whether wake-on-request manages a container (it then sleeps, rather
-/// than being stopped, when it is not running).
-fn managed(labels: &std::collections::BTreeMap<String, String>) -> bool {
-    labels.contains_key("wakedock.service")
-        || labels.get("wakedock.enable").is_some_and(|v| v == "true")
-}
-
-/// running, sleeping (not running, managed by wake-on-request), stopped,
-/// or unhealthy (running but failing its healthcheck).
-pub fn class_of(c: &ContainerSummary) -> &'static str {
-    if c.health == "unhealthy" {
+/// running, sleeping (not running, and its service's state says WakeDock
+/// put it to sleep or is waking it: see [`Membership::sleeping`]), stopped
+/// (anything else not running, a crashed member included), or unhealthy
+/// (running but failing its healthcheck).
+pub fn class_of(state: &str, health: &str, member: Option<&Membership>) -> &'static str {
+    if health == "unhealthy" {
         "unhealthy"
-    } else if c.state == "running" {
+    } else if state == "running" {
         "running"
-    } else if managed(&c.labels) {
+    } else if member.is_some_and(Membership::sleeping) {
         "sleeping"
     } else {
         "stopped"
+    }
+}
+
+/// What a row or page says of a container's state: its class and
+/// Docker's state word, or `sleeping` for a sleeping member.
+fn label(class: &str, state: &str) -> String {
+    if class == "sleeping" {
+        "sleeping".into()
+    } else {
+        state.to_string()
     }
 }
 
@@ -61,26 +67,33 @@ pub struct Row {
     pub image: String,
     pub state: String,
     pub class: &'static str,
+    /// The state badge's text: Docker's state, or `sleeping`.
+    pub label: String,
     pub health: String,
     pub ports: String,
     /// Docker's "Up 3 minutes" / "Exited (0) 2 hours ago".
     pub status: String,
     pub running: bool,
+    /// The wake-on-request service it is a member of.
+    pub member: Option<Membership>,
 }
 
-impl From<&ContainerSummary> for Row {
-    fn from(c: &ContainerSummary) -> Self {
+impl Row {
+    pub fn new(c: &ContainerSummary, member: Option<Membership>) -> Self {
+        let class = class_of(&c.state, &c.health, member.as_ref());
         Row {
             id: c.id.clone(),
             short_id: super::short_id(&c.id),
             name: c.name.clone(),
             image: c.image.clone(),
             state: c.state.clone(),
-            class: class_of(c),
+            class,
+            label: label(class, &c.state),
             health: c.health.clone(),
             ports: ports_text(&c.ports),
             status: c.status.clone(),
             running: c.state == "running",
+            member,
         }
     }
 }
@@ -110,7 +123,7 @@ pub async fn list(
 ) -> UiResult {
     let search = q.q.clone().filter(|s| !s.trim().is_empty());
     let all = api::list(
-        State(state),
+        State(state.clone()),
         u.user.clone(),
         extract::Query(api::ListQuery {
             q: search.clone(),
@@ -125,9 +138,10 @@ pub async fn list(
         .filter(|s| CLASSES.contains(&s.as_str()))
         .unwrap_or_default();
     let total = all.len();
+    let members = state.wake.memberships();
     let rows = all
         .iter()
-        .map(Row::from)
+        .map(|c| Row::new(c, members.get(&c.name).cloned()))
         .filter(|r| class.is_empty() || r.class == class)
         .collect();
     let back = match (&search, class.as_str()) {
@@ -157,6 +171,8 @@ pub struct DetailPage {
     pub ctx: Ctx,
     pub c: ContainerDetails,
     pub class: &'static str,
+    pub label: String,
+    pub member: Option<Membership>,
     pub ports: String,
     pub logs: Vec<crate::docker::LogLine>,
     pub logs_error: Option<String>,
@@ -184,22 +200,15 @@ pub async fn detail(State(state): State<AppState>, u: UiUser, Path(id): Path<Str
         }
         Err(e) => (vec![], Some(e.to_string())),
     };
-    let summary_like = ContainerSummary {
-        id: c.id.clone(),
-        name: c.name.clone(),
-        image: c.image.clone(),
-        state: c.state.clone(),
-        status: String::new(),
-        health: c.health.clone(),
-        labels: c.labels.clone(),
-        ports: vec![],
-        created: 0,
-    };
+    let member = state.wake.membership(&c.name);
+    let class = class_of(&c.state, &c.health, member.as_ref());
     Ok(page::page(
         &u,
         DetailPage {
             ctx: u.ctx("containers"),
-            class: class_of(&summary_like),
+            class,
+            label: label(class, &c.state),
+            member,
             ports: ports_text(&c.ports),
             charts: charts(&state.ui.samples.of(&c.id)),
             back: format!("/containers/{}", c.name),
@@ -318,38 +327,35 @@ pub async fn act(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use crate::wake::{MemberPhase, StateName};
 
-    fn summary(state: &str, health: &str, labels: &[(&str, &str)]) -> ContainerSummary {
-        ContainerSummary {
-            id: "abc".into(),
-            name: "n".into(),
-            image: "i".into(),
-            state: state.into(),
-            status: String::new(),
-            health: health.into(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
-            ports: vec![],
-            created: 0,
+    fn member(phase: MemberPhase, state: StateName) -> Membership {
+        Membership {
+            service: "web".into(),
+            display_name: "Web".into(),
+            state,
+            phase,
         }
     }
 
     #[test]
     fn classes() {
-        assert_eq!(class_of(&summary("running", "none", &[])), "running");
-        assert_eq!(class_of(&summary("running", "unhealthy", &[])), "unhealthy");
-        assert_eq!(class_of(&summary("exited", "none", &[])), "stopped");
-        assert_eq!(
-            class_of(&summary("exited", "none", &[("wakedock.service", "web")])),
-            "sleeping"
-        );
-        assert_eq!(
-            class_of(&summary("paused", "none", &[("wakedock.enable", "true")])),
-            "sleeping"
-        );
+        assert_eq!(class_of("running", "none", None), "running");
+        assert_eq!(class_of("running", "unhealthy", None), "unhealthy");
+        assert_eq!(class_of("exited", "none", None), "stopped");
+        // Put to sleep by WakeDock (stopped or paused), or being woken.
+        let asleep = member(MemberPhase::Asleep, StateName::Asleep);
+        assert_eq!(class_of("exited", "none", Some(&asleep)), "sleeping");
+        assert_eq!(class_of("paused", "none", Some(&asleep)), "sleeping");
+        let waiting = member(MemberPhase::Waiting, StateName::Waking);
+        assert_eq!(class_of("exited", "none", Some(&waiting)), "sleeping");
+        assert_eq!(class_of("running", "none", Some(&asleep)), "running");
+        // Crashed or stopped by hand: stopped, even though it is a member
+        // with WakeDock labels.
+        let crashed = member(MemberPhase::Stopped, StateName::Asleep);
+        assert_eq!(class_of("exited", "none", Some(&crashed)), "stopped");
+        assert_eq!(label("sleeping", "exited"), "sleeping");
+        assert_eq!(label("stopped", "exited"), "exited");
     }
 
     #[test]

@@ -107,12 +107,13 @@ pub async fn events(
     // Service states (wake-on-request).
     tasks.spawn(
         "ui service states",
-        forward(state.wake.subscribe(), tx.clone(), |s| {
-            Some(
+        forward(state.wake.subscribe(), tx.clone(), |c| match c {
+            crate::wake::Change::State(s) => Some(
                 Event::default()
                     .event("service")
                     .data(serde_json::to_string(&s).unwrap_or_default()),
-            )
+            ),
+            crate::wake::Change::Removed(_) => None,
         }),
     );
 

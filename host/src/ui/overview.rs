@@ -21,6 +21,8 @@ pub struct OverviewPage {
     pub counts: Vec<(&'static str, usize)>,
     /// id → class, for the page's script to recount live.
     pub states_json: String,
+    /// name → id (service documents name their members).
+    pub names_json: String,
     pub services: Vec<ServiceState>,
     pub events: Vec<RecentEvent>,
     pub docker_up: bool,
@@ -45,17 +47,21 @@ pub async fn show(State(state): State<AppState>, u: UiUser) -> UiResult {
     };
     let mut counts: Vec<(&'static str, usize)> = CLASSES.iter().map(|c| (*c, 0)).collect();
     let mut states = serde_json::Map::new();
+    let mut names = serde_json::Map::new();
+    let members = state.wake.memberships();
     for c in &list {
-        let class = class_of(c);
+        let class = class_of(&c.state, &c.health, members.get(&c.name));
         if let Some(n) = counts.iter_mut().find(|(k, _)| *k == class) {
             n.1 += 1;
         }
         states.insert(c.id.clone(), serde_json::Value::from(class));
+        names.insert(c.name.clone(), serde_json::Value::from(c.id.clone()));
     }
     let p = OverviewPage {
         ctx: u.ctx("overview"),
         counts,
         states_json: serde_json::Value::Object(states).to_string(),
+        names_json: serde_json::Value::Object(names).to_string(),
         services: state.wake.snapshot(),
         events: state.ui.recent_events(),
         docker_up: docker_error.is_none(),

@@ -14,31 +14,28 @@ use crate::api::services as api;
 use crate::error::ApiError;
 use crate::http::extract;
 use crate::state::AppState;
+use crate::wake::contract::{
+    MemberStatus, MemberView, ServiceDefinition, ServiceView as ApiView, WakeRecord, WakeResult,
+};
+use crate::wake::MemberPhase;
 
 use super::page::{self, Ctx, UiForm, UiResult, UiUser};
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+/// A member as the page shows it: its name and a word or two.
+#[derive(Debug, Default)]
 pub struct Member {
     pub name: String,
     pub status: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Session {
-    pub remaining_ms: i64,
-    pub last_activity_ms: i64,
-    pub open_connections: i64,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+/// One wake of the history.
+#[derive(Debug)]
 pub struct Wake {
-    pub at_ms: i64,
-    pub duration_ms: u64,
-    pub result: String,
-    pub reason: Option<String>,
+    pub at: String,
+    pub took: String,
+    pub ok: bool,
+    pub result: &'static str,
+    pub reason: String,
 }
 
 /// A service as the page shows it.
@@ -59,7 +56,7 @@ pub struct ServiceView {
     /// Milliseconds until it sleeps, when it has a session.
     pub remaining_ms: Option<i64>,
     pub remaining: String,
-    pub history: Vec<(String, String, Wake)>,
+    pub history: Vec<Wake>,
     pub sleepable: bool,
     /// The definition the edit form starts from.
     pub form: FormView,
@@ -102,107 +99,100 @@ pub fn duration(ms: u64) -> String {
     }
 }
 
-fn text(v: &Value, ptr: &str) -> String {
-    v.pointer(ptr)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
+/// A member in a few words: what WakeDock did with it, else what Docker
+/// says.
+fn member_text(m: &MemberView) -> String {
+    match (m.phase, m.status) {
+        (Some(MemberPhase::Asleep), MemberStatus::Exited { .. } | MemberStatus::Paused) => {
+            "sleeping".into()
+        }
+        (Some(MemberPhase::Stopped), MemberStatus::Exited { exit_code: Some(c) }) => {
+            format!("stopped outside WakeDock (exit {c})")
+        }
+        (Some(MemberPhase::Stopped), _) => "stopped outside WakeDock".into(),
+        (_, MemberStatus::Running { ready: true }) => "running".into(),
+        (_, MemberStatus::Running { ready: false }) => "running, not ready".into(),
+        (_, MemberStatus::Exited { exit_code: Some(c) }) => format!("exited ({c})"),
+        (_, MemberStatus::Exited { exit_code: None }) => "exited".into(),
+        (_, MemberStatus::Missing) => "missing".into(),
+        (_, MemberStatus::Created) => "created".into(),
+        (_, MemberStatus::Paused) => "paused".into(),
+        (_, MemberStatus::Restarting) => "restarting".into(),
+        (_, MemberStatus::Removing) => "removing".into(),
+        (_, MemberStatus::Dead) => "dead".into(),
+    }
 }
 
-fn view(v: &Value) -> ServiceView {
-    let s = v.get("service").cloned().unwrap_or_default();
-    let name = text(&s, "/name");
-    let mut members: Vec<Member> = v
-        .get("members")
-        .and_then(|m| serde_json::from_value(m.clone()).ok())
-        .unwrap_or_default();
-    // The plugin reports e.g. `Running { ready: true }`: the word is enough.
-    for m in &mut members {
-        m.status = m
-            .status
-            .split([' ', '{', '('])
-            .next()
-            .unwrap_or_default()
-            .to_lowercase();
-    }
-    let session: Option<Session> = v
-        .get("session")
-        .filter(|s| !s.is_null())
-        .and_then(|s| serde_json::from_value(s.clone()).ok());
-    let history: Vec<Wake> = v
-        .get("history")
-        .and_then(|h| serde_json::from_value(h.clone()).ok())
-        .unwrap_or_default();
-    let ms = |p: &str| s.pointer(p).and_then(Value::as_u64).unwrap_or(0);
-    let selector = match s.get("selector") {
-        Some(Value::String(x)) => x.clone(),
-        Some(Value::Object(o)) => format!(
-            "{}={}",
-            o.get("key").and_then(Value::as_str).unwrap_or(""),
-            o.get("value").and_then(Value::as_str).unwrap_or("")
-        ),
-        _ => String::new(),
-    };
-    let remaining_ms = session.as_ref().map(|x| x.remaining_ms.max(0));
-    let display = text(&s, "/display_name");
-    ServiceView {
-        title: if display.is_empty() {
-            name.clone()
-        } else {
-            display.clone()
+fn wake_of(w: WakeRecord) -> Wake {
+    Wake {
+        at: super::timestamp(w.at_ms as i64),
+        took: format!("{:.1} s", w.duration_ms as f64 / 1000.0),
+        ok: w.result == WakeResult::Ok,
+        result: match w.result {
+            WakeResult::Ok => "ok",
+            WakeResult::Timeout => "timeout",
+            WakeResult::Failed => "failed",
         },
-        source: text(&s, "/source"),
-        state: text(v, "/state/state"),
-        reason: v
-            .pointer("/state/reason")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        strategy: text(&s, "/strategy"),
-        sleep_mode: text(&s, "/sleep_mode"),
-        idle_timeout: duration(ms("/idle_timeout_ms")),
-        wake_timeout: duration(ms("/wake_timeout_ms")),
-        last_activity: session
+        reason: w.reason.unwrap_or_default(),
+    }
+}
+
+fn view(v: ApiView) -> ServiceView {
+    let d = &v.service;
+    let selector = d.selector.clone().unwrap_or_default();
+    let members: Vec<Member> = v
+        .members
+        .iter()
+        .map(|m| Member {
+            name: m.name.clone(),
+            status: member_text(m),
+        })
+        .collect();
+    let remaining_ms = v.session.as_ref().map(|x| x.remaining_ms as i64);
+    let display = if d.display_name == d.name {
+        String::new()
+    } else {
+        d.display_name.clone()
+    };
+    ServiceView {
+        title: d.display_name.clone(),
+        source: d.source.to_string(),
+        state: v.state.state.to_string(),
+        reason: v.state.reason.clone(),
+        strategy: d.strategy.to_string(),
+        sleep_mode: d.sleep_mode.to_string(),
+        idle_timeout: duration(d.idle_timeout_ms),
+        wake_timeout: duration(d.wake_timeout_ms),
+        last_activity: v
+            .session
             .as_ref()
             .filter(|x| x.last_activity_ms > 0)
-            .map(|x| super::ago(x.last_activity_ms))
+            .map(|x| super::ago(x.last_activity_ms as i64))
             .unwrap_or_else(|| "none".into()),
         remaining: remaining_ms
             .map(|r| duration(r as u64 / 1000 * 1000))
             .unwrap_or_default(),
         remaining_ms,
-        history: history
-            .into_iter()
-            .map(|w| {
-                (
-                    super::timestamp(w.at_ms),
-                    format!("{:.1} s", w.duration_ms as f64 / 1000.0),
-                    w,
-                )
-            })
-            .collect(),
-        sleepable: s.get("sleepable").and_then(Value::as_bool).unwrap_or(true),
+        sleepable: d.sleepable,
         form: FormView {
-            name: name.clone(),
+            name: d.name.clone(),
             display_name: display,
             members: if selector.is_empty() {
-                members
-                    .iter()
-                    .map(|m| m.name.clone())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                d.members.join(", ")
             } else {
                 String::new()
             },
             selector: selector.clone(),
-            idle_timeout: duration(ms("/idle_timeout_ms")),
-            wake_timeout: duration(ms("/wake_timeout_ms")),
-            strategy: text(&s, "/strategy"),
-            sleep_mode: text(&s, "/sleep_mode"),
+            idle_timeout: duration(d.idle_timeout_ms),
+            wake_timeout: duration(d.wake_timeout_ms),
+            strategy: d.strategy.to_string(),
+            sleep_mode: d.sleep_mode.to_string(),
             ..Default::default()
         },
+        history: v.history.into_iter().map(wake_of).collect(),
         selector,
         members,
-        name,
+        name: v.service.name,
     }
 }
 
@@ -217,6 +207,8 @@ pub struct ListPage {
     /// The service whose edit form is open, after a failed save.
     pub editing: String,
     pub unavailable: Option<String>,
+    /// Caddy bridges subscribed to this host right now.
+    pub bridges: usize,
 }
 
 async fn render(state: &AppState, u: &UiUser, new: FormView, edited: Option<FormView>) -> UiResult {
@@ -224,28 +216,8 @@ async fn render(state: &AppState, u: &UiUser, new: FormView, edited: Option<Form
         match api::list(State(state.clone()), u.user.clone()).await {
             Ok(v) => {
                 let v = v.0;
-                let list = v
-                    .get("services")
-                    .and_then(Value::as_array)
-                    .map(|l| l.iter().map(view).collect())
-                    .unwrap_or_default();
-                let errs = v
-                    .get("errors")
-                    .and_then(Value::as_array)
-                    .map(|l| {
-                        l.iter()
-                            .map(|e| {
-                                format!(
-                                    "{} {}: {}",
-                                    text(e, "/service"),
-                                    text(e, "/field"),
-                                    text(e, "/message")
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                (list, errs, None)
+                let errs = v.errors.iter().map(ToString::to_string).collect();
+                (v.services.into_iter().map(view).collect(), errs, None)
             }
             Err(e) => (Vec::new(), Vec::new(), Some(page::describe(&e))),
         };
@@ -266,6 +238,7 @@ async fn render(state: &AppState, u: &UiUser, new: FormView, edited: Option<Form
             new,
             editing: editing.clone(),
             unavailable,
+            bridges: state.wake.connected_bridges(),
         },
     );
     if failed || !editing.is_empty() {
@@ -359,13 +332,9 @@ fn errors_into(form: &mut FormView, e: &ApiError) {
         "sleep_mode",
     ];
     match e {
-        ApiError::Service {
-            errors: Some(Value::Array(list)),
-            ..
-        } if !list.is_empty() => {
-            for item in list {
-                let field = text(item, "/field");
-                let msg = text(item, "/message");
+        ApiError::Service { errors, .. } if !errors.is_empty() => {
+            for item in errors {
+                let (field, msg) = (item.field.clone(), item.message.clone());
                 if fields.contains(&field.as_str()) {
                     form.errors.push((field, msg));
                 } else if field.is_empty() {
@@ -405,7 +374,8 @@ pub async fn create(State(state): State<AppState>, f: UiForm<ServiceForm>) -> Ui
 
 /// The parts of a stored definition the form does not show, so an edit
 /// keeps them.
-fn kept_fields(service: &Value) -> Map<String, Value> {
+fn kept_fields(definition: &ServiceDefinition) -> Map<String, Value> {
+    let service = serde_json::to_value(definition).unwrap_or_default();
     let mut keep = Map::new();
     for k in [
         "optional",
@@ -459,13 +429,11 @@ pub async fn act(
     match action.as_str() {
         "wake" => {
             let r = api::wake(State(state), user, extract::Path(name.clone())).await;
-            page::after(u, "services", "/services", r, |v| {
-                match v.0.get("waited_ms").and_then(Value::as_u64) {
-                    Some(ms) if ms > 0 => {
-                        format!("{name} is awake (woke in {:.1} s).", ms as f64 / 1000.0)
-                    }
-                    _ => format!("{name} is awake."),
+            page::after(u, "services", "/services", r, |v| match v.0.waited_ms {
+                ms if ms > 0 => {
+                    format!("{name} is awake (woke in {:.1} s).", ms as f64 / 1000.0)
                 }
+                _ => format!("{name} is awake."),
             })
         }
         "sleep" => {
@@ -502,7 +470,7 @@ pub async fn act(
                 extract::Path(name.clone()),
             )
             .await
-            .map(|v| kept_fields(v.0.get("service").unwrap_or(&Value::Null)))
+            .map(|v| kept_fields(&v.0.service))
             .unwrap_or_default();
             let mut fields = f.form.fields;
             fields.name = name.clone();
@@ -537,6 +505,7 @@ pub async fn act(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wakedock_plugin_wake::service::{parse_def, Source};
 
     #[test]
     fn durations_read_like_the_config() {
@@ -559,7 +528,15 @@ mod tests {
             d,
             json!({"name": "web", "members": ["a", "b", "c"], "idle_timeout": "5m"})
         );
-        let keep = kept_fields(&json!({"theme": "dark", "optional": [], "utc_offset_min": -90}));
+        let mut def = parse_def(
+            &json!({"name": "web", "members": ["a"], "theme": "dark", "utc_offset": "-01:30"}),
+        )
+        .unwrap()
+        .validate(Source::Api)
+        .unwrap()
+        .definition();
+        def.optional.clear();
+        let keep = kept_fields(&def);
         assert_eq!(keep.get("theme"), Some(&json!("dark")));
         assert!(!keep.contains_key("optional"));
         assert_eq!(keep.get("utc_offset"), Some(&json!("-01:30")));
@@ -567,17 +544,55 @@ mod tests {
 
     #[test]
     fn the_plugin_list_becomes_views() {
-        let v = view(&json!({
-            "service": {"name": "web", "display_name": "", "source": "api", "idle_timeout_ms": 300000,
-                        "wake_timeout_ms": 30000, "strategy": "blocking", "sleep_mode": "stop", "selector": null},
-            "state": {"service": "web", "state": "awake", "strategy": "blocking"},
-            "members": [{"name": "web-1", "status": "Running"}],
-            "session": {"remaining_ms": 120500, "last_activity_ms": 1, "open_connections": 0},
-            "history": [{"at_ms": 0, "duration_ms": 1250, "result": "ok"}],
-        }));
+        let def =
+            parse_def(&json!({"name": "web", "members": ["web-1", "web-2"], "idle_timeout": "5m"}))
+                .unwrap()
+                .validate(Source::Api)
+                .unwrap();
+        let state = wakedock_plugin_wake::state::document(
+            &def,
+            wakedock_plugin_wake::state::Next::plain(crate::wake::StateName::Awake),
+            0,
+            1,
+        );
+        let v = view(ApiView {
+            service: def.definition(),
+            state,
+            members: vec![
+                MemberView {
+                    name: "web-1".into(),
+                    status: MemberStatus::Running { ready: true },
+                    phase: None,
+                },
+                MemberView {
+                    name: "web-2".into(),
+                    status: MemberStatus::Exited {
+                        exit_code: Some(137),
+                    },
+                    phase: Some(MemberPhase::Asleep),
+                },
+            ],
+            session: Some(crate::wake::contract::SessionView {
+                expires_at_ms: 0,
+                remaining_ms: 120_500,
+                last_activity_ms: 1,
+                open_connections: 0,
+                requests: 0,
+                adopted: false,
+            }),
+            history: vec![WakeRecord {
+                at_ms: 0,
+                duration_ms: 1250,
+                result: WakeResult::Ok,
+                reason: None,
+            }],
+        });
         assert_eq!((v.state.as_str(), v.title.as_str()), ("awake", "web"));
         assert_eq!(v.remaining, "2m");
-        assert_eq!(v.form.members, "web-1");
-        assert_eq!(v.history[0].1, "1.2 s");
+        assert_eq!(v.form.members, "web-1, web-2");
+        assert_eq!(v.history[0].took, "1.2 s");
+        // Member status as words, never Rust Debug text.
+        let words: Vec<&str> = v.members.iter().map(|m| m.status.as_str()).collect();
+        assert_eq!(words, ["running", "sleeping"]);
     }
 }

@@ -1,5 +1,6 @@
-//! Hands the config file's `services:` list (and WakeDock's own container)
-//! to the wake plugin as its configuration.
+//! Hands the config file's `services:` list, WakeDock's own container and
+//! the install's scope (`wakedock.instance`) to the wake plugin as its
+//! configuration.
 
 use crate::config::PluginDecl;
 use crate::plugins::PluginPackage;
@@ -7,13 +8,15 @@ use crate::plugins::PluginPackage;
 use super::WAKE_PLUGIN;
 
 /// `declared` with the wake plugin's config extended by
-/// `{"services": services, "self_container": own}`. Other plugins, and
+/// `{"services": services, "self_container": own, "instance": instance}`
+/// (the last two only when known). Other plugins, and
 /// entries whose manifest cannot be read (the plugin manager reports
 /// those), are returned unchanged.
 pub fn with_wake_config(
     declared: &[PluginDecl],
     services: &[serde_json::Value],
     own_container: Option<&str>,
+    instance: Option<&str>,
 ) -> Vec<PluginDecl> {
     declared
         .iter()
@@ -35,6 +38,9 @@ pub fn with_wake_config(
             );
             if let Some(own) = own_container {
                 config.insert("self_container".into(), own.into());
+            }
+            if let Some(instance) = instance {
+                config.insert("instance".into(), instance.into());
             }
             PluginDecl {
                 config: Some(serde_json::Value::Object(config)),

@@ -7,15 +7,21 @@
 //! - [`order`]: start/stop waves from `depends_on`;
 //! - [`session`]: sessions with absolute expiry, open-connection holds,
 //!   adoption of running containers, sleep plans;
-//! - [`state`]: the service state machine and the published `ServiceState`;
+//! - [`state`]: the published service states, and what an observation of
+//!   the members says about changes made outside WakeDock;
 //! - [`ignore`]: user-agent and path ignore lists;
-//! - [`schedule`]: windows during which a service is kept awake.
+//! - [`schedule`]: windows during which a service is kept awake;
+//! - [`scope`]: which containers an install with a `wakedock.instance`
+//!   name considers.
 //!
-//! The glue (`glue`, wasm only) wires them to the host.
+//! [`contract`] holds the wire types shared with the host and the Caddy
+//! bridge. The glue (`glue`, wasm only) wires it all to the host.
 
+pub mod contract;
 pub mod ignore;
 pub mod order;
 pub mod schedule;
+pub mod scope;
 pub mod service;
 pub mod session;
 pub mod state;

@@ -29,6 +29,7 @@ pub const LABEL_PREFIX: &str = "wakedock.";
 
 /// A definition error: `service "blog": idle_timeout: "10x" is not a duration`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct ValidationError {
     /// The service name as written (may itself be invalid).
     pub service: String,
@@ -130,32 +131,11 @@ fn is_slug(s: &str) -> bool {
         && s.as_bytes()[0] != b'-'
 }
 
-/// How a request for a sleeping service is answered.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Strategy {
-    /// Hold the request until the service is ready (or the wake timeout).
-    #[default]
-    Blocking,
-    /// Answer with the waiting page, which reloads when the service is awake.
-    Dynamic,
-}
-
-impl Strategy {
-    /// Parses `blocking` / `dynamic`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s.trim() {
-            "blocking" => Ok(Strategy::Blocking),
-            "dynamic" => Ok(Strategy::Dynamic),
-            other => Err(format!(
-                "unknown strategy \"{other}\" (use \"blocking\" or \"dynamic\")"
-            )),
-        }
-    }
-}
+pub use crate::contract::Strategy;
 
 /// How a service's members are put to sleep.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum SleepMode {
     /// `docker stop` (frees memory; slower wake).
@@ -163,6 +143,15 @@ pub enum SleepMode {
     Stop,
     /// `docker pause` (keeps memory; fast wake).
     Pause,
+}
+
+impl fmt::Display for SleepMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SleepMode::Stop => "stop",
+            SleepMode::Pause => "pause",
+        })
+    }
 }
 
 impl SleepMode {
@@ -296,6 +285,7 @@ impl Selector {
 
 /// Where a definition came from; also the precedence order (first wins).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Source {
     /// The config file's `services:` list.
@@ -322,6 +312,7 @@ impl fmt::Display for Source {
 /// A service as written in the config file or sent to the API (snake_case
 /// JSON). Labels are parsed into the same shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ServiceDef {
     /// Slug: `[a-z0-9][a-z0-9-]{0,62}`.
@@ -723,6 +714,39 @@ impl Service {
         }
     }
 
+    /// The definition as `/api/v1/services` shows it.
+    pub fn definition(&self) -> crate::contract::ServiceDefinition {
+        crate::contract::ServiceDefinition {
+            name: self.name.clone(),
+            display_name: self.display_name.clone(),
+            members: self.members.clone(),
+            selector: self
+                .selector
+                .as_ref()
+                .map(|s| format!("{}={}", s.key, s.value)),
+            optional: self.optional.iter().cloned().collect(),
+            one_shot: self.one_shot.iter().cloned().collect(),
+            depends_on: self.depends_on.clone(),
+            ready: self
+                .ready
+                .iter()
+                .map(|(m, r)| (m.clone(), r.to_string()))
+                .collect(),
+            idle_timeout_ms: self.idle_timeout_ms,
+            wake_timeout_ms: self.wake_timeout_ms,
+            sleep_mode: self.sleep_mode,
+            strategy: self.strategy,
+            theme: self.theme.clone(),
+            ignore_user_agents: self.ignore_user_agents.clone(),
+            ignore_paths: self.ignore_paths.clone(),
+            sleepable: self.sleepable,
+            schedule: self.schedule.iter().map(ToString::to_string).collect(),
+            utc_offset_min: self.utc_offset_min,
+            source: self.source,
+            shadowed: self.shadowed.clone(),
+        }
+    }
+
     /// Whether `member` is awaited on wake (not optional).
     pub fn is_required(&self, member: &str) -> bool {
         !self.optional.contains(member)
@@ -1109,6 +1133,9 @@ pub struct WakeConfig {
     /// WakeDock's own container: never put to sleep.
     #[serde(default)]
     pub self_container: Option<String>,
+    /// The install's `wakedock.instance` (see [`crate::scope`]).
+    #[serde(default)]
+    pub instance: Option<String>,
 }
 
 impl WakeConfig {

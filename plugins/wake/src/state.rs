@@ -1,264 +1,259 @@
-//! The service state machine and the `ServiceState` document the host
-//! publishes (event `wake.state`, the bridge's `/subscribe` stream).
+//! Service states: the documents the plugin publishes (event `wake.state`,
+//! kept by the host's hub), and what an observation of the members says
+//! about changes made outside WakeDock.
+//!
+//! Only operations (which the host runs one at a time per service) publish
+//! `waking` and `going-to-sleep`. An observation never starts anything and
+//! never says `waking`: it only notices that a service started by hand is
+//! `awake`, that one whose member stopped outside WakeDock is `asleep`
+//! (so the next request wakes it), or that a member is missing (`failed`).
 
 use std::collections::BTreeMap;
-use std::fmt;
 
-use serde::{Deserialize, Serialize};
+pub use crate::contract::{MemberPhase, MemberProgress, MemberStatus, ServiceState, StateName};
+use crate::service::Service;
 
-use crate::service::{Service, Strategy};
-
-/// State of a service.
+/// A state to publish: its name, reason and members (see
+/// [`ServiceState::members`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum State {
-    Asleep,
-    Waking,
-    Awake,
-    GoingToSleep,
-    Failed { reason: String },
-}
-
-/// The state's name alone (the `state` field of [`ServiceState`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StateName {
-    Asleep,
-    Waking,
-    Awake,
-    GoingToSleep,
-    Failed,
-}
-
-/// A transition the state machine does not allow.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransitionError {
-    pub from: StateName,
-    pub to: StateName,
-}
-
-impl fmt::Display for TransitionError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "no transition from {} to {}",
-            self.from.as_str(),
-            self.to.as_str()
-        )
-    }
-}
-
-impl std::error::Error for TransitionError {}
-
-impl StateName {
-    /// `asleep`, `waking`, `awake`, `going-to-sleep` or `failed`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StateName::Asleep => "asleep",
-            StateName::Waking => "waking",
-            StateName::Awake => "awake",
-            StateName::GoingToSleep => "going-to-sleep",
-            StateName::Failed => "failed",
-        }
-    }
-}
-
-impl State {
-    /// The state's name.
-    pub fn name(&self) -> StateName {
-        match self {
-            State::Asleep => StateName::Asleep,
-            State::Waking => StateName::Waking,
-            State::Awake => StateName::Awake,
-            State::GoingToSleep => StateName::GoingToSleep,
-            State::Failed { .. } => StateName::Failed,
-        }
-    }
-
-    /// The failure reason, if failed.
-    pub fn reason(&self) -> Option<&str> {
-        match self {
-            State::Failed { reason } => Some(reason),
-            _ => None,
-        }
-    }
-
-    /// Whether the machine allows going from `self` to `next`. Staying in
-    /// the same state is not a transition (except a failure whose reason
-    /// changed).
-    ///
-    /// - asleep → waking (a request), awake (found running), failed
-    /// - waking → awake, failed (timeout, exit), going-to-sleep (wake
-    ///   abandoned), asleep (stopped by hand mid-wake)
-    /// - awake → going-to-sleep (expiry), waking (a member restarted or is
-    ///   no longer ready), asleep (stopped by hand), failed
-    /// - going-to-sleep → asleep, waking (a request arrived), awake (sleep
-    ///   abandoned, e.g. a stop failed), failed
-    /// - failed → waking (retry), asleep, awake (recovered), going-to-sleep
-    pub fn can_transition_to(&self, next: &State) -> bool {
-        use StateName::*;
-        match (self.name(), next.name()) {
-            (Failed, Failed) => self != next,
-            (a, b) if a == b => false,
-            (Asleep, GoingToSleep) => false,
-            _ => true,
-        }
-    }
-
-    /// `next` if the transition is allowed.
-    pub fn transition(&self, next: State) -> Result<State, TransitionError> {
-        if self.can_transition_to(&next) {
-            Ok(next)
-        } else {
-            Err(TransitionError {
-                from: self.name(),
-                to: next.name(),
-            })
-        }
-    }
-}
-
-/// One member's progress during a wake, for the waiting page: `waiting`,
-/// `starting`, `ready` (or `done` for a one-shot member), `failed`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberProgress {
-    pub name: String,
-    pub status: String,
-}
-
-/// What the host publishes per service:
-/// `{"service","state","strategy","wake_timeout_ms","ignore_user_agents",
-/// "ignore_paths","display_name","reason","theme","members"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServiceState {
-    pub service: String,
+pub struct Next {
     pub state: StateName,
-    pub strategy: Strategy,
-    pub wake_timeout_ms: u64,
-    pub ignore_user_agents: Vec<String>,
-    pub ignore_paths: Vec<String>,
-    pub display_name: String,
     pub reason: Option<String>,
-    /// The waiting page's theme (`auto`, `light`, `dark`).
-    #[serde(default)]
-    pub theme: Option<String>,
-    /// Required members' progress; empty outside a wake.
-    #[serde(default)]
     pub members: Vec<MemberProgress>,
 }
 
-impl ServiceState {
-    /// The document for `service` in `state`.
-    pub fn of(service: &Service, state: &State) -> Self {
-        ServiceState {
-            service: service.name.clone(),
-            state: state.name(),
-            strategy: service.strategy,
-            wake_timeout_ms: service.wake_timeout_ms,
-            ignore_user_agents: service.ignore_user_agents.clone(),
-            ignore_paths: service.ignore_paths.clone(),
-            display_name: service.display_name.clone(),
-            reason: state.reason().map(str::to_owned),
-            theme: service.theme.clone(),
+impl Next {
+    /// `state` with no reason and no members.
+    pub fn plain(state: StateName) -> Self {
+        Next {
+            state,
+            reason: None,
             members: Vec::new(),
+        }
+    }
+
+    pub fn failed(reason: impl Into<String>, members: Vec<MemberProgress>) -> Self {
+        Next {
+            state: StateName::Failed,
+            reason: Some(reason.into()),
+            members,
+        }
+    }
+
+    /// Asleep, with `members` put to sleep.
+    pub fn asleep<'a>(members: impl IntoIterator<Item = &'a String>) -> Self {
+        Next {
+            state: StateName::Asleep,
+            reason: None,
+            members: phases(members, MemberPhase::Asleep),
         }
     }
 }
 
-/// A member container as observed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MemberStatus {
-    /// No such container.
-    Missing,
-    Created,
-    /// Running; `ready` per the member's readiness rule (never merely
-    /// because it runs).
-    Running {
-        ready: bool,
-    },
-    Paused,
-    Restarting,
-    Removing,
-    /// Exited, with its exit code when known.
-    Exited {
-        code: Option<i32>,
-    },
-    Dead,
+/// `names`, each in `phase`.
+pub fn phases<'a>(
+    names: impl IntoIterator<Item = &'a String>,
+    phase: MemberPhase,
+) -> Vec<MemberProgress> {
+    names
+        .into_iter()
+        .map(|n| MemberProgress {
+            name: n.clone(),
+            status: phase,
+        })
+        .collect()
 }
 
-impl MemberStatus {
-    fn active(self) -> bool {
-        matches!(
-            self,
-            MemberStatus::Running { .. } | MemberStatus::Restarting
-        )
+/// The document of `service` in `next`, following a document whose
+/// sequence number was `prev_seq`. The sequence grows with every change
+/// and, taken from the clock when that is ahead, keeps growing even if the
+/// plugin's storage was wiped.
+pub fn document(service: &Service, next: Next, prev_seq: u64, now_ms: u64) -> ServiceState {
+    ServiceState {
+        service: service.name.clone(),
+        state: next.state,
+        strategy: service.strategy,
+        wake_timeout_ms: service.wake_timeout_ms,
+        ignore_user_agents: service.ignore_user_agents.clone(),
+        ignore_paths: service.ignore_paths.clone(),
+        display_name: service.display_name.clone(),
+        reason: next.reason,
+        theme: service.theme.clone(),
+        members: next.members,
+        seq: prev_seq.saturating_add(1).max(now_ms),
     }
 }
 
-/// Derives a service's state from its members.
-///
-/// Optional members are ignored. For required members:
-/// - a missing or dead member, or a one-shot member that exited non-zero →
-///   failed (a member that exited non-zero while waking, too);
-/// - none active (running/restarting; paused counts as asleep) → asleep;
-/// - every long-running member running and ready, no one-shot still
-///   running → awake;
-/// - otherwise in between: going-to-sleep if that is where it was, else
-///   waking.
-pub fn derive_state(
-    service: &Service,
-    members: &BTreeMap<String, MemberStatus>,
-    previous: Option<&State>,
-) -> State {
+/// Whether two documents say the same (their sequence numbers aside).
+pub fn same(a: &ServiceState, b: &ServiceState) -> bool {
+    ServiceState {
+        seq: 0,
+        ..a.clone()
+    } == ServiceState {
+        seq: 0,
+        ..b.clone()
+    }
+}
+
+fn status_of(members: &BTreeMap<String, MemberStatus>, m: &str) -> MemberStatus {
+    members.get(m).copied().unwrap_or(MemberStatus::Missing)
+}
+
+/// Why the service cannot work as it stands: a required member is missing
+/// or dead, or a one-shot member exited non-zero.
+pub fn failure(service: &Service, members: &BTreeMap<String, MemberStatus>) -> Option<String> {
+    for m in service.members.iter().filter(|m| service.is_required(m)) {
+        match status_of(members, m) {
+            MemberStatus::Missing => return Some(format!("member \"{m}\" not found")),
+            MemberStatus::Dead => return Some(format!("member \"{m}\" is dead")),
+            MemberStatus::Exited { exit_code: Some(c) } if c != 0 && service.is_one_shot(m) => {
+                return Some(format!("one-shot member \"{m}\" exited with code {c}"))
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Whether the service serves: every required long-running member runs
+/// and is ready, no required one-shot member is still running, and (for a
+/// service of one-shot members only) they all finished with exit 0.
+pub fn all_ready(service: &Service, members: &BTreeMap<String, MemberStatus>) -> bool {
     let required: Vec<&String> = service
         .members
         .iter()
         .filter(|m| service.is_required(m))
         .collect();
-    let status = |m: &str| members.get(m).copied().unwrap_or(MemberStatus::Missing);
-    let was = previous.map(State::name);
-
-    for m in &required {
-        let fail = |reason: String| State::Failed { reason };
-        match status(m) {
-            MemberStatus::Missing => return fail(format!("member \"{m}\" not found")),
-            MemberStatus::Dead => return fail(format!("member \"{m}\" is dead")),
-            MemberStatus::Exited { code: Some(c) } if c != 0 && service.is_one_shot(m) => {
-                return fail(format!("one-shot member \"{m}\" exited with code {c}"))
-            }
-            MemberStatus::Exited { code: Some(c) } if c != 0 && was == Some(StateName::Waking) => {
-                return fail(format!("member \"{m}\" exited with code {c} while waking"))
-            }
-            _ => {}
-        }
+    if required.is_empty() {
+        return false;
     }
-
-    if !required.iter().any(|m| status(m).active()) {
-        // Only one-shot members, all done: nothing to keep running.
-        let all_one_shot_done = !required.is_empty()
-            && required.iter().all(|m| {
-                service.is_one_shot(m) && status(m) == MemberStatus::Exited { code: Some(0) }
-            });
-        return if all_one_shot_done {
-            State::Awake
-        } else {
-            State::Asleep
-        };
-    }
-
-    let awake = required.iter().all(|m| {
+    let long_running = required.iter().any(|m| !service.is_one_shot(m));
+    required.iter().all(|m| {
+        let st = status_of(members, m);
         if service.is_one_shot(m) {
-            !status(m).active()
+            if long_running {
+                !st.active()
+            } else {
+                st == MemberStatus::Exited { exit_code: Some(0) }
+            }
         } else {
-            status(m) == MemberStatus::Running { ready: true }
+            st == MemberStatus::Running { ready: true }
         }
-    });
-    if awake {
-        State::Awake
-    } else if was == Some(StateName::GoingToSleep) {
-        State::GoingToSleep
+    })
+}
+
+/// Required long-running members that are not running.
+pub fn down(service: &Service, members: &BTreeMap<String, MemberStatus>) -> Vec<String> {
+    service
+        .members
+        .iter()
+        .filter(|m| service.is_required(m) && !service.is_one_shot(m))
+        .filter(|m| !matches!(status_of(members, m), MemberStatus::Running { .. }))
+        .cloned()
+        .collect()
+}
+
+fn stopped_outside(names: &[String], exit_code: Option<i32>) -> Next {
+    let list = names
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let who = if names.len() == 1 {
+        "member"
     } else {
-        State::Waking
+        "members"
+    };
+    let code = exit_code
+        .map(|c| format!(" (exit code {c})"))
+        .unwrap_or_default();
+    Next {
+        state: StateName::Asleep,
+        reason: Some(format!("{who} {list} stopped outside WakeDock{code}")),
+        members: phases(names, MemberPhase::Stopped),
     }
+}
+
+/// The state to publish after observing the members while no operation
+/// runs on the service; `None` keeps `prev`.
+///
+/// - a missing or dead member, or a failed one-shot member → `failed`;
+/// - `awake` stays awake while its required members run; one that stopped
+///   (outside WakeDock: operations are not observed) makes it `asleep`,
+///   naming it, so the next request wakes it;
+/// - `asleep` and `failed` stay until every required member is ready
+///   (started by hand), then `awake`;
+/// - no document yet, or a `waking`/`going-to-sleep` left by an operation
+///   that is no longer running (the host restarted): `awake` if ready,
+///   else `asleep` with the inactive members.
+pub fn reconcile(
+    service: &Service,
+    prev: Option<&ServiceState>,
+    members: &BTreeMap<String, MemberStatus>,
+) -> Option<Next> {
+    if let Some(reason) = failure(service, members) {
+        let unchanged = prev.is_some_and(|p| {
+            p.state == StateName::Failed && p.reason.as_deref() == Some(reason.as_str())
+        });
+        return (!unchanged).then(|| Next::failed(reason, Vec::new()));
+    }
+    let ready = all_ready(service, members);
+    match prev.map(|p| p.state) {
+        Some(StateName::Awake) => {
+            let down = down(service, members);
+            (!down.is_empty()).then(|| stopped_outside(&down, None))
+        }
+        Some(StateName::Asleep | StateName::Failed) => ready.then(|| Next::plain(StateName::Awake)),
+        None | Some(StateName::Waking | StateName::GoingToSleep) => Some(if ready {
+            Next::plain(StateName::Awake)
+        } else {
+            Next::asleep(
+                service
+                    .members
+                    .iter()
+                    .filter(|m| !status_of(members, m).active()),
+            )
+        }),
+    }
+}
+
+/// The same state republished when the definition's parts of the document
+/// (strategy, wake timeout, ignore lists, display name, theme) changed
+/// since it was stored; `None` if they did not.
+pub fn refreshed(service: &Service, prev: &ServiceState) -> Option<Next> {
+    let next = Next {
+        state: prev.state,
+        reason: prev.reason.clone(),
+        members: prev.members.clone(),
+    };
+    (!same(&document(service, next.clone(), prev.seq, 0), prev)).then_some(next)
+}
+
+/// What to publish after observing the members: [`reconcile`], else
+/// [`refreshed`].
+pub fn observed(
+    service: &Service,
+    prev: Option<&ServiceState>,
+    members: &BTreeMap<String, MemberStatus>,
+) -> Option<Next> {
+    reconcile(service, prev, members).or_else(|| prev.and_then(|p| refreshed(service, p)))
+}
+
+/// A member stopped or died (a container event) while no operation runs
+/// on the service: an `awake` service whose required long-running member
+/// it is goes `asleep` at once, naming it, so bridges hold requests and
+/// wake it instead of proxying to a dead upstream. `None` otherwise.
+pub fn member_stopped(
+    service: &Service,
+    prev: Option<&ServiceState>,
+    member: &str,
+    exit_code: Option<i32>,
+) -> Option<Next> {
+    let counts = service.members.iter().any(|m| m == member)
+        && service.is_required(member)
+        && !service.is_one_shot(member);
+    let awake = prev.is_some_and(|p| p.state == StateName::Awake);
+    (counts && awake).then(|| stopped_outside(&[member.to_owned()], exit_code))
 }
 
 #[cfg(test)]
@@ -282,121 +277,196 @@ mod tests {
         .unwrap()
     }
 
-    fn failed(r: &str) -> State {
-        State::Failed { reason: r.into() }
+    const R: MemberStatus = Running { ready: true };
+    const NR: MemberStatus = Running { ready: false };
+    const OK: MemberStatus = Exited { exit_code: Some(0) };
+    const KILLED: MemberStatus = Exited {
+        exit_code: Some(137),
+    };
+
+    fn members(st: [MemberStatus; 4]) -> BTreeMap<String, MemberStatus> {
+        ["app", "db", "migrate", "cache"]
+            .iter()
+            .zip(st)
+            .map(|(n, s)| ((*n).to_owned(), s))
+            .collect()
+    }
+
+    fn doc(state: StateName) -> ServiceState {
+        document(&stack(), Next::plain(state), 0, 1)
+    }
+
+    fn name(n: Option<Next>) -> Option<StateName> {
+        n.map(|n| n.state)
     }
 
     #[test]
-    fn derivation_table() {
+    fn observations_never_say_waking() {
+        use StateName::*;
         let s = stack();
-        const R: MemberStatus = Running { ready: true };
-        const NR: MemberStatus = Running { ready: false };
-        const OK: MemberStatus = Exited { code: Some(0) };
-        type Case = (&'static str, [MemberStatus; 4], Option<State>, State);
-        // members: app, db, migrate, cache(optional)
+        type Case = (
+            &'static str,
+            [MemberStatus; 4],
+            Option<StateName>,
+            Option<StateName>,
+        );
+        // members: app, db, migrate (one-shot), cache (optional)
         let cases: Vec<Case> = vec![
             (
-                "all stopped",
-                [OK, Exited { code: Some(0) }, Created, Created],
+                "new, all stopped",
+                [OK, OK, Created, Created],
                 None,
-                State::Asleep,
+                Some(Asleep),
             ),
             (
-                "never started",
-                [Created, Created, Created, Created],
+                "new, paused",
+                [Paused, Paused, OK, Paused],
                 None,
-                State::Asleep,
+                Some(Asleep),
             ),
-            ("paused", [Paused, Paused, OK, Paused], None, State::Asleep),
+            ("new, all ready", [R, R, OK, R], None, Some(Awake)),
+            ("new, booting", [NR, R, OK, R], None, Some(Asleep)),
             (
-                "all ready, migration done",
+                "awake, optional down",
+                [R, R, OK, KILLED],
+                Some(Awake),
+                None,
+            ),
+            (
+                "awake, not ready for a moment",
+                [NR, R, OK, R],
+                Some(Awake),
+                None,
+            ),
+            (
+                "awake, app stopped by hand",
+                [KILLED, R, OK, R],
+                Some(Awake),
+                Some(Asleep),
+            ),
+            (
+                "asleep after a sleep: exit 137",
+                [KILLED, OK, OK, OK],
+                Some(Asleep),
+                None,
+            ),
+            (
+                "asleep, app booting by hand",
+                [NR, R, OK, R],
+                Some(Asleep),
+                None,
+            ),
+            (
+                "asleep, started by hand and ready",
                 [R, R, OK, R],
+                Some(Asleep),
+                Some(Awake),
+            ),
+            (
+                "failed wake stays failed",
+                [OK, OK, OK, OK],
+                Some(Failed),
                 None,
-                State::Awake,
             ),
             (
-                "optional member down is fine",
-                [R, R, OK, Exited { code: Some(1) }],
-                None,
-                State::Awake,
+                "failed, recovered by hand",
+                [R, R, OK, R],
+                Some(Failed),
+                Some(Awake),
             ),
             (
-                "migration never ran, app started by hand",
-                [R, R, Created, Created],
-                None,
-                State::Awake,
-            ),
-            ("running but not ready", [NR, R, OK, R], None, State::Waking),
-            (
-                "db up, migration running",
-                [Created, R, R, Created],
-                None,
-                State::Waking,
+                "stale waking (host restarted)",
+                [KILLED, R, OK, R],
+                Some(Waking),
+                Some(Asleep),
             ),
             (
-                "migration running with app ready",
-                [R, R, R, R],
-                None,
-                State::Waking,
-            ),
-            ("restarting", [Restarting, R, OK, R], None, State::Waking),
-            (
-                "partially stopped while going to sleep",
-                [Exited { code: Some(0) }, R, OK, R],
-                Some(State::GoingToSleep),
-                State::GoingToSleep,
-            ),
-            (
-                "partially started",
-                [Exited { code: Some(0) }, R, OK, R],
-                Some(State::Asleep),
-                State::Waking,
+                "stale going-to-sleep",
+                [OK, OK, OK, OK],
+                Some(GoingToSleep),
+                Some(Asleep),
             ),
             (
                 "migration failed",
-                [Created, R, Exited { code: Some(2) }, R],
-                None,
-                failed("one-shot member \"migrate\" exited with code 2"),
+                [Created, R, Exited { exit_code: Some(2) }, R],
+                Some(Asleep),
+                Some(Failed),
             ),
-            (
-                "migration failed, asleep",
-                [Created, Created, Exited { code: Some(2) }, Created],
-                None,
-                failed("one-shot member \"migrate\" exited with code 2"),
-            ),
-            (
-                "app crashed while waking",
-                [Exited { code: Some(137) }, R, OK, R],
-                Some(State::Waking),
-                failed("member \"app\" exited with code 137 while waking"),
-            ),
-            (
-                "app stopped by hand (137) while awake",
-                [Exited { code: Some(137) }, R, OK, R],
-                Some(State::Awake),
-                State::Waking,
-            ),
-            (
-                "missing",
-                [Missing, R, OK, R],
-                None,
-                failed("member \"app\" not found"),
-            ),
-            (
-                "dead",
-                [R, Dead, OK, R],
-                None,
-                failed("member \"db\" is dead"),
-            ),
+            ("missing", [Missing, R, OK, R], Some(Awake), Some(Failed)),
+            ("dead", [R, Dead, OK, R], Some(Awake), Some(Failed)),
         ];
         for (label, st, prev, want) in cases {
-            let members: BTreeMap<String, MemberStatus> = ["app", "db", "migrate", "cache"]
-                .iter()
-                .zip(st)
-                .map(|(n, s)| ((*n).to_owned(), s))
-                .collect();
-            assert_eq!(derive_state(&s, &members, prev.as_ref()), want, "{label}");
+            let prev = prev.map(doc);
+            let got = reconcile(&s, prev.as_ref(), &members(st));
+            assert_eq!(name(got.clone()), want, "{label}: {got:?}");
+            assert_ne!(name(got), Some(Waking), "{label}");
         }
+    }
+
+    #[test]
+    fn what_an_observation_says() {
+        let s = stack();
+        // A new service's stopped members are asleep (a request wakes them).
+        let n = reconcile(&s, None, &members([OK, R, OK, OK])).unwrap();
+        let names: Vec<&str> = n.members.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["app", "migrate", "cache"]);
+        assert!(n.members.iter().all(|m| m.status == MemberPhase::Asleep));
+        // A member stopped outside WakeDock is named, and stopped (not asleep).
+        let n = reconcile(
+            &s,
+            Some(&doc(StateName::Awake)),
+            &members([KILLED, R, OK, R]),
+        )
+        .unwrap();
+        assert_eq!(
+            n.reason.as_deref(),
+            Some("member \"app\" stopped outside WakeDock")
+        );
+        assert_eq!(n.members, phases(&["app".to_owned()], MemberPhase::Stopped));
+        // An unchanged failure is not published again; a new one is.
+        let failed = document(&s, Next::failed("member \"app\" not found", vec![]), 0, 1);
+        assert_eq!(
+            reconcile(&s, Some(&failed), &members([Missing, R, OK, R])),
+            None
+        );
+        assert_eq!(
+            reconcile(&s, Some(&failed), &members([R, Missing, OK, R])).map(|n| n.reason),
+            Some(Some("member \"db\" not found".into()))
+        );
+    }
+
+    #[test]
+    fn a_member_stopping_while_awake_sends_the_service_to_sleep() {
+        let s = stack();
+        let awake = doc(StateName::Awake);
+        let n = member_stopped(&s, Some(&awake), "app", Some(137)).unwrap();
+        assert_eq!(n.state, StateName::Asleep);
+        assert_eq!(
+            n.reason.as_deref(),
+            Some("member \"app\" stopped outside WakeDock (exit code 137)")
+        );
+        // Not while asleep (WakeDock's own stop, seen late), not for
+        // optional or one-shot members, not for strangers.
+        assert_eq!(
+            member_stopped(&s, Some(&doc(StateName::Asleep)), "app", None),
+            None
+        );
+        assert_eq!(member_stopped(&s, Some(&awake), "cache", None), None);
+        assert_eq!(member_stopped(&s, Some(&awake), "migrate", Some(0)), None);
+        assert_eq!(member_stopped(&s, Some(&awake), "other", None), None);
+    }
+
+    #[test]
+    fn a_changed_definition_is_republished_in_the_same_state() {
+        let s = stack();
+        let awake = doc(StateName::Awake);
+        let ready = members([R, R, OK, R]);
+        assert_eq!(observed(&s, Some(&awake), &ready), None);
+        let mut changed = s.clone();
+        changed.strategy = crate::service::Strategy::Blocking;
+        changed.ignore_paths.push("/metrics".into());
+        let n = observed(&changed, Some(&awake), &ready).unwrap();
+        assert_eq!(n, Next::plain(StateName::Awake));
     }
 
     #[test]
@@ -406,62 +476,39 @@ mod tests {
             .validate(Source::Config)
             .unwrap();
         let m = |st| BTreeMap::from([("j".to_owned(), st)]);
-        assert_eq!(derive_state(&s, &m(Created), None), State::Asleep);
-        assert_eq!(
-            derive_state(&s, &m(Running { ready: false }), None),
-            State::Waking
-        );
-        assert_eq!(
-            derive_state(&s, &m(Exited { code: Some(0) }), None),
-            State::Awake
-        );
+        assert!(!all_ready(&s, &m(Created)));
+        assert!(!all_ready(&s, &m(NR)));
+        assert!(all_ready(&s, &m(OK)));
+        assert_eq!(name(reconcile(&s, None, &m(OK))), Some(StateName::Awake));
     }
 
     #[test]
-    fn transitions() {
-        use State::*;
-        let all = [Asleep, Waking, Awake, GoingToSleep, failed("x")];
-        // rows: from; columns: to (asleep, waking, awake, going-to-sleep, failed)
-        let allowed = [
-            [false, true, true, false, true],
-            [true, false, true, true, true],
-            [true, true, false, true, true],
-            [true, true, true, false, true],
-            [true, true, true, true, false],
-        ];
-        for (i, from) in all.iter().enumerate() {
-            for (j, to) in all.iter().enumerate() {
-                assert_eq!(
-                    from.can_transition_to(to),
-                    allowed[i][j],
-                    "{from:?} -> {to:?}"
-                );
-            }
-        }
-        assert!(failed("x").can_transition_to(&failed("y")));
-        let e = Awake.transition(Awake).unwrap_err();
-        assert_eq!(e.to_string(), "no transition from awake to awake");
-        assert_eq!(Asleep.transition(Waking), Ok(Waking));
-    }
-
-    #[test]
-    fn service_state_json() {
+    fn documents_carry_the_definition_and_a_growing_seq() {
         let s = stack();
-        let doc = serde_json::to_value(ServiceState::of(&s, &State::GoingToSleep)).unwrap();
+        let d = document(&s, Next::plain(StateName::GoingToSleep), 0, 1_000);
         assert_eq!(
-            doc,
+            serde_json::to_value(&d).unwrap(),
             json!({
                 "service": "blog", "state": "going-to-sleep", "strategy": "dynamic",
                 "wake_timeout_ms": 30000, "ignore_user_agents": ["UptimeRobot"],
                 "ignore_paths": ["/healthz"], "display_name": "Blog", "reason": null,
-                "theme": null, "members": []
+                "theme": null, "members": [], "seq": 1000
             })
         );
-        let doc = ServiceState::of(&s, &failed("boom"));
-        assert_eq!(serde_json::to_value(&doc).unwrap()["state"], "failed");
-        assert_eq!(doc.reason.as_deref(), Some("boom"));
+        // Later changes in the same millisecond still grow; a wiped store
+        // (prev 0) starts from the clock, above anything before.
+        let d2 = document(&s, Next::plain(StateName::Asleep), d.seq, 1_000);
+        assert_eq!(d2.seq, 1_001);
+        assert!(same(
+            &d2,
+            &ServiceState {
+                seq: 7,
+                ..d2.clone()
+            }
+        ));
+        assert!(!same(&d, &d2));
         let back: ServiceState =
-            serde_json::from_value(serde_json::to_value(&doc).unwrap()).unwrap();
-        assert_eq!(back, doc);
+            serde_json::from_value(serde_json::to_value(&d2).unwrap()).unwrap();
+        assert_eq!(back, d2);
     }
 }

@@ -97,6 +97,9 @@ impl Plugin for Hostile {
             }
             "/recurse" => HttpResponse::text(200, &recurse(black_box(u64::MAX)).to_string()),
             "/trap" => trap(),
+            // Installed under the name `wake`, it stands in for a wake
+            // plugin that traps on every wake.
+            p if p.starts_with("/wake/") => trap(),
             "/panic" => panic!("hostile plugin panics on purpose"),
             "/inspect" => result_json(containers::inspect(&arg("id")).map(|c| c.name)),
             "/stop" => result_json(containers::stop(&arg("id"), arg("timeout").parse().ok())),
