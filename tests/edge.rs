@@ -11,6 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use wakedock::config::RateLimitConfig;
 use wakedock_tests::caddy::{Caddy, Site};
+use wakedock_tests::wake::{client, published, sleeping_app};
 use wakedock_tests::*;
 
 const TOKEN: &str = "bridge-token-for-edge-tests-0123";
@@ -35,66 +36,6 @@ async fn host_with(services: Vec<Value>, manifest: Option<&std::path::Path>) -> 
         c.services = services;
     })
     .await
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
-}
-
-/// A stopped test app publishing 8080 on a fixed loopback port.
-async fn sleeping_app(env: &[(&str, &str)]) -> (TestContainer, u16) {
-    let port = free_port();
-    let app = TestContainer::from_spec(AppSpec {
-        env,
-        host_port: Some(port),
-        ..AppSpec::default()
-    })
-    .await;
-    (app, port)
-}
-
-/// Waits until the host's subscription snapshot names `service` (the wake
-/// plugin publishes it on its first tick), then gives the bridges a
-/// moment to receive it.
-async fn published(host: &TestHost, service: &str) {
-    eventually(Duration::from_secs(15), "first state", || async {
-        let r = client()
-            .get(host.url("/api/v1/wake/subscribe"))
-            .bearer_auth(TOKEN)
-            .timeout(Duration::from_millis(500))
-            .send()
-            .await
-            .ok()?;
-        let mut body = String::new();
-        let mut stream = r.bytes_stream();
-        while let Ok(Some(Ok(chunk))) =
-            tokio::time::timeout(Duration::from_millis(200), stream.next()).await
-        {
-            body.push_str(&String::from_utf8_lossy(&chunk));
-            if body.contains("\n\n") {
-                break;
-            }
-        }
-        body.contains(&format!("\"service\":\"{service}\""))
-            .then_some(())
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-}
-
-async fn metrics_text(host: &TestHost) -> String {
-    client()
-        .get(host.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 /// Every series on `/metrics` (name and labels, without the value).
@@ -133,7 +74,7 @@ async fn wake_plugin(admin: &ApiClient) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_herd_of_cold_requests_through_caddy_passes_the_default_rate_limits() {
     const HERD: usize = 1000;
-    let (app, port) = sleeping_app(&[("BOOT_DELAY_MS", "300")]).await;
+    let (app, port) = sleeping_app(&[("BOOT_DELAY_MS", "300")], None).await;
     let host = host_with(
         vec![json!({
             "name": "herd", "members": [app.name], "strategy": "dynamic",
@@ -152,7 +93,7 @@ async fn a_herd_of_cold_requests_through_caddy_passes_the_default_rate_limits() 
         }],
     )
     .await;
-    published(&host, "herd").await;
+    published(&host, TOKEN, "herd").await;
     let http = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(HERD)
@@ -286,7 +227,7 @@ async fn bridge_calls_spend_their_own_token_budget_not_the_users() {
 async fn unknown_service_names_through_caddy_cost_nothing() {
     const REQUESTS: usize = 10_000;
     const CONCURRENCY: usize = 50;
-    let (app, port) = sleeping_app(&[]).await;
+    let (app, port) = sleeping_app(&[], None).await;
     let host = host_with(
         vec![json!({"name": "known", "members": [app.name], "idle_timeout": "10m"})],
         None,
@@ -302,7 +243,7 @@ async fn unknown_service_names_through_caddy_cost_nothing() {
         }],
     )
     .await;
-    published(&host, "known").await;
+    published(&host, TOKEN, "known").await;
     let http = client();
     // The site works for the service the host has.
     let r = http
@@ -315,7 +256,7 @@ async fn unknown_service_names_through_caddy_cost_nothing() {
     assert!(r.text().await.unwrap().starts_with("hello from"));
     // Its activity report (every 2 s) lands before the baseline.
     eventually(Duration::from_secs(10), "the activity report", || async {
-        metrics_text(&host)
+        host.metrics()
             .await
             .contains("route=\"/api/v1/wake/activity\"")
             .then_some(())
@@ -325,8 +266,8 @@ async fn unknown_service_names_through_caddy_cost_nothing() {
     let admin = host.admin().await;
     let calls_before = wake_plugin(&admin).await["calls"].as_u64().unwrap();
     // One scrape first, so the scrape's own series exist.
-    metrics_text(&host).await;
-    let before = series(&metrics_text(&host).await);
+    host.metrics().await;
+    let before = series(&host.metrics().await);
     let t = Instant::now();
     let statuses = futures::stream::iter(0..REQUESTS)
         .map(|_| {
@@ -353,7 +294,7 @@ async fn unknown_service_names_through_caddy_cost_nothing() {
         assert_eq!(*status, StatusCode::NOT_FOUND, "{body}");
         assert!(body.contains("unknown service"), "{body}");
     }
-    let after = series(&metrics_text(&host).await);
+    let after = series(&host.metrics().await);
     let new: Vec<&String> = after.difference(&before).collect();
     assert!(new.is_empty(), "new series on /metrics: {new:?}");
     let calls = wake_plugin(&admin).await["calls"].as_u64().unwrap() - calls_before;
@@ -399,10 +340,10 @@ where
     let plugin_calls = |v: Value| -> BTreeMap<String, u64> {
         serde_json::from_value(v["container_calls"].clone()).unwrap_or_default()
     };
-    let engine_before = engine_requests(&metrics_text(host).await);
+    let engine_before = engine_requests(&host.metrics().await);
     let plugin_before = plugin_calls(wake_plugin(admin).await);
     op().await;
-    let engine_after = engine_requests(&metrics_text(host).await);
+    let engine_after = engine_requests(&host.metrics().await);
     let plugin_after = plugin_calls(wake_plugin(admin).await);
     let engine = engine_after
         .keys()
@@ -425,10 +366,10 @@ where
 async fn a_wake_costs_one_start_and_one_inspect_per_member() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = quiet_wake_manifest(dir.path());
-    let one = sleeping_app(&[]).await.0;
+    let one = sleeping_app(&[], None).await.0;
     let mut three = Vec::new();
     for _ in 0..3 {
-        three.push(sleeping_app(&[]).await.0);
+        three.push(sleeping_app(&[], None).await.0);
     }
     let names: Vec<&str> = three.iter().map(|c| c.name.as_str()).collect();
     let host = host_with(

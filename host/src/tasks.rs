@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use wakedock_plugin_runtime::panic_message;
 
 /// First wait before a failed loop is restarted; doubles up to
 /// [`RESTART_BACKOFF_MAX`].
@@ -123,15 +124,6 @@ impl Tasks {
             .await
             .is_ok()
     }
-}
-
-/// The text of a panic's payload.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(not a string)")
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use tokio::sync::oneshot;
 use wakedock::config::Config;
 
 pub mod caddy;
+pub mod wake;
 
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 pub const TEST_LABEL: &str = "wakedock.test";

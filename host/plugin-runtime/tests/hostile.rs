@@ -62,15 +62,7 @@ async fn a_looping_plugin_does_not_block_the_executor() {
     let rt = runtime(&host);
     let mut m = hostile_manifest();
     m.limits.cpu_ms_per_call = Some(1500);
-    let g = Grant::approve_all(&m);
-    rt.load(
-        m,
-        &wasm("wakedock_fixture_hostile"),
-        g,
-        serde_json::Value::Null,
-    )
-    .await
-    .unwrap();
+    load_hostile_as(&rt, m).await;
     load_example(&rt).await;
     let started = Instant::now();
     let (looping, other) = tokio::join!(
@@ -297,15 +289,7 @@ async fn a_selector_is_checked_by_inspect_and_a_grant_of_everything_needs_none()
         .as_mut()
         .expect("the fixture asks for containers")
         .selector = None;
-    let g = Grant::approve_all(&m);
-    rt.load(
-        m,
-        &wasm("wakedock_fixture_hostile"),
-        g,
-        serde_json::Value::Null,
-    )
-    .await
-    .unwrap();
+    load_hostile_as(&rt, m).await;
     assert_eq!(call(&rt, "/stop?id=web").await.unwrap().0, 200);
     assert_eq!(call(&rt, "/stop?id=secret").await.unwrap().0, 200);
     assert_eq!(host.containers.inspects.load(Ordering::Relaxed), 0);
@@ -521,15 +505,7 @@ async fn plugin_ticks_on_its_interval() {
     let rt = runtime(&host);
     let mut m = hostile_manifest();
     m.tick_interval = Some("100ms".into());
-    let g = Grant::approve_all(&m);
-    rt.load(
-        m,
-        &wasm("wakedock_fixture_hostile"),
-        g,
-        serde_json::Value::Null,
-    )
-    .await
-    .unwrap();
+    load_hostile_as(&rt, m).await;
     tokio::time::sleep(Duration::from_millis(550)).await;
     let ticks = host
         .storage
