@@ -317,17 +317,24 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request, next caddyht
 	if resp.StatusCode != http.StatusOK {
 		return h.passHostError(w, name, resp.StatusCode, decodeProblem(body))
 	}
-	hdr := w.Header()
-	ct := resp.Header.Get("Content-Type")
-	if ct == "" {
-		ct = "text/html; charset=utf-8"
-	}
-	hdr.Set("Content-Type", ct)
-	hdr.Set("Cache-Control", "no-store")
+	hdr := hostHeaders(w, resp, "text/html; charset=utf-8")
 	hdr.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
 	return nil
+}
+
+// hostHeaders sets the headers of a response relayed from the host: its
+// content type (fallback if it sent none), never cached.
+func hostHeaders(w http.ResponseWriter, resp *http.Response, fallback string) http.Header {
+	hdr := w.Header()
+	ct := resp.Header.Get("Content-Type")
+	if ct == "" {
+		ct = fallback
+	}
+	hdr.Set("Content-Type", ct)
+	hdr.Set("Cache-Control", "no-store")
+	return hdr
 }
 
 // serveReserved handles the /.wakedock/ path space: the waiting page's
@@ -358,13 +365,7 @@ func (h *Handler) proxyEvents(w http.ResponseWriter, r *http.Request, name strin
 	if resp.StatusCode != http.StatusOK {
 		return h.passHostError(w, name, resp.StatusCode, readProblem(resp))
 	}
-	hdr := w.Header()
-	ct := resp.Header.Get("Content-Type")
-	if ct == "" {
-		ct = "text/event-stream"
-	}
-	hdr.Set("Content-Type", ct)
-	hdr.Set("Cache-Control", "no-store")
+	hdr := hostHeaders(w, resp, "text/event-stream")
 	hdr.Set("X-Accel-Buffering", "no")
 	hdr.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
