@@ -232,7 +232,8 @@ func TestWakeFailures(t *testing.T) {
 		{"own timeout", "whoami", 0, 3 * time.Second, 100 * time.Millisecond, 504, "did not become ready within 100ms"},
 		{"host 500", "whoami", 500, 0, 0, 500, "stub_error"},
 		{"host 503", "whoami", 503, 0, 0, 503, "stub_error"},
-		{"host 404 unknown service", "nosuch", 0, 0, 0, 404, "unknown_service"},
+		{"host 404", "whoami", 404, 0, 0, 404, "stub_error"},
+		{"not in the live snapshot", "nosuch", 0, 0, 0, 404, "unknown service \"nosuch\""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -606,7 +607,7 @@ func TestPlaceholderService(t *testing.T) {
 		wantCode int
 	}{
 		{"whoami.apps.example", 200}, // awake: hot path
-		{"nosuch.apps.example", 404}, // unknown to the host: its 404
+		{"nosuch.apps.example", 404}, // never reported by the host: 404 from the snapshot
 		{"apps.example", 404},        // no label: no service
 	}
 	for _, tt := range tests {
@@ -622,8 +623,8 @@ func TestPlaceholderService(t *testing.T) {
 			t.Fatalf("%s: status %d, want %d (%s)", tt.host, w.Code, tt.wantCode, w.Body.String())
 		}
 	}
-	if host.wakeCalls.Load() != 1 {
-		t.Fatalf("wake calls %d, want 1 (the unknown service only)", host.wakeCalls.Load())
+	if host.hostCalls() != 0 {
+		t.Fatalf("host calls %d, want 0", host.hostCalls())
 	}
 	if h.host.lookup("nosuch") != nil {
 		t.Fatal("an unknown service name got a cache entry")

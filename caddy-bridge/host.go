@@ -152,6 +152,14 @@ func (hc *hostConn) entry(name string) *serviceEntry {
 	return v.(*serviceEntry)
 }
 
+// absent reports whether the host does not have the service: the
+// subscription is live and its snapshot and events never named it (an
+// entry made for a configured name, or one dropped from a later snapshot,
+// stays unknown). A request for it gets 404 without a host call.
+func (hc *hostConn) absent(e *serviceEntry) bool {
+	return svcState(e.state.Load()) == stateUnknown && hc.live.Load()
+}
+
 // lookup returns the entry for a service, or nil if unknown.
 func (hc *hostConn) lookup(name string) *serviceEntry {
 	if v, ok := hc.entries.Load(name); ok {
@@ -279,8 +287,8 @@ func (hc *hostConn) applySnapshot(services []serviceState) {
 		seen[services[i].Service] = struct{}{}
 		hc.apply(&services[i])
 	}
-	// Services the host no longer knows: unknown (cold path, whose wake
-	// call will answer 404).
+	// Services the host no longer knows: unknown, which once the
+	// subscription is live means absent (404 without a host call).
 	hc.entries.Range(func(k, v any) bool {
 		if _, ok := seen[k.(string)]; !ok {
 			hc.setState(v.(*serviceEntry), stateUnknown, "not in snapshot")
@@ -297,7 +305,13 @@ func (hc *hostConn) apply(ss *serviceState) {
 	if ss.Reason != nil {
 		reason = *ss.Reason
 	}
-	hc.setState(e, parseState(ss.State), reason)
+	st := parseState(ss.State)
+	if st == stateUnknown {
+		// A state this bridge does not know yet: the host has the service,
+		// so it must not look absent; the cold path asks the host.
+		st = stateAsleep
+	}
+	hc.setState(e, st, reason)
 }
 
 func (hc *hostConn) setState(e *serviceEntry, s svcState, reason string) {

@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wakedock_tests::caddy::{Caddy, Site};
+use wakedock_tests::wake::{client, published, sleeping_app};
 use wakedock_tests::*;
 
 const TOKEN: &str = "bridge-token-for-e2e-tests-0123";
@@ -42,19 +43,6 @@ fn site(service: &str, port: u16) -> Site {
     }
 }
 
-/// A stopped test app publishing 8080 on a fixed loopback port.
-async fn sleeping_app(env: &[(&str, &str)], healthcheck: Option<Duration>) -> (TestContainer, u16) {
-    let port = free_port();
-    let app = TestContainer::from_spec(AppSpec {
-        env,
-        healthcheck,
-        host_port: Some(port),
-        ..AppSpec::default()
-    })
-    .await;
-    (app, port)
-}
-
 /// A running test app publishing 8080 on a fixed loopback port.
 async fn running_app() -> TestContainer {
     TestContainer::from_spec(AppSpec {
@@ -82,14 +70,6 @@ async fn setup(backend: Backend, name: &str, env: &[(&str, &str)], extra: Value)
     let host = host_with(backend, vec![def]).await;
     let caddy = Caddy::start(&host.base, TOKEN, vec![site(name, port)]).await;
     Setup { app, host, caddy }
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
 }
 
 async fn running(name: &str) -> bool {
@@ -122,36 +102,6 @@ async fn wait_state(api: &ApiClient, name: &str, want: &str, limit: Duration) {
         (state_of(api, name).await == want).then_some(())
     })
     .await;
-}
-
-/// Waits until the wake plugin has published `name`'s first state (on its
-/// first tick) and gives the bridge's subscription a moment to carry it:
-/// before that the bridge knows neither the strategy nor the ignore lists.
-async fn published(host: &TestHost, name: &str) {
-    eventually(Duration::from_secs(10), "first state", || async {
-        let r = client()
-            .get(host.url("/api/v1/wake/subscribe"))
-            .bearer_auth(TOKEN)
-            .timeout(Duration::from_millis(500))
-            .send()
-            .await
-            .ok()?;
-        let mut body = String::new();
-        let mut stream = r.bytes_stream();
-        use futures::StreamExt;
-        while let Ok(Some(Ok(chunk))) =
-            tokio::time::timeout(Duration::from_millis(200), stream.next()).await
-        {
-            body.push_str(&String::from_utf8_lossy(&chunk));
-            if body.contains("\n\n") {
-                break;
-            }
-        }
-        body.contains(&format!("\"service\":\"{name}\""))
-            .then_some(())
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
 }
 
 /// `wakedock_wakes_total` of `service` with `result`, from `/metrics`.
@@ -268,7 +218,7 @@ async fn dynamic_strategy_shows_browsers_the_waiting_page() {
         json!({"strategy": "dynamic", "display_name": "Dynamic Blog"}),
     )
     .await;
-    published(&host, "dyn").await;
+    published(&host, TOKEN, "dyn").await;
     let http = client();
     let page = http
         .get(&caddy.sites[0])
@@ -349,7 +299,7 @@ async fn idle_services_sleep_and_traffic_keeps_them_awake() {
         json!({"idle_timeout": "3s", "ignore_user_agents": ["probe-bot"]}),
     )
     .await;
-    published(&host, "idle").await;
+    published(&host, TOKEN, "idle").await;
     let http = client();
     let admin = host.admin().await;
 
@@ -1039,7 +989,7 @@ async fn every_view_shows_the_same_state() {
         json!({"strategy": "dynamic", "wake_timeout": "20s"}),
     )
     .await;
-    published(&host, "crashy").await;
+    published(&host, TOKEN, "crashy").await;
     // A request wakes it; the member dies while waking: failed.
     let r = client().get(&caddy.sites[0]).send().await.unwrap();
     assert_eq!(

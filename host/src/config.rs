@@ -271,6 +271,13 @@ pub struct RateLimitConfig {
     pub api_per_ip_per_second: u32,
     /// Burst on top of the sustained API rate.
     pub api_burst: u32,
+    /// Sustained rate of the wake API (`/api/v1/wake/*`) per bridge token.
+    /// Bridge traffic never spends the per-IP budget above: every visitor
+    /// behind one Caddy comes from the same address.
+    pub bridge_per_token_per_second: u32,
+    /// Burst on top of it: a herd of browsers on a sleeping dynamic
+    /// service fetches one waiting page each.
+    pub bridge_burst: u32,
 }
 
 impl Default for RateLimitConfig {
@@ -280,6 +287,8 @@ impl Default for RateLimitConfig {
             login_per_user_per_minute: 10,
             api_per_ip_per_second: 50,
             api_burst: 200,
+            bridge_per_token_per_second: 1000,
+            bridge_burst: 5000,
         }
     }
 }
@@ -618,6 +627,12 @@ impl Config {
         if self.docker.socket_path.as_os_str().is_empty() {
             return Err(fail("docker.socket_path", "must not be empty".into()));
         }
+        if crate::docker::check_stop_timeout(self.docker.stop_timeout.get()).is_err() {
+            return Err(fail(
+                "docker.stop_timeout",
+                format!("{} is above the maximum of 1h", self.docker.stop_timeout),
+            ));
+        }
         match &self.security.jwt_secret {
             Some(secret) if secret.len() < 32 => {
                 return Err(fail(
@@ -687,6 +702,11 @@ impl Config {
                 rl.api_per_ip_per_second,
             ),
             ("security.rate_limit.api_burst", rl.api_burst),
+            (
+                "security.rate_limit.bridge_per_token_per_second",
+                rl.bridge_per_token_per_second,
+            ),
+            ("security.rate_limit.bridge_burst", rl.bridge_burst),
         ] {
             if value == 0 {
                 return Err(fail(key, "must be at least 1".into()));

@@ -36,6 +36,8 @@ pub enum ApiError {
     EngineUnavailable(String),
     #[error("the Docker engine refused the request: {0}")]
     EngineError(String),
+    #[error("the Docker engine did not answer in time: {0}")]
+    EngineTimeout(String),
     #[error("{0}")]
     PluginUnavailable(String),
     #[error("the plugin failed: {0}")]
@@ -105,6 +107,7 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::EngineError(_) | Self::PluginFailed(_) => StatusCode::BAD_GATEWAY,
+            Self::EngineTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::PluginUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Service { status, .. } => *status,
@@ -124,6 +127,7 @@ impl ApiError {
             Self::RateLimited { .. } => "rate_limited",
             Self::EngineUnavailable(_) => "docker_unavailable",
             Self::EngineError(_) => "docker_error",
+            Self::EngineTimeout(_) => "docker_timeout",
             Self::PluginUnavailable(_) => "plugin_unavailable",
             Self::PluginFailed(_) => "plugin_error",
             Self::DatabaseUnavailable(_) => "database_unavailable",
@@ -165,7 +169,7 @@ impl IntoResponse for ApiError {
         match &self {
             Self::Internal(e) => tracing::error!(error = ?e, "request failed"),
             Self::DatabaseUnavailable(e) => tracing::error!(error = ?e, "database unavailable"),
-            Self::EngineError(e) | Self::EngineUnavailable(e) => {
+            Self::EngineError(e) | Self::EngineUnavailable(e) | Self::EngineTimeout(e) => {
                 tracing::warn!(error = %e, "docker engine error")
             }
             _ => {}
@@ -222,6 +226,7 @@ impl From<crate::docker::EngineError> for ApiError {
             E::Conflict(m) => Self::Conflict(m),
             E::BadRequest(m) => Self::bad_request("docker_bad_request", m),
             E::Unavailable(m) => Self::EngineUnavailable(m),
+            E::Timeout(m) => Self::EngineTimeout(m),
             E::Engine(m) => Self::EngineError(m),
         }
     }

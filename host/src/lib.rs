@@ -46,6 +46,7 @@ pub mod routes;
 pub mod secrets;
 pub mod server;
 pub mod state;
+pub mod tasks;
 pub mod telemetry;
 pub mod ui;
 pub mod wake;

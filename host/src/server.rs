@@ -40,6 +40,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         config.docker.stop_timeout.get(),
     );
     let metrics = Arc::new(Metrics::new()?);
+    docker.requests().register(&metrics.registry)?;
     let bus = crate::events::EventBus::default();
     // Subscribed to the bus before any plugin runs: no state is missed.
     let wake = Arc::new(crate::wake::WakeHub::new(&bus));
@@ -50,15 +51,20 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     if let Some((id, name)) = &own {
         tracing::info!(container = %name, id = %&id[..12.min(id.len())], "running in a container: WakeDock never stops or pauses it");
     }
+    // Background loops stop after the requests, on their own token.
+    let tasks = crate::tasks::Tasks::new(CancellationToken::new());
     let plugins = Arc::new(
         crate::plugins::PluginManager::new(
             db.clone(),
-            docker.clone(),
+            crate::plugins::caps::DockerContainers {
+                docker: docker.clone(),
+                own: own.clone(),
+            },
             bus.clone(),
             metrics.registry.clone(),
             data,
             &config.plugin_runtime,
-            own.as_ref().map(|(id, _)| id.clone()),
+            tasks.clone(),
         )
         .context("starting the plugin runtime")?,
     );
@@ -96,6 +102,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         config: Arc::new(config),
         db,
         docker,
+        tasks,
         shutdown: CancellationToken::new(),
     })
 }
@@ -180,8 +187,8 @@ pub async fn bootstrap_admin(db: &Db, password_text: Option<String>) -> anyhow::
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, then stops
-/// accepting, lets in-flight requests finish (at most
-/// `wakedock.shutdown_timeout`) and returns.
+/// accepting, lets in-flight requests finish and waits for the background
+/// tasks (all within `wakedock.shutdown_timeout`) and returns.
 ///
 /// Connections are served by hyper directly (axum's `serve` has no header
 /// timeout): at most `wakedock.max_connections` at once (the next waits in
@@ -194,22 +201,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let token = state.shutdown.clone();
-    tokio::spawn(state.docker.clone().supervise(token.clone()));
-    tokio::spawn(maintenance(state.clone(), token.clone()));
-    tokio::spawn(crate::wake::run(state.clone(), token.clone()));
-    tokio::spawn(state.ui.clone().run(state.docker.clone(), token.clone()));
-    tokio::spawn(
-        state
-            .routes
-            .clone()
-            .run(state.docker.clone(), token.clone()),
-    );
-    tokio::spawn(
-        state
-            .plugins
-            .clone()
-            .run(state.docker.clone(), state.bus.clone(), token.clone()),
-    );
+    start_background(&state);
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = state.db.backend(), "WakeDock is listening");
@@ -218,6 +210,7 @@ pub async fn run(
     let header_timeout = server.header_read_timeout.get();
     let body_timeout = server.body_read_timeout.get();
     let slots = Arc::new(tokio::sync::Semaphore::new(server.max_connections));
+    let tasks = state.tasks.clone();
     let app = crate::http::app(state);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -264,7 +257,8 @@ pub async fn run(
     tracing::info!("shutting down: no new connections, finishing requests");
     // Ends streaming responses so they do not hold the shutdown open.
     token.cancel();
-    if tokio::time::timeout(grace, graceful.shutdown())
+    let deadline = tokio::time::Instant::now() + grace;
+    if tokio::time::timeout_at(deadline, graceful.shutdown())
         .await
         .is_err()
     {
@@ -273,8 +267,51 @@ pub async fn run(
             "in-flight requests did not finish in time; stopping anyway"
         );
     }
+    // Requests are done: the background loops and jobs (audit writes
+    // included) get what is left of the grace period.
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    if !tasks.shut_down(left).await {
+        tracing::warn!(
+            running = tasks.running(),
+            "background tasks did not finish in time; stopping anyway"
+        );
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The host's long-running loops, supervised: one that panics is logged
+/// and restarted; shutdown waits for each to end.
+fn start_background(state: &AppState) {
+    let tasks = &state.tasks;
+    let docker = state.docker.clone();
+    tasks.supervise("docker events", move |t| docker.clone().supervise(t));
+    let s = state.clone();
+    tasks.supervise("maintenance", move |t| maintenance(s.clone(), t));
+    let s = state.clone();
+    tasks.supervise("wake hub", move |t| crate::wake::run(s.clone(), t));
+    let (ui, docker) = (state.ui.clone(), state.docker.clone());
+    tasks.supervise("ui events", move |t| ui.clone().run(docker.clone(), t));
+    let (routes, docker) = (state.routes.clone(), state.docker.clone());
+    tasks.supervise("routes", move |t| routes.clone().run(docker.clone(), t));
+    let (plugins, docker, bus, jobs) = (
+        state.plugins.clone(),
+        state.docker.clone(),
+        state.bus.clone(),
+        tasks.clone(),
+    );
+    tasks.supervise("plugins", move |t| {
+        plugins
+            .clone()
+            .run(docker.clone(), bus.clone(), jobs.clone(), t)
+    });
+    // Plugin ticks run in the plugin runtime: on shutdown they end after
+    // the tick in progress.
+    let (plugins, token) = (state.plugins.clone(), tasks.token());
+    tasks.spawn("plugin ticks", async move {
+        token.cancelled().await;
+        plugins.runtime().stop_ticks().await;
+    });
 }
 
 /// Housekeeping every minute: forget idle rate-limit keys, delete long

@@ -38,6 +38,8 @@ pub struct AppState {
     /// Cancelled when the server shuts down; long-lived responses (log
     /// follow) end on it so a graceful shutdown does not wait forever.
     pub shutdown: CancellationToken,
+    /// Background loops and jobs, which shutdown waits for.
+    pub tasks: crate::tasks::Tasks,
 }
 
 impl AppState {
@@ -50,9 +52,10 @@ impl AppState {
         }
     }
 
-    /// Records an audit entry without waiting for it.
+    /// Records an audit entry without waiting for it (shutdown does).
     pub fn audit_later(&self, entry: NewAuditEntry) {
         let state = self.clone();
-        tokio::spawn(async move { state.audit(entry).await });
+        self.tasks
+            .spawn("audit write", async move { state.audit(entry).await });
     }
 }

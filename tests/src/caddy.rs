@@ -34,12 +34,26 @@ pub struct Caddy {
     token: String,
     spec: Vec<Site>,
     ports: Vec<u16>,
+    /// Sites answer any `Host` (`http://:PORT`), for services named by a
+    /// request placeholder such as `{labels.2}`.
+    any_host: bool,
 }
 
 impl Caddy {
     /// Starts Caddy with `sites`, each bridged to the host at `host_url`
     /// with `token`; returns once every site port accepts connections.
     pub async fn start(host_url: &str, token: &str, sites: Vec<Site>) -> Caddy {
+        Self::launch(host_url, token, sites, false).await
+    }
+
+    /// Like [`Caddy::start`], with sites that answer any `Host` header (a
+    /// wildcard site): a `service` such as `{labels.2}` is then taken from
+    /// the request's host name.
+    pub async fn start_any_host(host_url: &str, token: &str, sites: Vec<Site>) -> Caddy {
+        Self::launch(host_url, token, sites, true).await
+    }
+
+    async fn launch(host_url: &str, token: &str, sites: Vec<Site>, any_host: bool) -> Caddy {
         let ports: Vec<u16> = sites.iter().map(|_| free_port()).collect();
         let mut c = Caddy {
             child: None,
@@ -52,6 +66,7 @@ impl Caddy {
             token: token.to_owned(),
             spec: sites,
             ports,
+            any_host,
         };
         c.spawn().await;
         c
@@ -61,16 +76,17 @@ impl Caddy {
         let mut f = String::from(
             "{\n\tadmin off\n\tauto_https off\n\tdefault_bind 127.0.0.1\n\tpersist_config off\n\tlog {\n\t\tlevel WARN\n\t}\n}\n",
         );
+        let host = if self.any_host { "" } else { "127.0.0.1" };
         for (site, port) in self.spec.iter().zip(&self.ports) {
             if site.service.is_empty() {
                 f.push_str(&format!(
-                    "http://127.0.0.1:{port} {{\n\treverse_proxy {}\n}}\n",
+                    "http://{host}:{port} {{\n\treverse_proxy {}\n}}\n",
                     site.upstream
                 ));
                 continue;
             }
             f.push_str(&format!(
-                "http://127.0.0.1:{port} {{\n\twakedock {} {{\n\t\tservice {}\n\t\ttoken {{env.WD_TEST_BRIDGE_TOKEN}}\n",
+                "http://{host}:{port} {{\n\twakedock {} {{\n\t\tservice {}\n\t\ttoken {{env.WD_TEST_BRIDGE_TOKEN}}\n",
                 self.host_url, site.service
             ));
             for l in &site.extra {

@@ -26,6 +26,7 @@ use wakedock::config::Config;
 
 pub mod caddy;
 pub mod deploy;
+pub mod wake;
 
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 pub const TEST_LABEL: &str = "wakedock.test";

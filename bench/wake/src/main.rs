@@ -3,7 +3,8 @@
 //!
 //! - **cold wake**: first byte through Caddy + WakeDock for a sleeping
 //!   service, against the floor measured in the same run on the same
-//!   container: Docker API start until the app answers;
+//!   container: Docker API start until the app answers; for an app
+//!   without and one with a Docker healthcheck (interval 1 s);
 //! - **awake path**: throughput and p50/p99 latency through Caddy +
 //!   `wakedock` against plain `reverse_proxy` to the same upstream,
 //!   alternating rounds, bounded in time and count;
@@ -30,6 +31,8 @@ use wakedock_tests::{
 const TOKEN: &str = "bench-bridge-token-0123456789";
 const PASSWORD: &str = "bench-admin-password";
 const SERVICE: &str = "bench";
+/// The same app with a Docker healthcheck.
+const HC_SERVICE: &str = "bench-hc";
 const COLD_ROUNDS: usize = 15;
 /// Rounds per side, interleaved A B B A A B... so a drift in the machine's
 /// load hits both sides alike.
@@ -47,9 +50,10 @@ struct Host {
 }
 
 impl Host {
-    /// Its own install scope (`instance`): the benchmark's host never
+    /// With the default rate limits (bridge traffic has its own budget),
+    /// and its own install scope (`instance`): the benchmark's host never
     /// adopts containers of tests or other hosts on the same engine.
-    async fn start(member: &str, instance: &str) -> Result<Host> {
+    async fn start(member: &str, hc_member: &str, instance: &str) -> Result<Host> {
         let dir = tempfile::tempdir()?;
         let port = free_port();
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -58,13 +62,15 @@ impl Host {
             "logging": {"level": "warn"},
             "security": {
                 "bridge_tokens": [TOKEN],
-                "rate_limit": {"api_per_ip_per_second": 1_000_000, "api_burst": 1_000_000},
             },
             "plugins": [{
                 "manifest": root.join("plugins/wake/plugin.toml"),
                 "wasm": wasm_dir().join("wakedock_plugin_wake.wasm"),
             }],
-            "services": [{"name": SERVICE, "members": [member], "idle_timeout": "30m"}],
+            "services": [
+                {"name": SERVICE, "members": [member], "idle_timeout": "30m"},
+                {"name": HC_SERVICE, "members": [hc_member], "idle_timeout": "30m"},
+            ],
         });
         let file = dir.path().join("wakedock.yaml");
         std::fs::write(&file, serde_json::to_string_pretty(&config)?)?;
@@ -120,9 +126,9 @@ impl Host {
 
     /// Puts the service to sleep and waits until the bridge can have seen
     /// it (the state is pushed over its subscription at once).
-    async fn sleep(&self, token: &str) -> Result<()> {
+    async fn sleep(&self, token: &str, service: &str) -> Result<()> {
         let r = reqwest::Client::new()
-            .post(format!("{}/api/v1/services/{SERVICE}/sleep", self.base))
+            .post(format!("{}/api/v1/services/{service}/sleep", self.base))
             .bearer_auth(token)
             .send()
             .await?;
@@ -180,13 +186,31 @@ fn fresh_client() -> reqwest::Client {
         .expect("client")
 }
 
-async fn cold_wake(host: &Host, caddy: &Caddy, app: &TestContainer, direct: &str) -> Result<()> {
+/// One sleeping service behind one site, and the app's own address.
+struct Cold<'a> {
+    what: &'a str,
+    service: &'a str,
+    site: &'a str,
+    app: &'a TestContainer,
+    direct: &'a str,
+    target_ms: f64,
+}
+
+async fn cold_wake(host: &Host, case: Cold<'_>) -> Result<()> {
+    let Cold {
+        what,
+        service,
+        site,
+        app,
+        direct,
+        target_ms,
+    } = case;
     let token = host.token().await?;
     let d = docker().await;
     let http = fresh_client();
     let (mut floors, mut colds, mut overheads) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..COLD_ROUNDS {
-        host.sleep(&token).await?;
+        host.sleep(&token, service).await?;
         let t = Instant::now();
         d.start_container(
             &app.name,
@@ -195,15 +219,15 @@ async fn cold_wake(host: &Host, caddy: &Caddy, app: &TestContainer, direct: &str
         .await?;
         until_ok(&http, direct, Duration::from_secs(30)).await?;
         let floor = t.elapsed();
-        host.sleep(&token).await?;
-        let cold = until_ok(&http, &caddy.sites[0], Duration::from_secs(30)).await?;
+        host.sleep(&token, service).await?;
+        let cold = until_ok(&http, site, Duration::from_secs(30)).await?;
         floors.push(floor.as_secs_f64() * 1e3);
         colds.push(cold.as_secs_f64() * 1e3);
         overheads.push((cold.as_secs_f64() - floor.as_secs_f64()) * 1e3);
     }
     let (f, c, o) = (sorted(floors), sorted(colds), sorted(overheads));
     println!(
-        "cold wake, first byte through Caddy (p50 / p90 of {COLD_ROUNDS})   {:7.1} / {:7.1} ms",
+        "cold wake, {what}, first byte through Caddy (p50 / p90 of {COLD_ROUNDS})   {:7.1} / {:7.1} ms",
         percentile(&c, 0.5),
         percentile(&c, 0.9)
     );
@@ -213,7 +237,7 @@ async fn cold_wake(host: &Host, caddy: &Caddy, app: &TestContainer, direct: &str
         percentile(&f, 0.9)
     );
     println!(
-        "  overhead over the floor, paired (p50 / p90)            {:7.1} / {:7.1} ms   target p50 < 30 ms   ratio {:.2}x",
+        "  overhead over the floor, paired (p50 / p90)            {:7.1} / {:7.1} ms   target p50 < {target_ms} ms   ratio {:.2}x",
         percentile(&o, 0.5),
         percentile(&o, 0.9),
         percentile(&c, 0.5) / percentile(&f, 0.5)
@@ -329,7 +353,7 @@ async fn awake_path(caddy: &Caddy) -> Result<()> {
 
 async fn herd(host: &Host, caddy: &Caddy, app: &TestContainer) -> Result<()> {
     let token = host.token().await?;
-    host.sleep(&token).await?;
+    host.sleep(&token, SERVICE).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss = host.rss_kib();
     let since = unix_secs();
@@ -396,21 +420,27 @@ async fn main() -> Result<()> {
         ..AppSpec::default()
     })
     .await;
-    let host = Host::start(&app.name, &instance).await?;
+    let hc_port = free_port();
+    let hc_app = TestContainer::from_spec(AppSpec {
+        host_port: Some(hc_port),
+        healthcheck: Some(Duration::from_secs(1)),
+        instance: Some(&instance),
+        ..AppSpec::default()
+    })
+    .await;
+    let host = Host::start(&app.name, &hc_app.name, &instance).await?;
+    let site = |service: &str, port: u16| Site {
+        service: service.into(),
+        upstream: format!("127.0.0.1:{port}"),
+        extra: vec![],
+    };
     let caddy = Caddy::start(
         &host.base,
         TOKEN,
         vec![
-            Site {
-                service: SERVICE.into(),
-                upstream: format!("127.0.0.1:{port}"),
-                extra: vec![],
-            },
-            Site {
-                service: String::new(),
-                upstream: format!("127.0.0.1:{port}"),
-                extra: vec![],
-            },
+            site(SERVICE, port),
+            site("", port),
+            site(HC_SERVICE, hc_port),
         ],
     )
     .await;
@@ -418,7 +448,31 @@ async fn main() -> Result<()> {
     println!("WakeDock wake-on-request benchmark — release host, Caddy with the wakedock module, {cpus} CPUs");
     tokio::time::sleep(Duration::from_secs(2)).await; // first tick publishes states
     let direct = format!("http://127.0.0.1:{port}/");
-    cold_wake(&host, &caddy, &app, &direct).await?;
+    cold_wake(
+        &host,
+        Cold {
+            what: "no healthcheck",
+            service: SERVICE,
+            site: &caddy.sites[0],
+            app: &app,
+            direct: &direct,
+            target_ms: 10.0,
+        },
+    )
+    .await?;
+    let hc_direct = format!("http://127.0.0.1:{hc_port}/");
+    cold_wake(
+        &host,
+        Cold {
+            what: "Docker healthcheck every 1 s",
+            service: HC_SERVICE,
+            site: &caddy.sites[2],
+            app: &hc_app,
+            direct: &hc_direct,
+            target_ms: 20.0,
+        },
+    )
+    .await?;
     awake_path(&caddy).await?;
     herd(&host, &caddy, &app).await?;
     Ok(())

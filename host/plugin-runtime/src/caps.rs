@@ -34,9 +34,15 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// plugin receives.
 pub type CapResult<T> = Result<T, CapError>;
 
+/// Longest `timeout-secs` a plugin may give `containers.stop` (one hour);
+/// a larger one is refused as `invalid`.
+pub const MAX_STOP_TIMEOUT_SECS: u32 = 3600;
+
 /// Docker containers. Label filtering by the plugin's selector is done by
 /// the runtime (it adds the selector's terms to `filters` and re-checks the
-/// results), so `list` only has to honour `filters`.
+/// results), so `list` only has to honour `filters`. `id` is whatever the
+/// plugin passed (an id, an id prefix or a name) when the grant's selector
+/// matches every container, else the id the runtime resolved.
 pub trait ContainerHost: Send + Sync {
     /// Containers carrying every label in `filters` (`value: None` = any
     /// value); stopped ones only if `include_stopped`.

@@ -7,7 +7,7 @@
 //! is at link time: interfaces the plugin was not granted are not linked at
 //! all (see `runtime.rs`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -19,7 +19,7 @@ use crate::bindings::wakedock::plugin as wit;
 use crate::caps::{
     AuditEntry, AuthContext, BoxFuture, CapError, CapResult, Container, ContainerStats,
     HostCapabilities, LabelFilter, MetricDesc, MetricKind, OutboundRequest, OutboundResponse,
-    Probe, Readiness,
+    Probe, Readiness, MAX_STOP_TIMEOUT_SECS,
 };
 use crate::manifest::{host_matches, topic_matches, Access, ContainerPermission, Permissions};
 
@@ -47,6 +47,8 @@ pub(crate) struct PluginShared {
     pub wall_limit: Duration,
     metrics: Mutex<HashMap<String, MetricDesc>>,
     http_window: Mutex<VecDeque<Instant>>,
+    /// Calls of each `containers` function.
+    container_calls: Mutex<BTreeMap<&'static str, u64>>,
     /// The last failed call or refusal, for the plugin's status.
     pub last_error: Mutex<Option<String>>,
     denials: Denials,
@@ -67,6 +69,7 @@ impl PluginShared {
             wall_limit,
             metrics: Mutex::new(HashMap::new()),
             http_window: Mutex::new(VecDeque::new()),
+            container_calls: Mutex::new(BTreeMap::new()),
             last_error: Mutex::new(None),
             denials: Denials::new(denial_interval),
         }
@@ -245,11 +248,27 @@ impl PluginShared {
         CapError::PermissionDenied(reason)
     }
 
+    /// Calls of each `containers` function so far.
+    pub fn container_calls(&self) -> BTreeMap<&'static str, u64> {
+        self.container_calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The containers permission, for a call of `action` (every
+    /// `containers` function comes through here, and is counted).
     fn container_perm(
         &self,
         action: &'static str,
         target: &str,
     ) -> CapResult<&ContainerPermission> {
+        *self
+            .container_calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(action)
+            .or_default() += 1;
         match &self.perms.containers {
             Some(p) => Ok(p),
             None => Err(self.deny(
@@ -261,14 +280,17 @@ impl PluginShared {
         }
     }
 
-    /// Resolves `id` and checks it is inside the plugin's selector (and
-    /// that the plugin may write, if `write`).
+    /// Checks that `id` is inside the plugin's selector (and that the
+    /// plugin may write, if `write`), and returns the reference to act on.
+    /// A grant whose selector matches every container needs no look at the
+    /// container, so this costs no engine request; otherwise the container
+    /// is inspected and its resolved id returned.
     async fn visible_container(
         &self,
         action: &'static str,
         id: &str,
         write: bool,
-    ) -> CapResult<Container> {
+    ) -> CapResult<String> {
         let perm = self.container_perm(action, id)?;
         if write && perm.access < Access::Write {
             return Err(self.deny(
@@ -278,8 +300,22 @@ impl PluginShared {
                 format!("{action} needs containers access \"write\"; granted \"read\""),
             ));
         }
+        if perm.selector.matches_everything() {
+            return Ok(id.to_owned());
+        }
         let selector = perm.selector.clone();
         let c = self.caps.containers.inspect(id).await?;
+        self.in_selector(action, id, &selector, c).map(|c| c.id)
+    }
+
+    /// `c` if the selector matches it, else a refusal.
+    fn in_selector(
+        &self,
+        action: &'static str,
+        id: &str,
+        selector: &crate::manifest::Selector,
+        c: Container,
+    ) -> CapResult<Container> {
         if !selector.matches(&c.labels) {
             return Err(self.deny(
                 "containers",
@@ -388,22 +424,30 @@ impl wit::containers::Host for PluginState {
     }
 
     async fn inspect(&mut self, id: String) -> CapResult<Container> {
-        self.shared.visible_container("inspect", &id, false).await
+        let perm = self.shared.container_perm("inspect", &id)?;
+        let selector = perm.selector.clone();
+        let c = self.shared.caps.containers.inspect(&id).await?;
+        self.shared.in_selector("inspect", &id, &selector, c)
     }
 
     async fn start(&mut self, id: String) -> CapResult<()> {
         let c = self.shared.visible_container("start", &id, true).await?;
-        self.shared.caps.containers.start(&c.id).await
+        self.shared.caps.containers.start(&c).await
     }
 
     async fn stop(&mut self, id: String, timeout_secs: Option<u32>) -> CapResult<()> {
+        if let Some(t) = timeout_secs.filter(|t| *t > MAX_STOP_TIMEOUT_SECS) {
+            return Err(CapError::Invalid(format!(
+                "timeout-secs {t} is above the maximum of {MAX_STOP_TIMEOUT_SECS}"
+            )));
+        }
         let c = self.shared.visible_container("stop", &id, true).await?;
-        self.shared.caps.containers.stop(&c.id, timeout_secs).await
+        self.shared.caps.containers.stop(&c, timeout_secs).await
     }
 
     async fn restart(&mut self, id: String) -> CapResult<()> {
         let c = self.shared.visible_container("restart", &id, true).await?;
-        self.shared.caps.containers.restart(&c.id).await
+        self.shared.caps.containers.restart(&c).await
     }
 
     async fn await_ready(&mut self, id: String, timeout_ms: u32) -> CapResult<Readiness> {
@@ -413,18 +457,18 @@ impl wit::containers::Host for PluginState {
             .await?;
         let containers = &self.shared.caps.containers;
         self.shared
-            .bounded(timeout_ms, |wait| containers.await_ready(&c.id, wait))
+            .bounded(timeout_ms, |wait| containers.await_ready(&c, wait))
             .await
     }
 
     async fn pause(&mut self, id: String) -> CapResult<()> {
         let c = self.shared.visible_container("pause", &id, true).await?;
-        self.shared.caps.containers.pause(&c.id).await
+        self.shared.caps.containers.pause(&c).await
     }
 
     async fn unpause(&mut self, id: String) -> CapResult<()> {
         let c = self.shared.visible_container("unpause", &id, true).await?;
-        self.shared.caps.containers.unpause(&c.id).await
+        self.shared.caps.containers.unpause(&c).await
     }
 
     async fn await_probe(&mut self, id: String, probe: Probe, timeout_ms: u32) -> CapResult<()> {
@@ -442,9 +486,7 @@ impl wit::containers::Host for PluginState {
             .await?;
         let containers = &self.shared.caps.containers;
         self.shared
-            .bounded(timeout_ms, |wait| {
-                containers.await_probe(&c.id, &probe, wait)
-            })
+            .bounded(timeout_ms, |wait| containers.await_probe(&c, &probe, wait))
             .await
     }
 
@@ -453,7 +495,7 @@ impl wit::containers::Host for PluginState {
             .shared
             .visible_container("exit-code", &id, false)
             .await?;
-        self.shared.caps.containers.exit_code(&c.id).await
+        self.shared.caps.containers.exit_code(&c).await
     }
 
     async fn await_exit(&mut self, id: String, timeout_ms: u32) -> CapResult<i32> {
@@ -463,7 +505,7 @@ impl wit::containers::Host for PluginState {
             .await?;
         let containers = &self.shared.caps.containers;
         self.shared
-            .bounded(timeout_ms, |wait| containers.await_exit(&c.id, wait))
+            .bounded(timeout_ms, |wait| containers.await_exit(&c, wait))
             .await
     }
 }
@@ -555,7 +597,7 @@ impl PluginShared {
 impl wit::metrics::Host for PluginState {
     async fn stats(&mut self, id: String) -> CapResult<ContainerStats> {
         let c = self.shared.visible_container("stats", &id, false).await?;
-        self.shared.caps.metrics.container_stats(&c.id).await
+        self.shared.caps.metrics.container_stats(&c).await
     }
 
     async fn all_stats(&mut self) -> CapResult<Vec<ContainerStats>> {

@@ -63,7 +63,8 @@ pub use caps::{
 pub use error::{CallError, ManifestError, RuntimeError};
 pub use manifest::{Grant, Manifest, Permissions, HOST_API_VERSION};
 pub use runtime::{
-    EffectiveLimits, LoadReport, PluginHealth, PluginId, PluginRuntime, PluginStatus, RuntimeConfig,
+    panic_message, EffectiveLimits, LoadReport, PluginHealth, PluginId, PluginRuntime,
+    PluginStatus, RuntimeConfig,
 };
 
 use sha2::{Digest, Sha256};

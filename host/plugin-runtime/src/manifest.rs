@@ -673,6 +673,12 @@ impl Selector {
     }
 
     /// Whether `labels` satisfy every term.
+    /// Whether every container matches (no terms): membership needs no
+    /// look at the container's labels.
+    pub fn matches_everything(&self) -> bool {
+        self.terms.is_empty()
+    }
+
     pub fn matches(&self, labels: &[(String, String)]) -> bool {
         self.terms.iter().all(|(k, v)| {
             labels

@@ -161,6 +161,10 @@ pub struct PluginStatus {
     pub last_error: Option<String>,
     pub limits: EffectiveLimits,
     pub loaded_from_cache: bool,
+    /// Calls of each `containers` function (`inspect`, `start`,
+    /// `await-ready`...), allowed or refused: what the plugin asks of the
+    /// engine.
+    pub container_calls: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// What [`PluginRuntime::load`] did.
@@ -231,6 +235,9 @@ struct Inner {
     caps: HostCapabilities,
     cache: CompileCache,
     plugins: RwLock<HashMap<String, Arc<LoadedPlugin>>>,
+    /// Set by [`PluginRuntime::stop_ticks`]: tickers end after their
+    /// current tick and no new one starts.
+    ticks_stopped: tokio::sync::watch::Sender<bool>,
 }
 
 /// The plugin runtime. Cheap to clone (shared state).
@@ -241,6 +248,15 @@ pub struct PluginRuntime {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The text of a panic's payload (`catch_unwind`'s error).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not a string)")
 }
 
 impl PluginRuntime {
@@ -291,6 +307,7 @@ impl PluginRuntime {
                 caps,
                 cache,
                 plugins: RwLock::new(HashMap::new()),
+                ticks_stopped: tokio::sync::watch::Sender::new(false),
             }),
         })
     }
@@ -675,6 +692,10 @@ impl PluginRuntime {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        let mut stopped = self.inner.ticks_stopped.subscribe();
+        if *stopped.borrow() {
+            return;
+        }
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let target: Weak<LoadedPlugin> = Arc::downgrade(plugin);
         let task = handle.spawn(async move {
@@ -682,17 +703,44 @@ impl PluginRuntime {
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             interval.tick().await;
             loop {
-                interval.tick().await;
+                tokio::select! {
+                    _ = interval.tick() => {}
+                    _ = stopped.wait_for(|s| *s) => break,
+                }
                 let (Some(inner), Some(p)) = (weak.upgrade(), target.upgrade()) else {
                     break;
                 };
                 let rt = PluginRuntime { inner };
-                if let Err(e) = rt.call(&p, Call::Tick).await {
-                    tracing::debug!(plugin = %p.manifest.name, "tick: {e}");
+                // A panic in host code the tick reached must not end this
+                // plugin's ticks for good: it is logged, the next tick runs.
+                let tick = std::panic::AssertUnwindSafe(rt.call(&p, Call::Tick));
+                match futures::FutureExt::catch_unwind(tick).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::debug!(plugin = %p.manifest.name, "tick: {e}"),
+                    Err(panic) => tracing::error!(
+                        plugin = %p.manifest.name,
+                        panic = panic_message(panic.as_ref()),
+                        "a tick panicked; the next one runs as scheduled"
+                    ),
                 }
             }
         });
         *lock(&plugin.ticker) = Some(task);
+    }
+
+    /// Ends every plugin's ticks (for shutdown): a tick in progress
+    /// finishes, then its ticker stops; returns once all have. No ticker
+    /// starts afterwards.
+    pub async fn stop_ticks(&self) {
+        self.inner.ticks_stopped.send_replace(true);
+        let tickers: Vec<_> = self
+            .read_plugins()
+            .values()
+            .filter_map(|p| lock(&p.ticker).take())
+            .collect();
+        for t in tickers {
+            let _ = t.await;
+        }
     }
 
     /// Creates and initialises an instance. Failures count as call failures.
@@ -988,6 +1036,7 @@ fn status_of(p: &LoadedPlugin) -> PluginStatus {
         last_error: lock(&p.shared.last_error).clone(),
         limits: p.limits.clone(),
         loaded_from_cache: p.from_cache,
+        container_calls: p.shared.container_calls(),
     }
 }
 

@@ -3,6 +3,7 @@
 //! `testing` feature.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ pub struct MemoryContainers {
     pub containers: Mutex<Vec<Container>>,
     /// `(action, id)` of every mutating call that reached the host.
     pub actions: Mutex<Vec<(String, String)>>,
+    /// Calls of `inspect` that reached the host.
+    pub inspects: AtomicUsize,
 }
 
 impl MemoryContainers {
@@ -83,7 +86,10 @@ impl ContainerHost for MemoryContainers {
     }
 
     fn inspect<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<Container>> {
-        Box::pin(async move { self.find(id) })
+        Box::pin(async move {
+            self.inspects.fetch_add(1, Ordering::Relaxed);
+            self.find(id)
+        })
     }
 
     fn start<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<()>> {

@@ -62,15 +62,7 @@ async fn a_looping_plugin_does_not_block_the_executor() {
     let rt = runtime(&host);
     let mut m = hostile_manifest();
     m.limits.cpu_ms_per_call = Some(1500);
-    let g = Grant::approve_all(&m);
-    rt.load(
-        m,
-        &wasm("wakedock_fixture_hostile"),
-        g,
-        serde_json::Value::Null,
-    )
-    .await
-    .unwrap();
+    load_hostile_as(&rt, m).await;
     load_example(&rt).await;
     let started = Instant::now();
     let (looping, other) = tokio::join!(
@@ -275,6 +267,51 @@ events = { publish = ["hostile.*"] }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_selector_is_checked_by_inspect_and_a_grant_of_everything_needs_none() {
+    use std::sync::atomic::Ordering;
+    // Granted `wakedock.enable=true`: the container's labels must be read.
+    let (host, rt) = setup().await;
+    assert_eq!(call(&rt, "/stop?id=web").await.unwrap().0, 200);
+    assert_eq!(host.containers.inspects.load(Ordering::Relaxed), 1);
+    // The id the runtime resolved is what reaches the host.
+    assert_eq!(
+        host.containers.actions.lock().unwrap().clone(),
+        vec![("stop".to_owned(), "c1".to_owned())]
+    );
+
+    // Asking for and granted every container (as the wake plugin does):
+    // nothing to look at before acting.
+    let host = host_with_containers();
+    let rt = runtime(&host);
+    let mut m = hostile_manifest();
+    m.capabilities
+        .containers
+        .as_mut()
+        .expect("the fixture asks for containers")
+        .selector = None;
+    load_hostile_as(&rt, m).await;
+    assert_eq!(call(&rt, "/stop?id=web").await.unwrap().0, 200);
+    assert_eq!(call(&rt, "/stop?id=secret").await.unwrap().0, 200);
+    assert_eq!(host.containers.inspects.load(Ordering::Relaxed), 0);
+    assert_eq!(host.containers.actions.lock().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_timeouts_above_the_maximum_are_refused() {
+    let (host, rt) = setup().await;
+    for t in ["3601", "2147483648", "4294967295"] {
+        let (status, msg) = call(&rt, &format!("/stop?id=c1&timeout={t}"))
+            .await
+            .unwrap();
+        assert_eq!(status, 409, "{msg}");
+        assert!(msg.contains("above the maximum of 3600"), "{t}: {msg}");
+    }
+    assert!(host.containers.actions.lock().unwrap().is_empty());
+    assert_eq!(call(&rt, "/stop?id=c1&timeout=3600").await.unwrap().0, 200);
+    assert_eq!(host.containers.actions.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_http_only_to_allowlisted_hosts_and_rate_limited() {
     let (host, rt) = setup().await;
     for url in [
@@ -468,15 +505,7 @@ async fn plugin_ticks_on_its_interval() {
     let rt = runtime(&host);
     let mut m = hostile_manifest();
     m.tick_interval = Some("100ms".into());
-    let g = Grant::approve_all(&m);
-    rt.load(
-        m,
-        &wasm("wakedock_fixture_hostile"),
-        g,
-        serde_json::Value::Null,
-    )
-    .await
-    .unwrap();
+    load_hostile_as(&rt, m).await;
     tokio::time::sleep(Duration::from_millis(550)).await;
     let ticks = host
         .storage

@@ -11,7 +11,10 @@ use serde::Deserialize;
 
 use crate::auth::AuthUser;
 use crate::db::users::Role;
-use crate::docker::{ActionOutcome, ContainerDetails, ContainerStats, ContainerSummary, LogLine};
+use crate::docker::{
+    ActionOutcome, ContainerDetails, ContainerStats, ContainerSummary, LogLine,
+    MAX_STOP_TIMEOUT_SECS,
+};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::{Json, Path, Query};
 use crate::state::AppState;
@@ -110,8 +113,33 @@ pub async fn inspect(
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ActionQuery {
-    /// Seconds to wait for a clean stop before the engine kills it.
+    /// Seconds to wait for a clean stop before the engine kills it, 0 to
+    /// 3600 (stop and restart only; default `docker.stop_timeout`).
     pub timeout: Option<u32>,
+}
+
+/// The stop timeout of `action`, refused when out of range or given to an
+/// action that does not stop anything.
+fn stop_timeout(action: Action, q: &ActionQuery) -> ApiResult<Option<Duration>> {
+    let Some(t) = q.timeout else {
+        return Ok(None);
+    };
+    if !matches!(action, Action::Stop | Action::Restart) {
+        return Err(ApiError::bad_request(
+            "invalid_timeout",
+            format!(
+                "timeout applies to stop and restart, not {}",
+                action.as_str()
+            ),
+        ));
+    }
+    if t > MAX_STOP_TIMEOUT_SECS {
+        return Err(ApiError::bad_request(
+            "invalid_timeout",
+            format!("timeout={t} is above the maximum of {MAX_STOP_TIMEOUT_SECS} seconds"),
+        ));
+    }
+    Ok(Some(Duration::from_secs(u64::from(t))))
 }
 
 /// The operations a `user` may run.
@@ -148,6 +176,7 @@ impl Action {
     ),
     responses(
         (status = 200, body = ActionOutcome),
+        (status = 400, description = "`invalid_timeout`: above 3600 s, or given to start/pause/unpause", body = Problem),
         (status = 403, description = "Viewers may not operate containers", body = Problem),
         (status = 404, body = Problem),
         (status = 409, body = Problem),
@@ -161,6 +190,7 @@ pub async fn act(
     Query(q): Query<ActionQuery>,
 ) -> ApiResult<Json<ActionOutcome>> {
     check_ref(&id)?;
+    let timeout = stop_timeout(action, &q)?;
     let action_name = format!("container.{}", action.as_str());
     user.require_audited(&state, Role::User, &action_name, &id)
         .await?;
@@ -173,7 +203,6 @@ pub async fn act(
             return Err(e);
         }
     }
-    let timeout = q.timeout.map(|s| Duration::from_secs(u64::from(s)));
     let r = match action {
         Action::Start => state.docker.start(&id).await,
         Action::Stop => state.docker.stop(&id, timeout).await,
@@ -317,6 +346,34 @@ pub async fn stats(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stop_timeouts_are_bounded_and_only_for_stopping_actions() {
+        let q = |t| ActionQuery { timeout: Some(t) };
+        assert_eq!(
+            stop_timeout(Action::Stop, &q(3600)).unwrap(),
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(
+            stop_timeout(Action::Restart, &q(0)).unwrap(),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            stop_timeout(Action::Stop, &ActionQuery::default()).unwrap(),
+            None
+        );
+        for (action, t) in [
+            (Action::Stop, 3601),
+            // Read as a negative i32, which Docker takes as "wait forever".
+            (Action::Stop, u32::MAX),
+            (Action::Restart, 2_147_483_648),
+            (Action::Start, 10),
+            (Action::Pause, 10),
+        ] {
+            let e = stop_timeout(action, &q(t)).unwrap_err();
+            assert_eq!(e.code(), "invalid_timeout", "{action:?} {t}");
+        }
+    }
 
     #[test]
     fn container_refs_are_checked() {

@@ -17,7 +17,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::auth::{bearer, same};
+use crate::auth::{bearer, bridge_token_index};
 use crate::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path};
 use crate::http::sse::event_stream;
@@ -42,12 +42,7 @@ impl FromRequestParts<AppState> for BridgeCaller {
         let token = bearer(parts).ok_or_else(|| {
             ApiError::Unauthorized("send the bridge token as a bearer token".into())
         })?;
-        // Compare against every token, so timing says nothing about which.
-        let ok = state
-            .bridge_tokens
-            .iter()
-            .fold(false, |ok, t| same(t, token) | ok);
-        if ok {
+        if bridge_token_index(&state.bridge_tokens, token).is_some() {
             Ok(BridgeCaller)
         } else {
             Err(ApiError::Unauthorized("unknown bridge token".into()))

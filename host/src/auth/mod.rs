@@ -79,13 +79,23 @@ impl AuthUser {
 }
 
 pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts
-        .headers
-        .get(http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+    bearer_in(&parts.headers)
+}
+
+/// The bearer token of an `Authorization` header.
+pub(crate) fn bearer_in(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Which of the bridge `tokens` was `presented`. Every token is compared,
+/// so timing says nothing about which one (or whether any) matched.
+pub(crate) fn bridge_token_index(tokens: &[String], presented: &str) -> Option<usize> {
+    tokens.iter().enumerate().fold(
+        None,
+        |found, (i, t)| if same(t, presented) { Some(i) } else { found },
+    )
 }
 
 /// Constant-time comparison, so the CSRF check leaks nothing by timing.

@@ -1,6 +1,8 @@
 //! Rate limits (governor): login attempts per client IP and per username
-//! from one address (with a growing wait after repeated failures), and a
-//! global per-IP budget for the API.
+//! from one address (with a growing wait after repeated failures), a
+//! global per-IP budget for the API, and a budget per bridge token for the
+//! wake API (Caddy bridges are not users: every visitor behind one Caddy
+//! shares its address, so bridge traffic never spends the per-IP budget).
 //!
 //! The username budget is per address on purpose: keyed by the username
 //! alone, anyone could spend the admin's budget from anywhere and lock the
@@ -38,6 +40,8 @@ pub struct RateLimits {
     login_user: DefaultKeyedRateLimiter<(String, IpAddr)>,
     login_failures: Mutex<HashMap<(String, IpAddr), Failures>>,
     api_ip: DefaultKeyedRateLimiter<IpAddr>,
+    /// Keyed by the token's index in the configured bridge tokens.
+    bridge: DefaultKeyedRateLimiter<usize>,
     clock: DefaultClock,
 }
 
@@ -64,6 +68,10 @@ impl RateLimits {
             login_failures: Mutex::new(HashMap::new()),
             api_ip: RateLimiter::keyed(
                 Quota::per_second(nz(c.api_per_ip_per_second)).allow_burst(nz(c.api_burst)),
+            ),
+            bridge: RateLimiter::keyed(
+                Quota::per_second(nz(c.bridge_per_token_per_second))
+                    .allow_burst(nz(c.bridge_burst)),
             ),
             clock: DefaultClock::default(),
         }
@@ -129,12 +137,20 @@ impl RateLimits {
             .map_err(|not_until| self.refuse(not_until.wait_time_from(self.clock.now())))
     }
 
+    /// One wake-API request from the bridge holding token number `token`.
+    pub fn check_bridge(&self, token: usize) -> Result<(), ApiError> {
+        self.bridge
+            .check_key(&token)
+            .map_err(|not_until| self.refuse(not_until.wait_time_from(self.clock.now())))
+    }
+
     /// Forgets keys whose budget is full again, and old failure streaks,
     /// so memory stays bounded.
     pub fn shrink(&self) {
         self.login_ip.retain_recent();
         self.login_user.retain_recent();
         self.api_ip.retain_recent();
+        self.bridge.retain_recent();
         self.failures()
             .retain(|_, f| f.last.elapsed() < FAILURE_MEMORY);
     }
@@ -151,6 +167,8 @@ mod tests {
             login_per_user_per_minute: 2,
             api_per_ip_per_second: 1,
             api_burst: 2,
+            bridge_per_token_per_second: 1,
+            bridge_burst: 3,
         });
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
@@ -172,6 +190,13 @@ mod tests {
         assert!(limits.check_api(a).is_ok());
         assert!(limits.check_api(a).is_err());
         assert!(limits.check_api(b).is_ok());
+        // Each bridge token has its own budget, apart from the IPs'.
+        for _ in 0..3 {
+            assert!(limits.check_bridge(0).is_ok());
+        }
+        assert!(limits.check_bridge(0).is_err());
+        assert!(limits.check_bridge(1).is_ok());
+        assert!(limits.check_api(b).is_ok());
     }
 
     /// A stranger's wrong passwords for `admin` cannot lock the admin out:
@@ -183,6 +208,8 @@ mod tests {
             login_per_user_per_minute: 1000,
             api_per_ip_per_second: 1,
             api_burst: 1,
+            bridge_per_token_per_second: 1,
+            bridge_burst: 1,
         });
         let stranger: IpAddr = "203.0.113.9".parse().unwrap();
         let owner: IpAddr = "198.51.100.4".parse().unwrap();

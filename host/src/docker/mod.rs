@@ -6,7 +6,9 @@
 //! lazily, and a supervisor task keeps the engine's event stream open,
 //! reconnecting with backoff; `/health` asks the engine directly.
 
+mod exits;
 pub mod model;
+pub mod requests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -26,6 +28,16 @@ use tokio::sync::{broadcast, RwLock};
 use tokio_util::sync::CancellationToken;
 
 pub use model::*;
+pub use requests::{EngineOp, EngineRequests};
+
+/// Longest stop timeout accepted (from the API's `?timeout=`, a plugin's
+/// `timeout-secs` or `docker.stop_timeout`): one hour. Docker reads a
+/// negative value as "wait forever", which a bigger number would become.
+pub const MAX_STOP_TIMEOUT_SECS: u32 = 3600;
+
+/// Time allowed on top of a stop timeout for the engine to kill the
+/// container and answer.
+const STOP_MARGIN: Duration = Duration::from_secs(30);
 
 /// How a container operation failed, in terms the API can answer with.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -38,6 +50,11 @@ pub enum EngineError {
     BadRequest(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The engine did not answer within the request's time limit. The
+    /// connection is fine (a slow stop, a wedged container): the engine is
+    /// not marked down for it.
+    #[error("{0}")]
+    Timeout(String),
     #[error("{0}")]
     Engine(String),
 }
@@ -54,11 +71,16 @@ impl EngineError {
                 400 => Self::BadRequest(message),
                 _ => Self::Engine(format!("{status_code}: {message}")),
             },
+            BollardError::RequestTimeoutError => {
+                Self::Timeout(format!("{target}: the engine did not answer in time"))
+            }
             BollardError::JsonDataError { .. }
             | BollardError::JsonSerdeError { .. }
-            | BollardError::StrParseError { .. } => Self::Engine(e.to_string()),
-            // Socket missing, connection refused or reset, timeouts: the
-            // engine is not there (or went away mid-request).
+            | BollardError::StrParseError { .. }
+            | BollardError::DockerStreamError { .. }
+            | BollardError::DockerContainerWaitError { .. } => Self::Engine(e.to_string()),
+            // Socket missing, connection refused or reset: the engine is not
+            // there (or went away mid-request).
             other => Self::Unavailable(other.to_string()),
         }
     }
@@ -90,6 +112,11 @@ pub struct DockerEngine {
     up: AtomicBool,
     events: broadcast::Sender<ContainerEvent>,
     stop_timeout: Duration,
+    /// Time limit of one request (a stop gets its timeout plus a margin).
+    request_timeout: Duration,
+    requests: EngineRequests,
+    /// Exit codes announced by `die` events (see [`exits`]).
+    exits: exits::ExitCodes,
 }
 
 impl std::fmt::Debug for DockerEngine {
@@ -102,10 +129,19 @@ impl std::fmt::Debug for DockerEngine {
 }
 
 /// Timeout on each engine request; a wedged engine must not wedge the API.
-const REQUEST_TIMEOUT_SECS: u64 = 60;
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl DockerEngine {
     pub fn new(socket: PathBuf, stop_timeout: Duration) -> Arc<Self> {
+        Self::with_request_timeout(socket, stop_timeout, REQUEST_TIMEOUT)
+    }
+
+    /// Like [`DockerEngine::new`] with another per-request time limit.
+    pub fn with_request_timeout(
+        socket: PathBuf,
+        stop_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Arc<Self> {
         let (events, _) = broadcast::channel(1024);
         Arc::new(Self {
             socket,
@@ -113,7 +149,15 @@ impl DockerEngine {
             up: AtomicBool::new(false),
             events,
             stop_timeout,
+            request_timeout: request_timeout.max(Duration::from_secs(1)),
+            requests: EngineRequests::default(),
+            exits: exits::ExitCodes::default(),
         })
+    }
+
+    /// Engine requests sent so far, by operation.
+    pub fn requests(&self) -> &EngineRequests {
+        &self.requests
     }
 
     /// Whether the last contact with the engine succeeded.
@@ -128,11 +172,15 @@ impl DockerEngine {
 
     async fn connect(&self) -> Result<Docker, EngineError> {
         let path = self.socket.to_string_lossy().to_string();
-        let docker =
-            Docker::connect_with_unix(&path, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
-                .map_err(|e| EngineError::Unavailable(format!("{path}: {e}")))?;
+        let docker = Docker::connect_with_unix(
+            &path,
+            self.request_timeout.as_secs(),
+            bollard::API_DEFAULT_VERSION,
+        )
+        .map_err(|e| EngineError::Unavailable(format!("{path}: {e}")))?;
         // Older engines (Debian's 20.10 speaks API 1.41) refuse newer API
         // paths, so agree on a version before the first real request.
+        self.requests.count(EngineOp::Version);
         let docker = docker
             .negotiate_version()
             .await
@@ -163,7 +211,8 @@ impl DockerEngine {
     }
 
     /// Notes an error: connection-level failures mark the engine down and
-    /// drop the client so the next call renegotiates.
+    /// drop the client so the next call renegotiates. A request that ran
+    /// out of time did reach the engine: it stays up.
     async fn observe<T>(&self, r: Result<T, BollardError>, target: &str) -> Result<T, EngineError> {
         match r {
             Ok(v) => Ok(v),
@@ -182,6 +231,7 @@ impl DockerEngine {
     pub async fn ping(&self, timeout: Duration) -> Result<(), EngineError> {
         let fut = async {
             let c = self.client().await?;
+            self.requests.count(EngineOp::Ping);
             let r = c.ping().await;
             self.observe(r, "engine").await.map(|_| ())
         };
@@ -211,6 +261,7 @@ impl DockerEngine {
             .all(true)
             .filters(&filters)
             .build();
+        self.requests.count(EngineOp::List);
         let r = c.list_containers(Some(opts)).await;
         let list = self.observe(r, "containers").await?;
         Ok(list.into_iter().map(summary_from).collect())
@@ -218,6 +269,7 @@ impl DockerEngine {
 
     pub async fn inspect(&self, id_or_name: &str) -> Result<ContainerDetails, EngineError> {
         let c = self.client().await?;
+        self.requests.count(EngineOp::Inspect);
         let r = c
             .inspect_container(id_or_name, None::<InspectContainerOptions>)
             .await;
@@ -225,16 +277,118 @@ impl DockerEngine {
         Ok(details_from(info))
     }
 
+    /// The exit code of a container that is not running (`None` while it
+    /// runs or is paused). Free when its `die` event was seen and nothing
+    /// happened to it since; else one inspect.
+    pub async fn exit_code(&self, id_or_name: &str) -> Result<Option<i64>, EngineError> {
+        if let Some(code) = self.exits.get(id_or_name) {
+            return Ok(Some(code));
+        }
+        let d = self.inspect(id_or_name).await?;
+        Ok(match d.running || d.state == "paused" {
+            true => None,
+            false => d.exit_code,
+        })
+    }
+
+    /// Starts a container with one engine request; false when it was
+    /// already running (the engine answers 304).
+    ///
+    /// A connection that breaks mid-request (the engine under load resets
+    /// one now and then) is retried once on a fresh connection: a start is
+    /// idempotent (the engine answers 304 when it is already running), and
+    /// a wake must not fail for every held request over one reset.
+    pub async fn start_container(&self, id_or_name: &str) -> Result<bool, EngineError> {
+        match self.start_once(id_or_name).await {
+            Err(EngineError::Unavailable(first)) => {
+                tracing::debug!(container = id_or_name, error = %first, "start: connection lost, retrying once");
+                self.start_once(id_or_name).await
+            }
+            r => r,
+        }
+    }
+
+    async fn start_once(&self, id_or_name: &str) -> Result<bool, EngineError> {
+        let c = self.client().await?;
+        self.requests.count(EngineOp::Start);
+        let r = c
+            .start_container(id_or_name, None::<StartContainerOptions>)
+            .await;
+        self.not_modified_is_ok(r, id_or_name).await
+    }
+
+    /// Stops a container with one engine request, letting the engine kill
+    /// it after `timeout` (default: `docker.stop_timeout`, at most
+    /// [`MAX_STOP_TIMEOUT_SECS`]). The request may take that long, so its
+    /// own time limit is the stop timeout plus a margin.
+    pub async fn stop_container(
+        &self,
+        id_or_name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<(), EngineError> {
+        let (t, c) = self.client_for_stop(timeout).await?;
+        let opts = StopContainerOptionsBuilder::default().t(t).build();
+        self.requests.count(EngineOp::Stop);
+        let r = c.stop_container(id_or_name, Some(opts)).await;
+        self.not_modified_is_ok(r, id_or_name).await.map(|_| ())
+    }
+
+    /// Restarts a container with one engine request (see
+    /// [`DockerEngine::stop_container`] for `timeout`).
+    pub async fn restart_container(
+        &self,
+        id_or_name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<(), EngineError> {
+        let (t, c) = self.client_for_stop(timeout).await?;
+        let opts = RestartContainerOptionsBuilder::default().t(t).build();
+        self.requests.count(EngineOp::Restart);
+        let r = c.restart_container(id_or_name, Some(opts)).await;
+        self.observe(r, id_or_name).await
+    }
+
+    /// The stop timeout in seconds (checked against the maximum) and a
+    /// client whose request limit outlasts it.
+    async fn client_for_stop(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<(i32, Docker), EngineError> {
+        let t = timeout.unwrap_or(self.stop_timeout);
+        let secs = check_stop_timeout(t)?;
+        let c = self.client().await?;
+        let needed = Duration::from_secs(u64::from(secs)) + STOP_MARGIN;
+        let c = if needed > self.request_timeout {
+            c.with_timeout(needed)
+        } else {
+            c
+        };
+        Ok((secs as i32, c))
+    }
+
+    /// Freezes a running container's processes (one engine request).
+    pub async fn pause_container(&self, id_or_name: &str) -> Result<(), EngineError> {
+        let c = self.client().await?;
+        self.requests.count(EngineOp::Pause);
+        let r = c.pause_container(id_or_name).await;
+        self.observe(r, id_or_name).await
+    }
+
+    /// Thaws a paused container (one engine request).
+    pub async fn unpause_container(&self, id_or_name: &str) -> Result<(), EngineError> {
+        let c = self.client().await?;
+        self.requests.count(EngineOp::Unpause);
+        let r = c.unpause_container(id_or_name).await;
+        self.observe(r, id_or_name).await
+    }
+
+    /// Starts, for the API: resolves the container first so the outcome
+    /// names its full id.
     pub async fn start(&self, id_or_name: &str) -> Result<ActionOutcome, EngineError> {
         let before = self.inspect(id_or_name).await?;
         if before.running {
             return Ok(ActionOutcome::unchanged(before.id, "start"));
         }
-        let c = self.client().await?;
-        let r = c
-            .start_container(id_or_name, None::<StartContainerOptions>)
-            .await;
-        let changed = self.not_modified_is_ok(r, id_or_name).await?;
+        let changed = self.start_container(&before.id).await?;
         Ok(ActionOutcome {
             id: before.id,
             action: "start".into(),
@@ -242,29 +396,27 @@ impl DockerEngine {
         })
     }
 
-    /// Stops, letting the engine kill the container after `timeout`
-    /// (default: `docker.stop_timeout`).
+    /// Stops, for the API, letting the engine kill the container after
+    /// `timeout` (default: `docker.stop_timeout`).
     pub async fn stop(
         &self,
         id_or_name: &str,
         timeout: Option<Duration>,
     ) -> Result<ActionOutcome, EngineError> {
+        if let Some(t) = timeout {
+            check_stop_timeout(t)?;
+        }
         // Docker 20.10 answers a stop of a stopped container with success,
         // newer engines with 304: ask first so both report "no change".
         let before = self.inspect(id_or_name).await?;
         if !before.running {
             return Ok(ActionOutcome::unchanged(before.id, "stop"));
         }
-        let c = self.client().await?;
-        let t = timeout.unwrap_or(self.stop_timeout).as_secs() as i32;
-        let opts = StopContainerOptionsBuilder::default().t(t).build();
-        let changed = self
-            .not_modified_is_ok(c.stop_container(id_or_name, Some(opts)).await, id_or_name)
-            .await?;
+        self.stop_container(&before.id, timeout).await?;
         Ok(ActionOutcome {
             id: before.id,
             action: "stop".into(),
-            changed,
+            changed: true,
         })
     }
 
@@ -273,12 +425,11 @@ impl DockerEngine {
         id_or_name: &str,
         timeout: Option<Duration>,
     ) -> Result<ActionOutcome, EngineError> {
+        if let Some(t) = timeout {
+            check_stop_timeout(t)?;
+        }
         let before = self.inspect(id_or_name).await?;
-        let c = self.client().await?;
-        let t = timeout.unwrap_or(self.stop_timeout).as_secs() as i32;
-        let opts = RestartContainerOptionsBuilder::default().t(t).build();
-        let r = c.restart_container(id_or_name, Some(opts)).await;
-        self.observe(r, id_or_name).await?;
+        self.restart_container(&before.id, timeout).await?;
         Ok(ActionOutcome {
             id: before.id,
             action: "restart".into(),
@@ -306,13 +457,11 @@ impl DockerEngine {
         if (before.state == "paused") == paused {
             return Ok(ActionOutcome::unchanged(before.id, action));
         }
-        let c = self.client().await?;
-        let r = if paused {
-            c.pause_container(id_or_name).await
+        if paused {
+            self.pause_container(&before.id).await?;
         } else {
-            c.unpause_container(id_or_name).await
-        };
-        self.observe(r, id_or_name).await?;
+            self.unpause_container(&before.id).await?;
+        }
         Ok(ActionOutcome {
             id: before.id,
             action: action.into(),
@@ -326,6 +475,7 @@ impl DockerEngine {
         let opts = RemoveContainerOptionsBuilder::default()
             .force(force)
             .build();
+        self.requests.count(EngineOp::Remove);
         let r = c.remove_container(id_or_name, Some(opts)).await;
         self.observe(r, id_or_name).await
     }
@@ -369,6 +519,7 @@ impl DockerEngine {
             .tail(&tail)
             .build();
         let target = id_or_name.to_string();
+        self.requests.count(EngineOp::Logs);
         Ok(c.logs(id_or_name, Some(opts)).map(move |r| match r {
             Ok(out) => {
                 let stream = match &out {
@@ -393,6 +544,7 @@ impl DockerEngine {
             .stream(false)
             .one_shot(false)
             .build();
+        self.requests.count(EngineOp::Stats);
         let mut s = c.stats(id_or_name, Some(opts));
         let first = s.next().await;
         let sample = match first {
@@ -432,14 +584,17 @@ impl DockerEngine {
             attach_stderr: Some(true),
             ..Default::default()
         };
+        self.requests.count(EngineOp::ExecCreate);
         let r = c.create_exec(id, config).await;
         let exec = self.observe(r, id).await?;
         let run = async {
+            self.requests.count(EngineOp::ExecStart);
             if let bollard::exec::StartExecResults::Attached { mut output, .. } =
                 c.start_exec(&exec.id, None).await?
             {
                 while output.next().await.is_some() {}
             }
+            self.requests.count(EngineOp::ExecInspect);
             c.inspect_exec(&exec.id).await
         };
         match tokio::time::timeout(timeout, run).await {
@@ -488,8 +643,20 @@ impl DockerEngine {
         let mut filters = HashMap::new();
         filters.insert("type".to_string(), vec!["container".to_string()]);
         let opts = EventsOptionsBuilder::default().filters(&filters).build();
+        self.requests.count(EngineOp::Events);
         let mut stream = c.events(Some(opts));
         self.mark(true);
+        // Whatever happened while no stream was open is unknown.
+        self.exits.forget_all();
+        let ended = self.pump(&mut stream).await;
+        self.exits.forget_all();
+        ended
+    }
+
+    async fn pump(
+        &self,
+        stream: &mut (impl Stream<Item = Result<bollard::models::EventMessage, BollardError>> + Unpin),
+    ) -> Result<(), EngineError> {
         while let Some(ev) = stream.next().await {
             let ev = match ev {
                 Ok(ev) => ev,
@@ -508,10 +675,27 @@ impl DockerEngine {
                     .filter(|(k, _)| k != "name" && k != "image")
                     .collect(),
             };
+            self.exits.observe(
+                &event.id,
+                event.name.as_deref(),
+                &event.action,
+                event.labels.get("exitCode").map(String::as_str),
+            );
             // No receivers is fine: nobody is listening yet.
             let _ = self.events.send(event);
         }
         Err(EngineError::Unavailable("event stream closed".into()))
+    }
+}
+
+/// The stop timeout in whole seconds, refused above the maximum.
+pub fn check_stop_timeout(t: Duration) -> Result<u32, EngineError> {
+    match u32::try_from(t.as_secs()) {
+        Ok(secs) if secs <= MAX_STOP_TIMEOUT_SECS => Ok(secs),
+        _ => Err(EngineError::BadRequest(format!(
+            "a stop timeout of {} s is above the maximum of {MAX_STOP_TIMEOUT_SECS} s",
+            t.as_secs()
+        ))),
     }
 }
 
@@ -757,6 +941,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_request_that_runs_out_of_time_does_not_mark_the_engine_down() {
+        let engine = DockerEngine::new("/nonexistent/docker.sock".into(), Duration::from_secs(1));
+        engine.mark(true);
+        let r = engine
+            .observe::<()>(Err(BollardError::RequestTimeoutError), "web")
+            .await;
+        assert!(matches!(r, Err(EngineError::Timeout(_))), "{r:?}");
+        assert!(engine.is_up(), "a slow answer is not a dead engine");
+        let r = engine
+            .observe::<()>(Err(BollardError::SocketNotFoundError("/x".into())), "web")
+            .await;
+        assert!(matches!(r, Err(EngineError::Unavailable(_))));
+        assert!(!engine.is_up(), "a connection failure is");
+    }
+
+    #[test]
+    fn stop_timeouts_are_bounded() {
+        assert_eq!(check_stop_timeout(Duration::from_secs(3600)).unwrap(), 3600);
+        assert_eq!(check_stop_timeout(Duration::ZERO).unwrap(), 0);
+        assert!(check_stop_timeout(Duration::from_secs(3601)).is_err());
+        // Would wrap to a negative i32, which Docker reads as "forever".
+        assert!(check_stop_timeout(Duration::from_secs(u64::from(u32::MAX))).is_err());
+        assert!(check_stop_timeout(Duration::from_secs(u64::MAX)).is_err());
+        assert_eq!(
+            MAX_STOP_TIMEOUT_SECS,
+            wakedock_plugin_runtime::caps::MAX_STOP_TIMEOUT_SECS,
+            "the API and plugins share one maximum"
+        );
+    }
+
+    #[tokio::test]
     async fn absent_engine_is_unavailable_not_a_panic() {
         let engine = DockerEngine::new("/nonexistent/docker.sock".into(), Duration::from_secs(1));
         assert!(matches!(
@@ -765,5 +980,55 @@ mod tests {
         ));
         assert!(engine.ping(Duration::from_millis(200)).await.is_err());
         assert!(!engine.is_up());
+    }
+
+    /// An engine on a socket that answers `/version`, drops the connection
+    /// of the first start request and answers 204 to the next one.
+    #[tokio::test]
+    async fn a_start_whose_connection_breaks_is_retried_once() {
+        use std::sync::atomic::AtomicUsize;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("docker.sock");
+        let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+        let starts = Arc::new(AtomicUsize::new(0));
+        let seen = starts.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let starts = seen.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    loop {
+                        let n = match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                        let reply = if head.contains("/version") {
+                            let body = r#"{"ApiVersion":"1.41","MinAPIVersion":"1.12","Version":"20.10.24"}"#;
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                                body.len()
+                            )
+                        } else if head.contains("/start") {
+                            if starts.fetch_add(1, Ordering::SeqCst) == 0 {
+                                return; // the connection breaks mid-request
+                            }
+                            "HTTP/1.1 204 No Content\r\n\r\n".to_string()
+                        } else {
+                            "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n".to_string()
+                        };
+                        if conn.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let engine = DockerEngine::new(sock, Duration::from_secs(1));
+        let started = engine.start_container("web").await;
+        assert!(matches!(started, Ok(true)), "{started:?}");
+        assert_eq!(starts.load(Ordering::SeqCst), 2, "one retry, no more");
     }
 }

@@ -1,5 +1,5 @@
 //! Headers on every response that tell browsers to be strict, and the
-//! per-IP API rate limit.
+//! API's rate limits (per client IP, per bridge token for the wake API).
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
@@ -50,15 +50,35 @@ pub async fn headers(req: Request, next: Next) -> Response {
     res
 }
 
-/// The global per-IP budget for `/api/`.
+/// The wake API the Caddy bridges call.
+const WAKE_API: &str = "/api/v1/wake/";
+
+/// The rate limit of `/api/`: a request to the wake API with a valid bridge
+/// token spends that token's budget; everything else (a bridge route with
+/// no or a wrong token included) spends the client IP's.
 pub async fn api_rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let ip = req
-        .extensions()
-        .get::<ClientIp>()
-        .copied()
-        .unwrap_or_default();
-    if let Err(e) = state.limits.check_api(ip.0) {
+    let checked = match bridge_token(&state, &req) {
+        Some(token) => state.limits.check_bridge(token),
+        None => {
+            let ip = req
+                .extensions()
+                .get::<ClientIp>()
+                .copied()
+                .unwrap_or_default();
+            state.limits.check_api(ip.0)
+        }
+    };
+    if let Err(e) = checked {
         return e.into_response();
     }
     next.run(req).await
+}
+
+/// The number of the bridge token a wake-API request carries, if valid.
+fn bridge_token(state: &AppState, req: &Request) -> Option<usize> {
+    if !req.uri().path().starts_with(WAKE_API) {
+        return None;
+    }
+    let presented = crate::auth::bearer_in(req.headers())?;
+    crate::auth::bridge_token_index(&state.bridge_tokens, presented)
 }

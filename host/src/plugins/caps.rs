@@ -22,6 +22,7 @@ fn engine_err(e: EngineError) -> CapError {
     match e {
         EngineError::NotFound(_) => CapError::NotFound,
         EngineError::BadRequest(m) => CapError::Invalid(m),
+        EngineError::Timeout(_) => CapError::Timeout,
         EngineError::Conflict(m) | EngineError::Unavailable(m) | EngineError::Engine(m) => {
             CapError::Unavailable(m)
         }
@@ -85,11 +86,17 @@ fn from_details(d: &ContainerDetails) -> Container {
 }
 
 /// Containers, on the Docker engine.
+///
+/// Each operation costs as few engine requests as it can: a start, stop,
+/// pause or unpause is one request (the engine answers 304 when there is
+/// nothing to do), a readiness wait inspects once and then probes the
+/// address it learned, inspecting again only when an engine event says
+/// the container changed.
 pub struct DockerContainers {
     pub docker: Arc<DockerEngine>,
-    /// WakeDock's own container, when it runs in one: never stopped or
-    /// paused by a plugin (see [`own_container`]).
-    pub own_id: Option<String>,
+    /// WakeDock's own container (id, name), when it runs in one: never
+    /// stopped or paused by a plugin (see [`own_container`]).
+    pub own: Option<(String, String)>,
 }
 
 /// The (id, name) of the container WakeDock runs in, if any: Docker sets
@@ -103,14 +110,42 @@ pub async fn own_container(docker: &DockerEngine) -> Option<(String, String)> {
     None
 }
 
+/// How a reference (full id, id prefix or name, as Docker resolves them)
+/// relates to WakeDock's own container.
+#[derive(Debug, PartialEq, Eq)]
+enum OwnRef {
+    Own,
+    Other,
+    /// A hex prefix of our id that is not our name: Docker prefers a
+    /// container of that name if there is one, so only the engine knows.
+    Ambiguous,
+}
+
+fn own_ref(reference: &str, own_id: &str, own_name: &str) -> OwnRef {
+    let r = reference.trim_start_matches('/');
+    if r == own_id || r == own_name {
+        OwnRef::Own
+    } else if !r.is_empty() && own_id.starts_with(r) {
+        OwnRef::Ambiguous
+    } else {
+        OwnRef::Other
+    }
+}
+
 impl DockerContainers {
-    /// Refuses to act on WakeDock's own container.
+    /// Refuses to act on WakeDock's own container. Compared against the id
+    /// and name learned at start, so it costs no engine request (but for
+    /// an id prefix of our own id, which the engine resolves).
     async fn not_own(&self, id: &str) -> CapResult<()> {
-        let Some(own) = &self.own_id else {
+        let Some((own_id, own_name)) = &self.own else {
             return Ok(());
         };
-        let d = self.docker.inspect(id).await.map_err(engine_err)?;
-        if &d.id == own {
+        let own = match own_ref(id, own_id, own_name) {
+            OwnRef::Own => true,
+            OwnRef::Other => false,
+            OwnRef::Ambiguous => &self.docker.inspect(id).await.map_err(engine_err)?.id == own_id,
+        };
+        if own {
             return Err(CapError::PermissionDenied(
                 "WakeDock never stops or pauses its own container".into(),
             ));
@@ -119,59 +154,162 @@ impl DockerContainers {
     }
 }
 
-/// How often readiness is re-checked between engine events: a port probe
-/// is cheap; a healthcheck is an exec in the container.
-const PORT_PROBE_EVERY: Duration = Duration::from_millis(25);
-const HEALTHCHECK_EVERY: Duration = Duration::from_millis(100);
+/// Port probes while an app boots: a connection attempt to a closed port
+/// on the container's address is refused at once, so a tight cadence is
+/// cheap and a port is seen within a few milliseconds of opening.
+const PROBE_EVERY: Duration = Duration::from_millis(5);
+/// After [`PROBE_FAST_FOR`] of waiting, a slow starter is probed less often.
+const PROBE_EVERY_LATER: Duration = Duration::from_millis(25);
+const PROBE_FAST_FOR: Duration = Duration::from_secs(5);
+/// A container's healthcheck (an exec) is run as soon as its port opens and
+/// retried this soon when it fails; while the port is still closed it runs
+/// at least every [`HEALTHCHECK_AT_LEAST_EVERY`] (a check may not need it).
+const HEALTHCHECK_RETRY: Duration = Duration::from_millis(10);
+const HEALTHCHECK_AT_LEAST_EVERY: Duration = Duration::from_millis(250);
+/// Inspect again after this long even without an engine event, while the
+/// container is not running yet (in case an event was missed).
+const INSPECT_AGAIN_EVERY: Duration = Duration::from_millis(500);
+
+/// What a readiness check says about the container as last inspected.
+enum Wait<T> {
+    Ready(T),
+    /// Probe again after this long (the inspected details still hold).
+    ProbeAgain(Duration),
+    /// Inspect again on the next engine event about it, or after this long.
+    InspectAgain(Duration),
+}
+
+/// What an engine event about the waited-for container means for the wait.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    /// Nothing that changes the inspected details (our own healthcheck
+    /// execs, a start we already saw, renames...).
+    Nothing,
+    /// Docker's own healthcheck reported this status.
+    Health(String),
+    /// The container changed: inspect it again.
+    Changed,
+}
+
+fn seen(action: &str, known: &ContainerDetails) -> Seen {
+    if let Some(h) = action.strip_prefix("health_status: ") {
+        return Seen::Health(h.to_string());
+    }
+    match action {
+        "die" | "destroy" | "pause" | "oom" => Seen::Changed,
+        "start" | "restart" | "unpause" if !known.running || known.state == "paused" => {
+            Seen::Changed
+        }
+        _ => Seen::Nothing,
+    }
+}
 
 impl DockerContainers {
-    /// One readiness check: `Ok(Ok(readiness))` when ready, else
-    /// `Ok(Err(when to look again))`.
-    async fn check_ready(&self, id: &str) -> CapResult<Result<Readiness, Duration>> {
-        let d = self.docker.inspect(id).await.map_err(engine_err)?;
-        if !d.running {
-            not_exited(&d)?;
-            return Ok(Err(PORT_PROBE_EVERY));
-        }
-        if let Some(test) = &d.healthcheck_test {
-            if d.health == "healthy" {
-                return Ok(Ok(Readiness::Healthy));
+    /// Waits until `check` says the container is ready, for at most
+    /// `timeout`. The container is inspected once; `check` then probes what
+    /// that inspection told (its address, its healthcheck). It is inspected
+    /// again only when an engine event says it changed (it died, was
+    /// paused, was started after being stopped), or when `check` asks.
+    async fn wait_for<T, F, Fut>(&self, id: &str, timeout: Duration, check: F) -> CapResult<T>
+    where
+        F: Fn(Arc<ContainerDetails>, Duration) -> Fut,
+        Fut: std::future::Future<Output = CapResult<Wait<T>>>,
+    {
+        // Subscribe before inspecting so no event is missed between.
+        let mut events = self.docker.subscribe();
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let mut d = Arc::new(self.docker.inspect(id).await.map_err(engine_err)?);
+        loop {
+            let (again, inspect_on_timer) = match check(d.clone(), started.elapsed()).await? {
+                Wait::Ready(r) => return Ok(r),
+                Wait::ProbeAgain(t) => (t, false),
+                Wait::InspectAgain(t) => (t, true),
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(CapError::Timeout);
             }
-            // Run the container's own check now rather than wait for
-            // Docker's next interval.
-            let passed = self
-                .docker
-                .run_healthcheck(id, test, Duration::from_secs(5))
-                .await
-                .map_err(engine_err)?;
-            return Ok(if passed {
-                Ok(Readiness::Healthy)
-            } else {
-                Err(HEALTHCHECK_EVERY)
-            });
+            let inspect = tokio::select! {
+                _ = tokio::time::sleep(again.min(remaining)) => inspect_on_timer,
+                s = next_seen(&mut events, &d) => match s {
+                    Seen::Changed => true,
+                    Seen::Health(h) => {
+                        Arc::make_mut(&mut d).health = h;
+                        false
+                    }
+                    Seen::Nothing => false,
+                },
+            };
+            if inspect {
+                d = Arc::new(self.docker.inspect(id).await.map_err(engine_err)?);
+            }
         }
-        let Some(addr) = probe_addr(&d, None) else {
-            return Ok(Ok(Readiness::Running));
+    }
+
+    /// One readiness check of a container as inspected.
+    async fn check_ready(
+        &self,
+        d: &ContainerDetails,
+        waited: Duration,
+        last_healthcheck: &Mutex<Option<Instant>>,
+    ) -> CapResult<Wait<Readiness>> {
+        if let Some(wait) = not_running(d)? {
+            return Ok(wait);
+        }
+        let cadence = probe_cadence(waited);
+        let addr = probe_addr(d, None);
+        let Some(test) = &d.healthcheck_test else {
+            return Ok(match addr {
+                None => Wait::Ready(Readiness::Running),
+                Some(a) if tcp_open(&a).await => Wait::Ready(Readiness::PortOpen),
+                Some(_) => Wait::ProbeAgain(cadence),
+            });
         };
-        Ok(if tcp_open(&addr).await {
-            Ok(Readiness::PortOpen)
-        } else {
-            Err(PORT_PROBE_EVERY)
+        if d.health == "healthy" {
+            return Ok(Wait::Ready(Readiness::Healthy));
+        }
+        // The app cannot pass its healthcheck before it listens: wait for
+        // the port, then run the check at once rather than on a cadence.
+        let port_open = match &addr {
+            Some(a) => tcp_open(a).await,
+            None => true,
+        };
+        let due = {
+            let last = last_healthcheck.lock().unwrap_or_else(|p| p.into_inner());
+            last.is_none_or(|t| t.elapsed() >= HEALTHCHECK_AT_LEAST_EVERY)
+        };
+        if !port_open && !due {
+            return Ok(Wait::ProbeAgain(cadence));
+        }
+        *last_healthcheck.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        let passed = self
+            .docker
+            .run_healthcheck(&d.id, test, Duration::from_secs(5))
+            .await
+            .map_err(engine_err)?;
+        Ok(match (passed, port_open) {
+            (true, _) => Wait::Ready(Readiness::Healthy),
+            (false, true) => Wait::ProbeAgain(HEALTHCHECK_RETRY),
+            (false, false) => Wait::ProbeAgain(cadence),
         })
     }
 
-    /// One explicit probe: `Ok(Ok(()))` when it passes.
-    async fn check_probe(&self, id: &str, probe: &Probe) -> CapResult<Result<(), Duration>> {
-        let d = self.docker.inspect(id).await.map_err(engine_err)?;
-        if !d.running {
-            not_exited(&d)?;
-            return Ok(Err(PORT_PROBE_EVERY));
+    /// One explicit probe of a container as inspected.
+    async fn check_probe(
+        &self,
+        d: &ContainerDetails,
+        waited: Duration,
+        probe: &Probe,
+    ) -> CapResult<Wait<()>> {
+        if let Some(wait) = not_running(d)? {
+            return Ok(wait);
         }
         let port = match probe {
             Probe::Tcp(p) => *p,
             Probe::Http(h) => h.port,
         };
-        let Some(addr) = probe_addr(&d, Some(port)) else {
+        let Some(addr) = probe_addr(d, Some(port)) else {
             return Err(CapError::Invalid(format!(
                 "container {} has no address to probe port {port} on",
                 d.name
@@ -182,48 +320,49 @@ impl DockerContainers {
             Probe::Http(h) => http_ok(&addr, &h.path).await,
         };
         Ok(if passed {
-            Ok(())
+            Wait::Ready(())
         } else {
-            Err(PORT_PROBE_EVERY)
+            Wait::ProbeAgain(probe_cadence(waited))
         })
     }
+}
 
-    /// Runs `check` until it is ready, again on every engine event about
-    /// the container and between events at the pace `check` asks for.
-    async fn wait_for<T, F, Fut>(&self, id: &str, timeout: Duration, check: F) -> CapResult<T>
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = CapResult<Result<T, Duration>>>,
-    {
-        // Subscribe before the first check so no event is missed between.
-        let mut events = self.docker.subscribe();
-        let deadline = Instant::now() + timeout;
-        let full_id = self.docker.inspect(id).await.map_err(engine_err)?.id;
-        loop {
-            let again = match check().await? {
-                Ok(r) => return Ok(r),
-                Err(again) => again,
-            };
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(CapError::Timeout);
-            }
-            let poll = tokio::time::sleep(again.min(remaining));
-            tokio::select! {
-                _ = poll => {}
-                _ = async {
-                    loop {
-                        match events.recv().await {
-                            Ok(e) if e.id == full_id => return,
-                            Ok(_) => continue,
-                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
-                            Err(_) => std::future::pending::<()>().await,
-                        }
-                    }
-                } => {}
-            }
+fn probe_cadence(waited: Duration) -> Duration {
+    if waited < PROBE_FAST_FOR {
+        PROBE_EVERY
+    } else {
+        PROBE_EVERY_LATER
+    }
+}
+
+/// The next event about `d` that matters (pending forever once the
+/// engine's event channel is closed).
+async fn next_seen(
+    events: &mut tokio::sync::broadcast::Receiver<crate::docker::ContainerEvent>,
+    d: &ContainerDetails,
+) -> Seen {
+    loop {
+        match events.recv().await {
+            Ok(e) if e.id == d.id => match seen(&e.action, d) {
+                Seen::Nothing => continue,
+                s => return s,
+            },
+            Ok(_) => continue,
+            // Missed some: whatever happened, inspecting tells.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return Seen::Changed,
+            Err(_) => std::future::pending::<()>().await,
         }
     }
+}
+
+/// `Some(wait)` for a container that is not running (or is paused), an
+/// error for one that stopped: waiting longer cannot help.
+fn not_running<T>(d: &ContainerDetails) -> CapResult<Option<Wait<T>>> {
+    if d.running && d.state != "paused" {
+        return Ok(None);
+    }
+    not_exited(d)?;
+    Ok(Some(Wait::InspectAgain(INSPECT_AGAIN_EVERY)))
 }
 
 /// Where to test "a port answers": the container's TCP port `port` (its
@@ -335,59 +474,69 @@ impl ContainerHost for DockerContainers {
         })
     }
 
+    /// One engine request; already running is success.
     fn start<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<()>> {
-        Box::pin(async move { self.docker.start(id).await.map(|_| ()).map_err(engine_err) })
+        Box::pin(async move {
+            self.docker
+                .start_container(id)
+                .await
+                .map(|_| ())
+                .map_err(engine_err)
+        })
     }
 
+    /// One engine request (its time limit outlasts the stop timeout);
+    /// already stopped is success.
     fn stop<'a>(&'a self, id: &'a str, timeout_secs: Option<u32>) -> BoxFuture<'a, CapResult<()>> {
         Box::pin(async move {
             self.not_own(id).await?;
             let t = timeout_secs.map(|s| Duration::from_secs(u64::from(s)));
-            self.docker
-                .stop(id, t)
-                .await
-                .map(|_| ())
-                .map_err(engine_err)
+            self.docker.stop_container(id, t).await.map_err(engine_err)
         })
     }
 
     fn restart<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<()>> {
         Box::pin(async move {
             self.docker
-                .restart(id, None)
+                .restart_container(id, None)
                 .await
-                .map(|_| ())
                 .map_err(engine_err)
         })
     }
 
-    /// Re-checks on every engine event about the container (start, health
-    /// status...), and between events every 25 ms while waiting for a port
-    /// to open (the engine does not announce it) or every 100 ms by running
-    /// the container's own healthcheck.
+    /// Inspects once, then probes: the port on the container's address
+    /// every 5 ms (25 ms after 5 s), and with a Docker healthcheck, the
+    /// container's own check by exec as soon as the port opens (retried
+    /// every 10 ms while it fails), instead of waiting for Docker's
+    /// interval. Inspects again only on an engine event about the
+    /// container (it died, was paused or restarted); Docker's own
+    /// `health_status: healthy` counts at once.
     fn await_ready<'a>(
         &'a self,
         id: &'a str,
         timeout: Duration,
     ) -> BoxFuture<'a, CapResult<Readiness>> {
-        Box::pin(async move { self.wait_for(id, timeout, || self.check_ready(id)).await })
+        Box::pin(async move {
+            // The healthcheck's floor counts from now: a check run before
+            // the app could listen would only fail.
+            let last_healthcheck = Mutex::new(Some(Instant::now()));
+            let last_healthcheck = &last_healthcheck;
+            self.wait_for(id, timeout, |d, waited| async move {
+                self.check_ready(&d, waited, last_healthcheck).await
+            })
+            .await
+        })
     }
 
     fn pause<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<()>> {
         Box::pin(async move {
             self.not_own(id).await?;
-            self.docker.pause(id).await.map(|_| ()).map_err(engine_err)
+            self.docker.pause_container(id).await.map_err(engine_err)
         })
     }
 
     fn unpause<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<()>> {
-        Box::pin(async move {
-            self.docker
-                .unpause(id)
-                .await
-                .map(|_| ())
-                .map_err(engine_err)
-        })
+        Box::pin(async move { self.docker.unpause_container(id).await.map_err(engine_err) })
     }
 
     fn await_probe<'a>(
@@ -397,32 +546,35 @@ impl ContainerHost for DockerContainers {
         timeout: Duration,
     ) -> BoxFuture<'a, CapResult<()>> {
         Box::pin(async move {
-            self.wait_for(id, timeout, || self.check_probe(id, probe))
-                .await
+            self.wait_for(id, timeout, |d, waited| async move {
+                self.check_probe(&d, waited, probe).await
+            })
+            .await
         })
     }
 
     fn await_exit<'a>(&'a self, id: &'a str, timeout: Duration) -> BoxFuture<'a, CapResult<i32>> {
         Box::pin(async move {
-            self.wait_for(id, timeout, || async {
-                let d = self.docker.inspect(id).await.map_err(engine_err)?;
+            self.wait_for(id, timeout, |d, _| async move {
                 Ok(match (d.running || d.state == "paused", d.exit_code) {
-                    (false, code) => Ok(code.and_then(|c| i32::try_from(c).ok()).unwrap_or(-1)),
+                    (false, code) => {
+                        Wait::Ready(code.and_then(|c| i32::try_from(c).ok()).unwrap_or(-1))
+                    }
                     // The engine announces the exit; this is only a fallback.
-                    (true, _) => Err(Duration::from_secs(1)),
+                    (true, _) => Wait::InspectAgain(Duration::from_secs(1)),
                 })
             })
             .await
         })
     }
 
+    /// Free for a container whose `die` the engine announced (the wake
+    /// plugin asks for every sleeping member on every tick); else one
+    /// inspect.
     fn exit_code<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<Option<i32>>> {
         Box::pin(async move {
-            let d = self.docker.inspect(id).await.map_err(engine_err)?;
-            Ok(match d.running || d.state == "paused" {
-                true => None,
-                false => d.exit_code.and_then(|c| i32::try_from(c).ok()),
-            })
+            let code = self.docker.exit_code(id).await.map_err(engine_err)?;
+            Ok(code.and_then(|c| i32::try_from(c).ok()))
         })
     }
 }
@@ -767,6 +919,8 @@ impl HttpOutbound for ReqwestOutbound {
 /// Permission refusals go to the audit log.
 pub struct DbAudit {
     pub db: Db,
+    /// The write runs in the background, tracked so shutdown waits for it.
+    pub tasks: crate::tasks::Tasks,
 }
 
 /// Refusals arrive here already deduplicated (once per distinct refusal
@@ -786,10 +940,75 @@ impl AuditSink for DbAudit {
             ),
         });
         let db = self.db.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn("plugin refusal audit", async move {
             if let Err(err) = db.run(move |c| crate::db::audit::insert(c, &entry)).await {
                 tracing::error!(error = %err, "could not audit a plugin refusal");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn details(running: bool, state: &str) -> ContainerDetails {
+        ContainerDetails {
+            id: "f00d".into(),
+            name: "web".into(),
+            image: String::new(),
+            image_id: String::new(),
+            state: state.into(),
+            health: "none".into(),
+            running,
+            exit_code: None,
+            started_at: None,
+            finished_at: None,
+            restart_count: 0,
+            created: None,
+            labels: Default::default(),
+            ports: Vec::new(),
+            mounts: Vec::new(),
+            env_count: 0,
+            command: Vec::new(),
+            has_healthcheck: false,
+            healthcheck_test: None,
+            ip_address: None,
+        }
+    }
+
+    #[test]
+    fn only_events_that_change_a_container_cost_an_inspect() {
+        let running = details(true, "running");
+        let stopped = details(false, "exited");
+        // Our own healthcheck execs and a start we already saw: nothing.
+        assert_eq!(
+            seen("exec_start: /testapp healthcheck", &running),
+            Seen::Nothing
+        );
+        assert_eq!(seen("exec_die", &running), Seen::Nothing);
+        assert_eq!(seen("start", &running), Seen::Nothing);
+        assert_eq!(seen("rename", &running), Seen::Nothing);
+        // Docker's own check: taken as told, no inspect.
+        assert_eq!(
+            seen("health_status: healthy", &running),
+            Seen::Health("healthy".into())
+        );
+        assert_eq!(seen("die", &running), Seen::Changed);
+        assert_eq!(seen("pause", &running), Seen::Changed);
+        assert_eq!(seen("start", &stopped), Seen::Changed);
+        assert_eq!(seen("unpause", &details(true, "paused")), Seen::Changed);
+    }
+
+    #[test]
+    fn our_own_container_is_recognised_without_the_engine() {
+        let (id, name) = ("0123456789abcdef0123", "wakedock");
+        assert_eq!(own_ref(id, id, name), OwnRef::Own);
+        assert_eq!(own_ref("wakedock", id, name), OwnRef::Own);
+        assert_eq!(own_ref("/wakedock", id, name), OwnRef::Own);
+        assert_eq!(own_ref("web", id, name), OwnRef::Other);
+        assert_eq!(own_ref("fedcba", id, name), OwnRef::Other);
+        // A short id of ours, unless a container has that name.
+        assert_eq!(own_ref("0123456789ab", id, name), OwnRef::Ambiguous);
     }
 }

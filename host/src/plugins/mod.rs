@@ -347,29 +347,31 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl PluginManager {
-    /// Builds the runtime with the host's capabilities.
+    /// Builds the runtime with the host's capabilities (`containers`: the
+    /// engine and WakeDock's own container, if it runs in one).
     pub fn new(
         db: Db,
-        docker: Arc<DockerEngine>,
+        containers: caps::DockerContainers,
         bus: EventBus,
         registry: prometheus::Registry,
         data_path: &Path,
         limits: &crate::config::PluginRuntimeConfig,
-        own_container_id: Option<String>,
+        tasks: crate::tasks::Tasks,
     ) -> anyhow::Result<Self> {
         let dir = data_path.join("plugins");
         std::fs::create_dir_all(&dir)?;
+        let docker = containers.docker.clone();
         let caps = HostCapabilities {
-            containers: Arc::new(caps::DockerContainers {
-                docker: docker.clone(),
-                own_id: own_container_id,
-            }),
+            containers: Arc::new(containers),
             metrics: Arc::new(caps::PromMetrics::new(docker, registry)),
             storage: Arc::new(caps::DbStorage { db: db.clone() }),
             http: Arc::new(caps::ReqwestOutbound::new()?),
             events: Arc::new(caps::BusEvents { bus }),
             log: Arc::new(wakedock_plugin_runtime::caps::TracingLog),
-            audit: Arc::new(caps::DbAudit { db: db.clone() }),
+            audit: Arc::new(caps::DbAudit {
+                db: db.clone(),
+                tasks,
+            }),
         };
         let config = RuntimeConfig {
             cache_dir: Some(data_path.join("plugin-cache")),
@@ -818,6 +820,7 @@ impl PluginManager {
         self: Arc<Self>,
         docker: Arc<DockerEngine>,
         bus: EventBus,
+        tasks: crate::tasks::Tasks,
         shutdown: CancellationToken,
     ) {
         let mut container_events = docker.subscribe();
@@ -836,7 +839,9 @@ impl PluginManager {
                     Ok(ev) => {
                         if let Some(event) = container_event(&ev) {
                             let me = self.clone();
-                            tokio::spawn(async move { me.runtime.dispatch_event(event).await; });
+                            tasks.spawn("plugin event delivery", async move {
+                                me.runtime.dispatch_event(event).await;
+                            });
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -847,7 +852,9 @@ impl PluginManager {
                 ev = bus_events.recv() => match ev {
                     Ok(ev) => {
                         let me = self.clone();
-                        tokio::spawn(async move { me.deliver_bus_event(ev).await });
+                        tasks.spawn("plugin event delivery", async move {
+                            me.deliver_bus_event(ev).await
+                        });
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(missed = n, "plugins missed bus events");

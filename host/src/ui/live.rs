@@ -96,25 +96,39 @@ pub async fn events(
     let _ = tx.send(Event::default().event("hello").data("{}")).await;
 
     // Container changes, for every page.
-    tokio::spawn(forward(state.docker.subscribe(), tx.clone(), |ev| {
-        shown_action(&ev.action).then(|| change_event(&ev))
-    }));
+    // Each collector ends when the page's stream does (on shutdown too).
+    let tasks = &state.tasks;
+    tasks.spawn(
+        "ui container events",
+        forward(state.docker.subscribe(), tx.clone(), |ev| {
+            shown_action(&ev.action).then(|| change_event(&ev))
+        }),
+    );
     // Service states (wake-on-request).
-    tokio::spawn(forward(state.wake.subscribe(), tx.clone(), |c| match c {
-        crate::wake::Change::State(s) => Some(
-            Event::default()
-                .event("service")
-                .data(serde_json::to_string(&s).unwrap_or_default()),
-        ),
-        crate::wake::Change::Removed(_) => None,
-    }));
+    tasks.spawn(
+        "ui service states",
+        forward(state.wake.subscribe(), tx.clone(), |c| match c {
+            crate::wake::Change::State(s) => Some(
+                Event::default()
+                    .event("service")
+                    .data(serde_json::to_string(&s).unwrap_or_default()),
+            ),
+            crate::wake::Change::Removed(_) => None,
+        }),
+    );
 
     if let Some(id) = q.container {
         crate::api::containers::check_ref(&id)?;
         // Resolve the name to the full id once: samples are kept by id.
         let details = state.docker.inspect(&id).await?;
-        tokio::spawn(follow_logs(state.clone(), details.id.clone(), tx.clone()));
-        tokio::spawn(sample_stats(state.clone(), details.id, tx.clone()));
+        tasks.spawn(
+            "ui log follower",
+            follow_logs(state.clone(), details.id.clone(), tx.clone()),
+        );
+        tasks.spawn(
+            "ui stats sampler",
+            sample_stats(state.clone(), details.id, tx.clone()),
+        );
     }
     drop(tx);
     Ok(crate::http::sse::event_stream(

@@ -285,7 +285,10 @@ async fn seed_until_done(state: AppState, shutdown: CancellationToken) {
 pub async fn run(state: AppState, shutdown: CancellationToken) {
     let hub = state.wake.clone();
     if !hub.seeded.load(std::sync::atomic::Ordering::Relaxed) {
-        tokio::spawn(seed_until_done(state.clone(), shutdown.clone()));
+        state.tasks.spawn(
+            "wake seed",
+            seed_until_done(state.clone(), shutdown.clone()),
+        );
     }
     let taken = hub.bus_rx.lock().unwrap_or_else(|p| p.into_inner()).take();
     let mut rx = taken.unwrap_or_else(|| state.bus.subscribe());
@@ -298,13 +301,13 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             Ok(ev) => match hub.apply(&ev) {
                 Some((topics::SLEEP_DUE, req)) if req.reason == OpReason::Idle => {
                     let state = state.clone();
-                    tokio::spawn(async move {
+                    state.clone().tasks.spawn("idle sleep", async move {
                         let _ = state.wake.ops.sleep(&state, &req.service, req.reason).await;
                     });
                 }
                 Some((topics::WAKE_DUE, req)) if req.reason == OpReason::Schedule => {
                     let state = state.clone();
-                    tokio::spawn(async move {
+                    state.clone().tasks.spawn("scheduled wake", async move {
                         let _ = state.wake.ops.wake(&state, &req.service, req.reason).await;
                     });
                 }

@@ -184,7 +184,9 @@ impl Ops {
             let gates = self.gates.clone();
             let state = state.clone();
             let service = service.to_owned();
-            tokio::spawn(async move {
+            // Its own task, so a waiter that leaves cancels only its wait;
+            // tracked, so shutdown lets it finish.
+            state.clone().tasks.spawn("wake", async move {
                 let _running = lock.lock().await;
                 let started = Instant::now();
                 let r = plugin::call::<Woken>(
@@ -248,7 +250,7 @@ impl Ops {
             let gates = self.gates.clone();
             let state = state.clone();
             let service = service.to_owned();
-            tokio::spawn(async move {
+            state.clone().tasks.spawn("sleep", async move {
                 let _running = lock.lock().await;
                 let r = if idle && with_gate(&gates, &service, |g| g.wake.is_some()) {
                     Ok(None)

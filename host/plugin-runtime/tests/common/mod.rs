@@ -95,6 +95,20 @@ pub fn host_with_containers() -> TestHost {
     host
 }
 
+/// The hostile fixture from `manifest` (a changed copy of its own), with
+/// everything it asks for granted.
+pub async fn load_hostile_as(rt: &PluginRuntime, manifest: Manifest) {
+    let grant = Grant::approve_all(&manifest);
+    rt.load(
+        manifest,
+        &wasm("wakedock_fixture_hostile"),
+        grant,
+        serde_json::Value::Null,
+    )
+    .await
+    .expect("hostile fixture loads");
+}
+
 pub async fn load_hostile(rt: &PluginRuntime, grant: Grant) {
     rt.load(
         hostile_manifest(),

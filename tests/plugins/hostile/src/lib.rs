@@ -102,7 +102,7 @@ impl Plugin for Hostile {
             p if p.starts_with("/wake/") => trap(),
             "/panic" => panic!("hostile plugin panics on purpose"),
             "/inspect" => result_json(containers::inspect(&arg("id")).map(|c| c.name)),
-            "/stop" => result_json(containers::stop(&arg("id"), None)),
+            "/stop" => result_json(containers::stop(&arg("id"), arg("timeout").parse().ok())),
             "/await" => result_json(containers::await_ready(&arg("id"), 600_000)),
             "/outbound" => result_json(http::get(&arg("url")).map(|r| r.status)),
             "/publish" => result_json(events::publish(&arg("topic"), "{}")),

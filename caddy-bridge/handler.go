@@ -20,16 +20,12 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 )
 
 func init() {
 	caddy.RegisterModule(Handler{})
-	httpcaddyfile.RegisterHandlerDirective("wakedock", parseCaddyfile)
-	httpcaddyfile.RegisterDirectiveOrder("wakedock", httpcaddyfile.Before, "reverse_proxy")
 }
 
 // Fail modes: what to do when the WakeDock host cannot be reached.
@@ -202,9 +198,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return writeText(w, http.StatusNotFound, "", "wakedock: no service for this request\n")
 		}
 		e = h.host.lookup(name)
+		if e == nil && h.host.live.Load() {
+			// A name the host never reported (a random subdomain on a
+			// wildcard site): answered here, no host call, no entry.
+			return unknownService(w, name)
+		}
 	}
 
 	if strings.HasPrefix(r.URL.Path, pagePrefix) {
+		if e != nil && h.host.absent(e) {
+			return unknownService(w, name)
+		}
 		return h.serveReserved(w, r, name)
 	}
 
@@ -221,12 +225,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			}
 			return nil
 		}
+		if h.host.absent(e) {
+			return unknownService(w, name)
+		}
 		if ignored {
 			return writeText(w, http.StatusServiceUnavailable, retryAfter,
 				"wakedock: service "+strconv.Quote(name)+" is asleep\n")
 		}
 	}
 	return h.serveCold(w, r, next, name, meta)
+}
+
+// unknownService answers a request for a service the host does not have,
+// without asking it (its live snapshot says so).
+func unknownService(w http.ResponseWriter, name string) error {
+	return writeText(w, http.StatusNotFound, "",
+		"wakedock: unknown service "+strconv.Quote(name)+"\n")
 }
 
 // serveAwake is the hot path: count the request and keep the service's
@@ -303,17 +317,24 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request, next caddyht
 	if resp.StatusCode != http.StatusOK {
 		return h.passHostError(w, name, resp.StatusCode, decodeProblem(body))
 	}
-	hdr := w.Header()
-	ct := resp.Header.Get("Content-Type")
-	if ct == "" {
-		ct = "text/html; charset=utf-8"
-	}
-	hdr.Set("Content-Type", ct)
-	hdr.Set("Cache-Control", "no-store")
+	hdr := hostHeaders(w, resp, "text/html; charset=utf-8")
 	hdr.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
 	return nil
+}
+
+// hostHeaders sets the headers of a response relayed from the host: its
+// content type (fallback if it sent none), never cached.
+func hostHeaders(w http.ResponseWriter, resp *http.Response, fallback string) http.Header {
+	hdr := w.Header()
+	ct := resp.Header.Get("Content-Type")
+	if ct == "" {
+		ct = fallback
+	}
+	hdr.Set("Content-Type", ct)
+	hdr.Set("Cache-Control", "no-store")
+	return hdr
 }
 
 // serveReserved handles the /.wakedock/ path space: the waiting page's
@@ -344,13 +365,7 @@ func (h *Handler) proxyEvents(w http.ResponseWriter, r *http.Request, name strin
 	if resp.StatusCode != http.StatusOK {
 		return h.passHostError(w, name, resp.StatusCode, readProblem(resp))
 	}
-	hdr := w.Header()
-	ct := resp.Header.Get("Content-Type")
-	if ct == "" {
-		ct = "text/event-stream"
-	}
-	hdr.Set("Content-Type", ct)
-	hdr.Set("Cache-Control", "no-store")
+	hdr := hostHeaders(w, resp, "text/event-stream")
 	hdr.Set("X-Accel-Buffering", "no")
 	hdr.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
@@ -424,92 +439,6 @@ func writeText(w http.ResponseWriter, status int, retryAfterSecs, msg string) er
 	return nil
 }
 
-// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
-//
-//	wakedock <host_url> {
-//	    # Required. The WakeDock service this site belongs to. Request
-//	    # placeholders are allowed, e.g. {labels.2} or {http.request.host.labels.2}.
-//	    service <name>
-//
-//	    # Bearer token for the host's bridge API, e.g. {env.WAKEDOCK_BRIDGE_TOKEN}.
-//	    token <token>
-//
-//	    # When the host cannot be reached: closed (default) answers 503 with
-//	    # Retry-After; open passes the request on to the next handler.
-//	    fail_mode closed|open
-//
-//	    # Longest time a held request waits for its service. Default: the
-//	    # service's wake timeout from the host, else 60s.
-//	    timeout <duration>
-//
-//	    # How often activity is reported to the host, in batches. Default 2s.
-//	    activity_interval <duration>
-//	}
-//
-// <host_url> is the host's base URL (http or https), e.g.
-// http://127.0.0.1:8000. The directive is ordered before reverse_proxy.
-func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // consume directive name
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	h.Host = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		sub := d.Val()
-		if seen[sub] {
-			return d.Errf("%s specified more than once", sub)
-		}
-		seen[sub] = true
-		if !d.NextArg() {
-			return d.ArgErr()
-		}
-		val := d.Val()
-		if d.NextArg() {
-			return d.ArgErr()
-		}
-		switch sub {
-		case "service":
-			h.Service = val
-		case "token":
-			h.Token = val
-		case "fail_mode":
-			if val != FailClosed && val != FailOpen {
-				return d.Errf("fail_mode must be %s or %s, not %q", FailClosed, FailOpen, val)
-			}
-			h.FailMode = val
-		case "timeout", "activity_interval":
-			dur, err := caddy.ParseDuration(val)
-			if err != nil {
-				return d.Errf("bad %s %q: %v", sub, val, err)
-			}
-			if dur <= 0 {
-				return d.Errf("%s must be > 0, not %s", sub, val)
-			}
-			if sub == "timeout" {
-				h.Timeout = caddy.Duration(dur)
-			} else {
-				h.ActivityInterval = caddy.Duration(dur)
-			}
-		default:
-			return d.Errf("unknown subdirective %q", sub)
-		}
-	}
-	if h.Service == "" {
-		return d.Err("wakedock: the service subdirective is required")
-	}
-	return nil
-}
-
-func parseCaddyfile(helper httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	var h Handler
-	err := h.UnmarshalCaddyfile(helper.Dispenser)
-	return &h, err
-}
-
 // Interface guards
 var (
 	_ caddy.Module                = (*Handler)(nil)
@@ -517,5 +446,4 @@ var (
 	_ caddy.Validator             = (*Handler)(nil)
 	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
-	_ caddyfile.Unmarshaler       = (*Handler)(nil)
 )
