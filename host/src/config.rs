@@ -32,6 +32,7 @@ const NON_KEY_ENV_VARS: &[&str] = &[
     "admin_password",
     "bridge_token",
     "test_pg_url",
+    "test_mysql_url",
 ];
 
 /// The whole configuration.
@@ -51,6 +52,61 @@ pub struct Config {
     /// its `services` config. Checked here so a bad entry stops the start
     /// with the service and field named.
     pub services: Vec<serde_json::Value>,
+    /// Scheduled backups (`wakedock backup` and the API take them on demand).
+    pub backup: BackupConfig,
+    /// How long the audit log is kept.
+    pub retention: RetentionConfig,
+}
+
+/// Backups on a schedule, kept in a directory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// Take one this often; unset: no scheduled backups.
+    pub interval: Option<HumanDuration>,
+    /// Where backups go; unset: `<data_path>/backups`.
+    pub directory: Option<PathBuf>,
+    /// How many to keep (the oldest beyond are deleted).
+    pub keep: usize,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        Self {
+            interval: None,
+            directory: None,
+            keep: 7,
+        }
+    }
+}
+
+impl BackupConfig {
+    /// The backup directory in effect.
+    pub fn directory(&self, data_path: &Path) -> PathBuf {
+        self.directory
+            .clone()
+            .unwrap_or_else(|| data_path.join("backups"))
+    }
+}
+
+/// Retention of the audit log, pruned in the background in small batches.
+/// `0` keeps forever.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Entries older than this are deleted.
+    pub audit_max_age: HumanDuration,
+    /// At most this many entries are kept (the oldest go first).
+    pub audit_max_entries: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            audit_max_age: HumanDuration(Duration::from_secs(180 * 24 * 3600)),
+            audit_max_entries: 1_000_000,
+        }
+    }
 }
 
 /// How the host treats misbehaving plugins.
@@ -138,7 +194,7 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
-    /// `sqlite://PATH` or `postgres://...`. Unset means SQLite at
+    /// `sqlite://PATH`, `postgres://...` or `mysql://...`. Unset means SQLite at
     /// `<data_path>/wakedock.db`.
     pub url: Option<String>,
     /// Connections in the pool.
@@ -501,6 +557,27 @@ impl Config {
                     reason: list.join("; "),
                 });
             }
+        }
+        if let Some(every) = self.backup.interval {
+            if every.get() < Duration::from_secs(60) {
+                return Err(fail(
+                    "backup.interval",
+                    format!("{every} is shorter than a minute"),
+                ));
+            }
+        }
+        if self.backup.keep == 0 {
+            return Err(fail("backup.keep", "must be at least 1".into()));
+        }
+        let age = self.retention.audit_max_age.get();
+        if !age.is_zero() && age < Duration::from_secs(3600) {
+            return Err(fail(
+                "retention.audit_max_age",
+                format!(
+                    "{} is shorter than an hour (0 keeps forever)",
+                    self.retention.audit_max_age
+                ),
+            ));
         }
         if self.docker.socket_path.as_os_str().is_empty() {
             return Err(fail("docker.socket_path", "must not be empty".into()));

@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - [`config`]: the typed configuration (figment: defaults < file < env).
-//! - [`db`]: SQLite or PostgreSQL through diesel, on the blocking pool;
+//! - [`db`]: SQLite, PostgreSQL or MySQL/MariaDB through diesel, on the blocking pool;
 //!   migrations embedded from `migrations/`.
 //! - [`docker`]: the container capability, the only code that talks to the
 //!   Docker engine; survives the engine going away.
@@ -21,10 +21,13 @@
 //!   [`AppState`], with no socket, so tests can drive it directly.
 //! - [`server`]: [`server::run`] serves an app on a listener until a
 //!   shutdown future resolves (tests bind port 0).
+//! - [`backup`]: backup and restore in one backend-neutral file, and the
+//!   backup schedule; [`retention`] prunes the audit log.
 //! - [`cli`]: the `wakedock` command line.
 
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -35,6 +38,7 @@ pub mod http;
 pub mod metrics;
 pub mod plugins;
 pub mod private_files;
+pub mod retention;
 pub mod secrets;
 pub mod server;
 pub mod state;

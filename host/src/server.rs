@@ -62,7 +62,16 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         own.as_ref().map(|(_, name)| name.as_str()),
     );
     plugins.start(&declared).await.context("loading plugins")?;
+    let backups = Arc::new(
+        crate::backup::schedule::Backups::new(
+            &config.backup,
+            data,
+            config.security.jwt_secret.is_some(),
+        )
+        .with_metrics(metrics.data.clone()),
+    );
     Ok(AppState {
+        backups,
         keys: Arc::new(TokenKeys::new(
             secret.as_bytes(),
             config.security.access_token_ttl.get(),
@@ -165,6 +174,8 @@ pub async fn run(
     let token = state.shutdown.clone();
     tokio::spawn(state.docker.clone().supervise(token.clone()));
     tokio::spawn(maintenance(state.clone(), token.clone()));
+    tokio::spawn(crate::retention::run(state.clone(), token.clone()));
+    tokio::spawn(state.backups.clone().run(state.db.clone(), token.clone()));
     tokio::spawn(state.wake.clone().run(state.bus.clone(), token.clone()));
     tokio::spawn(state.ui.clone().run(state.docker.clone(), token.clone()));
     tokio::spawn(
