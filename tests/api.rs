@@ -20,11 +20,7 @@ async fn health_reports_database_and_docker_on_both_backends() {
         assert_eq!(h["status"], "ok");
         assert_eq!(h["database"]["status"], "up");
         assert_eq!(h["docker"]["status"], "up");
-        let expected = match backend {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        };
-        assert_eq!(h["database_backend"], expected);
+        assert_eq!(h["database_backend"], backend.name());
         host.stop().await.unwrap();
     }
 }

@@ -652,6 +652,72 @@ mod tests {
         }
     }
 
+    /// A migration that fails is not applied and changes nothing: the
+    /// error names it, the schema version stays, the database works. On
+    /// SQLite and PostgreSQL the step is a transaction (its first
+    /// statement succeeded and is rolled back); on MySQL, whose DDL
+    /// commits at once, a step is one statement, which InnoDB applies
+    /// whole or not at all.
+    #[tokio::test]
+    async fn a_failed_migration_changes_nothing_and_is_named_on_every_backend() {
+        for t in testing::all().await {
+            let backend = t.db.backend();
+            let dir = tempfile::tempdir().unwrap();
+            let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../migrations")
+                .join(backend);
+            for entry in std::fs::read_dir(&src).unwrap() {
+                let entry = entry.unwrap();
+                let to = dir.path().join(entry.file_name());
+                std::fs::create_dir(&to).unwrap();
+                for f in ["up.sql", "down.sql"] {
+                    std::fs::copy(entry.path().join(f), to.join(f)).unwrap();
+                }
+            }
+            let broken = dir.path().join("2099-01-01-000001_broken");
+            std::fs::create_dir(&broken).unwrap();
+            let up = match backend {
+                "mysql" => "ALTER TABLE users ADD COLUMN half_done BIGINT, ADD COLUMN token_version BIGINT;",
+                _ => "ALTER TABLE users ADD COLUMN half_done BIGINT; SELECT no_such_column FROM users;",
+            };
+            std::fs::write(broken.join("up.sql"), up).unwrap();
+            std::fs::write(broken.join("down.sql"), "SELECT 1;").unwrap();
+            let before = t.db.schema_version().await.unwrap();
+            let path = dir.path().to_path_buf();
+            let err =
+                t.db.run(move |c| {
+                    let source = diesel_migrations::FileBasedMigrations::from_path(&path)
+                        .map_err(|e| DbError::Other(anyhow::anyhow!("{e}")))?;
+                    match c {
+                        DbConnection::Sqlite(c) => apply_pending(c, source),
+                        DbConnection::Postgres(c) => apply_pending(c, source),
+                        DbConnection::Mysql(c) => apply_pending(c, source),
+                    }
+                })
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("migration 2099-01-01-000001_broken failed and was not applied"),
+                "{backend}: {err}"
+            );
+            assert_eq!(t.db.schema_version().await.unwrap(), before, "{backend}");
+            // The column the step added first is not there, and the
+            // table still works as before.
+            let probe =
+                t.db.run(|c| {
+                    c.batch_execute("SELECT half_done FROM users")?;
+                    Ok(())
+                })
+                .await;
+            assert!(probe.is_err(), "{backend}: half of the step stayed");
+            t.db.run(|c| crate::db::users::insert(c, "after", "h", crate::db::users::Role::User))
+                .await
+                .unwrap();
+            assert!(t.db.migrate().await.unwrap().is_empty(), "{backend}");
+        }
+    }
+
     #[tokio::test]
     async fn migrations_apply_once_on_every_backend() {
         for t in testing::all().await {
