@@ -829,6 +829,9 @@ async fn openapi_document_matches_the_routes() {
         ("/api/v1/users/{id}", "patch"),
         ("/api/v1/users/{id}", "delete"),
         ("/api/v1/audit", "get"),
+        ("/api/v1/backups", "get"),
+        ("/api/v1/backups", "post"),
+        ("/api/v1/backups/{name}", "get"),
         ("/api/v1/wake/subscribe", "get"),
         ("/api/v1/wake/{service}/page", "get"),
         ("/api/v1/wake/{service}/events", "get"),
@@ -866,6 +869,10 @@ async fn openapi_document_matches_the_routes() {
                 .replace("{id}", "00000000-0000-0000-0000-000000000000")
                 .replace("{action}", "start")
                 .replace("{name}", "no-such-plugin")
+                .replace(
+                    "/backups/no-such-plugin",
+                    "/backups/wakedock-backup-1T.jsonl.gz",
+                )
                 .replace("{service}", "no-such-service")
                 .replace("{path}", "some/path");
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
