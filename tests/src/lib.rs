@@ -225,6 +225,17 @@ impl TestHost {
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = TestDatabase::new(backend, dir.path()).expect("test database");
+        Self::start_on(backend, db, dir, tweak).await
+    }
+
+    /// Starts a host on an existing database and data directory (e.g. one
+    /// a restore filled); both are removed with the host.
+    pub async fn start_on(
+        backend: Backend,
+        db: TestDatabase,
+        dir: tempfile::TempDir,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config = test_config(&dir.path().join("data"), &db.url);
         tweak(&mut config);
         let (base, shutdown, task, bus) = launch(&config).await;

@@ -227,8 +227,10 @@ impl ManageConnection for Manager {
                     .map_err(r2d2::Error::ConnectionError)?;
                 // WAL lets readers run beside the writer; the busy timeout makes
                 // concurrent writers wait instead of failing with SQLITE_BUSY.
+                // The busy timeout first, so that switching the journal
+                // mode (which needs a lock) waits too.
                 conn.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                    "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
                      PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
                 )
                 .map_err(r2d2::Error::QueryError)?;
@@ -716,6 +718,111 @@ mod tests {
                 .unwrap();
             assert!(t.db.migrate().await.unwrap().is_empty(), "{backend}");
         }
+    }
+
+    /// Many writers at once on SQLite, through a pool that opens its
+    /// connections while they run, beside a backup and retention pruning:
+    /// no call fails ("database is locked" never reaches a caller).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite_many_concurrent_writers_never_see_database_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let db = Db::connect(&url, Some(8)).await.unwrap();
+        db.migrate().await.unwrap();
+        let wasm = dir.path().join("p.wasm");
+        std::fs::write(&wasm, b"component").unwrap();
+        let wasm_path = wasm.display().to_string();
+        db.run(move |c| {
+            crate::db::plugins::upsert(
+                c,
+                &crate::db::plugins::PluginRow {
+                    name: "p".into(),
+                    version: "1".into(),
+                    api_version: "0.1.0".into(),
+                    manifest: String::new(),
+                    grant_toml: String::new(),
+                    config_json: "{}".into(),
+                    wasm_sha256: wakedock_plugin_runtime::sha256_hex(b"component"),
+                    wasm_path,
+                    enabled: true,
+                    source: "api".into(),
+                    installed_at: 0,
+                    updated_at: 0,
+                },
+            )
+        })
+        .await
+        .unwrap();
+        let mut tasks = Vec::new();
+        for w in 0..48 {
+            let db = db.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..40 {
+                    let r = match i % 3 {
+                        0 => {
+                            db.run(move |c| {
+                                crate::db::settings::set(c, &format!("k{}", w % 4), &i.to_string())
+                            })
+                            .await
+                        }
+                        1 => {
+                            db.run(|c| {
+                                crate::db::audit::insert(
+                                    c,
+                                    &crate::db::audit::NewAuditEntry::new("load.write", "success"),
+                                )
+                            })
+                            .await
+                        }
+                        _ => {
+                            db.run(move |c| {
+                                crate::db::plugin_kv::set(c, "p", &format!("k{w}"), b"v", 1 << 20)
+                                    .map(drop)
+                            })
+                            .await
+                        }
+                    };
+                    if let Err(e) = r {
+                        return Err(format!("writer {w}, write {i}: {e}"));
+                    }
+                }
+                Ok(())
+            }));
+        }
+        let backup = {
+            let db = db.clone();
+            let out = dir.path().join("b.jsonl.gz");
+            let sources = crate::backup::Sources {
+                data_path: dir.path().to_path_buf(),
+                jwt_secret_in_config: true,
+            };
+            tokio::spawn(async move {
+                for _ in 0..3 {
+                    crate::backup::create(&db, &sources, &out)
+                        .await
+                        .map_err(|e| format!("{e:#}"))?;
+                    db.run(|c| crate::db::audit::prune_batch(c, None, Some(50), 20))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok::<(), String>(())
+            })
+        };
+        let mut errors: Vec<String> = Vec::new();
+        for t in tasks {
+            if let Err(e) = t.await.unwrap() {
+                errors.push(e);
+            }
+        }
+        if let Err(e) = backup.await.unwrap() {
+            errors.push(e);
+        }
+        assert!(
+            errors.is_empty(),
+            "{} failures: {:?}",
+            errors.len(),
+            &errors[..errors.len().min(5)]
+        );
     }
 
     #[tokio::test]
