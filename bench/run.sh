@@ -20,4 +20,8 @@ cargo run --release -q -p wakedock-bench-wake
 echo "== browser UI"
 "$here/../scripts/build-test-images.sh" >/dev/null
 cargo run --release -q -p wakedock-bench-ui
-
+echo "== data: backup, restore, stall during a backup (each backend the test setup runs)"
+source "$here/../scripts/lib.sh"
+ensure_postgres
+ensure_mysql
+cargo run --release -q -p wakedock-bench-data
