@@ -346,10 +346,20 @@ impl Db {
     /// are written idempotent). Returns the versions applied; a failure
     /// names the step that failed and the ones applied before it.
     pub async fn migrate(&self) -> Result<Vec<String>, DbError> {
-        self.run(|conn| match conn {
-            DbConnection::Sqlite(c) => apply_pending(c, SQLITE_MIGRATIONS),
-            DbConnection::Postgres(c) => apply_pending(c, POSTGRES_MIGRATIONS),
-            DbConnection::Mysql(c) => apply_pending(c, MYSQL_MIGRATIONS),
+        self.migrate_up_to(None).await
+    }
+
+    /// Applies pending migrations up to and including version `last`
+    /// (`None`: all): how the upgrade test rebuilds an earlier release's
+    /// schema from this binary's (unchanged, forward-only) migrations.
+    pub async fn migrate_up_to(&self, last: Option<String>) -> Result<Vec<String>, DbError> {
+        self.run(move |conn| {
+            let last = last.as_deref();
+            match conn {
+                DbConnection::Sqlite(c) => apply_pending(c, SQLITE_MIGRATIONS, last),
+                DbConnection::Postgres(c) => apply_pending(c, POSTGRES_MIGRATIONS, last),
+                DbConnection::Mysql(c) => apply_pending(c, MYSQL_MIGRATIONS, last),
+            }
         })
         .await
     }
@@ -442,6 +452,7 @@ impl Db {
 pub(crate) fn apply_pending<C, DB>(
     conn: &mut C,
     source: impl diesel::migration::MigrationSource<DB>,
+    last: Option<&str>,
 ) -> Result<Vec<String>, DbError>
 where
     C: MigrationHarness<DB>,
@@ -452,6 +463,9 @@ where
         .map_err(|e| DbError::Other(anyhow::anyhow!("reading migrations: {e}")))?;
     let mut applied = Vec::new();
     for m in pending {
+        if last.is_some_and(|last| m.name().version().to_string().as_str() > last) {
+            break;
+        }
         let step = m.name().to_string();
         conn.run_migration(&*m).map_err(|e| {
             let before = if applied.is_empty() {
@@ -691,9 +705,9 @@ mod tests {
                     let source = diesel_migrations::FileBasedMigrations::from_path(&path)
                         .map_err(|e| DbError::Other(anyhow::anyhow!("{e}")))?;
                     match c {
-                        DbConnection::Sqlite(c) => apply_pending(c, source),
-                        DbConnection::Postgres(c) => apply_pending(c, source),
-                        DbConnection::Mysql(c) => apply_pending(c, source),
+                        DbConnection::Sqlite(c) => apply_pending(c, source, None),
+                        DbConnection::Postgres(c) => apply_pending(c, source, None),
+                        DbConnection::Mysql(c) => apply_pending(c, source, None),
                     }
                 })
                 .await
