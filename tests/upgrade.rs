@@ -36,9 +36,12 @@ const BOOLEANS: &[&str] = &["active", "enabled"];
 fn literal(backend: Backend, column: &str, v: &Value) -> String {
     match v {
         Value::Null => "NULL".into(),
-        Value::Number(n) if BOOLEANS.contains(&column) => {
-            if n.as_i64() == Some(0) { "FALSE" } else { "TRUE" }.into()
+        Value::Number(n) if BOOLEANS.contains(&column) => if n.as_i64() == Some(0) {
+            "FALSE"
+        } else {
+            "TRUE"
         }
+        .into(),
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => if *b { "TRUE" } else { "FALSE" }.into(),
         // Standard quoting; MariaDB runs with NO_BACKSLASH_ESCAPES below.
@@ -70,7 +73,14 @@ fn inserts(backend: Backend, tables: &Value, plugins_dir: &Path) -> String {
     if backend == Backend::Mysql {
         sql.push_str("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES');\n");
     }
-    for table in ["users", "refresh_tokens", "settings", "plugins", "plugin_kv", "audit_log"] {
+    for table in [
+        "users",
+        "refresh_tokens",
+        "settings",
+        "plugins",
+        "plugin_kv",
+        "audit_log",
+    ] {
         for row in tables[table].as_array().unwrap() {
             let mut row = row.as_object().unwrap().clone();
             if table == "plugins" {
@@ -181,7 +191,10 @@ async fn the_previous_release_upgrades_on_every_backend() {
         let now = wakedock::db::Db::connect(&host.config.database_url(), Some(1))
             .await
             .unwrap();
-        assert!(now.schema_version().await.unwrap() > old_version, "{backend:?}");
+        assert!(
+            now.schema_version().await.unwrap() > old_version,
+            "{backend:?}"
+        );
         assert_eq!(
             now.schema_version().await.unwrap(),
             *now.known_migrations().last().unwrap()
@@ -204,15 +217,24 @@ async fn the_previous_release_upgrades_on_every_backend() {
                 .find(|p| &p["name"] == name)
                 .unwrap_or_else(|| panic!("{backend:?}: plugin {name} missing: {plugins}"));
             assert!(p["load_error"].is_null(), "{backend:?}: {p}");
-            assert_eq!(p["status"]["health"]["state"], "enabled", "{backend:?}: {p}");
+            assert_eq!(
+                p["status"]["health"]["state"], "enabled",
+                "{backend:?}: {p}"
+            );
         }
         // The service defined through the API lives in the plugin's
         // storage: still there.
         for name in expected["services"].as_array().unwrap() {
-            let r = admin.get(&format!("/api/v1/services/{}", name.as_str().unwrap())).await;
+            let r = admin
+                .get(&format!("/api/v1/services/{}", name.as_str().unwrap()))
+                .await;
             let status = r.status();
             let body = r.text().await.unwrap();
-            assert_eq!(status, StatusCode::OK, "{backend:?}: service {name}: {body}");
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "{backend:?}: service {name}: {body}"
+            );
         }
         // The audit log kept every old entry (and the new sign-ins).
         let audit = admin.get_json("/api/v1/audit?per_page=1").await;

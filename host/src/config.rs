@@ -906,10 +906,34 @@ mod tests {
         assert!(err.contains("security.jwt_secret"), "{err}");
         assert!(err.contains("JWT_SECRET_KEY"), "{err}");
 
-        let err = load(None, &[("WAKEDOCK_DATABASE__URL", "mysql://x")])
+        let err = load(None, &[("WAKEDOCK_DATABASE__URL", "oracle://x")])
             .unwrap_err()
             .to_string();
         assert!(err.contains("database.url"), "{err}");
+        assert!(load(None, &[("WAKEDOCK_DATABASE__URL", "mysql://u:p@h/d")]).is_ok());
+
+        for (var, value, key) in [
+            ("WAKEDOCK_BACKUP__INTERVAL", "30s", "backup.interval"),
+            ("WAKEDOCK_BACKUP__KEEP", "0", "backup.keep"),
+            (
+                "WAKEDOCK_RETENTION__AUDIT_MAX_AGE",
+                "10m",
+                "retention.audit_max_age",
+            ),
+        ] {
+            let err = load(None, &[(var, value)]).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(var), "{err}");
+        }
+        let ok = load(
+            None,
+            &[
+                ("WAKEDOCK_BACKUP__INTERVAL", "1d"),
+                ("WAKEDOCK_RETENTION__AUDIT_MAX_AGE", "0"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(ok.backup.interval.unwrap().get().as_secs(), 86_400);
+        assert!(ok.retention.audit_max_age.get().is_zero());
 
         assert!(load(None, &[("WAKEDOCK_LOG_LEVEL", "info,wakedock=debug")]).is_ok());
         let err = load(None, &[("WAKEDOCK_LOG_LEVEL", "loud")])

@@ -109,6 +109,34 @@ fn wakedock(dir: &Path, args: &[&str]) -> Command {
     cmd
 }
 
+/// A data directory, a database and a config file for one host.
+struct Setup {
+    dir: tempfile::TempDir,
+    // Dropped after the host that uses it.
+    _db: Database,
+    cfg: String,
+    base: String,
+}
+
+impl Setup {
+    fn new(backend: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::new(backend, dir.path());
+        let port = free_port();
+        let cfg = config(dir.path(), &db.url, port);
+        Setup {
+            base: format!("http://127.0.0.1:{port}"),
+            cfg,
+            _db: db,
+            dir,
+        }
+    }
+
+    fn serve(&self) -> Child {
+        serve(self.dir.path(), &self.cfg)
+    }
+}
+
 fn serve(dir: &Path, cfg: &str) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -170,13 +198,10 @@ async fn audit_count(http: &reqwest::Client, base: &str, token: &str, target: &s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_writes_loses_nothing_acknowledged_on_every_backend() {
     for backend in ["sqlite", "postgres", "mysql"] {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::new(backend, dir.path());
-        let port = free_port();
-        let cfg = config(dir.path(), &db.url, port);
-        let base = format!("http://127.0.0.1:{port}");
+        let host = Setup::new(backend);
+        let base = host.base.clone();
         let http = reqwest::Client::new();
-        let mut child = serve(dir.path(), &cfg);
+        let mut child = host.serve();
         let token = login(&http, &base).await;
         let r = http
             .post(format!("{base}/api/v1/users"))
@@ -236,7 +261,7 @@ async fn kill_9_during_writes_loses_nothing_acknowledged_on_every_backend() {
         }
         let acked = acked.load(std::sync::atomic::Ordering::SeqCst);
 
-        let mut child = serve(dir.path(), &cfg);
+        let mut child = host.serve();
         let token = login(&http, &base).await;
         // Audited under the username.
         let n = audit_count(&http, &base, &token, "target").await;
@@ -281,16 +306,13 @@ async fn backup_and_restore_commands_across_backends() {
         ("mysql", "postgres"),
         ("postgres", "sqlite"),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::new(from, dir.path());
-        let port = free_port();
-        let cfg = config(dir.path(), &db.url, port);
-        let base = format!("http://127.0.0.1:{port}");
+        let source = Setup::new(from);
+        let (dir, cfg, base) = (source.dir.path(), &source.cfg, &source.base);
         let http = reqwest::Client::new();
-        let mut child = serve(dir.path(), &cfg);
-        let token = login(&http, &base).await;
-        let file = dir.path().join("b.jsonl.gz");
-        let o = wakedock(dir.path(), &["--config", &cfg, "backup", "--output"])
+        let mut child = source.serve();
+        let token = login(&http, base).await;
+        let file = dir.join("b.jsonl.gz");
+        let o = wakedock(dir, &["--config", cfg, "backup", "--output"])
             .arg(&file)
             .output()
             .unwrap();
@@ -309,11 +331,9 @@ async fn backup_and_restore_commands_across_backends() {
         child.kill().unwrap();
         child.wait().unwrap();
 
-        let dir2 = tempfile::tempdir().unwrap();
-        let db2 = Database::new(into, dir2.path());
-        let port2 = free_port();
-        let cfg2 = config(dir2.path(), &db2.url, port2);
-        let o = wakedock(dir2.path(), &["--config", &cfg2, "restore"])
+        let target = Setup::new(into);
+        let (dir2, cfg2, base2) = (target.dir.path(), &target.cfg, &target.base);
+        let o = wakedock(dir2, &["--config", cfg2, "restore"])
             .arg(&file)
             .output()
             .unwrap();
@@ -321,7 +341,7 @@ async fn backup_and_restore_commands_across_backends() {
             String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
         assert!(o.status.success(), "{from} -> {into}: {out}");
         assert!(out.contains(&format!("from {from}")), "{out}");
-        let o = wakedock(dir2.path(), &["--config", &cfg2, "restore"])
+        let o = wakedock(dir2, &["--config", cfg2, "restore"])
             .arg(&file)
             .output()
             .unwrap();
@@ -333,9 +353,8 @@ async fn backup_and_restore_commands_across_backends() {
         );
         // The restored host signs in with the old password and the old
         // JWT secret (a token issued before still works).
-        let mut child = serve(dir2.path(), &cfg2);
-        let base2 = format!("http://127.0.0.1:{port2}");
-        login(&http, &base2).await;
+        let mut child = target.serve();
+        login(&http, base2).await;
         let r = http
             .get(format!("{base2}/api/v1/auth/me"))
             .bearer_auth(&token)

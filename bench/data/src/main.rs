@@ -194,29 +194,26 @@ async fn bench(backend: &str) -> anyhow::Result<()> {
         s.size_bytes as f64 / s.rows["audit_log"] as f64
     );
 
+    let start_load = || {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let run = tokio::spawn(load(
+            http.clone(),
+            base.clone(),
+            token.clone(),
+            user.clone(),
+            stop.clone(),
+        ));
+        (stop, run)
+    };
     // Baseline: the load alone, for as long as a backup takes.
     let window = quiet.max(Duration::from_millis(500));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let run = tokio::spawn(load(
-        http.clone(),
-        base.clone(),
-        token.clone(),
-        user.clone(),
-        stop.clone(),
-    ));
+    let (stop, run) = start_load();
     tokio::time::sleep(window).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (base_longest, base_n) = run.await?;
 
     // The same load while a backup runs.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let run = tokio::spawn(load(
-        http.clone(),
-        base.clone(),
-        token.clone(),
-        user.clone(),
-        stop.clone(),
-    ));
+    let (stop, run) = start_load();
     tokio::time::sleep(Duration::from_millis(50)).await;
     let out = dir.path().join("loaded.jsonl.gz");
     let t = Instant::now();

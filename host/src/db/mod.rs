@@ -549,6 +549,15 @@ pub(crate) mod testing {
         server_url("WAKEDOCK_TEST_MYSQL_URL", "MariaDB")
     }
 
+    /// Creates database `name` on the server of `admin_url`; its URL.
+    fn create_database<C: diesel::Connection>(admin_url: &str, name: &str) -> String {
+        let mut c = C::establish(admin_url)
+            .unwrap_or_else(|e| panic!("connect to the test server {admin_url}: {e}"));
+        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let (base, _) = admin_url.rsplit_once('/').unwrap();
+        format!("{base}/{name}")
+    }
+
     /// A fresh, empty database (no migrations run) on each backend.
     pub async fn empty(backend: &str) -> TestDb {
         let unique = format!("wd_test_{}", uuid::Uuid::new_v4().simple());
@@ -560,37 +569,21 @@ pub(crate) mod testing {
             }
             "postgres" => {
                 let admin_url = pg_admin_url();
-                let mut c =
-                    PgConnection::establish(&admin_url).expect("connect to test PostgreSQL");
-                c.batch_execute(&format!("CREATE DATABASE {unique}"))
-                    .unwrap();
-                let (base, _) = admin_url.rsplit_once('/').unwrap();
-                let url = format!("{base}/{unique}");
-                (
-                    url,
-                    None,
-                    Some(Server::Postgres {
-                        admin_url,
-                        name: unique,
-                    }),
-                )
+                let url = create_database::<PgConnection>(&admin_url, &unique);
+                let server = Server::Postgres {
+                    admin_url,
+                    name: unique,
+                };
+                (url, None, Some(server))
             }
             "mysql" => {
                 let admin_url = mysql_admin_url();
-                let mut c =
-                    MysqlConnection::establish(&admin_url).expect("connect to test MariaDB");
-                c.batch_execute(&format!("CREATE DATABASE {unique}"))
-                    .unwrap();
-                let (base, _) = admin_url.rsplit_once('/').unwrap();
-                let url = format!("{base}/{unique}");
-                (
-                    url,
-                    None,
-                    Some(Server::Mysql {
-                        admin_url,
-                        name: unique,
-                    }),
-                )
+                let url = create_database::<MysqlConnection>(&admin_url, &unique);
+                let server = Server::Mysql {
+                    admin_url,
+                    name: unique,
+                };
+                (url, None, Some(server))
             }
             other => panic!("unknown backend {other}"),
         };
