@@ -21,6 +21,14 @@ async fn health_reports_database_and_docker_on_both_backends() {
         assert_eq!(h["database"]["status"], "up");
         assert_eq!(h["docker"]["status"], "up");
         assert_eq!(h["database_backend"], backend.name());
+        // The size is for admins only.
+        assert!(h.get("database_size_bytes").is_none(), "{h}");
+        let admin = host.admin().await;
+        let h: Value = admin.get("/health").await.json().await.unwrap();
+        assert!(
+            h["database_size_bytes"].as_i64().unwrap() > 0,
+            "{backend:?}: {h}"
+        );
         host.stop().await.unwrap();
     }
 }

@@ -188,8 +188,18 @@ impl Backups {
         result.map(|s| BackupSummary { path: name, ..s })
     }
 
-    /// Deletes the oldest backups beyond `keep`.
+    /// Deletes the oldest backups beyond `keep`, and the `.partial` files
+    /// of backups that never finished (the host stopped in the middle;
+    /// called with the one-at-a-time lock held, so none is being written).
     fn prune(&self) {
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if name.strip_suffix(".partial").is_some_and(is_backup_name) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
         let Ok(list) = self.list() else { return };
         for old in list.iter().skip(self.keep) {
             match std::fs::remove_file(self.dir.join(&old.name)) {
@@ -256,6 +266,21 @@ mod tests {
         let b = new_name(dir.path(), t);
         assert_ne!(a, b);
         assert!(is_backup_name(&b), "{b}");
+        // A backup cut off by a stop leaves a `.partial`: not listed, and
+        // removed by the next backup's pruning.
+        let backups = Backups::new(
+            &crate::config::BackupConfig {
+                directory: Some(dir.path().to_path_buf()),
+                ..Default::default()
+            },
+            dir.path(),
+            true,
+        );
+        std::fs::write(dir.path().join(format!("{b}.partial")), b"half").unwrap();
+        assert_eq!(backups.list().unwrap().len(), 1);
+        backups.prune();
+        assert!(!dir.path().join(format!("{b}.partial")).exists());
+        assert!(dir.path().join(&a).exists());
         for bad in [
             "../x",
             "wakedock-backup-.jsonl.gz",
