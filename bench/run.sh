@@ -24,3 +24,8 @@ cargo run --release -q -p wakedock-bench-ui
 echo "== deployment (images, compose file, label routes)"
 "$here/../scripts/build-images.sh" >/dev/null
 cargo run --release -q -p wakedock-bench-deploy
+echo "== data: backup, restore, stall during a backup (each backend the test setup runs)"
+source "$here/../scripts/lib.sh"
+ensure_postgres
+ensure_mysql
+cargo run --release -q -p wakedock-bench-data

@@ -4,7 +4,7 @@
 # Usage: scripts/install-deps.sh [--test]
 #   (none)  to build and run it: system libraries, the Docker engine, Rust's
 #           wasm32-wasip2 target (what scripts/run.sh calls)
-#   --test  also to test it: Chromium and chromedriver, fonts, PostgreSQL,
+#   --test  also to test it: Chromium and chromedriver, fonts, PostgreSQL, MariaDB,
 #           the musl target, rustfmt and clippy (what scripts/test.sh calls)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"

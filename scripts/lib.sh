@@ -64,16 +64,17 @@ rust_components() {
 # What building and running WakeDock needs: system libraries, the Docker
 # engine, and the wasm target its plugins are built for.
 install_run_deps() {
-  apt_install ca-certificates pkg-config libsqlite3-dev libpq-dev docker.io
+  # libmariadb-dev(-compat): libmysqlclient for the MySQL/MariaDB backend.
+  apt_install ca-certificates pkg-config libsqlite3-dev libpq-dev libmariadb-dev libmariadb-dev-compat docker.io
   rust_targets wasm32-wasip2
 }
 
 # What the test suite needs on top: headless Chromium and chromedriver
-# (tests/ui.rs), fonts for its screenshots, PostgreSQL (every DB test runs
-# on it too), the musl target for the static test images, rustfmt and clippy.
+# (tests/ui.rs), fonts for its screenshots, PostgreSQL and MariaDB (every DB
+# test runs on them too), the musl target for the static test images, rustfmt and clippy.
 install_test_deps() {
   install_run_deps
-  apt_install chromium chromium-driver fonts-dejavu-core postgresql
+  apt_install chromium chromium-driver fonts-dejavu-core postgresql mariadb-server mariadb-client
   rust_targets x86_64-unknown-linux-musl
   rust_components rustfmt clippy
 }
@@ -112,4 +113,50 @@ ensure_postgres() {
   runuser -u postgres -- "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -c unix_socket_directories=$data -c fsync=off -c max_connections=200" \
     start >/dev/null
+}
+
+# A private MariaDB server on 127.0.0.1:$MYSQL_PORT for tests (its own
+# datadir under STATE_DIR, a real user with a password: no
+# --skip-grant-tables); exports WAKEDOCK_TEST_MYSQL_URL. The user may
+# create and drop the databases named wd_test* that tests make.
+MYSQL_PORT="${WD_TEST_MYSQL_PORT:-53306}"
+MYSQL_TEST_USER="wakedock_test"
+MYSQL_TEST_PASSWORD="wakedock-test-password"
+ensure_mysql() {
+  apt_install mariadb-server mariadb-client libmariadb-dev libmariadb-dev-compat
+  local data="$STATE_DIR/mysql"
+  local sock="$data/mysqld.sock"
+  export WAKEDOCK_TEST_MYSQL_URL="mysql://$MYSQL_TEST_USER:$MYSQL_TEST_PASSWORD@127.0.0.1:$MYSQL_PORT/wd_test"
+  if mariadb-admin --protocol=tcp -h 127.0.0.1 -P "$MYSQL_PORT" -u "$MYSQL_TEST_USER" \
+      -p"$MYSQL_TEST_PASSWORD" ping >/dev/null 2>&1; then
+    return 0
+  fi
+  log "starting MariaDB on 127.0.0.1:$MYSQL_PORT"
+  if [ ! -d "$data/db/mysql" ]; then
+    rm -rf "$data"
+    install -d -o mysql -g mysql "$data" "$data/db"
+    mariadb-install-db --user=mysql --datadir="$data/db" --auth-root-authentication-method=socket \
+      --skip-test-db >"$data/install.log" 2>&1 || { cat "$data/install.log" >&2; die "mariadb-install-db failed"; }
+  fi
+  # Durability settings stay at their defaults except the binary log
+  # (not needed) so a kill -9 test sees the real crash recovery.
+  nohup /usr/sbin/mariadbd --no-defaults --user=mysql --datadir="$data/db" \
+    --bind-address=127.0.0.1 --skip-name-resolve --port="$MYSQL_PORT" --socket="$sock" \
+    --pid-file="$data/mysqld.pid" --log-error="$data/server.log" --skip-log-bin \
+    --max-connections=300 --innodb-buffer-pool-size=128M \
+    --character-set-server=utf8mb4 --collation-server=utf8mb4_bin >/dev/null 2>&1 &
+  for _ in $(seq 1 120); do
+    mariadb-admin --socket="$sock" -u root ping >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  mariadb-admin --socket="$sock" -u root ping >/dev/null 2>&1 || {
+    tail -20 "$data/server.log" >&2; die "MariaDB did not come up (log: $data/server.log)"; }
+  mariadb --socket="$sock" -u root <<SQL
+CREATE USER IF NOT EXISTS '$MYSQL_TEST_USER'@'127.0.0.1' IDENTIFIED BY '$MYSQL_TEST_PASSWORD';
+CREATE USER IF NOT EXISTS '$MYSQL_TEST_USER'@'localhost' IDENTIFIED BY '$MYSQL_TEST_PASSWORD';
+GRANT ALL PRIVILEGES ON \`wd\\_test%\`.* TO '$MYSQL_TEST_USER'@'127.0.0.1';
+GRANT ALL PRIVILEGES ON \`wd\\_test%\`.* TO '$MYSQL_TEST_USER'@'localhost';
+CREATE DATABASE IF NOT EXISTS wd_test;
+FLUSH PRIVILEGES;
+SQL
 }

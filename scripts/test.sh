@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test WakeDock has, on a fresh Debian machine: installs what is
-# missing, starts the Docker engine and a private PostgreSQL, builds the
-# test images and plugins, checks formatting and lints, then runs the
+# missing, starts the Docker engine, a private PostgreSQL and a private
+# MariaDB, builds the test images and plugins, checks formatting and lints, then runs the
 # unit, integration and end-to-end suites. `.ci/run` calls this.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -12,6 +12,8 @@ started=$(date +%s)
 ensure_docker
 ensure_postgres
 log "PostgreSQL for tests: $WAKEDOCK_TEST_PG_URL"
+ensure_mysql
+log "MariaDB for tests: 127.0.0.1:$MYSQL_PORT"
 
 log "building test images"
 scripts/build-test-images.sh

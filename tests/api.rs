@@ -20,11 +20,15 @@ async fn health_reports_database_and_docker_on_both_backends() {
         assert_eq!(h["status"], "ok");
         assert_eq!(h["database"]["status"], "up");
         assert_eq!(h["docker"]["status"], "up");
-        let expected = match backend {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        };
-        assert_eq!(h["database_backend"], expected);
+        assert_eq!(h["database_backend"], backend.name());
+        // The size is for admins only.
+        assert!(h.get("database_size_bytes").is_none(), "{h}");
+        let admin = host.admin().await;
+        let h: Value = admin.get("/health").await.json().await.unwrap();
+        assert!(
+            h["database_size_bytes"].as_i64().unwrap() > 0,
+            "{backend:?}: {h}"
+        );
         host.stop().await.unwrap();
     }
 }
@@ -833,6 +837,9 @@ async fn openapi_document_matches_the_routes() {
         ("/api/v1/users/{id}", "patch"),
         ("/api/v1/users/{id}", "delete"),
         ("/api/v1/audit", "get"),
+        ("/api/v1/backups", "get"),
+        ("/api/v1/backups", "post"),
+        ("/api/v1/backups/{name}", "get"),
         ("/api/v1/wake/subscribe", "get"),
         ("/api/v1/wake/{service}/page", "get"),
         ("/api/v1/wake/{service}/events", "get"),
@@ -872,6 +879,10 @@ async fn openapi_document_matches_the_routes() {
                 .replace("{id}", "00000000-0000-0000-0000-000000000000")
                 .replace("{action}", "start")
                 .replace("{name}", "no-such-plugin")
+                .replace(
+                    "/backups/no-such-plugin",
+                    "/backups/wakedock-backup-1T.jsonl.gz",
+                )
                 .replace("{service}", "no-such-service")
                 .replace("{path}", "some/path");
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();

@@ -51,6 +51,19 @@ pub enum Command {
     /// within two seconds.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Write a consistent backup of the database and the data directory
+    /// (safe while the server runs).
+    Backup {
+        /// The file to write. Default: a new file in `backup.directory`.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Restore a backup into an empty database and data directory (any
+    /// backend: a SQLite backup restores into PostgreSQL or MySQL).
+    Restore {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Ask the local server's /health; exit non-zero unless it answers 200
     /// (the container image's HEALTHCHECK).
     Healthcheck {
@@ -187,6 +200,8 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         Command::Healthcheck { url, timeout } => {
             crate::healthcheck::run(&config, url, timeout).await
         }
+        Command::Backup { output } => crate::backup::cli::backup(&config, output).await,
+        Command::Restore { file } => crate::backup::cli::restore(&config, &file).await,
     }
 }
 

@@ -40,6 +40,7 @@ const NON_KEY_ENV_VARS: &[&str] = &[
     "admin_password",
     "bridge_token",
     "test_pg_url",
+    "test_mysql_url",
 ];
 
 /// The whole configuration.
@@ -64,6 +65,61 @@ pub struct Config {
     /// once). Not a config key: never written back or printed.
     #[serde(skip)]
     pub admin_password: Option<String>,
+    /// Scheduled backups (`wakedock backup` and the API take them on demand).
+    pub backup: BackupConfig,
+    /// How long the audit log is kept.
+    pub retention: RetentionConfig,
+}
+
+/// Backups on a schedule, kept in a directory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// Take one this often; unset: no scheduled backups.
+    pub interval: Option<HumanDuration>,
+    /// Where backups go; unset: `<data_path>/backups`.
+    pub directory: Option<PathBuf>,
+    /// How many to keep (the oldest beyond are deleted).
+    pub keep: usize,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        Self {
+            interval: None,
+            directory: None,
+            keep: 7,
+        }
+    }
+}
+
+impl BackupConfig {
+    /// The backup directory in effect.
+    pub fn directory(&self, data_path: &Path) -> PathBuf {
+        self.directory
+            .clone()
+            .unwrap_or_else(|| data_path.join("backups"))
+    }
+}
+
+/// Retention of the audit log, pruned in the background in small batches.
+/// `0` keeps forever.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Entries older than this are deleted.
+    pub audit_max_age: HumanDuration,
+    /// At most this many entries are kept (the oldest go first).
+    pub audit_max_entries: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            audit_max_age: HumanDuration(Duration::from_secs(180 * 24 * 3600)),
+            audit_max_entries: 1_000_000,
+        }
+    }
 }
 
 /// How the host treats misbehaving plugins.
@@ -168,7 +224,7 @@ pub const INSTANCE_LABEL: &str = "wakedock.instance";
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
-    /// `sqlite://PATH` or `postgres://...`. Unset means SQLite at
+    /// `sqlite://PATH`, `postgres://...` or `mysql://...`. Unset means SQLite at
     /// `<data_path>/wakedock.db`.
     pub url: Option<String>,
     /// Connections in the pool.
@@ -624,6 +680,27 @@ impl Config {
                 });
             }
         }
+        if let Some(every) = self.backup.interval {
+            if every.get() < Duration::from_secs(60) {
+                return Err(fail(
+                    "backup.interval",
+                    format!("{every} is shorter than a minute"),
+                ));
+            }
+        }
+        if self.backup.keep == 0 {
+            return Err(fail("backup.keep", "must be at least 1".into()));
+        }
+        let age = self.retention.audit_max_age.get();
+        if !age.is_zero() && age < Duration::from_secs(3600) {
+            return Err(fail(
+                "retention.audit_max_age",
+                format!(
+                    "{} is shorter than an hour (0 keeps forever)",
+                    self.retention.audit_max_age
+                ),
+            ));
+        }
         if self.docker.socket_path.as_os_str().is_empty() {
             return Err(fail("docker.socket_path", "must not be empty".into()));
         }
@@ -1034,10 +1111,34 @@ mod tests {
         assert!(err.contains("security.jwt_secret"), "{err}");
         assert!(err.contains("JWT_SECRET_KEY"), "{err}");
 
-        let err = load(None, &[("WAKEDOCK_DATABASE__URL", "mysql://x")])
+        let err = load(None, &[("WAKEDOCK_DATABASE__URL", "oracle://x")])
             .unwrap_err()
             .to_string();
         assert!(err.contains("database.url"), "{err}");
+        assert!(load(None, &[("WAKEDOCK_DATABASE__URL", "mysql://u:p@h/d")]).is_ok());
+
+        for (var, value, key) in [
+            ("WAKEDOCK_BACKUP__INTERVAL", "30s", "backup.interval"),
+            ("WAKEDOCK_BACKUP__KEEP", "0", "backup.keep"),
+            (
+                "WAKEDOCK_RETENTION__AUDIT_MAX_AGE",
+                "10m",
+                "retention.audit_max_age",
+            ),
+        ] {
+            let err = load(None, &[(var, value)]).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(var), "{err}");
+        }
+        let ok = load(
+            None,
+            &[
+                ("WAKEDOCK_BACKUP__INTERVAL", "1d"),
+                ("WAKEDOCK_RETENTION__AUDIT_MAX_AGE", "0"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(ok.backup.interval.unwrap().get().as_secs(), 86_400);
+        assert!(ok.retention.audit_max_age.get().is_zero());
 
         assert!(load(None, &[("WAKEDOCK_LOG_LEVEL", "info,wakedock=debug")]).is_ok());
         let err = load(None, &[("WAKEDOCK_LOG_LEVEL", "loud")])

@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - [`config`]: the typed configuration (figment: defaults < file < env).
-//! - [`db`]: SQLite or PostgreSQL through diesel, on the blocking pool;
+//! - [`db`]: SQLite, PostgreSQL or MySQL/MariaDB through diesel, on the blocking pool;
 //!   migrations embedded from `migrations/`.
 //! - [`docker`]: the container capability, the only code that talks to the
 //!   Docker engine; survives the engine going away.
@@ -23,12 +23,15 @@
 //!   [`AppState`], with no socket, so tests can drive it directly.
 //! - [`server`]: [`server::run`] serves an app on a listener until a
 //!   shutdown future resolves (tests bind port 0).
-//! - [`cli`]: the `wakedock` command line; [`banner`] its start banner.
-//! - [`cli`]: the `wakedock` command line; [`healthcheck`] is its
-//!   `healthcheck` subcommand (the container image's HEALTHCHECK).
+//! - [`backup`]: backup and restore in one backend-neutral file, and the
+//!   backup schedule; [`retention`] prunes the audit log.
+//! - [`cli`]: the `wakedock` command line; [`banner`] its start banner;
+//!   [`healthcheck`] is its `healthcheck` subcommand (the container image's
+//!   HEALTHCHECK).
 
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod banner;
 pub mod cli;
 pub mod config;
@@ -42,6 +45,7 @@ pub mod http;
 pub mod metrics;
 pub mod plugins;
 pub mod private_files;
+pub mod retention;
 pub mod routes;
 pub mod secrets;
 pub mod server;

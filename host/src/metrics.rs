@@ -19,6 +19,72 @@ pub struct Metrics {
     containers: IntGaugeVec,
     /// Wake-on-request: see [`WakeMetrics`].
     pub wake: WakeMetrics,
+    /// Database size, retention, backups: see [`DataMetrics`].
+    pub data: DataMetrics,
+}
+
+/// What the data layer reports: the database's size, what retention
+/// deleted, the last backup.
+#[derive(Clone)]
+pub struct DataMetrics {
+    pub database_size: prometheus::IntGauge,
+    pub audit_pruned: prometheus::IntCounter,
+    pub backup_last_success: prometheus::IntGauge,
+    pub backup_last_size: prometheus::IntGauge,
+    pub backups_failed: prometheus::IntCounter,
+}
+
+impl std::fmt::Debug for DataMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataMetrics").finish_non_exhaustive()
+    }
+}
+
+impl DataMetrics {
+    fn new(registry: &Registry) -> anyhow::Result<Self> {
+        let m = Self {
+            database_size: prometheus::IntGauge::new(
+                "database_size_bytes",
+                "Size of the database on disk",
+            )?,
+            audit_pruned: prometheus::IntCounter::new(
+                "audit_entries_pruned_total",
+                "Audit entries deleted by retention",
+            )?,
+            backup_last_success: prometheus::IntGauge::new(
+                "backup_last_success_timestamp_seconds",
+                "When the last successful backup was taken (Unix seconds)",
+            )?,
+            backup_last_size: prometheus::IntGauge::new(
+                "backup_last_size_bytes",
+                "Size of the last successful backup",
+            )?,
+            backups_failed: prometheus::IntCounter::new(
+                "backups_failed_total",
+                "Backups that failed",
+            )?,
+        };
+        registry.register(Box::new(m.database_size.clone()))?;
+        registry.register(Box::new(m.audit_pruned.clone()))?;
+        registry.register(Box::new(m.backup_last_success.clone()))?;
+        registry.register(Box::new(m.backup_last_size.clone()))?;
+        registry.register(Box::new(m.backups_failed.clone()))?;
+        Ok(m)
+    }
+
+    /// Reads the database's size into the gauge (a failure leaves it).
+    pub async fn refresh_size(&self, db: &crate::db::Db) -> Option<i64> {
+        match db.size_bytes().await {
+            Ok(n) => {
+                self.database_size.set(n);
+                Some(n)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the database size");
+                None
+            }
+        }
+    }
 }
 
 /// Wake-on-request metrics kept by the host (the wake plugin adds
@@ -106,7 +172,9 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
         let wake = WakeMetrics::new(&registry)?;
+        let data = DataMetrics::new(&registry)?;
         Ok(Self {
+            data,
             registry,
             http_requests,
             http_duration,

@@ -77,7 +77,16 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     plugins.start(&declared).await.context("loading plugins")?;
     // Every service's real state before the listener accepts a request.
     wake.seed(&plugins).await;
+    let backups = Arc::new(
+        crate::backup::schedule::Backups::new(
+            &config.backup,
+            data,
+            config.security.jwt_secret.is_some(),
+        )
+        .with_metrics(metrics.data.clone()),
+    );
     Ok(AppState {
+        backups,
         keys: Arc::new(TokenKeys::new(
             secret.as_bytes(),
             config.security.access_token_ttl.get(),
@@ -288,6 +297,14 @@ fn start_background(state: &AppState) {
     tasks.supervise("docker events", move |t| docker.clone().supervise(t));
     let s = state.clone();
     tasks.supervise("maintenance", move |t| maintenance(s.clone(), t));
+    let s = state.clone();
+    tasks.supervise("audit retention", move |t| {
+        crate::retention::run(s.clone(), t)
+    });
+    let (backups, db) = (state.backups.clone(), state.db.clone());
+    tasks.supervise("scheduled backups", move |t| {
+        backups.clone().run(db.clone(), t)
+    });
     let s = state.clone();
     tasks.supervise("wake hub", move |t| crate::wake::run(s.clone(), t));
     let (ui, docker) = (state.ui.clone(), state.docker.clone());

@@ -35,6 +35,8 @@ pub struct AppState {
     /// Tokens accepted from Caddy bridges: `security.bridge_tokens` plus
     /// `WAKEDOCK_BRIDGE_TOKEN`.
     pub bridge_tokens: Arc<Vec<String>>,
+    /// Backups: the directory, the schedule, the last outcome.
+    pub backups: Arc<crate::backup::schedule::Backups>,
     /// Cancelled when the server shuts down; long-lived responses (log
     /// follow) end on it so a graceful shutdown does not wait forever.
     pub shutdown: CancellationToken,

@@ -2,8 +2,9 @@
 //!
 //! - [`TestHost`] runs a real host (the same `server::run` as `wakedock
 //!   serve`) on 127.0.0.1 port 0 with its own data dir and database:
-//!   SQLite in a temp dir, or a fresh database on the PostgreSQL server the
-//!   test setup started (`WAKEDOCK_TEST_PG_URL`).
+//!   SQLite in a temp dir, or a fresh database on the PostgreSQL or
+//!   MariaDB server the test setup started (`WAKEDOCK_TEST_PG_URL`,
+//!   `WAKEDOCK_TEST_MYSQL_URL`).
 //! - [`TestContainer`] runs the locally built test app image
 //!   (`scripts/build-test-images.sh`) with the `wakedock.test=true` label
 //!   and a unique name, and removes it on drop.
@@ -39,9 +40,22 @@ pub use wakedock::config::INSTANCE_LABEL;
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// MariaDB (the server `scripts/lib.sh` starts), through `mysql://`.
+    Mysql,
 }
 
-pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+pub const BACKENDS: [Backend; 3] = [Backend::Sqlite, Backend::Postgres, Backend::Mysql];
+
+impl Backend {
+    /// What `/health` calls it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+            Backend::Mysql => "mysql",
+        }
+    }
+}
 
 /// A short unique suffix for names of test objects.
 pub fn unique(prefix: &str) -> String {
@@ -51,11 +65,38 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// A database for one host; a PostgreSQL one is dropped with it.
+/// A database for one host; a PostgreSQL or MariaDB one is dropped with
+/// it.
 #[derive(Debug)]
 pub struct TestDatabase {
     pub url: String,
     pg: Option<(String, String)>,
+    mysql: Option<(String, String)>,
+}
+
+/// Runs one statement with the `mariadb` client against the server of
+/// `url` (`mysql://user:password@host:port/db`).
+fn mariadb(url: &str, sql: &str) -> anyhow::Result<()> {
+    let u = url::Url::parse(url).context("WAKEDOCK_TEST_MYSQL_URL is not a URL")?;
+    let out = Command::new("mariadb")
+        .args([
+            "--protocol=tcp",
+            "-h",
+            u.host_str().unwrap_or("127.0.0.1"),
+            "-P",
+            &u.port().unwrap_or(3306).to_string(),
+            "-u",
+            u.username(),
+            &format!("-p{}", u.password().unwrap_or("")),
+            "-e",
+            sql,
+        ])
+        .output()
+        .context("running mariadb (is MariaDB's client installed?)")?;
+    if !out.status.success() {
+        bail!("mariadb {sql:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
 }
 
 fn psql(admin_url: &str, sql: &str) -> anyhow::Result<()> {
@@ -75,7 +116,25 @@ impl TestDatabase {
             Backend::Sqlite => Ok(Self {
                 url: format!("sqlite://{}", dir.join("wakedock.db").display()),
                 pg: None,
+                mysql: None,
             }),
+            Backend::Mysql => {
+                let admin = std::env::var("WAKEDOCK_TEST_MYSQL_URL").context(
+                    "WAKEDOCK_TEST_MYSQL_URL is not set: run the suite through scripts/test.sh, \
+                     which starts MariaDB",
+                )?;
+                // The test user may create databases named wd_test*.
+                let name = unique("wd_test_e2e").replace('-', "_");
+                mariadb(&admin, &format!("CREATE DATABASE {name}"))?;
+                let (base, _) = admin
+                    .rsplit_once('/')
+                    .context("WAKEDOCK_TEST_MYSQL_URL must end in /DATABASE")?;
+                Ok(Self {
+                    url: format!("{base}/{name}"),
+                    pg: None,
+                    mysql: Some((admin, name)),
+                })
+            }
             Backend::Postgres => {
                 let admin = std::env::var("WAKEDOCK_TEST_PG_URL").context(
                     "WAKEDOCK_TEST_PG_URL is not set: run the suite through scripts/test.sh, \
@@ -89,6 +148,7 @@ impl TestDatabase {
                 Ok(Self {
                     url: format!("{base}/{name}"),
                     pg: Some((admin, name)),
+                    mysql: None,
                 })
             }
         }
@@ -102,6 +162,9 @@ impl Drop for TestDatabase {
                 &admin,
                 &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
             );
+        }
+        if let Some((admin, name)) = self.mysql.take() {
+            let _ = mariadb(&admin, &format!("DROP DATABASE IF EXISTS {name}"));
         }
     }
 }
@@ -176,6 +239,17 @@ impl TestHost {
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = TestDatabase::new(backend, dir.path()).expect("test database");
+        Self::start_on(backend, db, dir, tweak).await
+    }
+
+    /// Starts a host on an existing database and data directory (e.g. one
+    /// a restore filled); both are removed with the host.
+    pub async fn start_on(
+        backend: Backend,
+        db: TestDatabase,
+        dir: tempfile::TempDir,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config = test_config(&dir.path().join("data"), &db.url);
         tweak(&mut config);
         let (base, shutdown, task, bus) = launch(&config).await;
@@ -623,6 +697,16 @@ pub fn starts_since(name: &str, since: f64) -> usize {
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
+/// How many times its nominal limit a wait may take: `WD_TEST_PATIENCE`,
+/// default 4 (a 15 s wait timed out in a full CI run on two busy cores).
+pub fn patience() -> u32 {
+    std::env::var("WD_TEST_PATIENCE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(4)
+}
+
 pub fn unix_secs() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -694,11 +778,17 @@ pub fn drain_sse(buf: &mut String) -> Vec<(String, String)> {
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, for at most `limit`.
+///
+/// `limit` is what the condition takes on an idle machine; the wait allows
+/// [`patience`] times that, since the suite shares two cores with builds
+/// and other tests' containers (a wait ends as soon as the condition
+/// holds, so patience costs nothing when things go well).
 pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
+    let limit = limit * patience();
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(v) = f().await {

@@ -28,9 +28,12 @@ pub struct Health {
     pub status: &'static str,
     pub version: &'static str,
     pub database: ComponentHealth,
-    /// `sqlite` or `postgres`.
-    #[schema(value_type = String, pattern = "^(sqlite|postgres)$")]
+    /// `sqlite`, `postgres` or `mysql` (MySQL or MariaDB).
+    #[schema(value_type = String, pattern = "^(sqlite|postgres|mysql)$")]
     pub database_backend: &'static str,
+    /// The database's size on disk in bytes: shown to admins only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_size_bytes: Option<i64>,
     pub docker: ComponentHealth,
     /// Caddy sites from container labels: conflicts and label errors are
     /// reported here but do not make the host unhealthy.
@@ -111,11 +114,17 @@ pub async fn health(
         async { state.docker.ping(timeout).await.map_err(|e| e.to_string()) },
     );
     let ok = db.is_ok() && docker.is_ok();
+    let size = if details && db.is_ok() {
+        state.metrics.data.refresh_size(&state.db).await
+    } else {
+        None
+    };
     let body = Health {
         status: if ok { "ok" } else { "degraded" },
         version: env!("CARGO_PKG_VERSION"),
         database: component(db, details),
         database_backend: state.db.backend(),
+        database_size_bytes: size,
         docker: component(docker, details),
         routes: routes_health(&state.routes.current(), details),
     };
@@ -156,6 +165,7 @@ pub async fn metrics(State(state): State<AppState>, headers: http::HeaderMap) ->
             .into_response();
         }
     }
+    state.metrics.data.refresh_size(&state.db).await;
     // Container counts are read at scrape time: cheap, and never stale.
     if let Ok(list) = state.docker.list(&[]).await {
         let states: Vec<String> = list.into_iter().map(|c| c.state).collect();

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backups;
 pub mod containers;
 pub mod health;
 pub mod plugins;
@@ -29,6 +30,7 @@ use crate::state::AppState;
         (name = "containers", description = "Docker containers"),
         (name = "users", description = "User management (admin)"),
         (name = "audit", description = "Audit log (admin)"),
+        (name = "backups", description = "Backups: list, take, download (admin)"),
         (name = "plugins", description = "WebAssembly plugins (admin) and their routes"),
         (name = "wake", description = "Wake-on-request API for the Caddy bridge (bridge token)"),
         (name = "services", description = "Wake-on-request services: definitions, state, manual wake and sleep"),
@@ -83,6 +85,8 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))
         .routes(routes!(audit::list))
+        .routes(routes!(backups::list, backups::create))
+        .routes(routes!(backups::download))
         .routes(routes!(wake::subscribe))
         .routes(routes!(wake::wake))
         .routes(routes!(wake::activity))

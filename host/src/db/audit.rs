@@ -33,7 +33,9 @@ impl NewAuditEntry {
     }
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[diesel(table_name = al)]
 pub struct AuditEntry {
     pub id: i64,
@@ -79,12 +81,16 @@ impl AuditQuery {
     }
 }
 
-/// `text` with LIKE's wildcards (and the escape character) escaped by `\`.
+/// The LIKE escape character. Not `\`: diesel writes it as a literal
+/// (`ESCAPE '\'`), which MySQL reads as an unterminated string.
+const LIKE_ESCAPE: char = '!';
+
+/// `text` with LIKE's wildcards (and the escape character) escaped.
 fn like_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
+        if matches!(c, '%' | '_' | LIKE_ESCAPE) {
+            out.push(LIKE_ESCAPE);
         }
         out.push(c);
     }
@@ -110,7 +116,7 @@ pub fn query(conn: &mut DbConnection, q: &AuditQuery) -> Result<(Vec<AuditEntry>
                 query = query.filter(
                     al::action
                         .like(format!("{}.%", like_escape(prefix)))
-                        .escape('\\'),
+                        .escape(LIKE_ESCAPE),
                 );
             } else {
                 query = query.filter(al::action.eq(action.clone()));
@@ -139,9 +145,49 @@ pub fn query(conn: &mut DbConnection, q: &AuditQuery) -> Result<(Vec<AuditEntry>
     Ok((rows, total))
 }
 
-/// Deletes entries older than `keep_ms`.
-pub fn purge_older_than(conn: &mut DbConnection, keep_ms: i64) -> Result<usize, DbError> {
-    Ok(diesel::delete(al::table.filter(al::at.lt(now_ms() - keep_ms))).execute(conn)?)
+/// Deletes at most `batch` of the oldest entries that are past retention:
+/// written before `older_than` (Unix ms), or beyond the newest
+/// `max_entries`. One short statement per call, so a large backlog is
+/// removed in many small steps and never holds a long lock. Returns how
+/// many were deleted (fewer than `batch`: nothing more to do).
+///
+/// The count limit keeps the entries whose id is within `max_entries` of
+/// the newest id: at most `max_entries` entries (ids only grow; gaps left
+/// by earlier pruning make it fewer), found without counting the table.
+pub fn prune_batch(
+    conn: &mut DbConnection,
+    older_than: Option<i64>,
+    max_entries: Option<i64>,
+    batch: i64,
+) -> Result<usize, DbError> {
+    let below_id = match max_entries {
+        Some(max) => al::table
+            .select(diesel::dsl::max(al::id))
+            .first::<Option<i64>>(conn)?
+            .map(|newest| newest.saturating_sub(max) + 1),
+        None => None,
+    };
+    if older_than.is_none() && below_id.is_none() {
+        return Ok(0);
+    }
+    let mut q = al::table
+        .select(al::id)
+        .order(al::id.asc())
+        .limit(batch)
+        .into_boxed();
+    q = match (older_than, below_id) {
+        (Some(at), Some(id)) => q.filter(al::at.lt(at).or(al::id.lt(id))),
+        (Some(at), None) => q.filter(al::at.lt(at)),
+        (None, Some(id)) => q.filter(al::id.lt(id)),
+        (None, None) => unreachable!("checked above"),
+    };
+    // Ids first, then a delete by id: MySQL has no LIMIT in an IN
+    // subquery, and the delete then locks only these rows.
+    let ids: Vec<i64> = q.load(conn)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    Ok(diesel::delete(al::table.filter(al::id.eq_any(&ids))).execute(conn)?)
 }
 
 #[cfg(test)]
@@ -150,8 +196,47 @@ mod tests {
     use crate::db::testing;
 
     #[tokio::test]
-    async fn filter_and_page_on_both_backends() {
-        for t in testing::both().await {
+    async fn pruning_by_age_and_count_in_batches_on_every_backend() {
+        for t in testing::all().await {
+            let backend = t.db.backend();
+            t.db.run(move |c| {
+                let now = now_ms();
+                // 30 old entries, then 30 recent ones.
+                for i in 0..60 {
+                    let mut e = NewAuditEntry::new("x.y", "success");
+                    e.at = if i < 30 { now - 10 * 86_400_000 } else { now };
+                    e.target = Some(format!("t{i}"));
+                    insert(c, &e)?;
+                }
+                let cutoff = Some(now - 86_400_000);
+                // Small batches: 7 + 7 + 7 + 7 + 2, then nothing.
+                let mut steps = Vec::new();
+                loop {
+                    let n = prune_batch(c, cutoff, None, 7)?;
+                    steps.push(n);
+                    if n < 7 {
+                        break;
+                    }
+                }
+                assert_eq!(steps, vec![7, 7, 7, 7, 2], "{backend}");
+                assert_eq!(query(c, &AuditQuery::default())?.1, 30, "{backend}");
+                // Now at most 10 entries: the newest 10 remain.
+                while prune_batch(c, None, Some(10), 7)? == 7 {}
+                let (rows, total) = query(c, &AuditQuery::default())?;
+                assert_eq!(total, 10, "{backend}");
+                assert_eq!(rows[0].target.as_deref(), Some("t59"));
+                assert_eq!(rows[9].target.as_deref(), Some("t50"));
+                assert_eq!(prune_batch(c, None, None, 7)?, 0);
+                Ok(())
+            })
+            .await
+            .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn filter_and_page_on_every_backend() {
+        for t in testing::all().await {
             let backend = t.db.backend();
             t.db.run(move |c| {
                 for i in 0..7 {
@@ -183,10 +268,16 @@ mod tests {
                 assert_eq!(rows[0].target.as_deref(), Some("t2"));
 
                 // `_` and `%` in a prefix are literal: `a_b.` is not `aXb.`.
-                for action in ["a_b.x", "aXb.x", "a%b.y"] {
+                for action in ["a_b.x", "aXb.x", "a%b.y", "a!b.z", "a\\b.w"] {
                     insert(c, &NewAuditEntry::new(action, "success"))?;
                 }
-                for (prefix, n) in [("a_b.", 1), ("a%b.", 1), ("a_", 0)] {
+                for (prefix, n) in [
+                    ("a_b.", 1),
+                    ("a%b.", 1),
+                    ("a_", 0),
+                    ("a!b.", 1),
+                    ("a\\b.", 1),
+                ] {
                     let q = AuditQuery {
                         action: Some(prefix.into()),
                         ..Default::default()

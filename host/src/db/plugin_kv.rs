@@ -5,6 +5,35 @@ use diesel::prelude::*;
 use super::schema::plugin_kv as kv;
 use super::{now_ms, DbConnection, DbError};
 
+/// One stored value (and how a backup carries it: the value in base64).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize, serde::Deserialize)]
+#[diesel(table_name = kv)]
+#[serde(deny_unknown_fields)]
+pub struct KvRow {
+    pub plugin: String,
+    pub key: String,
+    #[serde(with = "base64_bytes")]
+    pub value: Vec<u8>,
+    pub size: i64,
+    pub updated_at: i64,
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 pub fn get(conn: &mut DbConnection, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, DbError> {
     Ok(kv::table
         .find((plugin, key))
@@ -218,8 +247,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn quota_and_cascade_on_both_backends() {
-        for t in testing::both().await {
+    async fn quota_and_cascade_on_every_backend() {
+        for t in testing::all().await {
             let backend = t.db.backend();
             t.db.run(move |c| {
                 plugins::upsert(c, &row("p1"))?;
@@ -298,10 +327,10 @@ mod tests {
     }
 
     /// Many writers racing from the same expected value: exactly one wins,
-    /// on both backends (no lost update).
+    /// on every backend (no lost update).
     #[tokio::test]
     async fn compare_and_swap_has_one_winner_per_race() {
-        for t in testing::both().await {
+        for t in testing::all().await {
             let backend = t.db.backend();
             t.db.run(|c| {
                 plugins::upsert(c, &row("p"))?;

@@ -2,13 +2,14 @@
 //! plugin's configuration, and where its verified `.wasm` is.
 
 use diesel::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::schema::plugins as p;
 use super::{now_ms, DbConnection, DbError};
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = p)]
+#[serde(deny_unknown_fields)]
 pub struct PluginRow {
     pub name: String,
     pub version: String,

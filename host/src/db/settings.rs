@@ -5,6 +5,16 @@ use diesel::prelude::*;
 use super::schema::settings as st;
 use super::{now_ms, DbConnection, DbError};
 
+/// One setting as stored (and as a backup carries it).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize, serde::Deserialize)]
+#[diesel(table_name = st)]
+#[serde(deny_unknown_fields)]
+pub struct SettingRow {
+    pub key: String,
+    pub value: String,
+    pub updated_at: i64,
+}
+
 pub fn get(conn: &mut DbConnection, key: &str) -> Result<Option<String>, DbError> {
     Ok(st::table
         .find(key)
@@ -40,8 +50,8 @@ mod tests {
     use crate::db::testing;
 
     #[tokio::test]
-    async fn set_get_replace_delete_on_both_backends() {
-        for t in testing::both().await {
+    async fn set_get_replace_delete_on_every_backend() {
+        for t in testing::all().await {
             let backend = t.db.backend();
             t.db.run(move |c| {
                 assert_eq!(get(c, "k")?, None);

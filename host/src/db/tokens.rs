@@ -7,8 +7,9 @@ use diesel::prelude::*;
 use super::schema::refresh_tokens as rt;
 use super::{now_ms, DbConnection, DbError};
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = rt)]
+#[serde(deny_unknown_fields)]
 pub struct RefreshTokenRow {
     pub id: String,
     pub user_id: String,
@@ -101,8 +102,8 @@ mod tests {
     use crate::db::{testing, users};
 
     #[tokio::test]
-    async fn rotation_and_family_revocation_on_both_backends() {
-        for t in testing::both().await {
+    async fn rotation_and_family_revocation_on_every_backend() {
+        for t in testing::all().await {
             let backend = t.db.backend();
             t.db.run(move |c| {
                 let u = users::insert(c, "carol", "h", users::Role::User)?;

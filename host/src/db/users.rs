@@ -44,8 +44,10 @@ impl std::str::FromStr for Role {
     }
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+/// A user as stored; also the user record of a backup.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = users)]
+#[serde(deny_unknown_fields)]
 pub struct UserRow {
     pub id: String,
     pub username: String,
@@ -55,6 +57,8 @@ pub struct UserRow {
     pub created_at: i64,
     pub updated_at: i64,
     /// Carried in access tokens; bumped to invalidate every earlier one.
+    /// (Absent in backups of schemas before it: 0.)
+    #[serde(default)]
     pub token_version: i64,
 }
 
@@ -211,7 +215,7 @@ pub enum Refusal {
 }
 
 /// The ids of every active admin, locked until the end of the transaction
-/// on PostgreSQL (`SELECT ... FOR UPDATE`, in id order so two callers lock
+/// on PostgreSQL and MySQL (`SELECT ... FOR UPDATE`, in id order so two callers lock
 /// in the same order). On SQLite the caller's immediate transaction
 /// already holds the only write lock. Either way, two changes that each
 /// remove a different admin are serialised: the second sees the first.
@@ -223,6 +227,7 @@ fn lock_active_admins(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
         .select(users::id);
     Ok(match conn {
         DbConnection::Postgres(pg) => admins.for_update().load(pg)?,
+        DbConnection::Mysql(my) => admins.for_update().load(my)?,
         DbConnection::Sqlite(sqlite) => admins.load(sqlite)?,
     })
 }
@@ -294,8 +299,8 @@ mod tests {
     use crate::db::testing;
 
     #[tokio::test]
-    async fn user_crud_on_both_backends() {
-        for t in testing::both().await {
+    async fn user_crud_on_every_backend() {
+        for t in testing::all().await {
             let backend = t.db.backend();
             let (alice, listed, last) =
                 t.db.run(|c| {
@@ -350,9 +355,9 @@ mod tests {
     /// the check and the write were one step, PostgreSQL let both through
     /// and SQLite failed one with "database is locked").
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn two_admins_demoting_each_other_leave_one_on_both_backends() {
+    async fn two_admins_demoting_each_other_leave_one_on_every_backend() {
         use std::sync::{Arc, Barrier};
-        for t in testing::both().await {
+        for t in testing::all().await {
             let backend = t.db.backend();
             let (a, b) =
                 t.db.run(|c| {

@@ -74,8 +74,15 @@ pub fn app(state: AppState) -> Router {
         .layer(cors)
         // gzip for clients that ask (browsers do): pages and JSON lists
         // shrink several times. The default predicate leaves event streams,
-        // images and small bodies alone.
-        .layer(tower_http::compression::CompressionLayer::new())
+        // images and small bodies alone; backup downloads are gzip already.
+        .layer(
+            tower_http::compression::CompressionLayer::new().compress_when(
+                tower_http::compression::Predicate::and(
+                    tower_http::compression::DefaultPredicate::new(),
+                    tower_http::compression::predicate::NotForContentType::new("application/gzip"),
+                ),
+            ),
+        )
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -14,6 +14,7 @@
 
 pub mod assets;
 pub mod audit;
+pub mod backups;
 pub mod charts;
 pub mod containers;
 pub mod live;
@@ -63,6 +64,7 @@ pub fn routes() -> Router<AppState> {
         .route("/users", get(users::list).post(users::create))
         .route("/users/{id}/{action}", post(users::act))
         .route("/audit", get(audit::list))
+        .route("/backups", get(backups::list).post(backups::take))
         .route("/ui/events", get(live::events))
         .route("/assets/{file}", get(assets::serve))
 }

@@ -1,0 +1,4 @@
+DROP TABLE IF EXISTS settings;
+DROP TABLE IF EXISTS audit_log;
+DROP TABLE IF EXISTS refresh_tokens;
+DROP TABLE IF EXISTS users;

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS plugin_kv;
+DROP TABLE IF EXISTS plugins;
