@@ -11,7 +11,10 @@
 //! instance (bounded by the wall-time limit). An instance is dropped, never
 //! reused, after a trap, a timeout or a limit breach, and is recycled after
 //! [`RuntimeConfig::recycle_after_calls`] calls, because a `Store` never
-//! frees what accumulates in it.
+//! frees what accumulates in it. A burst of concurrent calls (a wake storm)
+//! grows the pool; instances left idle for
+//! [`RuntimeConfig::idle_instance_ttl`] are dropped, all but the newest, so
+//! the host's memory comes back down after the burst.
 //!
 //! # Where wasm runs
 //!
@@ -69,6 +72,9 @@ pub struct RuntimeConfig {
     pub max_table_elements: u32,
     /// An instance is replaced after this many calls.
     pub recycle_after_calls: u64,
+    /// Idle instances beyond the newest one are dropped once they have not
+    /// been used for this long (checked whenever an instance is returned).
+    pub idle_instance_ttl: Duration,
     /// Consecutive failed calls that put a plugin in `failed`.
     pub failure_threshold: u32,
     /// First back-off; doubles on each relapse up to `backoff_max`.
@@ -99,6 +105,7 @@ impl Default for RuntimeConfig {
             default_table_elements: 20_000,
             max_table_elements: 1_000_000,
             recycle_after_calls: 10_000,
+            idle_instance_ttl: Duration::from_secs(30),
             failure_threshold: 3,
             backoff_base: Duration::from_secs(30),
             backoff_max: Duration::from_secs(30 * 60),
@@ -180,6 +187,8 @@ struct Instance {
     store: Store<PluginState>,
     bindings: PluginBindings,
     calls: u64,
+    /// When it was last returned to the pool.
+    idle_since: Instant,
 }
 
 #[derive(Debug)]
@@ -248,6 +257,18 @@ pub struct PluginRuntime {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Takes out of an idle pool (oldest first, as calls take the newest) the
+/// instances idle for longer than `ttl`, always leaving the newest one so
+/// the next call finds a warm instance.
+fn take_stale(idle: &mut Vec<Instance>, ttl: Duration) -> Vec<Instance> {
+    let keep_from = idle
+        .iter()
+        .position(|i| i.idle_since.elapsed() < ttl)
+        .unwrap_or(idle.len())
+        .min(idle.len().saturating_sub(1));
+    idle.drain(..keep_from).collect()
 }
 
 /// The text of a panic's payload (`catch_unwind`'s error).
@@ -798,6 +819,7 @@ impl PluginRuntime {
                     store,
                     bindings,
                     calls: 0,
+                    idle_since: Instant::now(),
                 });
             }
             Ok(Ok((_, Err(message)))) => {
@@ -944,7 +966,15 @@ impl PluginRuntime {
                 inst.calls += 1;
                 let enabled = lock(&p.health).admin_enabled;
                 if inst.calls < self.inner.config.recycle_after_calls && enabled {
-                    lock(&p.idle).push(inst);
+                    inst.idle_since = Instant::now();
+                    let stale = {
+                        let mut idle = lock(&p.idle);
+                        idle.push(inst);
+                        take_stale(&mut idle, self.inner.config.idle_instance_ttl)
+                    };
+                    p.live.fetch_sub(stale.len() as u64, Ordering::Relaxed);
+                    // Dropped outside the lock: freeing a store takes a while.
+                    drop(stale);
                 } else {
                     p.live.fetch_sub(1, Ordering::Relaxed);
                 }

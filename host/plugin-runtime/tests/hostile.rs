@@ -499,6 +499,49 @@ async fn many_concurrent_calls_into_one_plugin_are_correct() {
     );
 }
 
+// A burst of concurrent calls grows the pool; once the burst is over, the
+// instances left idle past the TTL are dropped, all but one (issue 9: the
+// host's RSS after a wake storm).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_instances_after_a_burst_are_dropped_but_one() {
+    let host = host_with_containers();
+    let ttl = Duration::from_millis(300);
+    let config = RuntimeConfig {
+        idle_instance_ttl: ttl,
+        ..test_config()
+    };
+    let rt = PluginRuntime::new(config, host.capabilities()).expect("runtime");
+    load_hostile(&rt, Grant::approve_all(&hostile_manifest())).await;
+    // Slow calls side by side, so each needs its own instance.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let rt = rt.clone();
+        tasks.spawn(async move {
+            rt.handle_http("hostile", get("/compute?n=5000000"), test_caller())
+                .await
+                .unwrap()
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let grown = rt.plugin_status("hostile").unwrap().live_instances;
+    assert!(grown >= 2, "the burst ran on {grown} instance(s)");
+    // Returning an instance trims the pool: calls after the TTL leave one.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        rt.handle_http("hostile", get("/compute?n=10"), test_caller())
+            .await
+            .unwrap();
+        let live = rt.plugin_status("hostile").unwrap().live_instances;
+        if live == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{live} instances stayed live");
+        tokio::time::sleep(ttl / 3).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_ticks_on_its_interval() {
     let host = host_with_containers();
