@@ -62,6 +62,10 @@ async fn a_looping_plugin_does_not_block_the_executor() {
     let rt = runtime(&host);
     let mut m = hostile_manifest();
     m.limits.cpu_ms_per_call = Some(1500);
+    // A wall limit far above the CPU budget: on a loaded machine the
+    // epoch ticks that count CPU come slower than the clock (the
+    // manifest's 2 s wall limit struck first at load average 10).
+    m.limits.wall_ms_per_call = Some(30_000);
     load_hostile_as(&rt, m).await;
     load_example(&rt).await;
     let started = Instant::now();
