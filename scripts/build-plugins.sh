@@ -10,14 +10,16 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
-run_plugins=(wakedock-plugin-wake)
+run_plugins=(wakedock-plugin-wake wakedock-plugin-stacks)
 all_plugins=(
   wakedock-plugin-example
   wakedock-plugin-wake
+  wakedock-plugin-stacks
   wakedock-fixture-hostile
   wakedock-fixture-wrong-version
   wakedock-fixture-api-0-1-0
   wakedock-fixture-api-0-1-1
+  wakedock-fixture-api-0-1-2
 )
 case "${1:-}" in
   "") crates=("${all_plugins[@]}") ;;

@@ -59,6 +59,8 @@ pub struct Config {
     /// its `services` config. Checked here so a bad entry stops the start
     /// with the service and field named.
     pub services: Vec<serde_json::Value>,
+    /// Compose stacks (issue 11): where they live and how Compose runs.
+    pub stacks: StacksConfig,
     /// `WAKEDOCK_ADMIN_PASSWORD`: the first admin's password, used on the
     /// first start only (checked on every start, so a bad one is said at
     /// once). Not a config key: never written back or printed.
@@ -217,6 +219,40 @@ impl Default for DockerConfig {
             socket_path: PathBuf::from("/var/run/docker.sock"),
             stop_timeout: HumanDuration(Duration::from_secs(10)),
         }
+    }
+}
+
+/// `stacks:`: the folder plugins with the `files` and `compose`
+/// capabilities work in, and the Compose v2 binary the host runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StacksConfig {
+    /// One folder per stack; none: `<data_path>/stacks`.
+    pub dir: Option<PathBuf>,
+    /// The `docker-compose` v2 CLI plugin binary; none: the standard
+    /// CLI-plugin folders, then `docker-compose` on `PATH` (version 2 only).
+    pub compose_binary: Option<PathBuf>,
+    /// Longest a Compose action (up, pull, ...) may run before it is stopped.
+    pub action_timeout: HumanDuration,
+}
+
+impl Default for StacksConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            compose_binary: None,
+            action_timeout: HumanDuration(Duration::from_secs(15 * 60)),
+        }
+    }
+}
+
+impl Config {
+    /// The stacks directory: `stacks.dir`, else `<data_path>/stacks`.
+    pub fn stacks_dir(&self) -> PathBuf {
+        self.stacks
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.wakedock.data_path.join("stacks"))
     }
 }
 
@@ -531,6 +567,20 @@ impl Config {
         }
         if let Some(instance) = &self.wakedock.instance {
             validate_instance(instance).map_err(|e| fail("wakedock.instance", e))?;
+        }
+        let stacks = self.stacks_dir();
+        if stacks.exists() && !stacks.is_dir() {
+            return Err(fail(
+                "stacks.dir",
+                format!("{} exists and is not a directory", stacks.display()),
+            ));
+        }
+        let t = self.stacks.action_timeout.get();
+        if t < Duration::from_secs(10) || t > Duration::from_secs(24 * 3600) {
+            return Err(fail(
+                "stacks.action_timeout",
+                format!("{} is outside 10s..24h", self.stacks.action_timeout),
+            ));
         }
         if let Some(url) = &self.database.url {
             crate::db::DatabaseUrl::parse(url).map_err(|e| fail("database.url", e.to_string()))?;

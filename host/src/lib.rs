@@ -16,6 +16,8 @@
 //!   capabilities on top of the ones above; [`events`] is the event bus.
 //! - [`wake`]: wake-on-request, host side (service states for the Caddy
 //!   bridge; in progress).
+//! - [`stacks`]: Compose stacks, host side: the `files` and `compose`
+//!   capabilities, confined to the stacks directory.
 //! - [`ui`]: the browser UI (askama pages, live updates, embedded assets).
 //! - [`http`]: [`http::app`] assembles router and middleware from an
 //!   [`AppState`], with no socket, so tests can drive it directly.
@@ -38,6 +40,7 @@ pub mod plugins;
 pub mod private_files;
 pub mod secrets;
 pub mod server;
+pub mod stacks;
 pub mod state;
 pub mod telemetry;
 pub mod ui;

@@ -44,6 +44,23 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     // Subscribed to the bus before any plugin runs: no state is missed.
     let wake = Arc::new(crate::wake::WakeHub::new(&bus));
     let own = crate::plugins::caps::own_container(&docker).await;
+    let stacks_dir = config.stacks_dir();
+    let files = Arc::new(
+        crate::stacks::files::DirFiles::open(&stacks_dir)
+            .with_context(|| format!("opening the stacks directory {}", stacks_dir.display()))?,
+    );
+    let compose = Arc::new(
+        crate::stacks::Compose::new(
+            &stacks_dir,
+            config.stacks.compose_binary.clone(),
+            config.stacks.action_timeout.get(),
+            &config.docker.socket_path,
+            bus.clone(),
+            db.clone(),
+            docker.clone(),
+        )
+        .with_context(|| format!("opening the stacks directory {}", stacks_dir.display()))?,
+    );
     let plugins = Arc::new(
         crate::plugins::PluginManager::new(
             db.clone(),
@@ -53,6 +70,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             data,
             &config.plugin_runtime,
             own.as_ref().map(|(id, _)| id.clone()),
+            (files, compose.clone()),
         )
         .context("starting the plugin runtime")?,
     );
@@ -75,6 +93,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         bus,
         plugins,
         wake,
+        compose,
         ui: Arc::new(crate::ui::UiState::default()),
         bridge_tokens: Arc::new(config.security.bridge_tokens.clone()),
         config: Arc::new(config),

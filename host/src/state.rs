@@ -25,6 +25,8 @@ pub struct AppState {
     pub bus: EventBus,
     pub plugins: Arc<PluginManager>,
     pub wake: Arc<crate::wake::WakeHub>,
+    /// Compose stacks: actions and their live output (issue 11).
+    pub compose: Arc<crate::stacks::Compose>,
     /// The browser UI's memory: recent events, resource samples.
     pub ui: Arc<crate::ui::UiState>,
     /// Tokens accepted from Caddy bridges: `security.bridge_tokens` plus

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ManifestError;
 
 /// The plugin API version this host implements (the WIT package version).
-pub const HOST_API_VERSION: &str = "0.1.2";
+pub const HOST_API_VERSION: &str = "0.1.3";
 
 /// A validated `plugin.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,9 +35,36 @@ pub struct Manifest {
     pub capabilities: Capabilities,
     #[serde(default)]
     pub limits: Limits,
+    /// Entries of the host's navigation that lead to the plugin's pages
+    /// (`[[pages]]`, API 0.1.3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pages: Vec<PageEntry>,
     /// Default configuration passed (as JSON) to `init`.
     #[serde(default)]
     pub config: toml::Table,
+}
+
+/// `[[pages]]`: one entry of the host's navigation, leading to
+/// `/p/{plugin}{path}`, shown to users with at least `role`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PageEntry {
+    /// The navigation label (1–40 characters).
+    pub title: String,
+    /// Starts with `/`; relative to the plugin's pages (`/p/{plugin}`).
+    #[serde(default = "root_path")]
+    pub path: String,
+    /// `viewer` (default), `user` or `admin`.
+    #[serde(default = "viewer")]
+    pub role: String,
+}
+
+fn root_path() -> String {
+    "/".into()
+}
+
+fn viewer() -> String {
+    "viewer".into()
 }
 
 /// Requested (manifest) or approved (grant) capabilities. `None` means not
@@ -55,6 +82,19 @@ pub struct Capabilities {
     pub events: Option<EventsCap>,
     #[serde(default)]
     pub metrics: Option<MetricsCap>,
+    /// The stacks directory (API 0.1.3).
+    #[serde(default)]
+    pub files: Option<AccessCap>,
+    /// Docker Compose projects in the stacks directory (API 0.1.3).
+    #[serde(default)]
+    pub compose: Option<AccessCap>,
+}
+
+/// `files = { access = "read" }`, `compose = { access = "write" }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AccessCap {
+    pub access: Access,
 }
 
 /// `containers = { access = "read", selector = "wakedock.enable=true" }`.
@@ -343,6 +383,22 @@ impl Grant {
         if g.metrics.is_some() && r.metrics.is_none() {
             return Some(unrequested("metrics"));
         }
+        for (cap, granted, requested) in [
+            ("files", &g.files, &r.files),
+            ("compose", &g.compose, &r.compose),
+        ] {
+            let Some(ga) = granted else { continue };
+            let Some(ra) = requested else {
+                return Some(unrequested(cap));
+            };
+            if ga.access > ra.access {
+                return Some(format!(
+                    "grant gives `{cap}` access `{}`, wider than the `{}` plugin `{name}` requests",
+                    access_name(ga.access),
+                    access_name(ra.access)
+                ));
+            }
+        }
         let (rl, gl) = (&manifest.limits, &self.limits);
         for (limit, asked, granted) in [
             ("memory-bytes", rl.memory_bytes, gl.memory_bytes),
@@ -438,6 +494,29 @@ impl Manifest {
         }
         self.capabilities.validate("capabilities")?;
         self.limits.validate("limits")?;
+        for (i, p) in self.pages.iter().enumerate() {
+            let at = |f: &str| format!("pages[{i}].{f}");
+            let title = p.title.trim();
+            if title.is_empty() || title.chars().count() > 40 {
+                return Err(field_err(at("title"), "must be 1 to 40 characters"));
+            }
+            if !p.path.starts_with('/')
+                || p.path.starts_with("//")
+                || p.path.contains(['\\', '?', '#'])
+                || p.path.chars().any(char::is_control)
+            {
+                return Err(field_err(
+                    at("path"),
+                    format!("`{}` must be a path starting with `/` (no query, no `//`)", p.path),
+                ));
+            }
+            if !matches!(p.role.as_str(), "viewer" | "user" | "admin") {
+                return Err(field_err(
+                    at("role"),
+                    format!("`{}` is not a role (viewer, user or admin)", p.role),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -698,6 +777,10 @@ pub struct Permissions {
     pub events_publish: Option<Vec<String>>,
     pub events_subscribe: Vec<String>,
     pub metrics: bool,
+    /// API 0.1.3.
+    pub files: Option<Access>,
+    /// API 0.1.3.
+    pub compose: Option<Access>,
 }
 
 /// Effective container permission.
@@ -782,6 +865,8 @@ impl Permissions {
             events_publish,
             events_subscribe,
             metrics: requested.metrics.is_some() && granted.metrics.is_some(),
+            files: access_of(&requested.files, &granted.files),
+            compose: access_of(&requested.compose, &granted.compose),
         }
     }
 
@@ -795,8 +880,19 @@ impl Permissions {
             "storage" => self.storage_quota_bytes.is_some(),
             "http-outbound" => self.http_outbound.is_some(),
             "events" => self.events_publish.is_some(),
+            "files" => self.files.is_some(),
+            "compose" => self.compose.is_some(),
             _ => false,
         }
+    }
+}
+
+/// The lower of a requested and a granted access level; none if either is
+/// absent.
+fn access_of(requested: &Option<AccessCap>, granted: &Option<AccessCap>) -> Option<Access> {
+    match (requested, granted) {
+        (Some(r), Some(g)) => Some(r.access.min(g.access)),
+        _ => None,
     }
 }
 
@@ -899,7 +995,8 @@ x = 1
         assert!(check_api_version("0.1.0").is_ok());
         assert!(check_api_version("0.1.1").is_ok());
         assert!(check_api_version("0.1.2").is_ok());
-        assert!(check_api_version("0.1.3").is_err(), "newer than the host");
+        assert!(check_api_version("0.1.3").is_ok());
+        assert!(check_api_version("0.1.4").is_err(), "newer than the host");
         assert!(check_api_version("0.2.0").is_err());
         assert!(check_api_version("9.0.0").is_err());
         assert!(check_api_version("1.0.0").is_err());

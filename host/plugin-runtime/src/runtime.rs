@@ -1075,7 +1075,7 @@ fn check_imports(
         if !requests_interface(m, iface) {
             let reason = if !matches!(
                 iface,
-                "containers" | "metrics" | "storage" | "http-outbound" | "events"
+                "containers" | "metrics" | "storage" | "http-outbound" | "events" | "files" | "compose"
             ) {
                 format!("`{iface}` is not an interface of plugin API {HOST_API_VERSION}")
             } else {
@@ -1105,6 +1105,8 @@ fn requests_interface(m: &Manifest, iface: &str) -> bool {
         "storage" => c.storage.is_some(),
         "http-outbound" => c.http_outbound.is_some(),
         "events" => c.events.is_some(),
+        "files" => c.files.is_some(),
+        "compose" => c.compose.is_some(),
         _ => false,
     }
 }
@@ -1153,6 +1155,12 @@ fn link(linker: &mut Linker<PluginState>, m: &Manifest) -> wasmtime::Result<()> 
     }
     if requests_interface(m, "events") {
         wit::events::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
+    }
+    if requests_interface(m, "files") {
+        wit::files::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
+    }
+    if requests_interface(m, "compose") {
+        wit::compose::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
     }
     Ok(())
 }

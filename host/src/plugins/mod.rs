@@ -356,6 +356,7 @@ impl PluginManager {
         data_path: &Path,
         limits: &crate::config::PluginRuntimeConfig,
         own_container_id: Option<String>,
+        stacks: (Arc<crate::stacks::files::DirFiles>, Arc<crate::stacks::Compose>),
     ) -> anyhow::Result<Self> {
         let dir = data_path.join("plugins");
         std::fs::create_dir_all(&dir)?;
@@ -370,6 +371,8 @@ impl PluginManager {
             events: Arc::new(caps::BusEvents { bus }),
             log: Arc::new(wakedock_plugin_runtime::caps::TracingLog),
             audit: Arc::new(caps::DbAudit { db: db.clone() }),
+            files: stacks.0,
+            compose: Arc::new(crate::stacks::ComposeCap(stacks.1)),
         };
         let config = RuntimeConfig {
             cache_dir: Some(data_path.join("plugin-cache")),
