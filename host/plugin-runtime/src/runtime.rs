@@ -516,6 +516,19 @@ impl PluginRuntime {
         Ok(status_of(&p))
     }
 
+    /// The navigation entries (`[[pages]]`) of every enabled plugin, by
+    /// plugin name.
+    pub fn pages(&self) -> Vec<(String, Vec<crate::manifest::PageEntry>)> {
+        let mut v: Vec<_> = self
+            .read_plugins()
+            .values()
+            .filter(|p| !p.manifest.pages.is_empty() && lock(&p.health).admin_enabled)
+            .map(|p| (p.manifest.name.clone(), p.manifest.pages.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
     /// Effective permissions of a loaded plugin.
     pub fn permissions(&self, id: &str) -> Result<Permissions, RuntimeError> {
         Ok(self.get(id)?.shared.perms.clone())

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod compose;
 pub mod containers;
 pub mod health;
 pub mod plugins;
@@ -31,6 +32,7 @@ use crate::state::AppState;
         (name = "plugins", description = "WebAssembly plugins (admin) and their routes"),
         (name = "wake", description = "Wake-on-request API for the Caddy bridge (bridge token)"),
         (name = "services", description = "Wake-on-request services: definitions, state, manual wake and sleep"),
+        (name = "stacks", description = "Compose stacks: the live output of their actions (the stacks plugin's own routes are under /api/v1/plugins/stacks/, see docs/stacks-api.md)"),
     )
 )]
 pub struct ApiDoc;
@@ -90,6 +92,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(services::sleep))
         .routes(routes!(wake::page))
         .routes(routes!(wake::events))
+        .routes(routes!(compose::output))
         .routes(routes!(plugins::list))
         .routes(routes!(plugins::get, plugins::update, plugins::remove))
         .merge(

@@ -8,6 +8,7 @@
 //! - [`session`]: `/login`, `/logout`.
 //! - [`overview`], [`containers`], [`services`], [`plugins`], [`users`],
 //!   [`audit`]: pages.
+//! - [`plugin_pages`]: `/p/{plugin}/...`, plugins' pages in the layout.
 //! - [`live`]: `/ui/events`, the live stream every page listens to.
 //! - [`charts`]: resource samples and their inline SVG charts.
 //! - [`assets`]: `/assets/*`, content-hashed and cached for a year.
@@ -19,6 +20,7 @@ pub mod containers;
 pub mod live;
 pub mod overview;
 pub mod page;
+pub mod plugin_pages;
 pub mod plugins;
 pub mod services;
 pub mod session;
@@ -61,6 +63,14 @@ pub fn routes() -> Router<AppState> {
         .route("/users", get(users::list).post(users::create))
         .route("/users/{id}/{action}", post(users::act))
         .route("/audit", get(audit::list))
+        .route(
+            "/p/{plugin}",
+            get(plugin_pages::serve).post(plugin_pages::serve),
+        )
+        .route(
+            "/p/{plugin}/{*rest}",
+            get(plugin_pages::serve).post(plugin_pages::serve),
+        )
         .route("/ui/events", get(live::events))
         .route("/assets/{file}", get(assets::serve))
 }
