@@ -886,6 +886,15 @@ fn check_declared_plugin(p: &PluginDecl) -> Result<(), (&'static str, String)> {
     wakedock_plugin_runtime::manifest::check_api_version(&manifest.api_version)
         .map_err(|e| ("manifest", format!("{}: {e}", p.manifest.display())))?;
     p.grant.resolve(&manifest).map_err(|e| ("grant", e))?;
+    // The alerts plugin's rules and channels: a bad one stops the start
+    // with its field named (`plugins.N.config.rules[2].for: ...`).
+    if manifest.name == crate::alerts::ALERTS_PLUGIN {
+        let config = p.config.clone().unwrap_or(serde_json::Value::Null);
+        wakedock_plugin_alerts::config::AlertsConfig::from_json(&config).map_err(|errs| {
+            let list: Vec<String> = errs.iter().map(|e| format!("config.{e}")).collect();
+            ("config", list.join("; "))
+        })?;
+    }
     Ok(())
 }
 

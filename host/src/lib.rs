@@ -25,6 +25,7 @@
 //!   shutdown future resolves (tests bind port 0).
 //! - [`cli`]: the `wakedock` command line; [`banner`] its start banner.
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod banner;

@@ -80,6 +80,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         own.as_ref().map(|(_, name)| name.as_str()),
         config.wakedock.instance.as_deref(),
     );
+    let declared =
+        crate::alerts::config::with_alerts_config(&declared, config.wakedock.instance.as_deref());
     plugins.start(&declared).await.context("loading plugins")?;
     // Every service's real state before the listener accepts a request.
     wake.seed(&plugins).await;
@@ -200,6 +202,7 @@ pub async fn run(
     tokio::spawn(state.docker.clone().supervise(token.clone()));
     tokio::spawn(maintenance(state.clone(), token.clone()));
     tokio::spawn(crate::wake::run(state.clone(), token.clone()));
+    tokio::spawn(crate::alerts::run(state.clone(), token.clone()));
     tokio::spawn(state.ui.clone().run(state.docker.clone(), token.clone()));
     tokio::spawn(
         state

@@ -17,11 +17,11 @@ use std::time::{Duration, SystemTime};
 
 pub use crate::bindings::wakedock::plugin::auth::Role;
 pub use crate::bindings::wakedock::plugin::compose::{
-    Action as ComposeAction, ActionState, ActionStatus, ComposeError, Container as ComposeContainer,
-    DownOptions, PullPolicy, UpOptions,
+    Action as ComposeAction, ActionState, ActionStatus, ComposeError,
+    Container as ComposeContainer, DownOptions, PullPolicy, UpOptions,
 };
-pub use crate::bindings::wakedock::plugin::files::Entry as FileEntry;
 pub use crate::bindings::wakedock::plugin::containers::{HttpProbe, LabelFilter, Probe, Readiness};
+pub use crate::bindings::wakedock::plugin::files::Entry as FileEntry;
 pub use crate::bindings::wakedock::plugin::http_outbound::{
     Request as OutboundRequest, Response as OutboundResponse,
 };
@@ -55,6 +55,11 @@ pub trait ContainerHost: Send + Sync {
     fn start<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<()>>;
     fn stop<'a>(&'a self, id: &'a str, timeout_secs: Option<u32>) -> BoxFuture<'a, CapResult<()>>;
     fn restart<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<()>>;
+    /// Plugin `plugin` is about to stop or restart container `id` (a full
+    /// id): the host can tell the `die` that follows from a crash.
+    fn expect_stop(&self, id: &str, plugin: &str) {
+        let _ = (id, plugin);
+    }
     /// Resolves when the container is running and ready (healthy, or a port
     /// answers), driven by Docker events; `CapError::Timeout` after
     /// `timeout`. The runtime also bounds it by the call's wall-time limit.
@@ -189,8 +194,10 @@ pub trait ComposeHost: Send + Sync {
         id: &'a str,
         timeout: Duration,
     ) -> BoxFuture<'a, ComposeResult<ActionStatus>>;
-    fn last_action<'a>(&'a self, project: &'a str)
-        -> BoxFuture<'a, ComposeResult<Option<ActionStatus>>>;
+    fn last_action<'a>(
+        &'a self,
+        project: &'a str,
+    ) -> BoxFuture<'a, ComposeResult<Option<ActionStatus>>>;
     /// `docker compose config` as JSON (files and env file replace the
     /// defaults when given).
     fn config<'a>(

@@ -507,7 +507,10 @@ impl Manifest {
             {
                 return Err(field_err(
                     at("path"),
-                    format!("`{}` must be a path starting with `/` (no query, no `//`)", p.path),
+                    format!(
+                        "`{}` must be a path starting with `/` (no query, no `//`)",
+                        p.path
+                    ),
                 ));
             }
             if !matches!(p.role.as_str(), "viewer" | "user" | "admin") {
@@ -657,6 +660,11 @@ impl Limits {
 }
 
 fn validate_host_pattern(host: &str) -> Result<(), String> {
+    // `*` in a manifest: whichever hosts the admin's grant lists (a plugin
+    // whose destinations are the admin's own configuration, like alerts).
+    if host == "*" {
+        return Ok(());
+    }
     let body = host.strip_prefix("*.").unwrap_or(host);
     let ok = !body.is_empty()
         && body
@@ -711,6 +719,9 @@ pub fn topic_matches(pattern: &str, topic: &str) -> bool {
 /// Whether `host` (lowercase) matches `pattern` (`*.x.com` matches
 /// `a.x.com` and `a.b.x.com`, not `x.com`).
 pub fn host_matches(pattern: &str, host: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
     match pattern.strip_prefix("*.") {
         Some(domain) => {
             host.len() > domain.len() + 1
@@ -799,7 +810,7 @@ pub struct HttpPermission {
 
 fn pattern_covered(pattern: &str, by: &[String], matches: fn(&str, &str) -> bool) -> bool {
     by.iter()
-        .any(|g| g == pattern || (!pattern.contains('*') && matches(g, pattern)))
+        .any(|g| g == pattern || g == "*" || (!pattern.contains('*') && matches(g, pattern)))
 }
 
 impl Permissions {
@@ -831,12 +842,24 @@ impl Permissions {
         };
         let http_outbound = match (&requested.http_outbound, &granted.http_outbound) {
             (Some(r), Some(g)) => Some(HttpPermission {
-                hosts: r
-                    .hosts
-                    .iter()
-                    .filter(|h| pattern_covered(h, &g.hosts, host_matches))
-                    .cloned()
-                    .collect(),
+                hosts: {
+                    // What both allow: requested hosts the grant covers,
+                    // and granted ones a requested pattern (`*`) covers.
+                    let mut hosts: Vec<String> = r
+                        .hosts
+                        .iter()
+                        .filter(|h| pattern_covered(h, &g.hosts, host_matches))
+                        .chain(
+                            g.hosts
+                                .iter()
+                                .filter(|h| pattern_covered(h, &r.hosts, host_matches)),
+                        )
+                        .cloned()
+                        .collect();
+                    hosts.sort();
+                    hosts.dedup();
+                    hosts
+                },
                 max_requests_per_minute: r.max_requests_per_minute.min(g.max_requests_per_minute),
             }),
             _ => None,
@@ -1098,5 +1121,29 @@ http-outbound = { hosts = ["hooks.slack.com", "*.other.org"], max-requests-per-m
         assert!(!host_matches("*.example.com", "example.com"));
         assert!(!host_matches("*.example.com", "evilexample.com"));
         assert!(host_matches("hooks.slack.com", "hooks.slack.com"));
+        assert!(host_matches("*", "anything.example"));
+    }
+
+    #[test]
+    fn a_star_request_gets_exactly_the_hosts_the_admin_grants() {
+        let m = Manifest::from_toml(&GOOD.replace(
+            r#"hosts = ["hooks.slack.com", "*.example.com"]"#,
+            r#"hosts = ["*"]"#,
+        ))
+        .unwrap();
+        let grant = Grant::from_toml(
+            "[capabilities]\nhttp-outbound = { hosts = [\"127.0.0.1\", \"hooks.slack.com\"] }",
+        )
+        .unwrap();
+        assert_eq!(grant.excess_over(&m), None);
+        let p = Permissions::intersect(&m.capabilities, &grant.capabilities);
+        assert_eq!(
+            p.http_outbound.unwrap().hosts,
+            ["127.0.0.1".to_owned(), "hooks.slack.com".to_owned()]
+        );
+        // A grant without hosts gives none.
+        let none = Grant::from_toml("[capabilities]\nhttp-outbound = { hosts = [] }").unwrap();
+        let p = Permissions::intersect(&m.capabilities, &none.capabilities);
+        assert!(p.http_outbound.unwrap().hosts.is_empty());
     }
 }

@@ -166,10 +166,12 @@ pub async fn act(
         .await?;
     let mut entry = user.audit_entry(&action_name, &id);
     let timeout = q.timeout.map(|s| Duration::from_secs(u64::from(s)));
+    // A stop asked for here is not a crash (the alerts plugin reads it).
+    let by = format!("user:{}", user.username);
     let r = match action {
         Action::Start => state.docker.start(&id).await,
-        Action::Stop => state.docker.stop(&id, timeout).await,
-        Action::Restart => state.docker.restart(&id, timeout).await,
+        Action::Stop => state.docker.stop_by(&id, timeout, &by).await,
+        Action::Restart => state.docker.restart_by(&id, timeout, &by).await,
         Action::Pause => state.docker.pause(&id).await,
         Action::Unpause => state.docker.unpause(&id).await,
     };

@@ -6,6 +6,7 @@
 //! lazily, and a supervisor task keeps the engine's event stream open,
 //! reconnecting with backoff; `/health` asks the engine directly.
 
+pub mod intents;
 pub mod model;
 
 use std::collections::{BTreeMap, HashMap};
@@ -90,6 +91,10 @@ pub struct DockerEngine {
     up: AtomicBool,
     events: broadcast::Sender<ContainerEvent>,
     stop_timeout: Duration,
+    /// Stops WakeDock asked for (see [`intents`]).
+    pub stops: intents::StopIntents,
+    /// Whether the engine is up, for those who wait for a change.
+    up_watch: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for DockerEngine {
@@ -113,7 +118,70 @@ impl DockerEngine {
             up: AtomicBool::new(false),
             events,
             stop_timeout,
+            stops: intents::StopIntents::default(),
+            up_watch: tokio::sync::watch::Sender::new(false),
         })
+    }
+
+    /// Changes of [`DockerEngine::is_up`].
+    pub fn watch_up(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.up_watch.subscribe()
+    }
+
+    /// Notes that `by` is about to stop container `id` (a full id).
+    pub fn expect_stop(&self, id: &str, by: &str) {
+        self.stops.expect(id, by, crate::db::now_ms() as u64);
+    }
+
+    /// What the bare `die` event lacks: whether the OOM killer ended the
+    /// container, and its restart policy's name.
+    pub async fn exit_details(&self, id: &str) -> Result<(bool, String), EngineError> {
+        let c = self.client().await?;
+        let r = c
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await;
+        let info = self.observe(r, id).await?;
+        let oom = info
+            .state
+            .as_ref()
+            .and_then(|s| s.oom_killed)
+            .unwrap_or(false);
+        let policy = info
+            .host_config
+            .and_then(|h| h.restart_policy)
+            .and_then(|p| p.name)
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        Ok((oom, policy))
+    }
+
+    /// [`DockerEngine::stop`] on behalf of `by` (`user:alice`): the stop
+    /// is noted as intended (see [`intents`]).
+    pub async fn stop_by(
+        &self,
+        id_or_name: &str,
+        timeout: Option<Duration>,
+        by: &str,
+    ) -> Result<ActionOutcome, EngineError> {
+        let before = self.inspect(id_or_name).await?;
+        if before.running {
+            self.expect_stop(&before.id, by);
+        }
+        self.stop(&before.id, timeout).await
+    }
+
+    /// [`DockerEngine::restart`] on behalf of `by`.
+    pub async fn restart_by(
+        &self,
+        id_or_name: &str,
+        timeout: Option<Duration>,
+        by: &str,
+    ) -> Result<ActionOutcome, EngineError> {
+        let before = self.inspect(id_or_name).await?;
+        if before.running {
+            self.expect_stop(&before.id, by);
+        }
+        self.restart(&before.id, timeout).await
     }
 
     /// Whether the last contact with the engine succeeded.
@@ -153,6 +221,8 @@ impl DockerEngine {
 
     fn mark(&self, up: bool) {
         let was = self.up.swap(up, Ordering::Relaxed);
+        self.up_watch
+            .send_if_modified(|v| std::mem::replace(v, up) != up);
         if was != up {
             if up {
                 tracing::info!(socket = %self.socket.display(), "Docker engine is up");

@@ -15,10 +15,16 @@ use crate::rule::Rule;
 #[serde(tag = "phase", rename_all = "lowercase")]
 pub enum Phase {
     /// The condition holds, not yet for the rule's `for`.
-    Pending { since: u64 },
-    Firing { since: u64 },
+    Pending {
+        since: u64,
+    },
+    Firing {
+        since: u64,
+    },
     /// Kept until the last notification (or the cooldown) is done.
-    Resolved { at: u64 },
+    Resolved {
+        at: u64,
+    },
 }
 
 /// What a notification says.
@@ -134,7 +140,9 @@ pub fn step(
     }
     // A resolved alert stays only while a notification is still owed or
     // the cooldown still runs (so a quick refire is recognised).
-    let owed = due.is_some() && (cooling || suppressed) && !matches!(due, Some(NoteKind::Resolved) if suppressed);
+    let owed = due.is_some()
+        && (cooling || suppressed)
+        && !matches!(due, Some(NoteKind::Resolved) if suppressed);
     let new_last = notify.map(|k| (k, now)).or(last_sent);
     let keep = match phase {
         Phase::Resolved { .. } => {
@@ -185,7 +193,10 @@ mod tests {
     #[test]
     fn fires_once_and_resolves_once() {
         let r = rule(json!({}));
-        let out = run(&r, &[(0, true), (1, true), (2, true), (3, false), (4, false)]);
+        let out = run(
+            &r,
+            &[(0, true), (1, true), (2, true), (3, false), (4, false)],
+        );
         assert_eq!(out, [(0, NoteKind::Firing), (3, NoteKind::Resolved)]);
     }
 
@@ -193,7 +204,10 @@ mod tests {
     fn for_holds_it_pending_and_a_short_blip_never_fires() {
         let r = rule(json!({"for": "10ms"}));
         assert!(run(&r, &[(0, true), (5, true), (6, false), (7, false)]).is_empty());
-        let out = run(&r, &[(0, true), (5, true), (10, true), (11, true), (20, false)]);
+        let out = run(
+            &r,
+            &[(0, true), (5, true), (10, true), (11, true), (20, false)],
+        );
         assert_eq!(out, [(10, NoteKind::Firing), (20, NoteKind::Resolved)]);
     }
 
@@ -249,5 +263,28 @@ mod tests {
         let s = step(None, true, 0, &r, true);
         let s = step(s.state.as_ref(), true, 5, &r, false);
         assert_eq!(s.notify, Some(NoteKind::Firing));
+    }
+}
+
+#[cfg(test)]
+mod roundtrip {
+    use super::*;
+
+    #[test]
+    fn a_state_reads_back_as_written() {
+        for phase in [
+            Phase::Pending { since: 1 },
+            Phase::Firing { since: 2 },
+            Phase::Resolved { at: 3 },
+        ] {
+            let s = AlertState {
+                phase,
+                record: Some("r".into()),
+                last_sent: Some((NoteKind::Resend, 4)),
+            };
+            let back: AlertState =
+                serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+            assert_eq!(back, s);
+        }
     }
 }

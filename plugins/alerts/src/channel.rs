@@ -218,11 +218,13 @@ impl Channel {
         };
         let kind_v = serde_json::Value::Object(obj);
         let kind: Kind = serde_json::from_value(kind_v.clone()).map_err(|e| {
-            let mut fe = crate::rule::serde_error(&kind_v, &e);
+            let mut fe = crate::rule::serde_error(&e);
             if fe.field == "kind" {
                 fe.field = "type".into();
             }
-            if e.to_string().contains("missing field `type`") || e.to_string().contains("unknown variant") {
+            if e.to_string().contains("missing field `type`")
+                || e.to_string().contains("unknown variant")
+            {
                 fe.field = "type".into();
             }
             fe
@@ -236,7 +238,10 @@ impl Channel {
         check_name(&self.name).map_err(|m| FieldError::new("name", m))?;
         let url_field = |field: &str, url: &str| -> Result<(), FieldError> {
             url_host(url).map(|_| ()).ok_or_else(|| {
-                FieldError::new(field, "must be an http:// or https:// URL with a host and no credentials")
+                FieldError::new(
+                    field,
+                    "must be an http:// or https:// URL with a host and no credentials",
+                )
             })
         };
         let nonempty = |field: &str, v: &str| {
@@ -262,7 +267,9 @@ impl Channel {
                     })?;
                 }
             }
-            Kind::Ntfy { base_url, topic, .. } => {
+            Kind::Ntfy {
+                base_url, topic, ..
+            } => {
                 url_field("base_url", base_url)?;
                 nonempty("topic", topic)?;
             }
@@ -605,12 +612,20 @@ mod tests {
         let m = msg(NoteKind::Firing);
         let o = ch(json!({"name": "n", "type": "ntfy", "base_url": "http://127.0.0.1:9/", "topic": "ops", "token": "tk_1"})).render(&m);
         assert_eq!(o.url, "http://127.0.0.1:9/");
-        assert!(o.headers.contains(&("authorization".into(), "Bearer tk_1".into())));
+        assert!(o
+            .headers
+            .contains(&("authorization".into(), "Bearer tk_1".into())));
         let b = body(&o);
-        assert_eq!((b["topic"].as_str(), b["priority"].as_u64()), (Some("ops"), Some(5)));
+        assert_eq!(
+            (b["topic"].as_str(), b["priority"].as_u64()),
+            (Some("ops"), Some(5))
+        );
         assert_eq!(b["message"], "container api exited with code 1");
 
-        let o = ch(json!({"name": "g", "type": "gotify", "base_url": "http://127.0.0.1:9", "token": "T"})).render(&m);
+        let o = ch(
+            json!({"name": "g", "type": "gotify", "base_url": "http://127.0.0.1:9", "token": "T"}),
+        )
+        .render(&m);
         assert_eq!(o.url, "http://127.0.0.1:9/message");
         assert!(o.headers.contains(&("x-gotify-key".into(), "T".into())));
         assert_eq!(body(&o)["title"], "[FIRING] crash on api (critical)");
@@ -618,16 +633,26 @@ mod tests {
         let o = ch(json!({"name": "d", "type": "discord", "webhook_url": "http://127.0.0.1:9/api/webhooks/1/x"})).render(&m);
         assert_eq!(body(&o)["embeds"][0]["description"], m.detail);
 
-        let o = ch(json!({"name": "s", "type": "slack", "webhook_url": "http://127.0.0.1:9/services/x"})).render(&m);
-        assert!(body(&o)["text"].as_str().unwrap().contains("exited with code 1"));
+        let o = ch(
+            json!({"name": "s", "type": "slack", "webhook_url": "http://127.0.0.1:9/services/x"}),
+        )
+        .render(&m);
+        assert!(body(&o)["text"]
+            .as_str()
+            .unwrap()
+            .contains("exited with code 1"));
 
         let o = ch(json!({"name": "t", "type": "telegram", "base_url": "http://127.0.0.1:9", "bot_token": "123:abc", "chat_id": "-100"})).render(&m);
         assert_eq!(o.url, "http://127.0.0.1:9/bot123:abc/sendMessage");
         assert_eq!(body(&o)["chat_id"], "-100");
 
-        let o = ch(json!({"name": "w", "type": "webhook", "url": "http://127.0.0.1:9/hook"})).render(&m);
+        let o = ch(json!({"name": "w", "type": "webhook", "url": "http://127.0.0.1:9/hook"}))
+            .render(&m);
         let b = body(&o);
-        assert_eq!((b["status"].as_str(), b["target"].as_str()), (Some("firing"), Some("api")));
+        assert_eq!(
+            (b["status"].as_str(), b["target"].as_str()),
+            (Some("firing"), Some("api"))
+        );
     }
 
     #[test]
@@ -638,26 +663,38 @@ mod tests {
         m.detail = "quote \" and\nnewline".into();
         let b = body(&c.render(&m));
         assert_eq!(b["s"], "resolved");
-        assert!(b["text"].as_str().unwrap().ends_with("quote \" and\nnewline"));
+        assert!(b["text"]
+            .as_str()
+            .unwrap()
+            .ends_with("quote \" and\nnewline"));
         let e = Channel::from_json(&json!({"name": "w", "type": "webhook", "url": "http://h/x", "body_template": "{{{title}}"})).unwrap_err();
         assert_eq!(e.field, "body_template");
     }
 
     #[test]
     fn views_never_show_secrets_and_updates_keep_them() {
-        let c = ch(json!({"name": "t", "type": "telegram", "base_url": "http://127.0.0.1:9", "bot_token": "123:SECRET", "chat_id": "7"}));
+        let c = ch(
+            json!({"name": "t", "type": "telegram", "base_url": "http://127.0.0.1:9", "bot_token": "123:SECRET", "chat_id": "7"}),
+        );
         let v = serde_json::to_string(&c.view()).unwrap();
         assert!(!v.contains("SECRET"), "{v}");
         assert!(v.contains("bot_token"));
-        let d = ch(json!({"name": "d", "type": "discord", "webhook_url": "https://discord.com/api/webhooks/1/SECRET"}));
+        let d = ch(
+            json!({"name": "d", "type": "discord", "webhook_url": "https://discord.com/api/webhooks/1/SECRET"}),
+        );
         let v = serde_json::to_string(&d.view()).unwrap();
         assert!(!v.contains("SECRET") && v.contains("discord.com"), "{v}");
-        let mut edited = ch(json!({"name": "t", "type": "telegram", "base_url": "http://127.0.0.1:9", "bot_token": "x", "chat_id": "8"}));
+        let mut edited = ch(
+            json!({"name": "t", "type": "telegram", "base_url": "http://127.0.0.1:9", "bot_token": "x", "chat_id": "8"}),
+        );
         if let Kind::Telegram { bot_token, .. } = &mut edited.kind {
             bot_token.clear();
         }
         edited.keep_secrets_of(&c);
-        assert_eq!(edited.render(&msg(NoteKind::Test)).url, "http://127.0.0.1:9/bot123:SECRET/sendMessage");
+        assert_eq!(
+            edited.render(&msg(NoteKind::Test)).url,
+            "http://127.0.0.1:9/bot123:SECRET/sendMessage"
+        );
     }
 
     #[test]
@@ -691,8 +728,14 @@ mod tests {
 
     #[test]
     fn hosts_of_urls() {
-        assert_eq!(url_host("http://127.0.0.1:8080/x").as_deref(), Some("127.0.0.1"));
-        assert_eq!(url_host("https://Hooks.Slack.com/services/a").as_deref(), Some("hooks.slack.com"));
+        assert_eq!(
+            url_host("http://127.0.0.1:8080/x").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(
+            url_host("https://Hooks.Slack.com/services/a").as_deref(),
+            Some("hooks.slack.com")
+        );
         assert_eq!(url_host("http://[::1]:9/").as_deref(), Some("::1"));
         assert_eq!(url_host("ftp://x/"), None);
         assert_eq!(url_host("http://u:p@x/"), None);

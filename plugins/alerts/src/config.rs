@@ -47,8 +47,7 @@ impl AlertsConfig {
         let raw: Raw = if v.is_null() {
             Raw::default()
         } else {
-            serde_json::from_value(v.clone())
-                .map_err(|e| vec![crate::rule::serde_error(v, &e)])?
+            serde_json::from_value(v.clone()).map_err(|e| vec![crate::rule::serde_error(&e)])?
         };
         let (rules, mut errs) = parse_rules(&raw.rules, "rules");
         let (channels, ch_errs) = parse_channels(&raw.channels, "channels");
@@ -71,7 +70,7 @@ impl AlertsConfig {
                     Ok(w) => windows.push(w),
                     Err(es) => errs.extend(es.into_iter().map(|e| e.under(&at))),
                 },
-                Err(e) => errs.push(crate::rule::serde_error(w, &e).under(&at)),
+                Err(e) => errs.push(crate::rule::serde_error(&e).under(&at)),
             }
         }
         let retention_ms = match raw.retention.as_deref().map(parse_ms) {
@@ -137,7 +136,10 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(c.retention_ms, 7 * 24 * 3_600_000);
-        assert_eq!(c.outbound_hosts(), ["gotify.example.org", "hooks.slack.com", "ntfy.sh"]);
+        assert_eq!(
+            c.outbound_hosts(),
+            ["gotify.example.org", "hooks.slack.com", "ntfy.sh"]
+        );
         assert!(AlertsConfig::from_json(&serde_json::Value::Null).is_ok());
     }
 
@@ -153,7 +155,12 @@ mod tests {
         let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["rules[0].resend", "channels[0].webhook_url", "maintenance[0].at", "retention"],
+            [
+                "rules[0].resend",
+                "channels[0].webhook_url",
+                "maintenance[0].at",
+                "retention"
+            ],
             "{}",
             describe(&e)
         );

@@ -79,6 +79,9 @@ pub enum Status {
 /// Everything known of one container.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerFacts {
+    /// The engine's id (stats are by id).
+    #[serde(default)]
+    pub id: String,
     pub target: Target,
     pub running: bool,
     pub health: Health,
@@ -88,6 +91,9 @@ pub struct ContainerFacts {
     pub cpu_percent: Option<f64>,
     pub memory_bytes: Option<u64>,
     pub memory_limit_bytes: Option<u64>,
+    /// When it last started (engine time), to order a late exit event.
+    #[serde(default)]
+    pub started_ms: u64,
 }
 
 /// Exits older than this are forgotten (the longest restart-loop window
@@ -110,7 +116,12 @@ impl ContainerFacts {
             stopped_by: ev.stopped_by.clone(),
             at_ms: ev.at_ms,
         };
-        self.running = false;
+        // The exit of a run that already ended: a start came after it
+        // (the host's exit event takes longer than the engine's start).
+        if ev.at_ms >= self.started_ms {
+            self.running = false;
+        }
+        self.id.clone_from(&ev.id);
         if exit.stopped_by.is_none() {
             self.exits.push(ev.at_ms);
         }
@@ -119,9 +130,10 @@ impl ContainerFacts {
         self.last_exit = Some(exit);
     }
 
-    pub fn on_started(&mut self, health: Health) {
+    pub fn on_started(&mut self, health: Health, at_ms: u64) {
         self.running = true;
         self.health = health;
+        self.started_ms = self.started_ms.max(at_ms);
     }
 
     /// Running and, when it has a healthcheck, healthy.
@@ -233,7 +245,10 @@ pub fn container_verdict(rule: &Rule, f: &ContainerFacts, now: u64) -> Option<Ve
                     format!("container {name} uses {used} bytes of memory (limit {limit})"),
                 )
             } else {
-                verdict(false, format!("container {name} is below its memory threshold"))
+                verdict(
+                    false,
+                    format!("container {name} is below its memory threshold"),
+                )
             }
         }
         _ => return None,
@@ -370,7 +385,7 @@ mod tests {
 
     fn facts() -> ContainerFacts {
         let mut f = ContainerFacts::new(Target::new("api", []));
-        f.on_started(Health::None);
+        f.on_started(Health::None, 0);
         f
     }
 
@@ -407,10 +422,10 @@ mod tests {
             assert!(!container_verdict(&r, &f, 5).unwrap().holds, "{kind}");
         }
         let r = rule(json!({"name": "x", "kind": "restart-loop", "count": 2, "window": "1m"}));
-        f.on_started(Health::None);
+        f.on_started(Health::None, 6);
         f.on_exited(&exited(0, false, "no", Some("plugin:wake"), 6));
         assert!(!container_verdict(&r, &f, 6).unwrap().holds);
-        f.on_started(Health::None);
+        f.on_started(Health::None, 7);
         f.on_exited(&exited(0, false, "no", Some("user:bob"), 7));
         assert_eq!(f.status(), Status::StoppedBy("user:bob".into()));
     }
@@ -421,7 +436,7 @@ mod tests {
         let mut f = facts();
         f.on_exited(&exited(1, false, "always", None, 10));
         assert!(container_verdict(&exit, &f, 10).unwrap().holds);
-        f.on_started(Health::Starting);
+        f.on_started(Health::Starting, 11);
         assert!(container_verdict(&exit, &f, 11).unwrap().holds);
         f.health = Health::Healthy;
         let v = container_verdict(&exit, &f, 12).unwrap();
@@ -447,7 +462,7 @@ mod tests {
         let mut f = facts();
         for t in [1_000, 2_000] {
             f.on_exited(&exited(1, false, "always", None, t));
-            f.on_started(Health::None);
+            f.on_started(Health::None, t + 100);
         }
         assert!(!container_verdict(&lp, &f, 2_000).unwrap().holds);
         f.on_exited(&exited(1, false, "always", None, 3_000));
@@ -456,6 +471,17 @@ mod tests {
         assert_eq!(v.detail, "container api exited 3 times within 1m");
         // The window slides: a minute later it no longer holds.
         assert!(!container_verdict(&lp, &f, 62_000).unwrap().holds);
+    }
+
+    #[test]
+    fn an_exit_reported_after_the_next_start_leaves_it_running() {
+        let exit = rule(json!({"name": "x", "kind": "exit"}));
+        let mut f = facts();
+        f.on_started(Health::None, 2_000);
+        f.on_exited(&exited(1, false, "always", None, 1_900));
+        assert!(f.running);
+        assert_eq!(f.exits, [1_900], "it still counts for restart loops");
+        assert!(!container_verdict(&exit, &f, 2_000).unwrap().holds);
     }
 
     #[test]

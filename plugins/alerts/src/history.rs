@@ -13,12 +13,23 @@ use crate::rule::Severity;
 pub enum NoteResult {
     /// In the outbox.
     Pending,
-    Delivered { at_ms: u64, attempts: u32 },
+    Delivered {
+        delivered_at_ms: u64,
+        attempts: u32,
+    },
     /// Still being retried.
-    Retrying { error: String, attempts: u32 },
-    GaveUp { error: String, attempts: u32 },
+    Retrying {
+        error: String,
+        attempts: u32,
+    },
+    GaveUp {
+        error: String,
+        attempts: u32,
+    },
     /// Not sent: a silence or maintenance window covered it.
-    Suppressed { by: String },
+    Suppressed {
+        by: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,7 +72,10 @@ fn fnv(text: &str) -> u32 {
 /// Ids sort by firing time (zero-padded milliseconds), then rule and
 /// target (hashed: ids are storage keys and URL segments).
 pub fn record_id(fired_at_ms: u64, rule: &str, target: &str) -> String {
-    format!("{fired_at_ms:013}-{:08x}", fnv(&format!("{rule}\u{0}{target}")))
+    format!(
+        "{fired_at_ms:013}-{:08x}",
+        fnv(&format!("{rule}\u{0}{target}"))
+    )
 }
 
 impl AlertRecord {
@@ -84,7 +98,11 @@ impl AlertRecord {
 
 /// One page of ids, newest first: at most `limit` ids older than
 /// `before` (all when `None`), and the cursor of the next page.
-pub fn page(ids_oldest_first: &[String], before: Option<&str>, limit: usize) -> (Vec<String>, Option<String>) {
+pub fn page(
+    ids_oldest_first: &[String],
+    before: Option<&str>,
+    limit: usize,
+) -> (Vec<String>, Option<String>) {
     let newer_ok = |id: &String| before.is_none_or(|b| id.as_str() < b);
     let mut out: Vec<String> = ids_oldest_first
         .iter()
@@ -139,5 +157,47 @@ mod tests {
         r.resolved_at_ms = Some(100);
         assert!(!r.expired(110, 10));
         assert!(r.expired(111, 10));
+    }
+}
+
+#[cfg(test)]
+mod roundtrip {
+    use super::*;
+
+    #[test]
+    fn a_record_reads_back_as_written() {
+        let r = AlertRecord {
+            id: record_id(5, "r", "t"),
+            rule: "r".into(),
+            kind: "exit".into(),
+            target: "t".into(),
+            severity: Severity::Critical,
+            fired_at_ms: 5,
+            resolved_at_ms: None,
+            detail: "d".into(),
+            resolution: None,
+            notifications: vec![
+                NoteRecord {
+                    kind: NoteKind::Firing,
+                    channel: "c".into(),
+                    at_ms: 5,
+                    delivery: Some("x".into()),
+                    result: NoteResult::Pending,
+                },
+                NoteRecord {
+                    kind: NoteKind::Firing,
+                    channel: "c".into(),
+                    at_ms: 5,
+                    delivery: None,
+                    result: NoteResult::Delivered {
+                        delivered_at_ms: 6,
+                        attempts: 1,
+                    },
+                },
+            ],
+        };
+        let text = serde_json::to_string(&r).unwrap();
+        let back: AlertRecord = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, r);
     }
 }

@@ -171,10 +171,9 @@ impl RuleDef {
                 kind.insert(k.clone(), val.clone());
             }
         }
-        let c: Common = serde_json::from_value(common.into()).map_err(|e| serde_error(v, &e))?;
+        let c: Common = serde_json::from_value(common.into()).map_err(|e| serde_error(&e))?;
         let kind_v = serde_json::Value::Object(kind);
-        let kind: Kind =
-            serde_json::from_value(kind_v.clone()).map_err(|e| serde_error(&kind_v, &e))?;
+        let kind: Kind = serde_json::from_value(kind_v.clone()).map_err(|e| serde_error(&e))?;
         // serde lets fields through next to a kind that has none: a
         // field the parsed kind does not give back was not one of its own.
         let known = serde_json::to_value(&kind).unwrap_or_default();
@@ -350,7 +349,10 @@ impl RuleDef {
                     "give exactly one of `percent` (of the memory limit) and `bytes`",
                 )),
                 (Some(p), None) if !(*p > 0.0 && *p <= 100.0) => {
-                    errs.push(FieldError::new("percent", "must be above 0 and at most 100"));
+                    errs.push(FieldError::new(
+                        "percent",
+                        "must be above 0 and at most 100",
+                    ));
                 }
                 _ => {}
             },
@@ -362,7 +364,10 @@ impl RuleDef {
         if self.kind.scope() == TargetKind::Host && self.selector != Selector::default() {
             errs.push(FieldError::new(
                 "selector",
-                format!("a `{}` rule watches the host: it takes no selector", self.kind.name()),
+                format!(
+                    "a `{}` rule watches the host: it takes no selector",
+                    self.kind.name()
+                ),
             ));
         }
         for (i, c) in self.channels.iter().enumerate() {
@@ -419,7 +424,7 @@ pub fn parse_rule(v: &serde_json::Value) -> Result<Rule, Vec<FieldError>> {
 
 /// A serde error as a field error: serde's messages name the unknown or
 /// missing field, and the kind when it is unknown.
-pub fn serde_error(v: &serde_json::Value, e: &serde_json::Error) -> FieldError {
+pub fn serde_error(e: &serde_json::Error) -> FieldError {
     let msg = e.to_string();
     let field = if msg.contains("unknown variant") || msg.contains("missing field `kind`") {
         "kind".to_owned()

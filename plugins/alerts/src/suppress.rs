@@ -153,7 +153,9 @@ impl WindowDef {
                 let start = self.start.as_deref().map(|s| rfc3339_ms("start", s));
                 let end = self.end.as_deref().map(|s| rfc3339_ms("end", s));
                 match (start, end) {
-                    (Some(Ok(s)), Some(Ok(e))) if e > s => Some(Schedule::Once { start: s, end: e }),
+                    (Some(Ok(s)), Some(Ok(e))) if e > s => {
+                        Some(Schedule::Once { start: s, end: e })
+                    }
                     (Some(Ok(_)), Some(Ok(_))) => {
                         errs.push(FieldError::new("end", "must be after `start`"));
                         None
@@ -195,7 +197,10 @@ impl WindowDef {
                 let duration = match self.duration.as_deref().map(parse_ms) {
                     Some(Ok(ms)) if ms > 0 && ms <= 7 * DAY_MS => Some(ms),
                     Some(Ok(_)) => {
-                        errs.push(FieldError::new("duration", "must be above 0 and at most 7 days"));
+                        errs.push(FieldError::new(
+                            "duration",
+                            "must be above 0 and at most 7 days",
+                        ));
                         None
                     }
                     Some(Err(m)) => {
@@ -212,18 +217,23 @@ impl WindowDef {
                     Some(t) => {
                         let o = offset(t);
                         if o.is_none() {
-                            errs.push(FieldError::new("utc_offset", format!("`{t}` is not like `+01:00`")));
+                            errs.push(FieldError::new(
+                                "utc_offset",
+                                format!("`{t}` is not like `+01:00`"),
+                            ));
                         }
                         o
                     }
                 };
                 match (at, duration, offset_min) {
-                    (Some(at_min), Some(duration_ms), Some(offset_min)) => Some(Schedule::Recurring {
-                        days,
-                        at_min,
-                        duration_ms,
-                        offset_min,
-                    }),
+                    (Some(at_min), Some(duration_ms), Some(offset_min)) => {
+                        Some(Schedule::Recurring {
+                            days,
+                            at_min,
+                            duration_ms,
+                            offset_min,
+                        })
+                    }
                     _ => None,
                 }
             }
@@ -347,17 +357,22 @@ mod tests {
         assert!(!w.active(tue_2026_12_01_utc_midnight + 24 * h + h / 2));
         // Monday 23:30 local: not a Tuesday.
         assert!(!w.active(tue_2026_12_01_utc_midnight - 2 * h + h / 2));
-        let daily = window(json!({"name": "d", "every": ["day"], "at": "02:00", "duration": "30m"})).unwrap();
+        let daily =
+            window(json!({"name": "d", "every": ["day"], "at": "02:00", "duration": "30m"}))
+                .unwrap();
         assert!(daily.active(tue_2026_12_01_utc_midnight + 2 * h + 60_000));
         assert!(!daily.active(tue_2026_12_01_utc_midnight + 3 * h));
     }
 
     #[test]
     fn bad_windows_name_their_fields() {
-        let e = window(json!({"name": "x", "every": ["funday"], "at": "25:00", "duration": "forever"})).unwrap_err();
+        let e =
+            window(json!({"name": "x", "every": ["funday"], "at": "25:00", "duration": "forever"}))
+                .unwrap_err();
         let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["every[0]", "at", "duration"]);
-        let e = window(json!({"name": "x", "start": "yesterday", "end": "2026-12-01T11:00:00Z"})).unwrap_err();
+        let e = window(json!({"name": "x", "start": "yesterday", "end": "2026-12-01T11:00:00Z"}))
+            .unwrap_err();
         assert_eq!(e[0].field, "start");
         let e = window(json!({"name": "x"})).unwrap_err();
         assert_eq!(e[0].field, "start");

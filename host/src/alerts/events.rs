@@ -1,0 +1,144 @@
+//! The host events the alerts plugin (and any plugin subscribed to
+//! `host.*`) reads; see `wakedock_plugin_alerts::contract`.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use wakedock_plugin_alerts::contract::{topics, Component, ContainerExited, HostHealth};
+use wakedock_plugin_runtime::PluginHealth;
+
+use crate::docker::ContainerEvent;
+use crate::state::AppState;
+
+/// How often plugin states are looked at (the reconcile loop's pace).
+const PLUGIN_CHECK: Duration = Duration::from_secs(2);
+
+fn publish<T: serde::Serialize>(state: &AppState, topic: &str, doc: &T) {
+    match serde_json::to_string(doc) {
+        Ok(json) => state.bus.publish("host", topic, &json),
+        Err(e) => tracing::error!(error = %e, topic, "serializing a host event"),
+    }
+}
+
+fn now() -> u64 {
+    crate::db::now_ms() as u64
+}
+
+/// Publishes host events until `shutdown`.
+pub async fn run(state: AppState, shutdown: CancellationToken) {
+    let mut events = state.docker.subscribe();
+    let mut up = state.docker.watch_up();
+    let mut seen_up = false;
+    let mut oom: HashSet<String> = HashSet::new();
+    let mut failed: HashSet<String> = HashSet::new();
+    let mut every = tokio::time::interval(PLUGIN_CHECK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            ev = events.recv() => match ev {
+                Ok(ev) => on_container_event(&state, &mut oom, ev).await,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "host events missed container events");
+                }
+                Err(_) => events = state.docker.subscribe(),
+            },
+            changed = up.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let is_up = *up.borrow_and_update();
+                // Down before the first contact is a start, not an outage.
+                if is_up || seen_up {
+                    seen_up = true;
+                    publish(&state, topics::HEALTH, &HostHealth {
+                        component: Component::Engine,
+                        name: None,
+                        up: is_up,
+                        detail: (!is_up).then(|| "the Docker engine does not answer".to_owned()),
+                        at_ms: now(),
+                    });
+                }
+            }
+            _ = every.tick() => check_plugins(&state, &mut failed),
+        }
+    }
+}
+
+async fn on_container_event(state: &AppState, oom: &mut HashSet<String>, ev: ContainerEvent) {
+    let at_ms = (ev.time_nano / 1_000_000) as u64;
+    match ev.action.as_str() {
+        "oom" => {
+            oom.insert(ev.id);
+        }
+        "start" => state.docker.stops.started(&ev.id, at_ms),
+        "die" => {
+            let stopped_by = state.docker.stops.take(&ev.id);
+            let (oom_killed, restart_policy) = match state.docker.exit_details(&ev.id).await {
+                Ok(d) => d,
+                // Removed already (`--rm`): what the event says is all.
+                Err(_) => (false, String::new()),
+            };
+            let doc = ContainerExited {
+                oom_killed: oom_killed || oom.remove(&ev.id),
+                exit_code: ev.labels.get("exitCode").and_then(|c| c.parse().ok()),
+                name: ev.name.clone().unwrap_or_default(),
+                labels: ev
+                    .labels
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != "exitCode")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                id: ev.id,
+                restart_policy,
+                stopped_by,
+                at_ms,
+            };
+            publish(state, topics::CONTAINER_EXITED, &doc);
+        }
+        "destroy" => {
+            oom.remove(&ev.id);
+        }
+        _ => {}
+    }
+}
+
+/// A plugin that turned failed, or recovered.
+fn check_plugins(state: &AppState, failed: &mut HashSet<String>) {
+    let statuses = state.plugins.runtime().status();
+    for s in &statuses {
+        let name = s.id.0.clone();
+        let is_failed = matches!(s.health, PluginHealth::Failed { .. });
+        if is_failed && failed.insert(name.clone()) {
+            let reason = match &s.health {
+                PluginHealth::Failed { reason, .. } => reason.clone(),
+                _ => String::new(),
+            };
+            publish(
+                state,
+                topics::HEALTH,
+                &HostHealth {
+                    component: Component::Plugin,
+                    name: Some(name),
+                    up: false,
+                    detail: Some(reason),
+                    at_ms: now(),
+                },
+            );
+        } else if !is_failed && failed.remove(&name) {
+            publish(
+                state,
+                topics::HEALTH,
+                &HostHealth {
+                    component: Component::Plugin,
+                    name: Some(name),
+                    up: true,
+                    detail: None,
+                    at_ms: now(),
+                },
+            );
+        }
+    }
+    failed.retain(|n| statuses.iter().any(|s| &s.id.0 == n));
+}
