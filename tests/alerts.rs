@@ -68,6 +68,19 @@ fn statuses(d: &[Received]) -> Vec<String> {
         .collect()
 }
 
+/// A page of the plugin, as a signed-in browser gets it.
+async fn page(api: &ApiClient, path: &str) -> String {
+    let r = api
+        .http
+        .get(format!("{}{path}", api.base))
+        .header("cookie", format!("wakedock_access={}", api.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "GET {path}");
+    r.text().await.unwrap()
+}
+
 async fn history(api: &ApiClient) -> Value {
     api.get_json("/api/v1/plugins/alerts/alerts").await
 }
@@ -115,6 +128,12 @@ async fn an_exit_notifies_once_with_its_code_and_recovery_once() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+    // The overview and the plugin's page show it.
+    let api = host.admin().await;
+    let overview = page(&api, "/").await;
+    assert!(overview.contains("1 firing"), "{overview}");
+    let alerts = page(&api, "/p/alerts").await;
+    assert!(alerts.contains("exited with code 1"), "{alerts}");
     // Started again (outside WakeDock) and healthy: one recovery.
     docker()
         .await
@@ -144,7 +163,6 @@ async fn an_exit_notifies_once_with_its_code_and_recovery_once() {
         "{resolved}"
     );
     // The history has it, with the delivery results; the API shows no secret.
-    let api = host.admin().await;
     let h = history(&api).await;
     let rec = &h["history"][0];
     assert_eq!(rec["rule"], "crash");
@@ -162,6 +180,11 @@ async fn an_exit_notifies_once_with_its_code_and_recovery_once() {
         "{channels}"
     );
     assert!(channels.contains("headers.x-token"), "{channels}");
+    let plugins = api.get("/api/v1/plugins").await.text().await.unwrap();
+    assert!(
+        !plugins.contains(SECRET),
+        "the plugin's config is shown without secrets"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,7 +446,7 @@ async fn a_receiver_that_is_down_gets_the_notification_once_it_is_back() {
     })
     .await;
     assert_eq!(summary["pending_deliveries"], 1);
-    let page = api.get("/p/alerts/").await.text().await.unwrap();
+    let page = page(&api, "/p/alerts/").await;
     assert!(page.contains("Channel(s) down: hook"), "{page}");
     rx.set_status(200);
     let d = rx
@@ -559,7 +582,7 @@ async fn every_channel_kind_sends_a_test_notification() {
         .await
         .unwrap();
     assert!(!listed.contains(SECRET), "{listed}");
-    let page = api.get("/p/alerts/channels").await.text().await.unwrap();
+    let page = page(&api, "/p/alerts/channels").await;
     assert!(!page.contains(SECRET), "the page shows no secret");
     assert!(page.contains("Send test notification"));
     // A channel made through the API to a host the allowlist lacks.

@@ -50,6 +50,18 @@ pub fn with_alerts_config(declared: &[PluginDecl], instance: Option<&str>) -> Ve
         .collect()
 }
 
+/// A plugin's config as the API and UI show it: the alerts plugin's
+/// channel secrets (tokens, webhook URLs, header values) replaced.
+pub fn shown_config(plugin: &str, mut config: serde_json::Value) -> serde_json::Value {
+    if plugin == ALERTS_PLUGIN {
+        if let Some(list) = config.get_mut("channels").and_then(|c| c.as_array_mut()) {
+            list.iter_mut()
+                .for_each(wakedock_plugin_alerts::channel::redact_json);
+        }
+    }
+    config
+}
+
 /// Everything the manifest asks for, with `hosts` as the allowlist.
 fn grant_for(manifest: &wakedock_plugin_runtime::Manifest, hosts: Vec<String>) -> Grant {
     let mut g = Grant::approve_all(manifest);
@@ -62,6 +74,20 @@ fn grant_for(manifest: &wakedock_plugin_runtime::Manifest, hosts: Vec<String>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn channel_secrets_are_not_shown() {
+        let shown = shown_config(
+            ALERTS_PLUGIN,
+            serde_json::json!({"channels": [
+                {"name": "t", "type": "telegram", "bot_token": "SECRET", "chat_id": "1"},
+                {"name": "w", "type": "webhook", "url": "http://h/SECRET", "headers": {"x": "SECRET"}}
+            ]}),
+        );
+        let text = shown.to_string();
+        assert!(!text.contains("SECRET"), "{text}");
+        assert!(text.contains("\"chat_id\":\"1\""), "{text}");
+    }
 
     #[test]
     fn the_allowlist_is_the_channels_hosts() {

@@ -799,7 +799,10 @@ impl PluginManager {
             granted: grant
                 .map(|g| serde_json::to_value(&g.capabilities).unwrap_or_default())
                 .unwrap_or_default(),
-            config: serde_json::from_str(&row.config_json).unwrap_or_default(),
+            config: crate::alerts::config::shown_config(
+                &row.name,
+                serde_json::from_str(&row.config_json).unwrap_or_default(),
+            ),
             status: self.runtime.plugin_status(&row.name).ok(),
             load_error: lock(&self.load_errors).get(&row.name).cloned(),
             source: match row.source.as_str() {

@@ -67,6 +67,11 @@ pub fn routes() -> Router<AppState> {
             "/p/{plugin}",
             get(plugin_pages::serve).post(plugin_pages::serve),
         )
+        // `{*rest}` needs a character: the root with its slash is the root.
+        .route(
+            "/p/{plugin}/",
+            get(plugin_pages::serve).post(plugin_pages::serve),
+        )
         .route(
             "/p/{plugin}/{*rest}",
             get(plugin_pages::serve).post(plugin_pages::serve),

@@ -563,6 +563,21 @@ pub fn fill(template: &str, m: &Message) -> String {
     out
 }
 
+/// The fields that hold secrets, in any channel kind.
+pub const SECRET_FIELDS: [&str; 5] = ["url", "webhook_url", "token", "bot_token", "headers"];
+
+/// A channel document (as written in the config file) with its secrets
+/// replaced by `(secret)`, for showing it.
+pub fn redact_json(v: &mut serde_json::Value) {
+    if let Some(o) = v.as_object_mut() {
+        for k in SECRET_FIELDS {
+            if let Some(x) = o.get_mut(k) {
+                *x = serde_json::Value::String("(secret)".into());
+            }
+        }
+    }
+}
+
 /// Parses a list of channel documents, naming bad entries under `at`.
 pub fn parse_channels(values: &[serde_json::Value], at: &str) -> (Vec<Channel>, Vec<FieldError>) {
     let mut out: Vec<Channel> = Vec::new();

@@ -36,7 +36,7 @@ fn status_badge(s: &Status) -> String {
 
 fn nav(base: &str) -> String {
     format!(
-        "<p class=\"actions\"><a href=\"{base}/\">Alerts</a> <a href=\"{base}/history\">History</a> \
+        "<p class=\"actions\"><a href=\"{base}\">Alerts</a> <a href=\"{base}/history\">History</a> \
          <a href=\"{base}/rules\">Rules</a> <a href=\"{base}/channels\">Channels</a> \
          <a href=\"{base}/silences\">Silences and maintenance</a></p>"
     )
@@ -136,7 +136,7 @@ impl Alerts {
             .filter(|s| !s.is_empty())
             .collect();
         if req.method == "POST" && !is_admin() {
-            return ui::redirect(&base, "/", false, "Changing alerts needs the admin role.");
+            return ui::redirect(&base, "", false, "Changing alerts needs the admin role.");
         }
         match (req.method.as_str(), segs.as_slice()) {
             ("GET", []) => self.overview_page(&base),
