@@ -618,3 +618,81 @@ async fn every_channel_kind_sends_a_test_notification() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["errors"][0]["field"], "window", "{body}");
 }
+
+/// A wake that times out fires the wake rule (from the wake plugin's
+/// `wake.state`), naming the service and the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wake_that_times_out_fires_the_wake_rule() {
+    let rx = Receiver::start().await;
+    let instance = new_instance();
+    let slow = TestContainer::from_spec(AppSpec {
+        env: &[("BOOT_DELAY_MS", "60000")],
+        instance: Some(&instance),
+        start: false,
+        ..AppSpec::default()
+    })
+    .await;
+    let host = TestHost::start_with(Backend::Sqlite, |c| {
+        c.wakedock.instance = Some(instance.clone());
+        c.plugins.push(wake_plugin());
+        c.plugins.push(alerts_plugin(json!({
+            "rules": [{"name": "wto", "kind": "wake-timeout", "severity": "critical", "selector": {"names": ["slow"]}}],
+            "channels": [hook(&rx)],
+        })));
+        c.services = vec![json!({"name": "slow", "members": [slow.name], "wake_timeout": "2s"})];
+    })
+    .await;
+    let api = host.admin().await;
+    let r = api.post_empty("/api/v1/services/slow/wake").await;
+    assert_eq!(r.status(), 504, "the wake times out");
+    let d = rx
+        .wait_delivered(Duration::from_secs(20), "the wake-timeout alert", |d| {
+            !d.is_empty()
+        })
+        .await;
+    let n = d[0].json();
+    assert_eq!(
+        (n["rule"].as_str(), n["target"].as_str()),
+        (Some("wto"), Some("slow"))
+    );
+    assert!(
+        n["detail"].as_str().unwrap().contains("wake timeout"),
+        "{n}"
+    );
+}
+
+/// A stats threshold held for the rule's `for` fires (the host's container
+/// stats, read on the plugin's tick).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_threshold_held_for_its_duration_fires() {
+    let rx = Receiver::start().await;
+    let instance = new_instance();
+    let app = TestContainer::from_spec(AppSpec {
+        instance: Some(&instance),
+        start: true,
+        ..AppSpec::default()
+    })
+    .await;
+    let _host = host_with(
+        &instance,
+        json!({
+            // Any running process uses more than one byte.
+            "rules": [{"name": "mem", "kind": "memory", "bytes": 1, "for": "2s", "selector": {"names": [app.name]}}],
+            "channels": [hook(&rx)],
+        }),
+        false,
+    )
+    .await;
+    // Running before the host started: the plugin finds it at its start.
+    let d = rx
+        .wait_delivered(Duration::from_secs(40), "the memory alert", |d| {
+            !d.is_empty()
+        })
+        .await;
+    let n = d[0].json();
+    assert_eq!(n["rule"], "mem");
+    assert!(
+        n["detail"].as_str().unwrap().contains("bytes of memory"),
+        "{n}"
+    );
+}

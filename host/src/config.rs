@@ -1151,6 +1151,26 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_alert_rule_in_the_config_file_names_its_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let wasm = dir.path().join("alerts.wasm");
+        std::fs::write(&wasm, b"\0asm").unwrap();
+        let y = file(
+            "yaml",
+            &format!(
+                "plugins:\n  - manifest: {}/plugins/alerts/plugin.toml\n    wasm: {}\n    config:\n      rules:\n        - {{name: ok, kind: exit}}\n        - {{name: slow, kind: restart-loop, count: 3, window: soonish}}\n",
+                root.display(),
+                wasm.display()
+            ),
+        );
+        let err = load(Some(y.path()), &[]).unwrap_err().to_string();
+        assert!(err.contains("plugins.0.config"), "{err}");
+        assert!(err.contains("rules[1].window"), "{err}");
+        assert!(err.contains("soonish"), "{err}");
+    }
+
+    #[test]
     fn plugin_paths_expand_environment_variables() {
         let dir = tempfile::tempdir().unwrap();
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -764,10 +764,16 @@ impl wit::storage::Host for PluginState {
 impl wit::http_outbound::Host for PluginState {
     async fn send(&mut self, request: OutboundRequest) -> CapResult<OutboundResponse> {
         let Some(perm) = self.shared.perms.http_outbound.clone() else {
+            // The host only: a URL's path and query can carry a secret
+            // (webhook tokens), and refusals are logged and audited.
+            let host = url::Url::parse(&request.url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_default();
             return Err(self.shared.deny(
                 "http-outbound",
                 "send",
-                &request.url,
+                &host,
                 "the http-outbound capability is not granted".into(),
             ));
         };

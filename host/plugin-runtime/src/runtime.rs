@@ -970,8 +970,32 @@ fn entitled(p: &LoadedPlugin, event: &Event) -> bool {
                     .events_subscribe
                     .iter()
                     .any(|t| topic_matches(t, &ev.topic))
+                && host_container_event_visible(p, ev)
         }
     }
+}
+
+/// The host's events about one container (`host.container-*`, with the
+/// container's `labels`) reach only plugins that may see that container,
+/// as its engine events do.
+fn host_container_event_visible(p: &LoadedPlugin, ev: &crate::caps::PluginEvent) -> bool {
+    if ev.source != "host" || !ev.topic.starts_with("host.container-") {
+        return true;
+    }
+    let Some(c) = p.shared.perms.containers.as_ref() else {
+        return false;
+    };
+    let labels: Vec<(String, String)> = serde_json::from_str::<serde_json::Value>(&ev.payload)
+        .ok()
+        .and_then(|v| {
+            v.get("labels")?.as_object().map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
+    c.selector.matches(&labels)
 }
 
 fn status_of(p: &LoadedPlugin) -> PluginStatus {

@@ -1,7 +1,8 @@
 //! The host events the alerts plugin (and any plugin subscribed to
 //! `host.*`) reads; see `wakedock_plugin_alerts::contract`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -25,8 +26,14 @@ fn now() -> u64 {
     crate::db::now_ms() as u64
 }
 
+/// Restart policies by container id, learnt when a container starts, so a
+/// `die` is published without asking the engine first (the `oom` event
+/// comes before the `die`).
+type Policies = Arc<Mutex<HashMap<String, String>>>;
+
 /// Publishes host events until `shutdown`.
 pub async fn run(state: AppState, shutdown: CancellationToken) {
+    let policies: Policies = Arc::default();
     let mut events = state.docker.subscribe();
     let mut up = state.docker.watch_up();
     let mut seen_up = false;
@@ -38,7 +45,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             ev = events.recv() => match ev {
-                Ok(ev) => on_container_event(&state, &mut oom, ev).await,
+                Ok(ev) => on_container_event(&state, &policies, &mut oom, ev).await,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "host events missed container events");
                 }
@@ -66,19 +73,43 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
     }
 }
 
-async fn on_container_event(state: &AppState, oom: &mut HashSet<String>, ev: ContainerEvent) {
+fn lock(p: &Policies) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn on_container_event(
+    state: &AppState,
+    policies: &Policies,
+    oom: &mut HashSet<String>,
+    ev: ContainerEvent,
+) {
     let at_ms = (ev.time_nano / 1_000_000) as u64;
     match ev.action.as_str() {
         "oom" => {
             oom.insert(ev.id);
         }
-        "start" => state.docker.stops.started(&ev.id, at_ms),
+        "start" => {
+            state.docker.stops.started(&ev.id, at_ms);
+            if !lock(policies).contains_key(&ev.id) {
+                // Off the event's path: the next `die` finds it known.
+                let (docker, policies, id) = (state.docker.clone(), policies.clone(), ev.id);
+                tokio::spawn(async move {
+                    if let Ok((_, policy)) = docker.exit_details(&id).await {
+                        lock(&policies).insert(id, policy);
+                    }
+                });
+            }
+        }
         "die" => {
             let stopped_by = state.docker.stops.take(&ev.id);
-            let (oom_killed, restart_policy) = match state.docker.exit_details(&ev.id).await {
-                Ok(d) => d,
-                // Removed already (`--rm`): what the event says is all.
-                Err(_) => (false, String::new()),
+            let known = lock(policies).get(&ev.id).cloned();
+            let (oom_killed, restart_policy) = match known {
+                Some(policy) => (false, policy),
+                None => match state.docker.exit_details(&ev.id).await {
+                    Ok(d) => d,
+                    // Removed already (`--rm`): what the event says is all.
+                    Err(_) => (false, String::new()),
+                },
             };
             let doc = ContainerExited {
                 oom_killed: oom_killed || oom.remove(&ev.id),
@@ -99,6 +130,7 @@ async fn on_container_event(state: &AppState, oom: &mut HashSet<String>, ev: Con
         }
         "destroy" => {
             oom.remove(&ev.id);
+            lock(policies).remove(&ev.id);
         }
         _ => {}
     }

@@ -41,7 +41,7 @@ struct WakeRemoved {
     service: String,
 }
 
-fn health_of(h: wakedock_plugin_sdk::Health) -> Health {
+pub(super) fn health_of(h: wakedock_plugin_sdk::Health) -> Health {
     match h {
         wakedock_plugin_sdk::Health::None => Health::None,
         wakedock_plugin_sdk::Health::Starting => Health::Starting,
@@ -131,8 +131,10 @@ impl Alerts {
                 };
                 let name = target.name.clone();
                 self.facts_mut(target, &x.id).on_exited(&x);
-                self.save_facts(&name);
+                // Notifications first (they leave in this call), then the
+                // facts are kept.
                 self.evaluate_container(&name, now, false);
+                self.save_facts(&name);
             }
             ("host", topics::HEALTH) => {
                 let Ok(h) = serde_json::from_str::<HostHealth>(&ev.payload) else {
@@ -378,7 +380,12 @@ impl Alerts {
             log::warn(&format!("alert {}: no channel to notify", rule.name()));
         }
         for channel in names {
-            let id = store::next_id(now);
+            let id = format!("{}-{}-{channel}", record.id, message.kind.as_str());
+            let id = if self.loaded().outbox.contains_key(&id) {
+                store::next_id(now)
+            } else {
+                id
+            };
             let d = Delivery::new(id.clone(), &channel, message.clone(), now);
             put(&format!("outbox/{id}"), &d);
             self.loaded().outbox.insert(id.clone(), d);

@@ -14,7 +14,7 @@ mod store;
 use std::collections::BTreeMap;
 
 use wakedock_plugin_sdk::{
-    export_plugin, log, metrics, ui, Config, Event, HttpRequest, HttpResponse, Plugin,
+    containers, export_plugin, log, metrics, ui, Config, Event, HttpRequest, HttpResponse, Plugin,
 };
 
 use crate::alert::AlertState;
@@ -125,6 +125,7 @@ impl Alerts {
             for (name, f) in store::all::<ContainerFacts>("facts/c/") {
                 l.containers.insert(name, f);
             }
+            self.seed_containers(&mut l);
             for (name, f) in store::all::<ServiceFacts>("facts/s/") {
                 l.services.insert(name, f);
             }
@@ -180,6 +181,43 @@ impl Alerts {
             self.loaded = Some(l);
         }
         self.loaded.as_mut().expect("just loaded")
+    }
+}
+
+impl Alerts {
+    /// What the engine says now of every container in scope: containers
+    /// that ran before this instance (or the host) started are known
+    /// without waiting for their next event. Exits are not invented: a
+    /// stopped container with no stored exit stays without one.
+    fn seed_containers(&self, l: &mut Loaded) {
+        let Some(list) = store::warn_on("listing containers", containers::list_all()) else {
+            return;
+        };
+        for c in list {
+            let target = crate::selector::Target {
+                name: c.name.trim_start_matches('/').to_owned(),
+                labels: c.labels.iter().cloned().collect(),
+                services: Vec::new(),
+            };
+            if !crate::selector::in_scope(self.config.instance.as_deref(), &target) {
+                continue;
+            }
+            let f = l
+                .containers
+                .entry(target.name.clone())
+                .or_insert_with(|| ContainerFacts::new(target.clone()));
+            f.id.clone_from(&c.id);
+            f.target.labels = target.labels;
+            let running = c.state == wakedock_plugin_sdk::ContainerState::Running;
+            if running && !f.running {
+                f.on_started(engine::health_of(c.health), c.started_at_ms.unwrap_or(0));
+            } else if running {
+                f.health = engine::health_of(c.health);
+            } else {
+                // Stopped while nobody watched: not running, no exit made up.
+                f.running = false;
+            }
+        }
     }
 }
 
