@@ -32,6 +32,33 @@ fn hook(rx: &Receiver) -> Value {
     json!({"name": "hook", "type": "webhook", "url": rx.url("/hook"), "headers": {"x-token": SECRET}})
 }
 
+/// A receiver, a fresh install scope and a host whose alerts plugin has
+/// `rules` and the webhook channel `hook` to the receiver.
+async fn setup(rules: Value) -> (Receiver, String, TestHost) {
+    let rx = Receiver::start().await;
+    let instance = new_instance();
+    let host = host_with(
+        &instance,
+        json!({"rules": rules, "channels": [hook(&rx)]}),
+        false,
+    )
+    .await;
+    (rx, instance, host)
+}
+
+/// Polls the plugin's `/summary` until `f` holds of it.
+async fn summary_until(api: &ApiClient, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    eventually(Duration::from_secs(30), what, || {
+        let api = api.clone();
+        let f = &f;
+        async move {
+            let s = api.get_json("/api/v1/plugins/alerts/summary").await;
+            f(&s).then_some(s)
+        }
+    })
+    .await
+}
+
 async fn host_with(instance: &str, config: Value, wake: bool) -> TestHost {
     TestHost::start_with(Backend::Sqlite, |c| {
         c.wakedock.instance = Some(instance.to_owned());
@@ -87,24 +114,12 @@ async fn history(api: &ApiClient) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exit_notifies_once_with_its_code_and_recovery_once() {
-    let rx = Receiver::start().await;
-    let instance = new_instance();
-    let host = host_with(
-        &instance,
-        json!({
-            "rules": [{"name": "crash", "kind": "exit", "severity": "critical"}],
-            "channels": [hook(&rx)],
-        }),
-        false,
-    )
-    .await;
+    let (rx, instance, host) =
+        setup(json!([{"name": "crash", "kind": "exit", "severity": "critical"}])).await;
     let app = exiting(&instance, "1", "1500", true, None).await;
-    let d = rx
-        .wait_delivered(Duration::from_secs(20), "the firing notification", |d| {
-            !d.is_empty()
-        })
+    let n = rx
+        .first(Duration::from_secs(20), "the firing notification")
         .await;
-    let n = d[0].json();
     assert_eq!(n["status"], "firing");
     assert_eq!(n["rule"], "crash");
     assert_eq!(n["target"], app.name.as_str());
@@ -114,7 +129,7 @@ async fn an_exit_notifies_once_with_its_code_and_recovery_once() {
         "{n}"
     );
     assert_eq!(
-        d[0].header("x-token"),
+        rx.delivered()[0].header("x-token"),
         Some(SECRET),
         "the channel's header is sent"
     );
@@ -189,24 +204,12 @@ async fn an_exit_notifies_once_with_its_code_and_recovery_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_loop_fires() {
-    let rx = Receiver::start().await;
-    let instance = new_instance();
-    let _host = host_with(
-        &instance,
-        json!({
-            "rules": [{"name": "loop", "kind": "restart-loop", "count": 3, "window": "1m"}],
-            "channels": [hook(&rx)],
-        }),
-        false,
-    )
-    .await;
+    let (rx, instance, _host) =
+        setup(json!([{"name": "loop", "kind": "restart-loop", "count": 3, "window": "1m"}])).await;
     let app = exiting(&instance, "1", "300", false, Some("always")).await;
-    let d = rx
-        .wait_delivered(Duration::from_secs(30), "the restart-loop alert", |d| {
-            !d.is_empty()
-        })
+    let n = rx
+        .first(Duration::from_secs(30), "the restart-loop alert")
         .await;
-    let n = d[0].json();
     assert_eq!(
         (n["rule"].as_str(), n["status"].as_str()),
         (Some("loop"), Some("firing"))
@@ -222,17 +225,7 @@ async fn a_restart_loop_fires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unhealthy_container_fires() {
-    let rx = Receiver::start().await;
-    let instance = new_instance();
-    let _host = host_with(
-        &instance,
-        json!({
-            "rules": [{"name": "sick", "kind": "unhealthy"}],
-            "channels": [hook(&rx)],
-        }),
-        false,
-    )
-    .await;
+    let (rx, instance, _host) = setup(json!([{"name": "sick", "kind": "unhealthy"}])).await;
     let app = TestContainer::from_spec(AppSpec {
         env: &[("HEALTHY_AFTER_MS", "3600000")],
         instance: Some(&instance),
@@ -241,12 +234,9 @@ async fn an_unhealthy_container_fires() {
         ..AppSpec::default()
     })
     .await;
-    let d = rx
-        .wait_delivered(Duration::from_secs(30), "the unhealthy alert", |d| {
-            !d.is_empty()
-        })
+    let n = rx
+        .first(Duration::from_secs(30), "the unhealthy alert")
         .await;
-    let n = d[0].json();
     assert_eq!(n["rule"], "sick");
     assert_eq!(n["detail"], format!("container {} is unhealthy", app.name));
 }
@@ -358,14 +348,7 @@ async fn a_service_put_to_sleep_or_stopped_by_a_user_fires_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silence_sends_nothing_and_keeps_the_history() {
-    let rx = Receiver::start().await;
-    let instance = new_instance();
-    let host = host_with(
-        &instance,
-        json!({"rules": [{"name": "crash", "kind": "exit"}], "channels": [hook(&rx)]}),
-        false,
-    )
-    .await;
+    let (rx, instance, host) = setup(json!([{"name": "crash", "kind": "exit"}])).await;
     let api = host.admin().await;
     let r = api
         .post(
@@ -404,14 +387,8 @@ async fn a_silence_sends_nothing_and_keeps_the_history() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_firing_alert_is_sent_again_every_resend_interval() {
-    let rx = Receiver::start().await;
-    let instance = new_instance();
-    let _host = host_with(
-        &instance,
-        json!({"rules": [{"name": "crash", "kind": "exit", "resend": "1s"}], "channels": [hook(&rx)]}),
-        false,
-    )
-    .await;
+    let (rx, instance, _host) =
+        setup(json!([{"name": "crash", "kind": "exit", "resend": "1s"}])).await;
     let _app = exiting(&instance, "1", "500", false, None).await;
     let d = rx
         .wait_delivered(Duration::from_secs(30), "two resends", |d| d.len() >= 3)
@@ -425,24 +402,13 @@ async fn a_firing_alert_is_sent_again_every_resend_interval() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_is_down_gets_the_notification_once_it_is_back() {
-    let rx = Receiver::start().await;
+    let (rx, instance, host) = setup(json!([{"name": "crash", "kind": "exit"}])).await;
     rx.set_status(503);
-    let instance = new_instance();
-    let host = host_with(
-        &instance,
-        json!({"rules": [{"name": "crash", "kind": "exit"}], "channels": [hook(&rx)]}),
-        false,
-    )
-    .await;
     let api = host.admin().await;
     let _app = exiting(&instance, "1", "500", false, None).await;
     // Three failures in a row: the channel is reported down.
-    let summary = eventually(Duration::from_secs(30), "the channel reported down", || {
-        let api = api.clone();
-        async move {
-            let s = api.get_json("/api/v1/plugins/alerts/summary").await;
-            (s["channels_down"] == json!(["hook"])).then_some(s)
-        }
+    let summary = summary_until(&api, "the channel reported down", |s| {
+        s["channels_down"] == json!(["hook"])
     })
     .await;
     assert_eq!(summary["pending_deliveries"], 1);
@@ -457,12 +423,8 @@ async fn a_receiver_that_is_down_gets_the_notification_once_it_is_back() {
         )
         .await;
     assert_eq!(statuses(&d), ["firing"]);
-    eventually(Duration::from_secs(10), "the channel back up", || {
-        let api = api.clone();
-        async move {
-            let s = api.get_json("/api/v1/plugins/alerts/summary").await;
-            (s["channels_down"] == json!([]) && s["pending_deliveries"] == 0).then_some(())
-        }
+    summary_until(&api, "the channel back up", |s| {
+        s["channels_down"] == json!([]) && s["pending_deliveries"] == 0
     })
     .await;
     assert_eq!(rx.delivered().len(), 1, "delivered once");
@@ -470,25 +432,11 @@ async fn a_receiver_that_is_down_gets_the_notification_once_it_is_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notification_pending_when_the_host_is_killed_is_sent_after_restart_once() {
-    let rx = Receiver::start().await;
+    let (rx, instance, host) = setup(json!([{"name": "crash", "kind": "exit"}])).await;
     rx.set_status(503);
-    let instance = new_instance();
-    let host = host_with(
-        &instance,
-        json!({"rules": [{"name": "crash", "kind": "exit"}], "channels": [hook(&rx)]}),
-        false,
-    )
-    .await;
     let _app = exiting(&instance, "1", "500", false, None).await;
     let api = host.admin().await;
-    eventually(Duration::from_secs(20), "a pending delivery", || {
-        let api = api.clone();
-        async move {
-            let s = api.get_json("/api/v1/plugins/alerts/summary").await;
-            (s["pending_deliveries"] == 1).then_some(())
-        }
-    })
-    .await;
+    summary_until(&api, "a pending delivery", |s| s["pending_deliveries"] == 1).await;
     let failed_before = rx.requests().len();
     assert!(failed_before >= 1);
     let host = host.kill_and_restart().await;
@@ -502,14 +450,7 @@ async fn a_notification_pending_when_the_host_is_killed_is_sent_after_restart_on
         .await;
     assert_eq!(statuses(&d), ["firing"]);
     let api = host.admin().await;
-    eventually(Duration::from_secs(10), "the outbox empty", || {
-        let api = api.clone();
-        async move {
-            let s = api.get_json("/api/v1/plugins/alerts/summary").await;
-            (s["pending_deliveries"] == 0).then_some(())
-        }
-    })
-    .await;
+    summary_until(&api, "the outbox empty", |s| s["pending_deliveries"] == 0).await;
     // One more evaluation round after the outbox emptied: still once.
     let h = history(&api).await;
     assert_eq!(h["history"][0]["notifications"][0]["result"], "delivered");
@@ -645,12 +586,9 @@ async fn a_wake_that_times_out_fires_the_wake_rule() {
     let api = host.admin().await;
     let r = api.post_empty("/api/v1/services/slow/wake").await;
     assert_eq!(r.status(), 504, "the wake times out");
-    let d = rx
-        .wait_delivered(Duration::from_secs(20), "the wake-timeout alert", |d| {
-            !d.is_empty()
-        })
+    let n = rx
+        .first(Duration::from_secs(20), "the wake-timeout alert")
         .await;
-    let n = d[0].json();
     assert_eq!(
         (n["rule"].as_str(), n["target"].as_str()),
         (Some("wto"), Some("slow"))
@@ -684,12 +622,7 @@ async fn a_memory_threshold_held_for_its_duration_fires() {
     )
     .await;
     // Running before the host started: the plugin finds it at its start.
-    let d = rx
-        .wait_delivered(Duration::from_secs(40), "the memory alert", |d| {
-            !d.is_empty()
-        })
-        .await;
-    let n = d[0].json();
+    let n = rx.first(Duration::from_secs(40), "the memory alert").await;
     assert_eq!(n["rule"], "mem");
     assert!(
         n["detail"].as_str().unwrap().contains("bytes of memory"),

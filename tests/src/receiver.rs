@@ -114,6 +114,13 @@ impl Receiver {
     }
 }
 
+impl Receiver {
+    /// The first delivered request's JSON body, once there is one.
+    pub async fn first(&self, limit: Duration, what: &str) -> Value {
+        self.wait_delivered(limit, what, |d| !d.is_empty()).await[0].json()
+    }
+}
+
 impl Drop for Receiver {
     fn drop(&mut self) {
         self.task.abort();

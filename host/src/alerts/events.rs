@@ -83,7 +83,7 @@ async fn on_container_event(
     oom: &mut HashSet<String>,
     ev: ContainerEvent,
 ) {
-    let at_ms = (ev.time_nano / 1_000_000) as u64;
+    let at_ms = ev.at_ms();
     match ev.action.as_str() {
         "oom" => {
             oom.insert(ev.id);
@@ -105,22 +105,14 @@ async fn on_container_event(
             let known = lock(policies).get(&ev.id).cloned();
             let (oom_killed, restart_policy) = match known {
                 Some(policy) => (false, policy),
-                None => match state.docker.exit_details(&ev.id).await {
-                    Ok(d) => d,
-                    // Removed already (`--rm`): what the event says is all.
-                    Err(_) => (false, String::new()),
-                },
+                // Removed already (`--rm`): what the event says is all.
+                None => state.docker.exit_details(&ev.id).await.unwrap_or_default(),
             };
             let doc = ContainerExited {
                 oom_killed: oom_killed || oom.remove(&ev.id),
-                exit_code: ev.labels.get("exitCode").and_then(|c| c.parse().ok()),
+                exit_code: ev.exit_code(),
                 name: ev.name.clone().unwrap_or_default(),
-                labels: ev
-                    .labels
-                    .iter()
-                    .filter(|(k, _)| k.as_str() != "exitCode")
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                labels: ev.container_labels().collect(),
                 id: ev.id,
                 restart_policy,
                 stopped_by,

@@ -163,11 +163,8 @@ impl DockerEngine {
         timeout: Option<Duration>,
         by: &str,
     ) -> Result<ActionOutcome, EngineError> {
-        let before = self.inspect(id_or_name).await?;
-        if before.running {
-            self.expect_stop(&before.id, by);
-        }
-        self.stop(&before.id, timeout).await
+        let id = self.note_intent(id_or_name, by).await?;
+        self.stop(&id, timeout).await
     }
 
     /// [`DockerEngine::restart`] on behalf of `by`.
@@ -177,11 +174,17 @@ impl DockerEngine {
         timeout: Option<Duration>,
         by: &str,
     ) -> Result<ActionOutcome, EngineError> {
+        let id = self.note_intent(id_or_name, by).await?;
+        self.restart(&id, timeout).await
+    }
+
+    /// Notes `by`'s stop of a running container; its full id.
+    async fn note_intent(&self, id_or_name: &str, by: &str) -> Result<String, EngineError> {
         let before = self.inspect(id_or_name).await?;
         if before.running {
             self.expect_stop(&before.id, by);
         }
-        self.restart(&before.id, timeout).await
+        Ok(before.id)
     }
 
     /// Whether the last contact with the engine succeeded.

@@ -348,6 +348,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl PluginManager {
     /// Builds the runtime with the host's capabilities.
+    // One argument per host capability the runtime is wired to.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         db: Db,
         docker: Arc<DockerEngine>,
@@ -896,14 +898,9 @@ fn container_event(ev: &crate::docker::ContainerEvent) -> Option<Event> {
         kind,
         container_id: ev.id.clone(),
         container_name: ev.name.clone().unwrap_or_default(),
-        labels: ev
-            .labels
-            .iter()
-            .filter(|(k, _)| k.as_str() != "exitCode")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        labels: ev.container_labels().collect(),
         health: health.unwrap_or(wakedock_plugin_runtime::caps::Health::None),
-        exit_code: ev.labels.get("exitCode").and_then(|c| c.parse().ok()),
-        at_ms: (ev.time_nano / 1_000_000) as u64,
+        exit_code: ev.exit_code(),
+        at_ms: ev.at_ms(),
     }))
 }

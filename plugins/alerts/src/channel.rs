@@ -392,10 +392,10 @@ impl Channel {
                     }
                 }
             }
-            (Kind::Ntfy { token, .. }, Kind::Ntfy { token: ot, .. }) => {
-                if token.as_deref().is_none_or(str::is_empty) {
-                    token.clone_from(ot);
-                }
+            (Kind::Ntfy { token, .. }, Kind::Ntfy { token: ot, .. })
+                if token.as_deref().is_none_or(str::is_empty) =>
+            {
+                token.clone_from(ot);
             }
             (Kind::Gotify { token, .. }, Kind::Gotify { token: ot, .. }) => keep(token, ot),
             (Kind::Discord { webhook_url }, Kind::Discord { webhook_url: o })
