@@ -147,6 +147,11 @@ async fn an_exit_notifies_once_with_its_code_and_recovery_once() {
     let api = host.admin().await;
     let overview = page(&api, "/").await;
     assert!(overview.contains("1 firing"), "{overview}");
+    let rules = page(&api, "/p/alerts/rules").await;
+    assert!(
+        rules.contains(&app.name),
+        "the rule's preview lists the container: {rules}"
+    );
     let alerts = page(&api, "/p/alerts").await;
     assert!(alerts.contains("exited with code 1"), "{alerts}");
     // Started again (outside WakeDock) and healthy: one recovery.
@@ -627,5 +632,46 @@ async fn a_memory_threshold_held_for_its_duration_fires() {
     assert!(
         n["detail"].as_str().unwrap().contains("bytes of memory"),
         "{n}"
+    );
+}
+
+/// A maintenance window from the config file covering now: nothing sent,
+/// the history keeps the alert with the window named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_maintenance_window_sends_nothing_and_keeps_the_history() {
+    let rx = Receiver::start().await;
+    let instance = new_instance();
+    let now = std::time::SystemTime::now();
+    let start = humantime::format_rfc3339_seconds(now - Duration::from_secs(60)).to_string();
+    let end = humantime::format_rfc3339_seconds(now + Duration::from_secs(3600)).to_string();
+    let host = host_with(
+        &instance,
+        json!({
+            "rules": [{"name": "crash", "kind": "exit"}],
+            "channels": [hook(&rx)],
+            "maintenance": [{"name": "upgrade", "start": start, "end": end}],
+        }),
+        false,
+    )
+    .await;
+    let api = host.admin().await;
+    let _app = exiting(&instance, "2", "500", false, None).await;
+    let rec = eventually(Duration::from_secs(20), "the alert in the history", || {
+        let api = api.clone();
+        async move {
+            let h = history(&api).await;
+            h["history"].as_array().and_then(|a| a.first().cloned())
+        }
+    })
+    .await;
+    assert_eq!(rec["notifications"][0]["result"], "suppressed", "{rec}");
+    assert_eq!(rec["notifications"][0]["by"], "maintenance window upgrade");
+    let summary = api.get_json("/api/v1/plugins/alerts/summary").await;
+    assert_eq!(summary["pending_deliveries"], 0);
+    assert!(rx.requests().is_empty());
+    let page = page(&api, "/p/alerts/silences").await;
+    assert!(
+        page.contains("upgrade") && page.contains("active"),
+        "{page}"
     );
 }

@@ -18,6 +18,9 @@ use crate::outbox::{ChannelHealth, Delivery, HealthChange, Retry};
 const PER_FLUSH: usize = 20;
 /// A receiver gets this long to answer.
 const SEND_TIMEOUT_MS: u32 = 5_000;
+/// No new attempt starts after this much of a call (since it began) (its wall-time limit is
+/// 30 s): receivers that hang cannot make the call overrun and fail.
+const FLUSH_BUDGET_NS: u64 = 15_000_000_000;
 
 /// Sends `m` on `c`; the receiver's status, or why it failed.
 pub fn send(c: &Channel, m: &Message) -> Result<u16, String> {
@@ -54,6 +57,9 @@ impl Alerts {
             .cloned()
             .collect();
         for d in due {
+            if clock::monotonic_ns().saturating_sub(self.call_started_ns) > FLUSH_BUDGET_NS {
+                break;
+            }
             self.attempt(d);
         }
     }

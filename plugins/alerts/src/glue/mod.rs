@@ -55,6 +55,8 @@ struct Alerts {
     gauged: BTreeMap<(String, String), ()>,
     /// When resolved records past the retention were last removed.
     last_prune: u64,
+    /// When the current call into the plugin began (monotonic).
+    call_started_ns: u64,
 }
 
 fn register_metrics() {
@@ -94,10 +96,12 @@ impl Plugin for Alerts {
             loaded: None,
             gauged: BTreeMap::new(),
             last_prune: 0,
+            call_started_ns: 0,
         })
     }
 
     fn on_event(&mut self, event: Event) {
+        self.call_started_ns = wakedock_plugin_sdk::clock::monotonic_ns();
         match event {
             Event::Container(ev) => self.on_container_event(ev),
             Event::Plugin(ev) => self.on_plugin_event(ev),
@@ -105,10 +109,12 @@ impl Plugin for Alerts {
     }
 
     fn on_tick(&mut self) {
+        self.call_started_ns = wakedock_plugin_sdk::clock::monotonic_ns();
         self.tick();
     }
 
     fn handle_http(&mut self, req: HttpRequest) -> HttpResponse {
+        self.call_started_ns = wakedock_plugin_sdk::clock::monotonic_ns();
         if ui::page_base(&req).is_some() {
             self.page(req)
         } else {
