@@ -675,3 +675,28 @@ async fn a_maintenance_window_sends_nothing_and_keeps_the_history() {
         "{page}"
     );
 }
+
+/// A flapping container (restart policy, exits every few hundred ms): with
+/// a cooldown, people hear of it once while the history records every
+/// firing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cooldown_keeps_a_flapping_container_to_one_notification() {
+    let (rx, instance, host) =
+        setup(json!([{"name": "flap", "kind": "exit", "cooldown": "1h"}])).await;
+    let api = host.admin().await;
+    let _app = exiting(&instance, "1", "300", false, Some("always")).await;
+    eventually(
+        Duration::from_secs(40),
+        "three firings in the history",
+        || {
+            let api = api.clone();
+            async move {
+                let h = history(&api).await;
+                (h["history"].as_array()?.len() >= 3).then_some(())
+            }
+        },
+    )
+    .await;
+    let d = rx.delivered();
+    assert_eq!(statuses(&d), ["firing"], "one notification while it flaps");
+}
