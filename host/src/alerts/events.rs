@@ -39,6 +39,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
     let mut seen_up = false;
     let mut oom: HashSet<String> = HashSet::new();
     let mut failed: HashSet<String> = HashSet::new();
+    let mut db_up = true;
     let mut every = tokio::time::interval(PLUGIN_CHECK);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -68,7 +69,10 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
                     });
                 }
             }
-            _ = every.tick() => check_plugins(&state, &mut failed),
+            _ = every.tick() => {
+                check_plugins(&state, &mut failed);
+                check_database(&state, &mut db_up).await;
+            }
         }
     }
 }
@@ -125,6 +129,31 @@ async fn on_container_event(
             lock(policies).remove(&ev.id);
         }
         _ => {}
+    }
+}
+
+/// The database stopped answering (within a second), or answers again.
+async fn check_database(state: &AppState, was_up: &mut bool) {
+    let r = tokio::time::timeout(Duration::from_secs(1), state.db.ping()).await;
+    let detail = match r {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("the database did not answer within 1 s".to_owned()),
+    };
+    let up = detail.is_none();
+    if up != *was_up {
+        *was_up = up;
+        publish(
+            state,
+            topics::HEALTH,
+            &HostHealth {
+                component: Component::Database,
+                name: None,
+                up,
+                detail,
+                at_ms: now(),
+            },
+        );
     }
 }
 
