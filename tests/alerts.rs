@@ -108,6 +108,18 @@ async fn page(api: &ApiClient, path: &str) -> String {
     r.text().await.unwrap()
 }
 
+/// The newest alert of the history, once there is one.
+async fn newest_record(api: &ApiClient, what: &str) -> Value {
+    eventually(Duration::from_secs(20), what, || {
+        let api = api.clone();
+        async move {
+            let h = history(&api).await;
+            h["history"].as_array().and_then(|a| a.first().cloned())
+        }
+    })
+    .await
+}
+
 async fn history(api: &ApiClient) -> Value {
     api.get_json("/api/v1/plugins/alerts/alerts").await
 }
@@ -363,18 +375,7 @@ async fn a_silence_sends_nothing_and_keeps_the_history() {
         .await;
     assert_eq!(r.status(), 201);
     let _app = exiting(&instance, "3", "500", false, None).await;
-    let rec = eventually(
-        Duration::from_secs(20),
-        "the silenced alert in the history",
-        || {
-            let api = api.clone();
-            async move {
-                let h = history(&api).await;
-                h["history"].as_array().and_then(|a| a.first().cloned())
-            }
-        },
-    )
-    .await;
+    let rec = newest_record(&api, "the silenced alert in the history").await;
     assert!(rec["detail"].as_str().unwrap().contains("code 3"), "{rec}");
     let notes = rec["notifications"].as_array().unwrap();
     assert_eq!(notes.len(), 1, "{rec}");
@@ -656,14 +657,7 @@ async fn a_maintenance_window_sends_nothing_and_keeps_the_history() {
     .await;
     let api = host.admin().await;
     let _app = exiting(&instance, "2", "500", false, None).await;
-    let rec = eventually(Duration::from_secs(20), "the alert in the history", || {
-        let api = api.clone();
-        async move {
-            let h = history(&api).await;
-            h["history"].as_array().and_then(|a| a.first().cloned())
-        }
-    })
-    .await;
+    let rec = newest_record(&api, "the alert in the history").await;
     assert_eq!(rec["notifications"][0]["result"], "suppressed", "{rec}");
     assert_eq!(rec["notifications"][0]["by"], "maintenance window upgrade");
     let summary = api.get_json("/api/v1/plugins/alerts/summary").await;
