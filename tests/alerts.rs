@@ -694,3 +694,86 @@ async fn a_cooldown_keeps_a_flapping_container_to_one_notification() {
     let d = rx.delivered();
     assert_eq!(statuses(&d), ["firing"], "one notification while it flaps");
 }
+
+/// The pages' forms (as a browser posts them, with the host's form token):
+/// a channel is made and tested, a rule is made, and the rule's alert then
+/// shows on the alerts page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_make_a_channel_test_it_and_make_a_rule() {
+    let rx = Receiver::start().await;
+    let instance = new_instance();
+    let host = host_with(&instance, json!({"allow_hosts": ["127.0.0.1"]}), false).await;
+    let api = host.admin().await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let post = |path: &'static str, fields: Vec<(&'static str, String)>| {
+        let (api, http) = (api.clone(), no_redirects.clone());
+        async move {
+            let html = page(
+                &api,
+                path.rsplit_once("/test")
+                    .map_or(path, |_| "/p/alerts/channels"),
+            )
+            .await;
+            let token = html
+                .split("name=\"wd_token\" value=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .expect("the host puts its token in the page's forms")
+                .to_owned();
+            let mut form = fields;
+            form.push(("wd_token", token));
+            let r = http
+                .post(format!("{}{path}", api.base))
+                .header("cookie", format!("wakedock_access={}", api.token))
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 303, "POST {path}");
+            r.headers()["location"].to_str().unwrap().to_owned()
+        }
+    };
+    post(
+        "/p/alerts/channels",
+        vec![
+            ("name", "pagehook".into()),
+            ("type", "webhook".into()),
+            ("url", rx.url("/from-page")),
+        ],
+    )
+    .await;
+    let channels = api.get_json("/api/v1/plugins/alerts/channels").await;
+    assert_eq!(channels[0]["name"], "pagehook", "{channels}");
+    post("/p/alerts/channels/pagehook/test", vec![]).await;
+    let n = rx
+        .first(Duration::from_secs(10), "the page's test notification")
+        .await;
+    assert_eq!(n["status"], "test");
+    // The channel's health on its page says the test went through.
+    let shown = page(&api, "/p/alerts/channels").await;
+    assert!(shown.contains("<span class=\"badge\">ok</span>"), "{shown}");
+    post(
+        "/p/alerts/rules",
+        vec![
+            ("name", "paged".into()),
+            ("kind", "exit".into()),
+            ("severity", "critical".into()),
+            ("channels", "pagehook".into()),
+        ],
+    )
+    .await;
+    let _app = exiting(&instance, "4", "500", false, None).await;
+    rx.wait_delivered(Duration::from_secs(20), "the page-made rule's alert", |d| {
+        d.len() >= 2
+    })
+    .await;
+    let alerts = page(&api, "/p/alerts").await;
+    assert!(alerts.contains("exited with code 4"), "{alerts}");
+    assert!(
+        alerts.contains("Firing now: <span class=\"firing-count\">1</span>"),
+        "{alerts}"
+    );
+}

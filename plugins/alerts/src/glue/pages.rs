@@ -106,10 +106,15 @@ fn alert_table(records: &[AlertRecord], empty: &str) -> String {
     )
 }
 
-/// Form fields as a map (the last value of a repeated field wins).
+/// The host's form token, which it checked already.
+const HOST_TOKEN_FIELD: &str = "wd_token";
+
+/// Form fields as a map (the last value of a repeated field wins), without
+/// the host's token.
 fn fields(req: &HttpRequest) -> Map<String, Value> {
     ui::form(req)
         .into_iter()
+        .filter(|(k, _)| k != HOST_TOKEN_FIELD)
         .map(|(k, v)| (k, Value::String(v.trim().to_owned())))
         .collect()
 }
