@@ -767,6 +767,19 @@ impl Config {
         if c.security.metrics_token.is_some() {
             c.security.metrics_token = Some("********".into());
         }
+        // Notification channels (the alerts plugin's) carry tokens and
+        // webhook URLs; masking another plugin's look-alike costs nothing.
+        for p in &mut c.plugins {
+            if let Some(list) = p
+                .config
+                .as_mut()
+                .and_then(|v| v.get_mut("channels"))
+                .and_then(|v| v.as_array_mut())
+            {
+                list.iter_mut()
+                    .for_each(wakedock_plugin_alerts::channel::redact_json);
+            }
+        }
         c
     }
 }
@@ -1233,6 +1246,14 @@ mod tests {
             ],
         )
         .unwrap();
+        let mut c = c;
+        c.plugins.push(
+            serde_json::from_value(serde_json::json!({
+                "manifest": "plugins/alerts/plugin.toml", "wasm": "x.wasm",
+                "config": {"channels": [{"name": "t", "type": "telegram", "bot_token": "123:hunter2", "chat_id": "1"}]}
+            }))
+            .unwrap(),
+        );
         let shown = serde_json::to_string(&c.masked()).unwrap();
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(!shown.contains("0123456789abcdef"), "{shown}");
