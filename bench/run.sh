@@ -17,6 +17,9 @@ ulimit -n "$(ulimit -Hn)"
 "$here/../scripts/build-caddy.sh" >/dev/null
 cargo build --release -q -p wakedock
 cargo run --release -q -p wakedock-bench-wake
+echo "== alerts (engine event -> notification)"
+"$here/../scripts/build-plugins.sh" >/dev/null
+cargo run --release -q -p wakedock-bench-alerts
 echo "== browser UI"
 "$here/../scripts/build-test-images.sh" >/dev/null
 cargo run --release -q -p wakedock-bench-ui

@@ -847,6 +847,7 @@ async fn openapi_document_matches_the_routes() {
         ("/api/v1/wake/activity", "post"),
         ("/api/v1/routes", "get"),
         ("/api/v1/routes/subscribe", "get"),
+        ("/api/v1/compose/{project}/output", "get"),
         ("/api/v1/services", "get"),
         ("/api/v1/services", "post"),
         ("/api/v1/services/{name}", "get"),
@@ -884,6 +885,7 @@ async fn openapi_document_matches_the_routes() {
                     "/backups/wakedock-backup-1T.jsonl.gz",
                 )
                 .replace("{service}", "no-such-service")
+                .replace("{project}", "no-such-project")
                 .replace("{path}", "some/path");
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let r = admin

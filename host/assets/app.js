@@ -58,7 +58,12 @@
   function refresh() {
     return fetch("/api/v1/auth/refresh", { method: "POST", credentials: "same-origin", headers: csrfHeader() })
       .then((r) => (r.ok ? r.json() : Promise.reject(r.status)))
-      .then((s) => { $$('input[name="csrf"]').forEach((i) => { i.value = s.csrf_token; }); return s; });
+      .then((s) => {
+        // Plugin pages' forms carry a token of their own, never this one.
+        $$('input[name="csrf"]').filter((i) => !i.closest("[data-plugin-page]"))
+          .forEach((i) => { i.value = s.csrf_token; });
+        return s;
+      });
   }
   const live = $("#live");
   if (live) window.setInterval(() => refresh().catch(() => {}), 4 * 60 * 1000);
@@ -68,6 +73,29 @@
   if (login && !$(".flash")) {
     refresh().then(() => { window.location.replace(login.elements.next.value || "/"); }).catch(() => {});
   }
+
+  // --- Compose output ----------------------------------------------------
+  // A stack's actions, live (plugin pages name the stack; the host decides
+  // who may read it). The element's text is the server-rendered output;
+  // the stream replays the last action's lines, then follows.
+  $$("[data-compose-output]").forEach((el) => {
+    const project = el.dataset.composeOutput;
+    const status = el.parentElement ? $("[data-compose-status]", el.parentElement) : null;
+    let current = null;
+    const es = new EventSource("/api/v1/compose/" + encodeURIComponent(project) + "/output");
+    es.addEventListener("action", (e) => {
+      const a = JSON.parse(e.data);
+      if (a.id !== current) { el.textContent = ""; current = a.id; }
+      el.dataset.state = a.state;
+      el.setAttribute("aria-busy", String(a.state === "running"));
+      if (status) status.textContent = a.kind + ": " + a.state + (a.exit_code != null ? " (exit " + a.exit_code + ")" : "");
+    });
+    es.addEventListener("line", (e) => {
+      const l = JSON.parse(e.data);
+      el.append(l.line + "\n");
+      el.scrollTop = el.scrollHeight;
+    });
+  });
 
   // --- Live updates ------------------------------------------------------
   if (!live) return;

@@ -60,6 +60,8 @@ pub struct Config {
     /// its `services` config. Checked here so a bad entry stops the start
     /// with the service and field named.
     pub services: Vec<serde_json::Value>,
+    /// Compose stacks (issue 11): where they live and how Compose runs.
+    pub stacks: StacksConfig,
     /// `WAKEDOCK_ADMIN_PASSWORD`: the first admin's password, used on the
     /// first start only (checked on every start, so a bad one is said at
     /// once). Not a config key: never written back or printed.
@@ -273,6 +275,40 @@ impl Default for DockerConfig {
             socket_path: PathBuf::from("/var/run/docker.sock"),
             stop_timeout: HumanDuration(Duration::from_secs(10)),
         }
+    }
+}
+
+/// `stacks:`: the folder plugins with the `files` and `compose`
+/// capabilities work in, and the Compose v2 binary the host runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StacksConfig {
+    /// One folder per stack; none: `<data_path>/stacks`.
+    pub dir: Option<PathBuf>,
+    /// The `docker-compose` v2 CLI plugin binary; none: the standard
+    /// CLI-plugin folders, then `docker-compose` on `PATH` (version 2 only).
+    pub compose_binary: Option<PathBuf>,
+    /// Longest a Compose action (up, pull, ...) may run before it is stopped.
+    pub action_timeout: HumanDuration,
+}
+
+impl Default for StacksConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            compose_binary: None,
+            action_timeout: HumanDuration(Duration::from_secs(15 * 60)),
+        }
+    }
+}
+
+impl Config {
+    /// The stacks directory: `stacks.dir`, else `<data_path>/stacks`.
+    pub fn stacks_dir(&self) -> PathBuf {
+        self.stacks
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.wakedock.data_path.join("stacks"))
     }
 }
 
@@ -598,6 +634,20 @@ impl Config {
         if let Some(instance) = &self.wakedock.instance {
             validate_instance(instance).map_err(|e| fail("wakedock.instance", e))?;
         }
+        let stacks = self.stacks_dir();
+        if stacks.exists() && !stacks.is_dir() {
+            return Err(fail(
+                "stacks.dir",
+                format!("{} exists and is not a directory", stacks.display()),
+            ));
+        }
+        let t = self.stacks.action_timeout.get();
+        if t < Duration::from_secs(10) || t > Duration::from_secs(24 * 3600) {
+            return Err(fail(
+                "stacks.action_timeout",
+                format!("{} is outside 10s..24h", self.stacks.action_timeout),
+            ));
+        }
         if let Some(url) = &self.database.url {
             crate::db::DatabaseUrl::parse(url).map_err(|e| fail("database.url", e.to_string()))?;
         }
@@ -815,6 +865,19 @@ impl Config {
         if c.security.metrics_token.is_some() {
             c.security.metrics_token = Some("********".into());
         }
+        // Notification channels (the alerts plugin's) carry tokens and
+        // webhook URLs; masking another plugin's look-alike costs nothing.
+        for p in &mut c.plugins {
+            if let Some(list) = p
+                .config
+                .as_mut()
+                .and_then(|v| v.get_mut("channels"))
+                .and_then(|v| v.as_array_mut())
+            {
+                list.iter_mut()
+                    .for_each(wakedock_plugin_alerts::channel::redact_json);
+            }
+        }
         c
     }
 }
@@ -934,6 +997,15 @@ fn check_declared_plugin(p: &PluginDecl) -> Result<(), (&'static str, String)> {
     wakedock_plugin_runtime::manifest::check_api_version(&manifest.api_version)
         .map_err(|e| ("manifest", format!("{}: {e}", p.manifest.display())))?;
     p.grant.resolve(&manifest).map_err(|e| ("grant", e))?;
+    // The alerts plugin's rules and channels: a bad one stops the start
+    // with its field named (`plugins.N.config.rules[2].for: ...`).
+    if manifest.name == crate::alerts::ALERTS_PLUGIN {
+        let config = p.config.clone().unwrap_or(serde_json::Value::Null);
+        wakedock_plugin_alerts::config::AlertsConfig::from_json(&config).map_err(|errs| {
+            let list: Vec<String> = errs.iter().map(|e| format!("config.{e}")).collect();
+            ("config", list.join("; "))
+        })?;
+    }
     Ok(())
 }
 
@@ -1214,6 +1286,26 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_alert_rule_in_the_config_file_names_its_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let wasm = dir.path().join("alerts.wasm");
+        std::fs::write(&wasm, b"\0asm").unwrap();
+        let y = file(
+            "yaml",
+            &format!(
+                "plugins:\n  - manifest: {}/plugins/alerts/plugin.toml\n    wasm: {}\n    config:\n      rules:\n        - {{name: ok, kind: exit}}\n        - {{name: slow, kind: restart-loop, count: 3, window: soonish}}\n",
+                root.display(),
+                wasm.display()
+            ),
+        );
+        let err = load(Some(y.path()), &[]).unwrap_err().to_string();
+        assert!(err.contains("plugins.0.config"), "{err}");
+        assert!(err.contains("rules[1].window"), "{err}");
+        assert!(err.contains("soonish"), "{err}");
+    }
+
+    #[test]
     fn plugin_paths_expand_environment_variables() {
         let dir = tempfile::tempdir().unwrap();
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -1276,6 +1368,14 @@ mod tests {
             ],
         )
         .unwrap();
+        let mut c = c;
+        c.plugins.push(
+            serde_json::from_value(serde_json::json!({
+                "manifest": "plugins/alerts/plugin.toml", "wasm": "x.wasm",
+                "config": {"channels": [{"name": "t", "type": "telegram", "bot_token": "123:hunter2", "chat_id": "1"}]}
+            }))
+            .unwrap(),
+        );
         let shown = serde_json::to_string(&c.masked()).unwrap();
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(!shown.contains("0123456789abcdef"), "{shown}");

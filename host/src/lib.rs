@@ -18,6 +18,8 @@
 //!   bridge; in progress).
 //! - [`routes`]: Caddy sites from `wakedock.host` labels, streamed to the
 //!   bridge.
+//! - [`stacks`]: Compose stacks, host side: the `files` and `compose`
+//!   capabilities, confined to the stacks directory.
 //! - [`ui`]: the browser UI (askama pages, live updates, embedded assets).
 //! - [`http`]: [`http::app`] assembles router and middleware from an
 //!   [`AppState`], with no socket, so tests can drive it directly.
@@ -29,6 +31,7 @@
 //!   [`healthcheck`] is its `healthcheck` subcommand (the container image's
 //!   HEALTHCHECK).
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod backup;
@@ -49,6 +52,7 @@ pub mod retention;
 pub mod routes;
 pub mod secrets;
 pub mod server;
+pub mod stacks;
 pub mod state;
 pub mod tasks;
 pub mod telemetry;

@@ -53,6 +53,23 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     }
     // Background loops stop after the requests, on their own token.
     let tasks = crate::tasks::Tasks::new(CancellationToken::new());
+    let stacks_dir = config.stacks_dir();
+    let files = Arc::new(
+        crate::stacks::files::DirFiles::open(&stacks_dir)
+            .with_context(|| format!("opening the stacks directory {}", stacks_dir.display()))?,
+    );
+    let compose = Arc::new(
+        crate::stacks::Compose::new(
+            &stacks_dir,
+            config.stacks.compose_binary.clone(),
+            config.stacks.action_timeout.get(),
+            &config.docker.socket_path,
+            bus.clone(),
+            db.clone(),
+            docker.clone(),
+        )
+        .with_context(|| format!("opening the stacks directory {}", stacks_dir.display()))?,
+    );
     let plugins = Arc::new(
         crate::plugins::PluginManager::new(
             db.clone(),
@@ -65,6 +82,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             data,
             &config.plugin_runtime,
             tasks.clone(),
+            (files, compose.clone()),
         )
         .context("starting the plugin runtime")?,
     );
@@ -74,6 +92,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         own.as_ref().map(|(_, name)| name.as_str()),
         config.wakedock.instance.as_deref(),
     );
+    let declared =
+        crate::alerts::config::with_alerts_config(&declared, config.wakedock.instance.as_deref());
     plugins.start(&declared).await.context("loading plugins")?;
     // Every service's real state before the listener accepts a request.
     wake.seed(&plugins).await;
@@ -106,6 +126,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
                 .collect(),
         ),
         own_container: own.map(|(id, _)| id),
+        compose,
         ui: Arc::new(crate::ui::UiState::default()),
         bridge_tokens: Arc::new(config.security.bridge_tokens.clone()),
         config: Arc::new(config),
@@ -307,6 +328,8 @@ fn start_background(state: &AppState) {
     });
     let s = state.clone();
     tasks.supervise("wake hub", move |t| crate::wake::run(s.clone(), t));
+    let s = state.clone();
+    tasks.supervise("alerts events", move |t| crate::alerts::run(s.clone(), t));
     let (ui, docker) = (state.ui.clone(), state.docker.clone());
     tasks.supervise("ui events", move |t| ui.clone().run(docker.clone(), t));
     let (routes, docker) = (state.routes.clone(), state.docker.clone());

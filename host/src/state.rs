@@ -30,6 +30,8 @@ pub struct AppState {
     /// WakeDock's own container (id), when it runs in one: never stopped,
     /// paused or removed through the API.
     pub own_container: Option<String>,
+    /// Compose stacks: actions and their live output (issue 11).
+    pub compose: Arc<crate::stacks::Compose>,
     /// The browser UI's memory: recent events, resource samples.
     pub ui: Arc<crate::ui::UiState>,
     /// Tokens accepted from Caddy bridges: `security.bridge_tokens` plus

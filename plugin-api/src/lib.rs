@@ -14,7 +14,8 @@
 //!   `handler` interface;
 //! - typed helper modules for each capability: [`log`], [`clock`],
 //!   [`storage`], [`containers`], [`events`], [`http`], [`metrics`],
-//!   [`auth`].
+//!   [`auth`], [`files`] and [`compose`] (0.1.3);
+//! - [`ui`]: pages of your own in the host's browser UI (0.1.3).
 //!
 //! ## A complete plugin
 //!
@@ -78,7 +79,7 @@
 //! ```toml
 //! name = "hello"
 //! version = "0.1.0"
-//! api-version = "0.1.2"
+//! api-version = "0.1.3"
 //! description = "Says hello and counts visits"
 //! author = "You <you@example.org>"
 //!
@@ -91,7 +92,7 @@
 //!
 //! `api-version` is the [`API_VERSION`] of the SDK you build with, which
 //! must be the newest plugin API your host supports or an older one:
-//! `wakedock --version` prints it (`wakedock 0.1.0 (plugin API 0.1.2)`), so
+//! `wakedock --version` prints it (`wakedock 0.1.0 (plugin API 0.1.3)`), so
 //! take the SDK from the same WakeDock release as your host.
 //!
 //! Build it with `rustup target add wasm32-wasip2` once, then
@@ -130,6 +131,65 @@
 //! to `POST /api/v1/plugins` (`"grant": {"capabilities": {...}}`) or in the
 //! config file's `plugins:` list. The host then serves
 //! `GET /api/v1/plugins/hello/hello`.
+//!
+//! ## Pages in the browser UI
+//!
+//! A plugin can add pages to the host's UI (API 0.1.3). Declare its
+//! navigation entries in the manifest:
+//!
+//! ```toml
+//! [[pages]]
+//! title = "Hello"      # the navigation label
+//! path = "/"           # relative to the plugin's pages, /p/hello
+//! role = "viewer"      # viewer (default), user or admin see the entry
+//! ```
+//!
+//! A browser request to `/p/hello/...` reaches [`Plugin::handle_http`] like
+//! an API request, with the same caller, and [`ui::page_base`] says it is a
+//! page (`Some("/p/hello")`). Answer HTML with [`ui::page`] (a fragment: the
+//! host puts it inside its layout, under its navigation), or redirect with
+//! [`ui::redirect`] after a form (a message for the next page included).
+//! The same route can serve JSON to the API and HTML to the browser.
+//!
+//! What a page can and cannot do, by design:
+//! - **No script of its own.** The host reduces the HTML to an allowlist
+//!   (headings, text, lists, tables, links, forms and their fields,
+//!   `details`): `<script>`, `<style>`, `style=`, event handlers,
+//!   `javascript:` links, frames, `<meta>`, `<base>` and password fields
+//!   are removed; `id`s get the prefix `pl-`; its policy allows scripts and
+//!   styles only from the host's own two files. The host's stylesheet's
+//!   classes (`card`, `list`, `badge`, `actions`, `danger`, `primary`,
+//!   `muted`, `flash ok`/`flash err`, ...) are there to use.
+//! - **Forms post to its own pages only** (`/p/hello/...`, as
+//!   `application/x-www-form-urlencoded`). The host adds a token to every
+//!   form and refuses a post without it, so forms need nothing for CSRF;
+//!   the token is valid for this plugin's pages and nothing else (not the
+//!   host's forms, not another plugin's). `data-confirm="Sure?"` on a form
+//!   or button asks before it posts.
+//! - **No access to the session**: cookies and credentials never reach the
+//!   plugin; its `Set-Cookie` and security headers are dropped; a redirect
+//!   may lead only to its own pages.
+//! - **Live output without a script**: an element
+//!   `<pre data-compose-output="STACK">` is followed live by the host's
+//!   script (a Compose stack's action output, see [`compose`]).
+//!
+//! ```no_run
+//! use wakedock_plugin_sdk::{ui, HttpRequest, HttpResponse};
+//!
+//! fn handle(req: &HttpRequest) -> HttpResponse {
+//!     match (req.method.as_str(), req.path.as_str(), ui::page_base(req)) {
+//!         ("GET", "/", Some(_)) => ui::page(
+//!             "Hello",
+//!             &format!("<h1>Hello</h1><p>{}</p>", ui::escape("<visitors> & friends")),
+//!         ),
+//!         ("POST", "/greet", Some(base)) => ui::redirect(base, "/", true, "Greeted."),
+//!         _ => HttpResponse::not_found(),
+//!     }
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! `plugins/example` has a complete page.
 //!
 //! ## Rules of the sandbox
 //!
@@ -195,7 +255,7 @@ pub mod __private {
 
 /// The plugin API version this SDK implements; use it as `api-version` in
 /// `plugin.toml`.
-pub const API_VERSION: &str = "0.1.2";
+pub const API_VERSION: &str = "0.1.3";
 
 pub use bindings::wakedock::plugin::types::{
     ContainerEvent, ContainerEventKind, ContainerState, Error, Event, Health, HttpRequest,
@@ -747,5 +807,191 @@ pub mod auth {
     /// Whether the caller holds `permission` (e.g. `containers:write`).
     pub fn has_permission(permission: &str) -> bool {
         raw::has_permission(permission)
+    }
+}
+
+/// The stacks directory (capability `files`, API 0.1.3): paths relative to
+/// it, `/`-separated, never out of it.
+pub mod files {
+    use crate::bindings::wakedock::plugin::files as raw;
+    use crate::Result;
+    pub use raw::Entry;
+
+    /// Entries of directory `path` (`""`: the stacks directory), by name.
+    pub fn list(path: &str) -> Result<Vec<Entry>> {
+        raw::list(path)
+    }
+
+    /// One entry.
+    pub fn stat(path: &str) -> Result<Entry> {
+        raw::stat(path)
+    }
+
+    /// A whole file (at most 4 MiB).
+    pub fn read(path: &str) -> Result<Vec<u8>> {
+        raw::read(path)
+    }
+
+    /// A whole file as UTF-8 text (invalid bytes replaced); `None` if absent.
+    pub fn read_text(path: &str) -> Result<Option<String>> {
+        match raw::read(path) {
+            Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
+            Err(crate::Error::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates or atomically replaces a file (needs `access = "write"`).
+    pub fn write(path: &str, content: &[u8]) -> Result<()> {
+        raw::write(path, content)
+    }
+
+    /// Creates a directory (needs `access = "write"`).
+    pub fn create_dir(path: &str) -> Result<()> {
+        raw::create_dir(path)
+    }
+
+    /// Removes a file or directory (`recursive` for a non-empty one).
+    pub fn remove(path: &str, recursive: bool) -> Result<bool> {
+        raw::remove(path, recursive)
+    }
+
+    /// Renames within the stacks directory.
+    pub fn rename(from: &str, to: &str) -> Result<()> {
+        raw::rename(from, to)
+    }
+}
+
+/// Docker Compose projects in the stacks directory (capability `compose`,
+/// API 0.1.3). The host runs the real `docker compose`.
+pub mod compose {
+    use crate::bindings::wakedock::plugin::compose as raw;
+    pub use raw::{
+        Action, ActionState, ActionStatus, ComposeError, Container, DownOptions, PullPolicy,
+        UpOptions,
+    };
+
+    /// Result of a compose call.
+    pub type Result<T> = core::result::Result<T, ComposeError>;
+
+    /// Starts an action in the background; its id (`conflict` while one runs).
+    pub fn start(project: &str, action: &Action) -> Result<String> {
+        raw::start_action(project, action)
+    }
+
+    /// Waits (host-side) for an action to end, at most `timeout_ms`.
+    pub fn wait(id: &str, timeout_ms: u32) -> Result<ActionStatus> {
+        raw::await_action(id, timeout_ms)
+    }
+
+    /// The project's running action, else its last one.
+    pub fn last(project: &str) -> Result<Option<ActionStatus>> {
+        raw::last_action(project)
+    }
+
+    /// `docker compose config` as JSON; `files` and `env_file` (names in the
+    /// project's folder) replace the defaults when given.
+    pub fn config(project: &str, files: &[String], env_file: Option<&str>) -> Result<String> {
+        raw::config(project, files, env_file)
+    }
+
+    /// `docker compose ps --all`.
+    pub fn ps(project: &str) -> Result<Vec<Container>> {
+        raw::ps(project)
+    }
+
+    /// The last `tail` log lines of `services` (all when empty).
+    pub fn logs(project: &str, services: &[String], tail: u32) -> Result<Vec<String>> {
+        raw::logs(project, services, tail)
+    }
+
+    /// Moves a project run from a folder outside the stacks directory into it.
+    pub fn adopt(project: &str) -> Result<()> {
+        raw::adopt(project)
+    }
+
+    impl ComposeError {
+        /// A one-line description.
+        pub fn describe(&self) -> String {
+            match self {
+                ComposeError::PermissionDenied(w) => format!("permission denied: {w}"),
+                ComposeError::NotFound => "not found".into(),
+                ComposeError::Invalid(w) => w.clone(),
+                ComposeError::InvalidProject(lines) => lines.join("; "),
+                ComposeError::Conflict(id) => {
+                    format!("another action ({id}) is running on this stack")
+                }
+                ComposeError::Timeout => "timed out".into(),
+                ComposeError::Unavailable(w) => format!("unavailable: {w}"),
+            }
+        }
+    }
+}
+
+/// Pages in the host's browser UI (API 0.1.3); see the crate's
+/// documentation, "Pages in the browser UI".
+pub mod ui {
+    use crate::{HttpRequest, HttpResponse};
+
+    /// `Some(base)` (`/p/{plugin}`) when the request is for one of the
+    /// plugin's pages, `None` for an API call.
+    pub fn page_base(req: &HttpRequest) -> Option<&str> {
+        req.header("x-wakedock-page")
+    }
+
+    /// An HTML fragment shown inside the host's layout, titled `title`.
+    pub fn page(title: &str, html: &str) -> HttpResponse {
+        page_with_status(200, title, html)
+    }
+
+    /// Like [`page`] with another status (422 for a form with errors).
+    pub fn page_with_status(status: u16, title: &str, html: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: vec![
+                ("content-type".into(), "text/html; charset=utf-8".into()),
+                ("x-wakedock-title".into(), title.replace(['\r', '\n'], " ")),
+            ],
+            body: html.as_bytes().to_vec(),
+        }
+    }
+
+    /// After a form: to `path` (relative to `base`), with a message shown
+    /// once on the next page (`ok` false: as an error).
+    pub fn redirect(base: &str, path: &str, ok: bool, message: &str) -> HttpResponse {
+        let flash = format!(
+            "{} {}",
+            if ok { "ok" } else { "error" },
+            message.replace(['\r', '\n'], " ")
+        );
+        HttpResponse {
+            status: 303,
+            headers: vec![
+                ("location".into(), format!("{base}{path}")),
+                ("x-wakedock-flash".into(), flash),
+            ],
+            body: Vec::new(),
+        }
+    }
+
+    /// Text made safe for HTML content and attribute values.
+    pub fn escape(text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        for c in text.chars() {
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '"' => out.push_str("&quot;"),
+                '\'' => out.push_str("&#39;"),
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    /// The fields of a posted form (`application/x-www-form-urlencoded`).
+    pub fn form(req: &HttpRequest) -> Vec<(String, String)> {
+        form_urlencoded::parse(&req.body).into_owned().collect()
     }
 }

@@ -27,6 +27,7 @@ use wakedock::config::Config;
 
 pub mod caddy;
 pub mod deploy;
+pub mod receiver;
 pub mod wake;
 
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
@@ -197,6 +198,7 @@ type Launched = (
     oneshot::Sender<()>,
     tokio::task::JoinHandle<anyhow::Result<()>>,
     wakedock::events::EventBus,
+    tokio_util::sync::CancellationToken,
 );
 
 /// Builds the host from `config` and serves it on 127.0.0.1, port 0.
@@ -211,10 +213,11 @@ async fn launch(config: &Config) -> Launched {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = oneshot::channel::<()>();
     let bus = state.bus.clone();
+    let token = state.shutdown.clone();
     let task = tokio::spawn(wakedock::server::run(listener, state, async move {
         let _ = rx.await;
     }));
-    (base, tx, task, bus)
+    (base, tx, task, bus, token)
 }
 
 /// A running host.
@@ -226,6 +229,8 @@ pub struct TestHost {
     pub backend: Backend,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The host's own shutdown token (what its background tasks watch).
+    token: tokio_util::sync::CancellationToken,
     _db: TestDatabase,
     _dir: tempfile::TempDir,
 }
@@ -252,7 +257,7 @@ impl TestHost {
     ) -> Self {
         let mut config = test_config(&dir.path().join("data"), &db.url);
         tweak(&mut config);
-        let (base, shutdown, task, bus) = launch(&config).await;
+        let (base, shutdown, task, bus, token) = launch(&config).await;
         Self {
             base,
             bus,
@@ -260,6 +265,7 @@ impl TestHost {
             backend,
             shutdown: Some(shutdown),
             task: Some(task),
+            token,
             _db: db,
             _dir: dir,
         }
@@ -278,11 +284,32 @@ impl TestHost {
                 .expect("host task")
                 .expect("host stopped cleanly");
         }
-        let (base, shutdown, task, bus) = launch(&self.config).await;
+        let (base, shutdown, task, bus, token) = launch(&self.config).await;
         self.base = base;
         self.bus = bus;
         self.shutdown = Some(shutdown);
         self.task = Some(task);
+        self.token = token;
+        self
+    }
+
+    /// Kills the host as far as a process can be killed in-process (no
+    /// graceful phase: its server task is aborted and its background
+    /// tasks cancelled at once), then starts it again on the same data
+    /// directory and database.
+    pub async fn kill_and_restart(mut self) -> Self {
+        self.token.cancel();
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+        self.shutdown = None;
+        let (base, shutdown, task, bus, token) = launch(&self.config).await;
+        self.base = base;
+        self.bus = bus;
+        self.shutdown = Some(shutdown);
+        self.task = Some(task);
+        self.token = token;
         self
     }
 
@@ -557,6 +584,7 @@ impl TestContainer {
             spec.host_port,
             spec.name,
             spec.stop_signal,
+            spec.restart_policy,
         )
         .await
     }
@@ -577,6 +605,7 @@ impl TestContainer {
             None,
             None,
             None,
+            None,
         )
         .await
     }
@@ -591,6 +620,7 @@ impl TestContainer {
         host_port: Option<u16>,
         name: Option<String>,
         stop_signal: Option<&str>,
+        restart_policy: Option<&str>,
     ) -> Self {
         use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
         use bollard::query_parameters::CreateContainerOptionsBuilder;
@@ -622,6 +652,10 @@ impl TestContainer {
             stop_signal: stop_signal.map(str::to_owned),
             host_config: Some(HostConfig {
                 port_bindings: Some(ports),
+                restart_policy: restart_policy.map(|p| bollard::models::RestartPolicy {
+                    name: Some(p.parse().expect("a Docker restart policy name")),
+                    maximum_retry_count: None,
+                }),
                 ..Default::default()
             }),
             ..Default::default()
@@ -672,6 +706,8 @@ pub struct AppSpec<'a> {
     /// The host it is meant for ([`TestHost::instance`] or
     /// [`new_instance`]): adds the `wakedock.instance` label.
     pub instance: Option<&'a str>,
+    /// Docker's restart policy (`always`, `on-failure`, `unless-stopped`).
+    pub restart_policy: Option<&'a str>,
 }
 
 /// `docker start` events (from the engine's event log) of `name` since `since` (Unix seconds, to the

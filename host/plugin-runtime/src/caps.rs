@@ -16,7 +16,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use crate::bindings::wakedock::plugin::auth::Role;
+pub use crate::bindings::wakedock::plugin::compose::{
+    Action as ComposeAction, ActionState, ActionStatus, ComposeError,
+    Container as ComposeContainer, DownOptions, PullPolicy, UpOptions,
+};
 pub use crate::bindings::wakedock::plugin::containers::{HttpProbe, LabelFilter, Probe, Readiness};
+pub use crate::bindings::wakedock::plugin::files::Entry as FileEntry;
 pub use crate::bindings::wakedock::plugin::http_outbound::{
     Request as OutboundRequest, Response as OutboundResponse,
 };
@@ -56,6 +61,11 @@ pub trait ContainerHost: Send + Sync {
     fn start<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<()>>;
     fn stop<'a>(&'a self, id: &'a str, timeout_secs: Option<u32>) -> BoxFuture<'a, CapResult<()>>;
     fn restart<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<()>>;
+    /// Plugin `plugin` is about to stop or restart container `id` (a full
+    /// id): the host can tell the `die` that follows from a crash.
+    fn expect_stop(&self, id: &str, plugin: &str) {
+        let _ = (id, plugin);
+    }
     /// Resolves when the container is running and ready (healthy, or a port
     /// answers), driven by Docker events; `CapError::Timeout` after
     /// `timeout`. The runtime also bounds it by the call's wall-time limit.
@@ -144,6 +154,80 @@ pub trait StorageHost: Send + Sync {
     ) -> BoxFuture<'a, CapResult<bool>>;
 }
 
+/// The stacks directory (API 0.1.3). The runtime has checked every path:
+/// relative, `/`-separated, no `..`, `.` or empty segments, no backslash or
+/// NUL (`""` is the directory itself). An implementation must still refuse
+/// to follow a symbolic link out of the directory (`PermissionDenied`).
+pub trait FilesHost: Send + Sync {
+    fn list<'a>(&'a self, path: &'a str) -> BoxFuture<'a, CapResult<Vec<FileEntry>>>;
+    fn stat<'a>(&'a self, path: &'a str) -> BoxFuture<'a, CapResult<FileEntry>>;
+    /// `CapError::Invalid` for a file larger than `max_bytes`.
+    fn read<'a>(&'a self, path: &'a str, max_bytes: u64) -> BoxFuture<'a, CapResult<Vec<u8>>>;
+    /// Atomic replace (write a temporary file, then rename it).
+    fn write<'a>(&'a self, path: &'a str, content: Vec<u8>) -> BoxFuture<'a, CapResult<()>>;
+    fn create_dir<'a>(&'a self, path: &'a str) -> BoxFuture<'a, CapResult<()>>;
+    fn remove<'a>(&'a self, path: &'a str, recursive: bool) -> BoxFuture<'a, CapResult<bool>>;
+    fn rename<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, CapResult<()>>;
+}
+
+/// Result of a compose call.
+pub type ComposeResult<T> = Result<T, ComposeError>;
+
+/// Who asks for a compose action: the plugin, and the user of the HTTP call
+/// it serves (if any), for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComposeCaller {
+    pub plugin: String,
+    pub user: Option<String>,
+}
+
+/// Docker Compose projects in the stacks directory (API 0.1.3). The runtime
+/// has checked permissions and the syntax of project names, service names
+/// and file paths; the implementation confines every project to its folder
+/// in the stacks directory, runs one action per project at a time and
+/// bounds each in time.
+pub trait ComposeHost: Send + Sync {
+    /// Starts an action in the background; its id, or `Conflict`.
+    fn start_action<'a>(
+        &'a self,
+        caller: &'a ComposeCaller,
+        project: &'a str,
+        action: ComposeAction,
+    ) -> BoxFuture<'a, ComposeResult<String>>;
+    /// The action's status once it ends, or after `timeout` (still running).
+    fn await_action<'a>(
+        &'a self,
+        id: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, ComposeResult<ActionStatus>>;
+    fn last_action<'a>(
+        &'a self,
+        project: &'a str,
+    ) -> BoxFuture<'a, ComposeResult<Option<ActionStatus>>>;
+    /// `docker compose config` as JSON (files and env file replace the
+    /// defaults when given).
+    fn config<'a>(
+        &'a self,
+        project: &'a str,
+        files: &'a [String],
+        env_file: Option<&'a str>,
+    ) -> BoxFuture<'a, ComposeResult<String>>;
+    fn ps<'a>(&'a self, project: &'a str) -> BoxFuture<'a, ComposeResult<Vec<ComposeContainer>>>;
+    fn logs<'a>(
+        &'a self,
+        project: &'a str,
+        services: &'a [String],
+        tail: u32,
+    ) -> BoxFuture<'a, ComposeResult<Vec<String>>>;
+    /// Moves a project's folder (from its containers' labels) into the
+    /// stacks directory.
+    fn adopt<'a>(
+        &'a self,
+        caller: &'a ComposeCaller,
+        project: &'a str,
+    ) -> BoxFuture<'a, ComposeResult<()>>;
+}
+
 /// Outbound HTTP. Called only for URLs whose host is in the plugin's
 /// allowlist and within its rate limit. `url.host` has been checked; an
 /// implementation must send to exactly `url` and must not follow redirects
@@ -214,6 +298,10 @@ pub struct HostCapabilities {
     pub events: Arc<dyn EventSink>,
     pub log: Arc<dyn LogSink>,
     pub audit: Arc<dyn AuditSink>,
+    /// API 0.1.3.
+    pub files: Arc<dyn FilesHost>,
+    /// API 0.1.3.
+    pub compose: Arc<dyn ComposeHost>,
 }
 
 /// A [`LogSink`] writing to `tracing` with the plugin name as a field.

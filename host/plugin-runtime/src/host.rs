@@ -17,9 +17,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::wakedock::plugin as wit;
 use crate::caps::{
-    AuditEntry, AuthContext, BoxFuture, CapError, CapResult, Container, ContainerStats,
-    HostCapabilities, LabelFilter, MetricDesc, MetricKind, OutboundRequest, OutboundResponse,
-    Probe, Readiness, MAX_STOP_TIMEOUT_SECS,
+    ActionStatus, AuditEntry, AuthContext, BoxFuture, CapError, CapResult, ComposeAction,
+    ComposeCaller, ComposeContainer, ComposeError, ComposeResult, Container, ContainerStats,
+    FileEntry, HostCapabilities, LabelFilter, MetricDesc, MetricKind, OutboundRequest,
+    OutboundResponse, Probe, Readiness, MAX_STOP_TIMEOUT_SECS,
 };
 use crate::manifest::{host_matches, topic_matches, Access, ContainerPermission, Permissions};
 
@@ -442,11 +443,19 @@ impl wit::containers::Host for PluginState {
             )));
         }
         let c = self.shared.visible_container("stop", &id, true).await?;
+        self.shared
+            .caps
+            .containers
+            .expect_stop(&c, &self.shared.name);
         self.shared.caps.containers.stop(&c, timeout_secs).await
     }
 
     async fn restart(&mut self, id: String) -> CapResult<()> {
         let c = self.shared.visible_container("restart", &id, true).await?;
+        self.shared
+            .caps
+            .containers
+            .expect_stop(&c, &self.shared.name);
         self.shared.caps.containers.restart(&c).await
     }
 
@@ -797,10 +806,16 @@ impl wit::storage::Host for PluginState {
 impl wit::http_outbound::Host for PluginState {
     async fn send(&mut self, request: OutboundRequest) -> CapResult<OutboundResponse> {
         let Some(perm) = self.shared.perms.http_outbound.clone() else {
+            // The host only: a URL's path and query can carry a secret
+            // (webhook tokens), and refusals are logged and audited.
+            let host = url::Url::parse(&request.url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_default();
             return Err(self.shared.deny(
                 "http-outbound",
                 "send",
-                &request.url,
+                &host,
                 "the http-outbound capability is not granted".into(),
             ));
         };
@@ -895,6 +910,313 @@ impl wit::events::Host for PluginState {
             .caps
             .events
             .publish(&self.shared.name, &topic, &payload)
+    }
+}
+
+/// Largest file `files.read` returns.
+const MAX_FILE_BYTES: u64 = 4 << 20;
+/// Most log lines `compose.logs` returns.
+const MAX_LOG_TAIL: u32 = 2000;
+
+/// Checks a path of the stacks directory: relative, `/`-separated, no `.`,
+/// `..` or empty segments, no backslash, NUL or control characters; `""`
+/// (the directory itself) only where `root_ok`.
+pub fn check_stacks_path(path: &str, root_ok: bool) -> Result<(), String> {
+    if path.is_empty() {
+        return if root_ok {
+            Ok(())
+        } else {
+            Err("an empty path names the stacks directory itself".into())
+        };
+    }
+    if path.len() > 1024 {
+        return Err("path is longer than 1024 bytes".into());
+    }
+    if path.starts_with('/') {
+        return Err(format!(
+            "`{path}` is absolute: paths are relative to the stacks directory"
+        ));
+    }
+    if path.contains('\\') || path.chars().any(char::is_control) {
+        return Err(format!(
+            "`{}` contains a backslash or a control character",
+            path.escape_debug()
+        ));
+    }
+    for seg in path.split('/') {
+        match seg {
+            "" => return Err(format!("`{path}` has an empty segment")),
+            "." | ".." => {
+                return Err(format!(
+                    "`{path}`: `{seg}` is not allowed (no way out of the stacks directory)"
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Compose's rule for project names, which are also folder names in the
+/// stacks directory: `[a-z0-9][a-z0-9_-]*`, at most 63 characters.
+pub fn check_project_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && (name.as_bytes()[0].is_ascii_lowercase() || name.as_bytes()[0].is_ascii_digit())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not a stack name: lowercase letters, digits, `-` and `_`, starting with a letter or digit, at most 63 characters (no `/`, `.` or `..`)",
+            name.escape_debug()
+        ))
+    }
+}
+
+/// A Compose service name: `[a-zA-Z0-9][a-zA-Z0-9._-]*`.
+fn check_service_names(names: &[String]) -> Result<(), String> {
+    for n in names {
+        let ok = !n.is_empty()
+            && n.len() <= 128
+            && n.as_bytes()[0].is_ascii_alphanumeric()
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+        if !ok {
+            return Err(format!("`{}` is not a service name", n.escape_debug()));
+        }
+    }
+    Ok(())
+}
+
+impl PluginShared {
+    fn files_access(&self, action: &'static str, path: &str, write: bool) -> CapResult<()> {
+        match self.perms.files {
+            None => Err(self.deny(
+                "files",
+                action,
+                path,
+                "the files capability is not granted".into(),
+            )),
+            Some(Access::Read) if write => Err(self.deny(
+                "files",
+                action,
+                path,
+                format!("{action} needs files access \"write\"; granted \"read\""),
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// The files permission and a well-formed path; a symlink leading out
+    /// is the implementation's to refuse, audited here.
+    fn files_path(
+        &self,
+        action: &'static str,
+        path: &str,
+        write: bool,
+        root_ok: bool,
+    ) -> CapResult<()> {
+        self.files_access(action, path, write)?;
+        check_stacks_path(path, root_ok).map_err(CapError::Invalid)
+    }
+
+    fn files_result<T>(&self, action: &'static str, path: &str, r: CapResult<T>) -> CapResult<T> {
+        match r {
+            Err(CapError::PermissionDenied(why)) => Err(self.deny("files", action, path, why)),
+            other => other,
+        }
+    }
+
+    fn compose_access(&self, action: &'static str, target: &str, write: bool) -> ComposeResult<()> {
+        let refused = |why: String| {
+            let CapError::PermissionDenied(why) = self.deny("compose", action, target, why) else {
+                unreachable!("deny always answers permission-denied")
+            };
+            ComposeError::PermissionDenied(why)
+        };
+        match self.perms.compose {
+            None => Err(refused("the compose capability is not granted".into())),
+            Some(Access::Read) if write => Err(refused(format!(
+                "{action} needs compose access \"write\"; granted \"read\""
+            ))),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn compose_project(
+        &self,
+        action: &'static str,
+        project: &str,
+        write: bool,
+    ) -> ComposeResult<()> {
+        self.compose_access(action, project, write)?;
+        check_project_name(project).map_err(ComposeError::Invalid)
+    }
+}
+
+impl PluginState {
+    fn compose_caller(&self) -> ComposeCaller {
+        ComposeCaller {
+            plugin: self.shared.name.clone(),
+            user: self.caller.as_ref().map(|c| c.username.clone()),
+        }
+    }
+}
+
+impl wit::files::Host for PluginState {
+    async fn list(&mut self, path: String) -> CapResult<Vec<FileEntry>> {
+        self.shared.files_path("list", &path, false, true)?;
+        let r = self.shared.caps.files.list(&path).await;
+        self.shared.files_result("list", &path, r)
+    }
+
+    async fn stat(&mut self, path: String) -> CapResult<FileEntry> {
+        self.shared.files_path("stat", &path, false, true)?;
+        let r = self.shared.caps.files.stat(&path).await;
+        self.shared.files_result("stat", &path, r)
+    }
+
+    async fn read(&mut self, path: String) -> CapResult<Vec<u8>> {
+        self.shared.files_path("read", &path, false, false)?;
+        let r = self.shared.caps.files.read(&path, MAX_FILE_BYTES).await;
+        self.shared.files_result("read", &path, r)
+    }
+
+    async fn write(&mut self, path: String, content: Vec<u8>) -> CapResult<()> {
+        self.shared.files_path("write", &path, true, false)?;
+        if content.len() as u64 > MAX_FILE_BYTES {
+            return Err(CapError::Invalid(format!(
+                "files larger than {MAX_FILE_BYTES} bytes are not written"
+            )));
+        }
+        let r = self.shared.caps.files.write(&path, content).await;
+        self.shared.files_result("write", &path, r)
+    }
+
+    async fn create_dir(&mut self, path: String) -> CapResult<()> {
+        self.shared.files_path("create-dir", &path, true, false)?;
+        let r = self.shared.caps.files.create_dir(&path).await;
+        self.shared.files_result("create-dir", &path, r)
+    }
+
+    async fn remove(&mut self, path: String, recursive: bool) -> CapResult<bool> {
+        self.shared.files_path("remove", &path, true, false)?;
+        let r = self.shared.caps.files.remove(&path, recursive).await;
+        self.shared.files_result("remove", &path, r)
+    }
+
+    async fn rename(&mut self, from: String, to: String) -> CapResult<()> {
+        self.shared.files_path("rename", &from, true, false)?;
+        check_stacks_path(&to, false).map_err(CapError::Invalid)?;
+        let r = self.shared.caps.files.rename(&from, &to).await;
+        self.shared.files_result("rename", &from, r)
+    }
+}
+
+impl wit::compose::Host for PluginState {
+    async fn start_action(
+        &mut self,
+        project: String,
+        action: ComposeAction,
+    ) -> ComposeResult<String> {
+        self.shared
+            .compose_project("start-action", &project, true)?;
+        let services = match &action {
+            ComposeAction::Up(o) => &o.services[..],
+            ComposeAction::Pull(s)
+            | ComposeAction::Start(s)
+            | ComposeAction::Stop(s)
+            | ComposeAction::Restart(s) => &s[..],
+            ComposeAction::Down(_) => &[],
+        };
+        check_service_names(services).map_err(ComposeError::Invalid)?;
+        let caller = self.compose_caller();
+        self.shared
+            .caps
+            .compose
+            .start_action(&caller, &project, action)
+            .await
+    }
+
+    async fn await_action(&mut self, id: String, timeout_ms: u32) -> ComposeResult<ActionStatus> {
+        self.shared.compose_access("await-action", &id, false)?;
+        let wait = self
+            .shared
+            .host_wait(Duration::from_millis(timeout_ms.into()));
+        self.shared.caps.compose.await_action(&id, wait).await
+    }
+
+    async fn last_action(&mut self, project: String) -> ComposeResult<Option<ActionStatus>> {
+        self.shared
+            .compose_project("last-action", &project, false)?;
+        self.shared.caps.compose.last_action(&project).await
+    }
+
+    async fn config(
+        &mut self,
+        project: String,
+        files: Vec<String>,
+        env_file: Option<String>,
+    ) -> ComposeResult<String> {
+        self.shared.compose_project("config", &project, false)?;
+        for f in files.iter().chain(env_file.iter()) {
+            check_stacks_path(f, false)
+                .and_then(|()| {
+                    if f.contains('/') {
+                        Err(format!(
+                            "`{f}`: name a file in the project's folder, not a path"
+                        ))
+                    } else {
+                        Ok(())
+                    }
+                })
+                .map_err(ComposeError::Invalid)?;
+        }
+        let limit = self.shared.host_wait(MAX_HOST_WAIT);
+        let fut = self
+            .shared
+            .caps
+            .compose
+            .config(&project, &files, env_file.as_deref());
+        tokio::time::timeout(limit, fut)
+            .await
+            .unwrap_or(Err(ComposeError::Timeout))
+    }
+
+    async fn ps(&mut self, project: String) -> ComposeResult<Vec<ComposeContainer>> {
+        self.shared.compose_project("ps", &project, false)?;
+        let limit = self.shared.host_wait(MAX_HOST_WAIT);
+        tokio::time::timeout(limit, self.shared.caps.compose.ps(&project))
+            .await
+            .unwrap_or(Err(ComposeError::Timeout))
+    }
+
+    async fn logs(
+        &mut self,
+        project: String,
+        services: Vec<String>,
+        tail: u32,
+    ) -> ComposeResult<Vec<String>> {
+        self.shared.compose_project("logs", &project, false)?;
+        check_service_names(&services).map_err(ComposeError::Invalid)?;
+        let limit = self.shared.host_wait(MAX_HOST_WAIT);
+        let fut = self
+            .shared
+            .caps
+            .compose
+            .logs(&project, &services, tail.min(MAX_LOG_TAIL));
+        tokio::time::timeout(limit, fut)
+            .await
+            .unwrap_or(Err(ComposeError::Timeout))
+    }
+
+    async fn adopt(&mut self, project: String) -> ComposeResult<()> {
+        self.shared.compose_project("adopt", &project, true)?;
+        let caller = self.compose_caller();
+        self.shared.caps.compose.adopt(&caller, &project).await
     }
 }
 

@@ -37,6 +37,7 @@ pub mod cache;
 pub mod caps;
 pub mod error;
 mod host;
+pub use host::{check_project_name, check_stacks_path};
 pub mod manifest;
 mod runtime;
 #[cfg(any(test, feature = "testing"))]
@@ -61,7 +62,7 @@ pub use caps::{
     HostCapabilities, HttpOutbound, LogSink, MetricsHost, StorageHost,
 };
 pub use error::{CallError, ManifestError, RuntimeError};
-pub use manifest::{Grant, Manifest, Permissions, HOST_API_VERSION};
+pub use manifest::{Grant, Manifest, PageEntry, Permissions, HOST_API_VERSION};
 pub use runtime::{
     panic_message, EffectiveLimits, LoadReport, PluginHealth, PluginId, PluginRuntime,
     PluginStatus, RuntimeConfig,

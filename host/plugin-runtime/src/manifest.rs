@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ManifestError;
 
 /// The plugin API version this host implements (the WIT package version).
-pub const HOST_API_VERSION: &str = "0.1.2";
+pub const HOST_API_VERSION: &str = "0.1.3";
 
 /// A validated `plugin.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,9 +35,36 @@ pub struct Manifest {
     pub capabilities: Capabilities,
     #[serde(default)]
     pub limits: Limits,
+    /// Entries of the host's navigation that lead to the plugin's pages
+    /// (`[[pages]]`, API 0.1.3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pages: Vec<PageEntry>,
     /// Default configuration passed (as JSON) to `init`.
     #[serde(default)]
     pub config: toml::Table,
+}
+
+/// `[[pages]]`: one entry of the host's navigation, leading to
+/// `/p/{plugin}{path}`, shown to users with at least `role`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PageEntry {
+    /// The navigation label (1–40 characters).
+    pub title: String,
+    /// Starts with `/`; relative to the plugin's pages (`/p/{plugin}`).
+    #[serde(default = "root_path")]
+    pub path: String,
+    /// `viewer` (default), `user` or `admin`.
+    #[serde(default = "viewer")]
+    pub role: String,
+}
+
+fn root_path() -> String {
+    "/".into()
+}
+
+fn viewer() -> String {
+    "viewer".into()
 }
 
 /// Requested (manifest) or approved (grant) capabilities. `None` means not
@@ -55,6 +82,19 @@ pub struct Capabilities {
     pub events: Option<EventsCap>,
     #[serde(default)]
     pub metrics: Option<MetricsCap>,
+    /// The stacks directory (API 0.1.3).
+    #[serde(default)]
+    pub files: Option<AccessCap>,
+    /// Docker Compose projects in the stacks directory (API 0.1.3).
+    #[serde(default)]
+    pub compose: Option<AccessCap>,
+}
+
+/// `files = { access = "read" }`, `compose = { access = "write" }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AccessCap {
+    pub access: Access,
 }
 
 /// `containers = { access = "read", selector = "wakedock.enable=true" }`.
@@ -343,6 +383,22 @@ impl Grant {
         if g.metrics.is_some() && r.metrics.is_none() {
             return Some(unrequested("metrics"));
         }
+        for (cap, granted, requested) in [
+            ("files", &g.files, &r.files),
+            ("compose", &g.compose, &r.compose),
+        ] {
+            let Some(ga) = granted else { continue };
+            let Some(ra) = requested else {
+                return Some(unrequested(cap));
+            };
+            if ga.access > ra.access {
+                return Some(format!(
+                    "grant gives `{cap}` access `{}`, wider than the `{}` plugin `{name}` requests",
+                    access_name(ga.access),
+                    access_name(ra.access)
+                ));
+            }
+        }
         let (rl, gl) = (&manifest.limits, &self.limits);
         for (limit, asked, granted) in [
             ("memory-bytes", rl.memory_bytes, gl.memory_bytes),
@@ -438,6 +494,32 @@ impl Manifest {
         }
         self.capabilities.validate("capabilities")?;
         self.limits.validate("limits")?;
+        for (i, p) in self.pages.iter().enumerate() {
+            let at = |f: &str| format!("pages[{i}].{f}");
+            let title = p.title.trim();
+            if title.is_empty() || title.chars().count() > 40 {
+                return Err(field_err(at("title"), "must be 1 to 40 characters"));
+            }
+            if !p.path.starts_with('/')
+                || p.path.starts_with("//")
+                || p.path.contains(['\\', '?', '#'])
+                || p.path.chars().any(char::is_control)
+            {
+                return Err(field_err(
+                    at("path"),
+                    format!(
+                        "`{}` must be a path starting with `/` (no query, no `//`)",
+                        p.path
+                    ),
+                ));
+            }
+            if !matches!(p.role.as_str(), "viewer" | "user" | "admin") {
+                return Err(field_err(
+                    at("role"),
+                    format!("`{}` is not a role (viewer, user or admin)", p.role),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -578,6 +660,11 @@ impl Limits {
 }
 
 fn validate_host_pattern(host: &str) -> Result<(), String> {
+    // `*` in a manifest: whichever hosts the admin's grant lists (a plugin
+    // whose destinations are the admin's own configuration, like alerts).
+    if host == "*" {
+        return Ok(());
+    }
     let body = host.strip_prefix("*.").unwrap_or(host);
     let ok = !body.is_empty()
         && body
@@ -632,6 +719,9 @@ pub fn topic_matches(pattern: &str, topic: &str) -> bool {
 /// Whether `host` (lowercase) matches `pattern` (`*.x.com` matches
 /// `a.x.com` and `a.b.x.com`, not `x.com`).
 pub fn host_matches(pattern: &str, host: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
     match pattern.strip_prefix("*.") {
         Some(domain) => {
             host.len() > domain.len() + 1
@@ -704,6 +794,10 @@ pub struct Permissions {
     pub events_publish: Option<Vec<String>>,
     pub events_subscribe: Vec<String>,
     pub metrics: bool,
+    /// API 0.1.3.
+    pub files: Option<Access>,
+    /// API 0.1.3.
+    pub compose: Option<Access>,
 }
 
 /// Effective container permission.
@@ -722,7 +816,7 @@ pub struct HttpPermission {
 
 fn pattern_covered(pattern: &str, by: &[String], matches: fn(&str, &str) -> bool) -> bool {
     by.iter()
-        .any(|g| g == pattern || (!pattern.contains('*') && matches(g, pattern)))
+        .any(|g| g == pattern || g == "*" || (!pattern.contains('*') && matches(g, pattern)))
 }
 
 impl Permissions {
@@ -754,12 +848,24 @@ impl Permissions {
         };
         let http_outbound = match (&requested.http_outbound, &granted.http_outbound) {
             (Some(r), Some(g)) => Some(HttpPermission {
-                hosts: r
-                    .hosts
-                    .iter()
-                    .filter(|h| pattern_covered(h, &g.hosts, host_matches))
-                    .cloned()
-                    .collect(),
+                hosts: {
+                    // What both allow: requested hosts the grant covers,
+                    // and granted ones a requested pattern (`*`) covers.
+                    let mut hosts: Vec<String> = r
+                        .hosts
+                        .iter()
+                        .filter(|h| pattern_covered(h, &g.hosts, host_matches))
+                        .chain(
+                            g.hosts
+                                .iter()
+                                .filter(|h| pattern_covered(h, &r.hosts, host_matches)),
+                        )
+                        .cloned()
+                        .collect();
+                    hosts.sort();
+                    hosts.dedup();
+                    hosts
+                },
                 max_requests_per_minute: r.max_requests_per_minute.min(g.max_requests_per_minute),
             }),
             _ => None,
@@ -788,6 +894,8 @@ impl Permissions {
             events_publish,
             events_subscribe,
             metrics: requested.metrics.is_some() && granted.metrics.is_some(),
+            files: access_of(&requested.files, &granted.files),
+            compose: access_of(&requested.compose, &granted.compose),
         }
     }
 
@@ -801,8 +909,19 @@ impl Permissions {
             "storage" => self.storage_quota_bytes.is_some(),
             "http-outbound" => self.http_outbound.is_some(),
             "events" => self.events_publish.is_some(),
+            "files" => self.files.is_some(),
+            "compose" => self.compose.is_some(),
             _ => false,
         }
+    }
+}
+
+/// The lower of a requested and a granted access level; none if either is
+/// absent.
+fn access_of(requested: &Option<AccessCap>, granted: &Option<AccessCap>) -> Option<Access> {
+    match (requested, granted) {
+        (Some(r), Some(g)) => Some(r.access.min(g.access)),
+        _ => None,
     }
 }
 
@@ -905,7 +1024,8 @@ x = 1
         assert!(check_api_version("0.1.0").is_ok());
         assert!(check_api_version("0.1.1").is_ok());
         assert!(check_api_version("0.1.2").is_ok());
-        assert!(check_api_version("0.1.3").is_err(), "newer than the host");
+        assert!(check_api_version("0.1.3").is_ok());
+        assert!(check_api_version("0.1.4").is_err(), "newer than the host");
         assert!(check_api_version("0.2.0").is_err());
         assert!(check_api_version("9.0.0").is_err());
         assert!(check_api_version("1.0.0").is_err());
@@ -1007,5 +1127,29 @@ http-outbound = { hosts = ["hooks.slack.com", "*.other.org"], max-requests-per-m
         assert!(!host_matches("*.example.com", "example.com"));
         assert!(!host_matches("*.example.com", "evilexample.com"));
         assert!(host_matches("hooks.slack.com", "hooks.slack.com"));
+        assert!(host_matches("*", "anything.example"));
+    }
+
+    #[test]
+    fn a_star_request_gets_exactly_the_hosts_the_admin_grants() {
+        let m = Manifest::from_toml(&GOOD.replace(
+            r#"hosts = ["hooks.slack.com", "*.example.com"]"#,
+            r#"hosts = ["*"]"#,
+        ))
+        .unwrap();
+        let grant = Grant::from_toml(
+            "[capabilities]\nhttp-outbound = { hosts = [\"127.0.0.1\", \"hooks.slack.com\"] }",
+        )
+        .unwrap();
+        assert_eq!(grant.excess_over(&m), None);
+        let p = Permissions::intersect(&m.capabilities, &grant.capabilities);
+        assert_eq!(
+            p.http_outbound.unwrap().hosts,
+            ["127.0.0.1".to_owned(), "hooks.slack.com".to_owned()]
+        );
+        // A grant without hosts gives none.
+        let none = Grant::from_toml("[capabilities]\nhttp-outbound = { hosts = [] }").unwrap();
+        let p = Permissions::intersect(&m.capabilities, &none.capabilities);
+        assert!(p.http_outbound.unwrap().hosts.is_empty());
     }
 }

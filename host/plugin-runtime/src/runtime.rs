@@ -554,6 +554,19 @@ impl PluginRuntime {
         Ok(status_of(&p))
     }
 
+    /// The navigation entries (`[[pages]]`) of every enabled plugin, by
+    /// plugin name.
+    pub fn pages(&self) -> Vec<(String, Vec<crate::manifest::PageEntry>)> {
+        let mut v: Vec<_> = self
+            .read_plugins()
+            .values()
+            .filter(|p| !p.manifest.pages.is_empty() && lock(&p.health).admin_enabled)
+            .map(|p| (p.manifest.name.clone(), p.manifest.pages.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
     /// Effective permissions of a loaded plugin.
     pub fn permissions(&self, id: &str) -> Result<Permissions, RuntimeError> {
         Ok(self.get(id)?.shared.perms.clone())
@@ -1035,8 +1048,32 @@ fn entitled(p: &LoadedPlugin, event: &Event) -> bool {
                     .events_subscribe
                     .iter()
                     .any(|t| topic_matches(t, &ev.topic))
+                && host_container_event_visible(p, ev)
         }
     }
+}
+
+/// The host's events about one container (`host.container-*`, with the
+/// container's `labels`) reach only plugins that may see that container,
+/// as its engine events do.
+fn host_container_event_visible(p: &LoadedPlugin, ev: &crate::caps::PluginEvent) -> bool {
+    if ev.source != "host" || !ev.topic.starts_with("host.container-") {
+        return true;
+    }
+    let Some(c) = p.shared.perms.containers.as_ref() else {
+        return false;
+    };
+    let labels: Vec<(String, String)> = serde_json::from_str::<serde_json::Value>(&ev.payload)
+        .ok()
+        .and_then(|v| {
+            v.get("labels")?.as_object().map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
+    c.selector.matches(&labels)
 }
 
 fn status_of(p: &LoadedPlugin) -> PluginStatus {
@@ -1154,7 +1191,13 @@ fn check_imports(
         if !requests_interface(m, iface) {
             let reason = if !matches!(
                 iface,
-                "containers" | "metrics" | "storage" | "http-outbound" | "events"
+                "containers"
+                    | "metrics"
+                    | "storage"
+                    | "http-outbound"
+                    | "events"
+                    | "files"
+                    | "compose"
             ) {
                 format!("`{iface}` is not an interface of plugin API {HOST_API_VERSION}")
             } else {
@@ -1184,6 +1227,8 @@ fn requests_interface(m: &Manifest, iface: &str) -> bool {
         "storage" => c.storage.is_some(),
         "http-outbound" => c.http_outbound.is_some(),
         "events" => c.events.is_some(),
+        "files" => c.files.is_some(),
+        "compose" => c.compose.is_some(),
         _ => false,
     }
 }
@@ -1232,6 +1277,12 @@ fn link(linker: &mut Linker<PluginState>, m: &Manifest) -> wasmtime::Result<()> 
     }
     if requests_interface(m, "events") {
         wit::events::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
+    }
+    if requests_interface(m, "files") {
+        wit::files::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
+    }
+    if requests_interface(m, "compose") {
+        wit::compose::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
     }
     Ok(())
 }

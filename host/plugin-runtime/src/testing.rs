@@ -384,6 +384,239 @@ impl AuditSink for MemoryAudit {
     }
 }
 
+/// The stacks directory as a map of paths to contents (directories are
+/// paths mapped to `None`).
+#[derive(Default)]
+pub struct MemoryFiles {
+    pub entries: Mutex<BTreeMap<String, Option<Vec<u8>>>>,
+}
+
+impl MemoryFiles {
+    fn entry(name: &str, content: &Option<Vec<u8>>) -> FileEntry {
+        FileEntry {
+            name: name.rsplit('/').next().unwrap_or(name).to_owned(),
+            is_dir: content.is_none(),
+            size: content.as_ref().map_or(0, |c| c.len() as u64),
+            modified_ms: 0,
+        }
+    }
+
+    fn parent_exists(map: &BTreeMap<String, Option<Vec<u8>>>, path: &str) -> bool {
+        match path.rsplit_once('/') {
+            None => true,
+            Some((parent, _)) => matches!(map.get(parent), Some(None)),
+        }
+    }
+}
+
+impl FilesHost for MemoryFiles {
+    fn list<'a>(&'a self, path: &'a str) -> BoxFuture<'a, CapResult<Vec<FileEntry>>> {
+        Box::pin(async move {
+            let map = lock(&self.entries);
+            if !path.is_empty() && !matches!(map.get(path), Some(None)) {
+                return Err(CapError::NotFound);
+            }
+            let prefix = if path.is_empty() {
+                String::new()
+            } else {
+                format!("{path}/")
+            };
+            Ok(map
+                .iter()
+                .filter(|(k, _)| {
+                    k.strip_prefix(&prefix)
+                        .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
+                })
+                .map(|(k, v)| Self::entry(k, v))
+                .collect())
+        })
+    }
+
+    fn stat<'a>(&'a self, path: &'a str) -> BoxFuture<'a, CapResult<FileEntry>> {
+        Box::pin(async move {
+            let map = lock(&self.entries);
+            map.get(path)
+                .map(|v| Self::entry(path, v))
+                .ok_or(CapError::NotFound)
+        })
+    }
+
+    fn read<'a>(&'a self, path: &'a str, max_bytes: u64) -> BoxFuture<'a, CapResult<Vec<u8>>> {
+        Box::pin(async move {
+            match lock(&self.entries).get(path) {
+                Some(Some(c)) if c.len() as u64 > max_bytes => {
+                    Err(CapError::Invalid("too large".into()))
+                }
+                Some(Some(c)) => Ok(c.clone()),
+                Some(None) => Err(CapError::Invalid(format!("{path} is a directory"))),
+                None => Err(CapError::NotFound),
+            }
+        })
+    }
+
+    fn write<'a>(&'a self, path: &'a str, content: Vec<u8>) -> BoxFuture<'a, CapResult<()>> {
+        Box::pin(async move {
+            let mut map = lock(&self.entries);
+            if !Self::parent_exists(&map, path) {
+                return Err(CapError::NotFound);
+            }
+            map.insert(path.to_owned(), Some(content));
+            Ok(())
+        })
+    }
+
+    fn create_dir<'a>(&'a self, path: &'a str) -> BoxFuture<'a, CapResult<()>> {
+        Box::pin(async move {
+            let mut map = lock(&self.entries);
+            if map.contains_key(path) {
+                return Err(CapError::Invalid(format!("{path} exists")));
+            }
+            if !Self::parent_exists(&map, path) {
+                return Err(CapError::NotFound);
+            }
+            map.insert(path.to_owned(), None);
+            Ok(())
+        })
+    }
+
+    fn remove<'a>(&'a self, path: &'a str, recursive: bool) -> BoxFuture<'a, CapResult<bool>> {
+        Box::pin(async move {
+            let mut map = lock(&self.entries);
+            let prefix = format!("{path}/");
+            let has_children = map.keys().any(|k| k.starts_with(&prefix));
+            if has_children && !recursive {
+                return Err(CapError::Invalid(format!("{path} is not empty")));
+            }
+            map.retain(|k, _| !k.starts_with(&prefix));
+            Ok(map.remove(path).is_some())
+        })
+    }
+
+    fn rename<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, CapResult<()>> {
+        Box::pin(async move {
+            let mut map = lock(&self.entries);
+            let v = map.remove(from).ok_or(CapError::NotFound)?;
+            map.insert(to.to_owned(), v);
+            Ok(())
+        })
+    }
+}
+
+/// `(plugin, user, project, action kind)` of a started action.
+pub type StartedAction = (String, Option<String>, String, String);
+
+/// A compose host that records what it was asked and runs nothing: every
+/// action succeeds at once with one line of output.
+#[derive(Default)]
+pub struct MemoryCompose {
+    /// Every started action.
+    pub started: Mutex<Vec<StartedAction>>,
+    actions: Mutex<Vec<ActionStatus>>,
+}
+
+fn kind_of(a: &ComposeAction) -> &'static str {
+    match a {
+        ComposeAction::Up(_) => "up",
+        ComposeAction::Pull(_) => "pull",
+        ComposeAction::Start(_) => "start",
+        ComposeAction::Stop(_) => "stop",
+        ComposeAction::Restart(_) => "restart",
+        ComposeAction::Down(_) => "down",
+    }
+}
+
+impl ComposeHost for MemoryCompose {
+    fn start_action<'a>(
+        &'a self,
+        caller: &'a ComposeCaller,
+        project: &'a str,
+        action: ComposeAction,
+    ) -> BoxFuture<'a, ComposeResult<String>> {
+        Box::pin(async move {
+            let kind = kind_of(&action);
+            lock(&self.started).push((
+                caller.plugin.clone(),
+                caller.user.clone(),
+                project.to_owned(),
+                kind.to_owned(),
+            ));
+            let mut actions = lock(&self.actions);
+            let id = format!("a{}", actions.len() + 1);
+            actions.push(ActionStatus {
+                id: id.clone(),
+                project: project.to_owned(),
+                kind: kind.to_owned(),
+                command: format!("docker compose {kind}"),
+                state: ActionState::Succeeded,
+                exit_code: Some(0),
+                started_at_ms: 0,
+                finished_at_ms: Some(0),
+                started_by: caller.user.clone(),
+                lines: vec![format!("{kind} done")],
+                lines_dropped: 0,
+            });
+            Ok(id)
+        })
+    }
+
+    fn await_action<'a>(
+        &'a self,
+        id: &'a str,
+        _timeout: Duration,
+    ) -> BoxFuture<'a, ComposeResult<ActionStatus>> {
+        Box::pin(async move {
+            lock(&self.actions)
+                .iter()
+                .find(|a| a.id == id)
+                .cloned()
+                .ok_or(ComposeError::NotFound)
+        })
+    }
+
+    fn last_action<'a>(
+        &'a self,
+        project: &'a str,
+    ) -> BoxFuture<'a, ComposeResult<Option<ActionStatus>>> {
+        Box::pin(async move {
+            Ok(lock(&self.actions)
+                .iter()
+                .rev()
+                .find(|a| a.project == project)
+                .cloned())
+        })
+    }
+
+    fn config<'a>(
+        &'a self,
+        project: &'a str,
+        _files: &'a [String],
+        _env_file: Option<&'a str>,
+    ) -> BoxFuture<'a, ComposeResult<String>> {
+        Box::pin(async move { Ok(format!("{{\"name\":\"{project}\",\"services\":{{}}}}")) })
+    }
+
+    fn ps<'a>(&'a self, _project: &'a str) -> BoxFuture<'a, ComposeResult<Vec<ComposeContainer>>> {
+        Box::pin(async move { Ok(Vec::new()) })
+    }
+
+    fn logs<'a>(
+        &'a self,
+        _project: &'a str,
+        _services: &'a [String],
+        _tail: u32,
+    ) -> BoxFuture<'a, ComposeResult<Vec<String>>> {
+        Box::pin(async move { Ok(Vec::new()) })
+    }
+
+    fn adopt<'a>(
+        &'a self,
+        _caller: &'a ComposeCaller,
+        _project: &'a str,
+    ) -> BoxFuture<'a, ComposeResult<()>> {
+        Box::pin(async move { Err(ComposeError::NotFound) })
+    }
+}
+
 /// All in-memory capabilities, with handles to inspect them.
 #[derive(Default, Clone)]
 pub struct TestHost {
@@ -394,6 +627,8 @@ pub struct TestHost {
     pub http: Arc<RecordingHttp>,
     pub log: Arc<MemoryLog>,
     pub audit: Arc<MemoryAudit>,
+    pub files: Arc<MemoryFiles>,
+    pub compose: Arc<MemoryCompose>,
 }
 
 impl TestHost {
@@ -411,6 +646,8 @@ impl TestHost {
             events: self.events.clone(),
             log: self.log.clone(),
             audit: self.audit.clone(),
+            files: self.files.clone(),
+            compose: self.compose.clone(),
         }
     }
 

@@ -203,10 +203,12 @@ pub async fn act(
             return Err(e);
         }
     }
+    // A stop asked for here is not a crash (the alerts plugin reads it).
+    let by = format!("user:{}", user.username);
     let r = match action {
         Action::Start => state.docker.start(&id).await,
-        Action::Stop => state.docker.stop(&id, timeout).await,
-        Action::Restart => state.docker.restart(&id, timeout).await,
+        Action::Stop => state.docker.stop_by(&id, timeout, &by).await,
+        Action::Restart => state.docker.restart_by(&id, timeout, &by).await,
         Action::Pause => state.docker.pause(&id).await,
         Action::Unpause => state.docker.unpause(&id).await,
     };

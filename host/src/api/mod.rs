@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod backups;
+pub mod compose;
 pub mod containers;
 pub mod health;
 pub mod plugins;
@@ -35,6 +36,7 @@ use crate::state::AppState;
         (name = "wake", description = "Wake-on-request API for the Caddy bridge (bridge token)"),
         (name = "services", description = "Wake-on-request services: definitions, state, manual wake and sleep"),
         (name = "routes", description = "Caddy sites generated from container labels (wakedock.host)"),
+        (name = "stacks", description = "Compose stacks: the live output of their actions (the stacks plugin's own routes are under /api/v1/plugins/stacks/, see docs/stacks-api.md)"),
     )
 )]
 pub struct ApiDoc;
@@ -98,6 +100,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(wake::events))
         .routes(routes!(routes::list))
         .routes(routes!(routes::subscribe))
+        .routes(routes!(compose::output))
         .routes(routes!(plugins::list))
         .routes(routes!(plugins::get, plugins::update, plugins::remove))
         .merge(

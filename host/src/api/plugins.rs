@@ -302,7 +302,7 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn plugin_role(role: Role) -> (PluginRole, Vec<String>) {
+pub(crate) fn plugin_role(role: Role) -> (PluginRole, Vec<String>) {
     match role {
         Role::Viewer => (PluginRole::Viewer, vec!["containers:read".into()]),
         Role::User => (
@@ -331,40 +331,14 @@ pub async fn plugin_http(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let (role, permissions) = plugin_role(user.role);
     let request = HttpRequest {
         method: method.as_str().to_string(),
         path: format!("/{rest}"),
         query: uri.query().unwrap_or("").to_string(),
-        headers: headers
-            .iter()
-            // Credentials stay with the host.
-            .filter(|(k, _)| !matches!(k.as_str(), "authorization" | "cookie" | "x-csrf-token"))
-            .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
-            .collect(),
+        headers: request_headers(&headers),
         body: body.to_vec(),
     };
-    let auth = AuthContext {
-        user_id: user.id.clone(),
-        username: user.username.clone(),
-        role,
-        permissions,
-    };
-    let response = state
-        .plugins
-        .runtime()
-        .handle_http(&name, request, auth)
-        .await
-        .map_err(|e| match e {
-            RuntimeError::NotLoaded(_) => {
-                ApiError::NotFound(format!("no plugin named {name:?} is running"))
-            }
-            RuntimeError::Disabled(_) => {
-                ApiError::PluginUnavailable(format!("plugin {name} is disabled"))
-            }
-            RuntimeError::Failed { .. } => ApiError::PluginUnavailable(e.to_string()),
-            other => ApiError::PluginFailed(other.to_string()),
-        })?;
+    let response = call_plugin(&state, &name, &user, request).await?;
     let status = StatusCode::from_u16(response.status).map_err(|_| {
         ApiError::PluginFailed(format!(
             "plugin {name} answered with invalid status {}",
@@ -377,11 +351,114 @@ pub async fn plugin_http(
             http::HeaderName::from_bytes(k.as_bytes()),
             http::HeaderValue::from_str(&v),
         ) {
-            // A plugin may not set cookies on the host's origin.
-            if k != http::header::SET_COOKIE {
+            if passes_through(&k) {
                 out.headers_mut().insert(k, v);
             }
         }
     }
+    inert(out.headers_mut());
     Ok(out)
+}
+
+/// The headers a plugin sees: the request's, without credentials (they
+/// stay with the host) and without `x-wakedock-*` (the host's own, which a
+/// client must not forge).
+pub(crate) fn request_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(k.as_str(), "authorization" | "cookie" | "x-csrf-token")
+                && !k.as_str().starts_with("x-wakedock-")
+        })
+        .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
+        .collect()
+}
+
+/// Whether a plugin's response header may reach the client: never a
+/// cookie on the host's origin, a security policy of its own or a CORS
+/// grant.
+pub(crate) fn passes_through(k: &http::HeaderName) -> bool {
+    let n = k.as_str();
+    !(k == http::header::SET_COOKIE
+        || n.starts_with("content-security-policy")
+        || n.starts_with("access-control-")
+        || n.starts_with("x-wakedock-")
+        || n == "x-frame-options"
+        || n == "x-content-type-options"
+        || n == "referrer-policy"
+        || n == "cross-origin-opener-policy"
+        || n == "strict-transport-security")
+}
+
+/// A plugin's API answer on the host's origin can do nothing there: it is
+/// sandboxed (an HTML document runs no script and has no origin), and a
+/// type a browser would run or apply as script or style becomes
+/// `application/octet-stream` (with `nosniff`, so a `<script src>` or
+/// stylesheet link to a plugin route is refused). Plugin pages are served
+/// differently: inside the layout, see `ui::plugin_pages`.
+pub(crate) fn inert(h: &mut HeaderMap) {
+    let ct = h
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let safe = matches!(
+        ct.as_deref(),
+        None | Some(
+            "application/json"
+                | "application/problem+json"
+                | "text/plain"
+                | "text/csv"
+                | "text/html"
+                | "text/event-stream"
+                | "application/x-ndjson"
+                | "application/octet-stream"
+        )
+    );
+    if !safe {
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/octet-stream"),
+        );
+    }
+    h.insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        http::HeaderValue::from_static("sandbox; default-src 'none'; frame-ancestors 'none'"),
+    );
+}
+
+/// Calls the plugin's `handle-http` as `user`.
+pub(crate) async fn call_plugin(
+    state: &AppState,
+    name: &str,
+    user: &AuthUser,
+    request: HttpRequest,
+) -> ApiResult<wakedock_plugin_runtime::caps::HttpResponse> {
+    let (role, permissions) = plugin_role(user.role);
+    let auth = AuthContext {
+        user_id: user.id.clone(),
+        username: user.username.clone(),
+        role,
+        permissions,
+    };
+    state
+        .plugins
+        .runtime()
+        .handle_http(name, request, auth)
+        .await
+        .map_err(|e| match e {
+            RuntimeError::NotLoaded(_) => {
+                ApiError::NotFound(format!("no plugin named {name:?} is running"))
+            }
+            RuntimeError::Disabled(_) => {
+                ApiError::PluginUnavailable(format!("plugin {name} is disabled"))
+            }
+            RuntimeError::Failed { .. } => ApiError::PluginUnavailable(e.to_string()),
+            other => ApiError::PluginFailed(other.to_string()),
+        })
 }

@@ -7,6 +7,7 @@
 //! reconnecting with backoff; `/health` asks the engine directly.
 
 mod exits;
+pub mod intents;
 pub mod model;
 pub mod requests;
 
@@ -117,6 +118,10 @@ pub struct DockerEngine {
     requests: EngineRequests,
     /// Exit codes announced by `die` events (see [`exits`]).
     exits: exits::ExitCodes,
+    /// Stops WakeDock asked for (see [`intents`]).
+    pub stops: intents::StopIntents,
+    /// Whether the engine is up, for those who wait for a change.
+    up_watch: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for DockerEngine {
@@ -152,12 +157,80 @@ impl DockerEngine {
             request_timeout: request_timeout.max(Duration::from_secs(1)),
             requests: EngineRequests::default(),
             exits: exits::ExitCodes::default(),
+            stops: intents::StopIntents::default(),
+            up_watch: tokio::sync::watch::Sender::new(false),
         })
     }
 
     /// Engine requests sent so far, by operation.
     pub fn requests(&self) -> &EngineRequests {
         &self.requests
+    }
+
+    /// Changes of [`DockerEngine::is_up`].
+    pub fn watch_up(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.up_watch.subscribe()
+    }
+
+    /// Notes that `by` is about to stop container `id` (full id, short id
+    /// or name; see [`intents`]).
+    pub fn expect_stop(&self, id: &str, by: &str) {
+        self.stops.expect(id, by, crate::db::now_ms() as u64);
+    }
+
+    /// What the bare `die` event lacks: whether the OOM killer ended the
+    /// container, and its restart policy's name.
+    pub async fn exit_details(&self, id: &str) -> Result<(bool, String), EngineError> {
+        let c = self.client().await?;
+        self.requests.count(EngineOp::Inspect);
+        let r = c
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await;
+        let info = self.observe(r, id).await?;
+        let oom = info
+            .state
+            .as_ref()
+            .and_then(|s| s.oom_killed)
+            .unwrap_or(false);
+        let policy = info
+            .host_config
+            .and_then(|h| h.restart_policy)
+            .and_then(|p| p.name)
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        Ok((oom, policy))
+    }
+
+    /// [`DockerEngine::stop`] on behalf of `by` (`user:alice`): the stop
+    /// is noted as intended (see [`intents`]).
+    pub async fn stop_by(
+        &self,
+        id_or_name: &str,
+        timeout: Option<Duration>,
+        by: &str,
+    ) -> Result<ActionOutcome, EngineError> {
+        let id = self.note_intent(id_or_name, by).await?;
+        self.stop(&id, timeout).await
+    }
+
+    /// [`DockerEngine::restart`] on behalf of `by`.
+    pub async fn restart_by(
+        &self,
+        id_or_name: &str,
+        timeout: Option<Duration>,
+        by: &str,
+    ) -> Result<ActionOutcome, EngineError> {
+        let id = self.note_intent(id_or_name, by).await?;
+        self.restart(&id, timeout).await
+    }
+
+    /// Notes `by`'s stop of a running container; its full id.
+    async fn note_intent(&self, id_or_name: &str, by: &str) -> Result<String, EngineError> {
+        let before = self.inspect(id_or_name).await?;
+        if before.running {
+            self.expect_stop(&before.id, by);
+        }
+        Ok(before.id)
     }
 
     /// Whether the last contact with the engine succeeded.
@@ -201,6 +274,8 @@ impl DockerEngine {
 
     fn mark(&self, up: bool) {
         let was = self.up.swap(up, Ordering::Relaxed);
+        self.up_watch
+            .send_if_modified(|v| std::mem::replace(v, up) != up);
         if was != up {
             if up {
                 tracing::info!(socket = %self.socket.display(), "Docker engine is up");

@@ -103,3 +103,24 @@ pub struct ContainerEvent {
     pub time_nano: i64,
     pub labels: BTreeMap<String, String>,
 }
+
+impl ContainerEvent {
+    /// The container's own labels: the event's attributes without the
+    /// `exitCode` Docker adds to a `die`.
+    pub fn container_labels(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.labels
+            .iter()
+            .filter(|(k, _)| k.as_str() != "exitCode")
+            .map(|(k, v)| (k.clone(), v.clone()))
+    }
+
+    /// The exit code of a `die`.
+    pub fn exit_code(&self) -> Option<i32> {
+        self.labels.get("exitCode").and_then(|c| c.parse().ok())
+    }
+
+    /// Unix milliseconds.
+    pub fn at_ms(&self) -> u64 {
+        (self.time_nano / 1_000_000) as u64
+    }
+}

@@ -495,6 +495,10 @@ impl ContainerHost for DockerContainers {
         })
     }
 
+    fn expect_stop(&self, id: &str, plugin: &str) {
+        self.docker.expect_stop(id, &format!("plugin:{plugin}"));
+    }
+
     fn restart<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<()>> {
         Box::pin(async move {
             self.docker

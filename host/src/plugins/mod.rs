@@ -349,6 +349,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl PluginManager {
     /// Builds the runtime with the host's capabilities (`containers`: the
     /// engine and WakeDock's own container, if it runs in one).
+    // One argument per host capability the runtime is wired to.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         db: Db,
         containers: caps::DockerContainers,
@@ -357,6 +359,10 @@ impl PluginManager {
         data_path: &Path,
         limits: &crate::config::PluginRuntimeConfig,
         tasks: crate::tasks::Tasks,
+        stacks: (
+            Arc<crate::stacks::files::DirFiles>,
+            Arc<crate::stacks::Compose>,
+        ),
     ) -> anyhow::Result<Self> {
         let dir = data_path.join("plugins");
         std::fs::create_dir_all(&dir)?;
@@ -372,6 +378,8 @@ impl PluginManager {
                 db: db.clone(),
                 tasks,
             }),
+            files: stacks.0,
+            compose: Arc::new(crate::stacks::ComposeCap(stacks.1)),
         };
         let config = RuntimeConfig {
             cache_dir: Some(data_path.join("plugin-cache")),
@@ -795,7 +803,10 @@ impl PluginManager {
             granted: grant
                 .map(|g| serde_json::to_value(&g.capabilities).unwrap_or_default())
                 .unwrap_or_default(),
-            config: serde_json::from_str(&row.config_json).unwrap_or_default(),
+            config: crate::alerts::config::shown_config(
+                &row.name,
+                serde_json::from_str(&row.config_json).unwrap_or_default(),
+            ),
             status: self.runtime.plugin_status(&row.name).ok(),
             load_error: lock(&self.load_errors).get(&row.name).cloned(),
             source: match row.source.as_str() {
@@ -894,14 +905,9 @@ fn container_event(ev: &crate::docker::ContainerEvent) -> Option<Event> {
         kind,
         container_id: ev.id.clone(),
         container_name: ev.name.clone().unwrap_or_default(),
-        labels: ev
-            .labels
-            .iter()
-            .filter(|(k, _)| k.as_str() != "exitCode")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        labels: ev.container_labels().collect(),
         health: health.unwrap_or(wakedock_plugin_runtime::caps::Health::None),
-        exit_code: ev.labels.get("exitCode").and_then(|c| c.parse().ok()),
-        at_ms: (ev.time_nano / 1_000_000) as u64,
+        exit_code: ev.exit_code(),
+        at_ms: ev.at_ms(),
     }))
 }

@@ -8,6 +8,7 @@
 //! - [`session`]: `/login`, `/logout`.
 //! - [`overview`], [`containers`], [`services`], [`routes`], [`plugins`], [`users`],
 //!   [`audit`]: pages.
+//! - [`plugin_pages`]: `/p/{plugin}/...`, plugins' pages in the layout.
 //! - [`live`]: `/ui/events`, the live stream every page listens to.
 //! - [`charts`]: resource samples and their inline SVG charts.
 //! - [`assets`]: `/assets/*`, content-hashed and cached for a year.
@@ -20,6 +21,7 @@ pub mod containers;
 pub mod live;
 pub mod overview;
 pub mod page;
+pub mod plugin_pages;
 pub mod plugins;
 pub mod routes;
 pub mod services;
@@ -65,6 +67,19 @@ pub fn routes() -> Router<AppState> {
         .route("/users/{id}/{action}", post(users::act))
         .route("/audit", get(audit::list))
         .route("/backups", get(backups::list).post(backups::take))
+        .route(
+            "/p/{plugin}",
+            get(plugin_pages::serve).post(plugin_pages::serve),
+        )
+        // `{*rest}` needs a character: the root with its slash is the root.
+        .route(
+            "/p/{plugin}/",
+            get(plugin_pages::serve).post(plugin_pages::serve),
+        )
+        .route(
+            "/p/{plugin}/{*rest}",
+            get(plugin_pages::serve).post(plugin_pages::serve),
+        )
         .route("/ui/events", get(live::events))
         .route("/assets/{file}", get(assets::serve))
 }

@@ -29,13 +29,16 @@ pub struct OverviewPage {
     pub docker_error: Option<String>,
     pub db_up: bool,
     pub db_backend: &'static str,
+    /// Alerts firing now, when the alerts plugin runs.
+    pub alerts_firing: Option<u64>,
 }
 
 pub async fn show(State(state): State<AppState>, u: UiUser) -> UiResult {
     let timeout = Duration::from_secs(2);
-    let (list, db) = tokio::join!(
+    let (list, db, alerts_firing) = tokio::join!(
         tokio::time::timeout(timeout, state.docker.list(&[])),
         tokio::time::timeout(timeout, state.db.ping()),
+        crate::alerts::firing_count(&state.plugins, &u.user.username),
     );
     let (list, docker_error) = match list {
         Ok(Ok(l)) => (l, None),
@@ -68,6 +71,7 @@ pub async fn show(State(state): State<AppState>, u: UiUser) -> UiResult {
         docker_error,
         db_up: matches!(db, Ok(Ok(()))),
         db_backend: state.db.backend(),
+        alerts_firing,
     };
     Ok(page::page(&u, p))
 }

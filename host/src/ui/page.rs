@@ -70,6 +70,10 @@ pub struct Ctx {
     pub css: &'static str,
     pub js: &'static str,
     pub icon: &'static str,
+    /// Navigation entries of plugins' pages the user may see.
+    pub plugin_nav: Vec<super::plugin_pages::NavLink>,
+    /// The plugin whose page this is (its nav entry is highlighted).
+    pub plugin: String,
 }
 
 impl Ctx {
@@ -86,6 +90,8 @@ impl Ctx {
             css: &assets::CSS.url,
             js: &assets::JS.url,
             icon: &assets::ICON.url,
+            plugin_nav: Vec::new(),
+            plugin: String::new(),
         }
     }
 
@@ -101,6 +107,8 @@ pub struct UiUser {
     pub user: AuthUser,
     pub csrf: String,
     pub flash: Option<Flash>,
+    /// Plugins' navigation entries this user may see.
+    pub nav: Vec<super::plugin_pages::NavLink>,
 }
 
 impl UiUser {
@@ -112,6 +120,7 @@ impl UiUser {
             is_admin: self.user.role >= Role::Admin,
             csrf: self.csrf.clone(),
             flash: self.flash.clone(),
+            plugin_nav: self.nav.clone(),
             ..Ctx::anonymous(section)
         }
     }
@@ -153,7 +162,7 @@ pub(super) async fn resolve(
     form_csrf: Option<&str>,
 ) -> Result<UiUser, Response> {
     match auth::authenticate(parts, state, form_csrf).await {
-        Ok(user) => Ok(UiUser::of(parts, user)),
+        Ok(user) => Ok(UiUser::of(parts, user, state)),
         Err(e) => Err(refusal(parts, e)),
     }
 }
@@ -169,9 +178,10 @@ pub(super) fn refusal(parts: &Parts, e: ApiError) -> Response {
 
 impl UiUser {
     /// The page view of an authenticated caller.
-    pub(super) fn of(parts: &Parts, user: AuthUser) -> UiUser {
+    pub(super) fn of(parts: &Parts, user: AuthUser, state: &AppState) -> UiUser {
         let jar = CookieJar::from_headers(&parts.headers);
         UiUser {
+            nav: super::plugin_pages::nav_for(state, user.role),
             user,
             csrf: jar
                 .get(CSRF_COOKIE)

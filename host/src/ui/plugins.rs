@@ -126,7 +126,7 @@ pub async fn upload(State(state): State<AppState>, req: Request) -> UiResult {
     let (user, via_cookie) = crate::auth::identify(&parts, &state)
         .await
         .map_err(|e| UiError::new(e.status(), "Please sign in again and retry the upload."))?;
-    let u = page::UiUser::of(&parts, user);
+    let u = page::UiUser::of(&parts, user, &state);
     u.user
         .require_audited(&state, Role::Admin, "plugin.install", "(upload)")
         .await

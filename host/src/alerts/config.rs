@@ -1,0 +1,116 @@
+//! The alerts plugin's entry in the config file: the install's scope
+//! (`wakedock.instance`) goes into its config, and when the admin grants it
+//! `all`, its `http-outbound` allowlist is exactly the hosts of the
+//! channels declared there (plus its `allow_hosts`), nothing more: the
+//! manifest asks for `*`, the channel configuration decides.
+
+use wakedock_plugin_alerts::config::AlertsConfig;
+use wakedock_plugin_runtime::Grant;
+
+use super::ALERTS_PLUGIN;
+use crate::config::PluginDecl;
+use crate::plugins::{GrantSpec, PluginPackage};
+
+/// `declared` with the alerts plugin's config and grant filled in; other
+/// plugins unchanged.
+pub fn with_alerts_config(declared: &[PluginDecl], instance: Option<&str>) -> Vec<PluginDecl> {
+    declared
+        .iter()
+        .map(|decl| {
+            let Some(manifest) = PluginPackage::from_files(&decl.manifest, &decl.wasm)
+                .ok()
+                .and_then(|p| p.manifest().ok())
+                .filter(|m| m.name == ALERTS_PLUGIN)
+            else {
+                return decl.clone();
+            };
+            let mut config = match &decl.config {
+                Some(serde_json::Value::Object(m)) => m.clone(),
+                _ => serde_json::Map::new(),
+            };
+            if let Some(instance) = instance {
+                config.insert("instance".into(), instance.into());
+            }
+            let config = serde_json::Value::Object(config);
+            let grant = match &decl.grant {
+                GrantSpec::All(_) => {
+                    let hosts = AlertsConfig::from_json(&config)
+                        .map(|c| c.outbound_hosts())
+                        .unwrap_or_default();
+                    GrantSpec::Explicit(Box::new(grant_for(&manifest, hosts)))
+                }
+                explicit => explicit.clone(),
+            };
+            PluginDecl {
+                config: Some(config),
+                grant,
+                ..decl.clone()
+            }
+        })
+        .collect()
+}
+
+/// A plugin's config as the API and UI show it: the alerts plugin's
+/// channel secrets (tokens, webhook URLs, header values) replaced.
+pub fn shown_config(plugin: &str, mut config: serde_json::Value) -> serde_json::Value {
+    if plugin == ALERTS_PLUGIN {
+        if let Some(list) = config.get_mut("channels").and_then(|c| c.as_array_mut()) {
+            list.iter_mut()
+                .for_each(wakedock_plugin_alerts::channel::redact_json);
+        }
+    }
+    config
+}
+
+/// Everything the manifest asks for, with `hosts` as the allowlist.
+fn grant_for(manifest: &wakedock_plugin_runtime::Manifest, hosts: Vec<String>) -> Grant {
+    let mut g = Grant::approve_all(manifest);
+    if let Some(h) = g.capabilities.http_outbound.as_mut() {
+        h.hosts = hosts;
+    }
+    g
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_secrets_are_not_shown() {
+        let shown = shown_config(
+            ALERTS_PLUGIN,
+            serde_json::json!({"channels": [
+                {"name": "t", "type": "telegram", "bot_token": "SECRET", "chat_id": "1"},
+                {"name": "w", "type": "webhook", "url": "http://h/SECRET", "headers": {"x": "SECRET"}}
+            ]}),
+        );
+        let text = shown.to_string();
+        assert!(!text.contains("SECRET"), "{text}");
+        assert!(text.contains("\"chat_id\":\"1\""), "{text}");
+    }
+
+    #[test]
+    fn the_allowlist_is_the_channels_hosts() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../plugins/alerts/plugin.toml"
+        ))
+        .unwrap();
+        let m = wakedock_plugin_runtime::Manifest::from_toml(&text).unwrap();
+        assert_eq!(
+            m.capabilities.http_outbound.as_ref().unwrap().hosts,
+            ["*"],
+            "the manifest leaves the hosts to the admin"
+        );
+        let g = grant_for(&m, vec!["127.0.0.1".into(), "hooks.slack.com".into()]);
+        assert_eq!(g.excess_over(&m), None);
+        let p = wakedock_plugin_runtime::manifest::Permissions::intersect(
+            &m.capabilities,
+            &g.capabilities,
+        );
+        assert_eq!(
+            p.http_outbound.unwrap().hosts,
+            ["127.0.0.1", "hooks.slack.com"]
+        );
+    }
+}
