@@ -70,10 +70,12 @@ install_run_deps() {
 
 # What the test suite needs on top: headless Chromium and chromedriver
 # (tests/ui.rs), fonts for its screenshots, PostgreSQL (every DB test runs
-# on it too), the musl target for the static test images, rustfmt and clippy.
+# on it too), the musl target for the static test images, rustfmt and clippy,
+# and Debian's image registry (tests/stacks.rs starts one per test on a free
+# loopback port, so stack updates pull for real; its own service stays off).
 install_test_deps() {
   install_run_deps
-  apt_install chromium chromium-driver fonts-dejavu-core postgresql
+  apt_install chromium chromium-driver fonts-dejavu-core postgresql docker-registry
   rust_targets x86_64-unknown-linux-musl
   rust_components rustfmt clippy
 }

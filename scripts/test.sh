@@ -28,6 +28,8 @@ unformatted="$(gofmt -l caddy-bridge)"
 log "building Caddy with the wakedock module"
 scripts/build-caddy.sh
 target/caddy/caddy validate --config config/Caddyfile --adapter caddyfile
+log "Docker Compose v2 (tests/stacks.rs runs the real CLI)"
+scripts/install-compose.sh
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -35,6 +37,7 @@ log "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 # The wake plugin's host glue only exists on wasm32.
 cargo clippy -p wakedock-plugin-wake --target wasm32-wasip2 -- -D warnings
+cargo clippy -p wakedock-plugin-stacks --target wasm32-wasip2 -- -D warnings
 
 log "cargo test"
 # Artifacts (screenshots, logs) of end-to-end tests land here.

@@ -1,0 +1,751 @@
+//! Compose stacks end to end (issue 11): the real host with the stacks
+//! plugin, the real Docker Compose v2 CLI (scripts/install-compose.sh) on
+//! the real engine, a real local registry for updates.
+//!
+//! Every project a test makes has a unique name, labels its containers and
+//! networks `wakedock.test=true` and is taken down (volumes too) when the
+//! test ends, passed or not.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use wakedock_tests::*;
+
+const API: &str = "/api/v1/plugins/stacks";
+
+/// A host with the stacks plugin; its stacks directory is
+/// `<data>/stacks`.
+async fn stacks_host() -> TestHost {
+    TestHost::start_with(Backend::Sqlite, |c| {
+        c.plugins.push(
+            serde_json::from_value(json!({
+                "manifest": concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/stacks/plugin.toml"),
+                "wasm": wasm_dir().join("wakedock_plugin_stacks.wasm"),
+            }))
+            .unwrap(),
+        );
+    })
+    .await
+}
+
+fn stacks_dir(host: &TestHost) -> PathBuf {
+    host.data_path().join("stacks")
+}
+
+/// Takes a Compose project's containers, networks and volumes away on drop
+/// (by its project label: only what this test made).
+struct Project(String);
+
+impl Project {
+    fn new(prefix: &str) -> Project {
+        // Compose project names: lowercase, digits, `-`, `_`.
+        Project(unique(prefix).to_ascii_lowercase().replace('.', "-"))
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let filter = format!("label=com.docker.compose.project={}", self.0);
+        for (kind, list) in [
+            ("container", vec!["ps", "-aq", "--filter", &filter]),
+            ("volume", vec!["volume", "ls", "-q", "--filter", &filter]),
+            ("network", vec!["network", "ls", "-q", "--filter", &filter]),
+        ] {
+            let Ok(out) = Command::new("docker").args(&list).output() else {
+                continue;
+            };
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let rm: Vec<&str> = match kind {
+                    "container" => vec!["rm", "-f", "-v", id],
+                    "volume" => vec!["volume", "rm", "-f", id],
+                    _ => vec!["network", "rm", id],
+                };
+                let _ = Command::new("docker").args(&rm).output();
+            }
+        }
+    }
+}
+
+/// The test labels every service and the default network carry.
+fn test_labels(instance: &str) -> String {
+    format!("      wakedock.test: \"true\"\n      {INSTANCE_LABEL}: \"{instance}\"\n")
+}
+
+const NETWORKS: &str = "networks:\n  default:\n    labels:\n      wakedock.test: \"true\"\n";
+
+/// App, database (with a healthcheck) and a one-shot migration: the
+/// migration runs once the database is healthy, the app once the
+/// migration finished successfully.
+fn three_services(instance: &str) -> String {
+    let l = test_labels(instance);
+    format!(
+        r#"services:
+  db:
+    image: {TEST_IMAGE}
+    environment:
+      APP_NAME: db
+    healthcheck:
+      test: ["CMD", "/testapp", "healthcheck"]
+      interval: 1s
+      retries: 30
+    labels:
+{l}  migrate:
+    image: {TEST_IMAGE}
+    environment:
+      APP_NAME: migrate
+      EXIT_AFTER_MS: "300"
+    depends_on:
+      db:
+        condition: service_healthy
+    labels:
+{l}  app:
+    image: {TEST_IMAGE}
+    environment:
+      APP_NAME: ${{APP_TITLE}}
+    ports:
+      - "127.0.0.1::8080"
+    depends_on:
+      db:
+        condition: service_healthy
+      migrate:
+        condition: service_completed_successfully
+    labels:
+{l}{NETWORKS}"#
+    )
+}
+
+async fn docker_inspect(name: &str) -> Value {
+    let out = Command::new("docker")
+        .args(["inspect", name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker inspect {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Value>(&out.stdout).unwrap()[0].clone()
+}
+
+fn time_of(v: &Value) -> String {
+    v.as_str().unwrap().to_owned()
+}
+
+/// Containers of `project` on the engine (names).
+fn containers_of(project: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &format!("label=com.docker.compose.project={project}"),
+        ])
+        .output()
+        .unwrap();
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}
+
+/// Runs `verb` on the stack and waits for it to end; its status.
+async fn act(admin: &ApiClient, name: &str, verb: &str) -> Value {
+    let r = admin
+        .post_empty(&format!("{API}/stacks/{name}/{verb}?wait=110000"))
+        .await;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{verb}: {body}");
+    assert_eq!(body["state"], "succeeded", "{verb}: {body}");
+    body
+}
+
+async fn stack(admin: &ApiClient, name: &str) -> Value {
+    admin.get_json(&format!("{API}/stacks/{name}")).await
+}
+
+fn service<'a>(stack: &'a Value, name: &str) -> &'a Value {
+    stack["stack"]["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no service {name} in {stack}"))
+}
+
+#[tokio::test]
+async fn a_three_service_stack_deploys_in_order_and_stops_starts_goes_down_and_is_deleted() {
+    let host = stacks_host().await;
+    let admin = host.admin().await;
+    let p = Project::new("wd-stack");
+    let name = p.0.clone();
+    let compose = three_services(host.instance());
+    let r = admin
+        .post(
+            &format!("{API}/stacks"),
+            json!({"name": name, "compose": compose, "env": "APP_TITLE=shop\n"}),
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    // Files on disk are the truth: the folder holds exactly what was sent.
+    let dir = stacks_dir(&host).join(&name);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("compose.yaml")).unwrap(),
+        compose
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".env")).unwrap(),
+        "APP_TITLE=shop\n"
+    );
+    assert!(
+        containers_of(&name).is_empty(),
+        "creating touched the engine"
+    );
+    let s = stack(&admin, &name).await;
+    assert_eq!(s["stack"]["state"], "not-deployed");
+    assert_eq!(s["declared_services"], json!(["db", "migrate", "app"]));
+
+    let done = act(&admin, &name, "deploy").await;
+    assert_eq!(done["kind"], "up");
+    assert!(
+        done["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap().contains("Started")),
+        "{done}"
+    );
+    // Compose's order: db healthy, then migrate ran to completion, then app.
+    let db = docker_inspect(&format!("{name}-db-1")).await;
+    let migrate = docker_inspect(&format!("{name}-migrate-1")).await;
+    let app = docker_inspect(&format!("{name}-app-1")).await;
+    assert!(time_of(&db["State"]["StartedAt"]) < time_of(&migrate["State"]["StartedAt"]));
+    assert_eq!(migrate["State"]["ExitCode"], 0);
+    assert!(time_of(&migrate["State"]["FinishedAt"]) <= time_of(&app["State"]["StartedAt"]));
+    assert_eq!(
+        app["Config"]["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| *e == "APP_NAME=shop")
+            .count(),
+        1,
+        ".env interpolated"
+    );
+
+    let s = stack(&admin, &name).await;
+    assert_eq!(s["stack"]["state"], "running", "{s}");
+    assert_eq!(service(&s, "migrate")["one_shot"], true);
+    assert_eq!(service(&s, "migrate")["up"], true);
+    let ports = service(&s, "app")["containers"][0]["ports"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        ports[0].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{ports:?}"
+    );
+    assert_eq!(
+        s["stack"]["working_dir"],
+        dir.canonicalize().unwrap().display().to_string()
+    );
+    // The list shows it with its state.
+    let list = admin.get_json(&format!("{API}/stacks")).await;
+    let listed = list["stacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == name)
+        .unwrap()
+        .clone();
+    assert_eq!(listed["state"], "running");
+
+    // A service stopped by hand: partial, naming it.
+    let out = Command::new("docker")
+        .args(["stop", &format!("{name}-app-1")])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let s = stack(&admin, &name).await;
+    assert_eq!(s["stack"]["state"], "partial");
+    assert_eq!(s["stack"]["down"], json!(["app"]));
+
+    act(&admin, &name, "stop").await;
+    assert_eq!(stack(&admin, &name).await["stack"]["state"], "stopped");
+    act(&admin, &name, "start").await;
+    assert_eq!(stack(&admin, &name).await["stack"]["state"], "running");
+    act(&admin, &name, "restart").await;
+    act(&admin, &name, "down").await;
+    assert!(containers_of(&name).is_empty());
+    assert_eq!(stack(&admin, &name).await["stack"]["state"], "not-deployed");
+
+    // Every action is audited with its outcome.
+    let audit = admin
+        .get_json(&format!("/api/v1/audit?action=compose.&per_page=500"))
+        .await;
+    let mut kinds: Vec<String> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["target"] == name)
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["action"].as_str().unwrap(),
+                e["result"].as_str().unwrap()
+            )
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "compose.down success",
+            "compose.restart success",
+            "compose.start success",
+            "compose.stop success",
+            "compose.up success"
+        ],
+        "{audit}"
+    );
+    // The kept history carries each action's output.
+    let runs = eventually(Duration::from_secs(10), "five runs kept", || async {
+        let s = stack(&admin, &name).await;
+        (s["runs"].as_array().unwrap().len() == 5).then_some(s["runs"].clone())
+    })
+    .await;
+    assert!(runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| !r["lines"].as_array().unwrap().is_empty()));
+
+    // Delete: asks nothing more on the API; keeps volumes unless told.
+    let r = admin.delete(&format!("{API}/stacks/{name}")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["volumes_removed"], false);
+    assert!(!dir.exists());
+    assert_eq!(
+        admin.get(&format!("{API}/stacks/{name}")).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    host.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_project_started_by_hand_outside_the_stacks_directory_is_listed_and_adopted() {
+    let host = stacks_host().await;
+    let admin = host.admin().await;
+    let p = Project::new("wd-handmade");
+    let name = p.0.clone();
+    // A folder beside the stacks directory (same filesystem: adoption moves it).
+    let outside = host.data_path().join("elsewhere").join(&name);
+    std::fs::create_dir_all(&outside).unwrap();
+    let l = test_labels(host.instance());
+    std::fs::write(
+        outside.join("compose.yaml"),
+        format!("services:\n  web:\n    image: {TEST_IMAGE}\n    labels:\n{l}{NETWORKS}"),
+    )
+    .unwrap();
+    let out = Command::new("docker")
+        .args(["compose", "-p", &name, "up", "-d"])
+        .current_dir(&outside)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id_before = docker_inspect(&format!("{name}-web-1")).await["Id"].clone();
+
+    let list = admin.get_json(&format!("{API}/stacks")).await;
+    let project = list["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not listed: {list}"))
+        .clone();
+    assert_eq!(project["managed"], false);
+    assert_eq!(project["state"], "running");
+    assert_eq!(project["working_dir"], outside.display().to_string());
+    assert_eq!(
+        project["config_files"],
+        json!([outside.join("compose.yaml").display().to_string()])
+    );
+    // Its page shows it too, without actions on an unmanaged project.
+    let s = stack(&admin, &name).await;
+    assert_eq!(s["stack"]["managed"], false);
+    assert_eq!(
+        admin
+            .post_empty(&format!("{API}/stacks/{name}/deploy"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // A viewer may not adopt.
+    let viewer = host.user_with_role("viewer").await;
+    assert_eq!(
+        viewer
+            .post_empty(&format!("{API}/projects/{name}/adopt"))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let r = admin
+        .post_empty(&format!("{API}/projects/{name}/adopt"))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let dir = stacks_dir(&host).join(&name);
+    assert!(dir.join("compose.yaml").is_file());
+    assert!(!outside.exists());
+    // The running container was left alone, and it is a stack like any other.
+    assert_eq!(
+        docker_inspect(&format!("{name}-web-1")).await["Id"],
+        id_before
+    );
+    let list = admin.get_json(&format!("{API}/stacks")).await;
+    assert!(list["stacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["name"] == name && x["managed"] == true));
+    assert!(!list["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["name"] == name));
+    act(&admin, &name, "deploy").await;
+    let s = stack(&admin, &name).await;
+    assert_eq!(s["stack"]["state"], "running");
+    assert_eq!(s["stack"]["managed"], true);
+    assert_eq!(s["compose_file"], "compose.yaml");
+    act(&admin, &name, "down").await;
+    assert!(containers_of(&name).is_empty());
+    host.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_files_bad_names_and_escapes_get_field_messages_and_change_nothing() {
+    let host = stacks_host().await;
+    let admin = host.admin().await;
+    let p = Project::new("wd-bad");
+    let name = p.0.clone();
+    let l = test_labels(host.instance());
+    let good = format!("services:\n  web:\n    image: {TEST_IMAGE}\n    labels:\n{l}{NETWORKS}");
+    let create = |body: Value| {
+        let admin = admin.clone();
+        async move {
+            let r = admin.post(&format!("{API}/stacks"), body).await;
+            let status = r.status();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let fields = |v: &Value| -> Vec<String> {
+        v["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Bad YAML: the line.
+    let (s, v) =
+        create(json!({"name": name, "compose": "services:\n  web:\n   image: x\n  - y\n"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(fields(&v), ["compose"]);
+    assert!(
+        v["errors"][0]["message"].as_str().unwrap().contains("line"),
+        "{v}"
+    );
+    // A field the plugin checks.
+    let (s, v) = create(json!({"name": name, "compose": "services:\n  web:\n    image: x\n    ports: [\"99999:80\"]\n"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(fields(&v), ["compose: services.web.ports[0]"]);
+    // Something only Compose knows: its own message decides.
+    let (s, v) = create(json!({"name": name, "compose": format!("services:\n  web:\n    image: x\n    depends_on: [nothing]\n")})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("Compose:"), "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("nothing"), "{v}");
+    // A bad .env.
+    let (s, v) = create(json!({"name": name, "compose": good, "env": "OK=1\nnot a pair\n"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(fields(&v), ["env"]);
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("line 2"),
+        "{v}"
+    );
+    // Bad names, including path escapes.
+    for bad in ["../escape", "a/b", "/etc", "Upper", ".hidden", ""] {
+        let (s, v) = create(json!({"name": bad, "compose": good})).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
+        assert_eq!(fields(&v), ["name"], "{bad}");
+    }
+    for bad in ["..", "a%2Fb", "Upper", "%2E%2E"] {
+        let r = admin
+            .post_empty(&format!("{API}/stacks/{bad}/deploy"))
+            .await;
+        assert!(
+            r.status() == StatusCode::BAD_REQUEST || r.status() == StatusCode::NOT_FOUND,
+            "{bad}: {}",
+            r.status()
+        );
+    }
+    // Nothing was made: no folder, no container.
+    assert!(std::fs::read_dir(stacks_dir(&host))
+        .unwrap()
+        .next()
+        .is_none());
+    assert!(containers_of(&name).is_empty());
+
+    // A folder that is a link out of the stacks directory, and a compose
+    // file that is one: refused before Compose runs.
+    let outside = host.data_path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("compose.yaml"), &good).unwrap();
+    std::os::unix::fs::symlink(&outside, stacks_dir(&host).join(&name)).unwrap();
+    let r = admin
+        .post_empty(&format!("{API}/stacks/{name}/deploy"))
+        .await;
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert!(
+        status == StatusCode::BAD_REQUEST
+            || status == StatusCode::FORBIDDEN
+            || status == StatusCode::NOT_FOUND,
+        "{status}: {text}"
+    );
+    std::fs::remove_file(stacks_dir(&host).join(&name)).unwrap();
+    std::fs::create_dir(stacks_dir(&host).join(&name)).unwrap();
+    std::os::unix::fs::symlink(
+        outside.join("compose.yaml"),
+        stacks_dir(&host).join(&name).join("compose.yaml"),
+    )
+    .unwrap();
+    let r = admin
+        .post_empty(&format!("{API}/stacks/{name}/deploy"))
+        .await;
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("outside the stack"), "{text}");
+    assert!(
+        containers_of(&name).is_empty(),
+        "an escape reached the engine"
+    );
+
+    // Editing a good stack with a bad file keeps the old one.
+    std::fs::remove_file(stacks_dir(&host).join(&name).join("compose.yaml")).unwrap();
+    std::fs::remove_dir(stacks_dir(&host).join(&name)).unwrap();
+    let (s, v) = create(json!({"name": name, "compose": good})).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let r = admin
+        .request(reqwest::Method::PUT, &format!("{API}/stacks/{name}"))
+        .json(&json!({"compose": "services:\n  web:\n    image: x\n    depends_on: [nothing]\n", "env": ""}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        std::fs::read_to_string(stacks_dir(&host).join(&name).join("compose.yaml")).unwrap(),
+        good
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(stacks_dir(&host).join(&name))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers, ["compose.yaml"], "candidates are cleaned up");
+    assert!(containers_of(&name).is_empty());
+    host.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_second_action_while_one_runs_gets_409() {
+    let host = stacks_host().await;
+    let admin = host.admin().await;
+    let p = Project::new("wd-busy");
+    let name = p.0.clone();
+    let l = test_labels(host.instance());
+    // `up` waits for db to be healthy (about 3 s): the first action runs
+    // long enough for the second to meet it.
+    let compose = format!(
+        "services:\n  db:\n    image: {TEST_IMAGE}\n    environment:\n      HEALTHY_AFTER_MS: \"3000\"\n    healthcheck:\n      test: [\"CMD\", \"/testapp\", \"healthcheck\"]\n      interval: 1s\n      retries: 30\n    labels:\n{l}  app:\n    image: {TEST_IMAGE}\n    depends_on:\n      db:\n        condition: service_healthy\n    labels:\n{l}{NETWORKS}"
+    );
+    let r = admin
+        .post(
+            &format!("{API}/stacks"),
+            json!({"name": name, "compose": compose}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let first = admin
+        .post_empty(&format!("{API}/stacks/{name}/deploy"))
+        .await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let id = first.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let second = admin.post_empty(&format!("{API}/stacks/{name}/stop")).await;
+    assert_eq!(second.status(), StatusCode::CONFLICT);
+    assert_eq!(second.json::<Value>().await.unwrap()["running"], id);
+    // The first one finishes normally; the stack is free again.
+    let done = admin
+        .get_json(&format!("{API}/stacks/{name}/actions/{id}?wait=110000"))
+        .await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    act(&admin, &name, "down").await;
+    host.stop().await.unwrap();
+}
+
+/// A registry (Debian's `docker-registry`) on a free loopback port, for
+/// this test only; stopped on drop.
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    async fn start() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nlog:\n  level: warn\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let bin = ["/usr/bin/docker-registry", "/usr/sbin/docker-registry"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("docker-registry is installed (scripts/install-deps.sh)");
+        let child = Command::new(bin)
+            .args(["serve", config.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}/v2/");
+        eventually(Duration::from_secs(20), "the registry answers", || {
+            let url = url.clone();
+            async move {
+                reqwest::get(&url)
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
+        })
+        .await;
+        Registry {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn docker(args: &[&str]) {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Builds a one-layer variant of the test image (a label of its own makes
+/// it a different image) tagged `tag`.
+fn build_variant(tag: &str, rev: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {TEST_IMAGE}\nLABEL wakedock.test=true wakedock.test.rev={rev}\n"),
+    )
+    .unwrap();
+    docker(&["build", "-q", "-t", tag, dir.path().to_str().unwrap()]);
+}
+
+#[tokio::test]
+async fn an_update_pulls_and_recreates_only_the_service_whose_image_changed() {
+    let registry = Registry::start().await;
+    let host = stacks_host().await;
+    let admin = host.admin().await;
+    let p = Project::new("wd-update");
+    let name = p.0.clone();
+    let image = format!("127.0.0.1:{}/{name}-app:1", registry.port);
+    // Both images come from the loopback registry (an update pulls every
+    // service's image; nothing may leave the machine).
+    let db_image = format!("127.0.0.1:{}/{name}-db:1", registry.port);
+    for (tag, rev) in [(&image, "1"), (&db_image, "db")] {
+        build_variant(tag, rev);
+        docker(&["push", tag]);
+        // Only the registry has it now: the deploy really pulls.
+        docker(&["rmi", tag]);
+    }
+    let l = test_labels(host.instance());
+    let compose = format!(
+        "services:\n  app:\n    image: {image}\n    labels:\n{l}  db:\n    image: {db_image}\n    labels:\n{l}{NETWORKS}"
+    );
+    let r = admin
+        .post(
+            &format!("{API}/stacks"),
+            json!({"name": name, "compose": compose}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let done = act(&admin, &name, "deploy").await;
+    assert!(done["lines"].to_string().contains("Pull"), "{done}");
+    let app_1 = docker_inspect(&format!("{name}-app-1")).await["Id"].clone();
+    let db_1 = docker_inspect(&format!("{name}-db-1")).await["Id"].clone();
+    // An update with nothing new recreates nothing.
+    act(&admin, &name, "update").await;
+    assert_eq!(docker_inspect(&format!("{name}-app-1")).await["Id"], app_1);
+    // A new app:1 in the registry.
+    build_variant(&image, "2");
+    docker(&["push", &image]);
+    docker(&["rmi", &image]);
+    let done = act(&admin, &name, "update").await;
+    assert!(done["lines"].to_string().contains("Pull"), "{done}");
+    let app_2 = docker_inspect(&format!("{name}-app-1")).await;
+    assert_ne!(app_2["Id"], app_1, "the app was not recreated: {done}");
+    assert_eq!(app_2["Config"]["Labels"]["wakedock.test.rev"], "2");
+    assert_eq!(
+        docker_inspect(&format!("{name}-db-1")).await["Id"],
+        db_1,
+        "db was recreated"
+    );
+    act(&admin, &name, "down").await;
+    for tag in [&image, &db_image] {
+        let _ = Command::new("docker").args(["rmi", tag]).output();
+    }
+    host.stop().await.unwrap();
+}
