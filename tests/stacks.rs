@@ -749,3 +749,180 @@ async fn an_update_pulls_and_recreates_only_the_service_whose_image_changed() {
     }
     host.stop().await.unwrap();
 }
+
+const BRIDGE_TOKEN: &str = "bridge-token-for-stacks-tests-01";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_that_sleeps_is_one_wake_service_and_one_request_wakes_it_in_composes_order() {
+    use wakedock_tests::caddy::{Caddy, Site};
+    let host = TestHost::start_with(Backend::Sqlite, |c| {
+        c.security.bridge_tokens = vec![BRIDGE_TOKEN.into()];
+        for plugin in ["wake", "stacks"] {
+            c.plugins.push(
+                serde_json::from_value(json!({
+                    "manifest": format!("{}/../plugins/{plugin}/plugin.toml", env!("CARGO_MANIFEST_DIR")),
+                    "wasm": wasm_dir().join(format!("wakedock_plugin_{plugin}.wasm")),
+                }))
+                .unwrap(),
+            );
+        }
+    })
+    .await;
+    let admin = host.admin().await;
+    let p = Project::new("wd-sleepy");
+    let name = p.0.clone();
+    let port = free_port();
+    // The opt-in lives in the compose file: an `x-wakedock` block merged
+    // into each service's labels.
+    let compose = format!(
+        r#"x-wakedock: &wakedock
+  wakedock.enable: "true"
+  wakedock.idle-timeout: 3s
+  wakedock.test: "true"
+  {INSTANCE_LABEL}: "{instance}"
+
+services:
+  db:
+    image: {TEST_IMAGE}
+    healthcheck:
+      test: ["CMD", "/testapp", "healthcheck"]
+      interval: 1s
+      retries: 30
+    labels: *wakedock
+  migrate:
+    image: {TEST_IMAGE}
+    environment:
+      EXIT_AFTER_MS: "200"
+    depends_on:
+      db:
+        condition: service_healthy
+    labels: *wakedock
+  app:
+    image: {TEST_IMAGE}
+    ports:
+      - "127.0.0.1:{port}:8080"
+    depends_on:
+      db:
+        condition: service_healthy
+      migrate:
+        condition: service_completed_successfully
+    labels: *wakedock
+{NETWORKS}"#,
+        instance = host.instance(),
+    );
+    let r = admin
+        .post(
+            &format!("{API}/stacks"),
+            json!({"name": name, "compose": compose}),
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    act(&admin, &name, "deploy").await;
+
+    // The wake plugin sees one service named after the stack, its members
+    // ordered by Compose's depends_on.
+    let def = eventually(
+        Duration::from_secs(30),
+        "the stack's wake service",
+        || async {
+            let r = admin.get(&format!("/api/v1/services/{name}")).await;
+            if r.status() != StatusCode::OK {
+                return None;
+            }
+            Some(r.json::<Value>().await.unwrap())
+        },
+    )
+    .await;
+    let mut members: Vec<String> = def["members"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{def}"))
+        .iter()
+        .map(|m| {
+            m.as_str()
+                .or_else(|| m["name"].as_str())
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    members.sort();
+    assert_eq!(
+        members,
+        [
+            format!("{name}-app-1"),
+            format!("{name}-db-1"),
+            format!("{name}-migrate-1")
+        ],
+        "{def}"
+    );
+
+    // Idle: the whole stack sleeps (its session ends, every member is
+    // stopped), and the stacks page says so.
+    eventually(Duration::from_secs(60), "the stack asleep", || async {
+        let s = admin.get_json(&format!("/api/v1/services/{name}")).await;
+        let mut stopped = true;
+        for svc in ["app", "db"] {
+            let st = docker_inspect(&format!("{name}-{svc}-1")).await;
+            stopped &= st["State"]["Running"] == false;
+        }
+        (s["state"]["state"] == "asleep" && s["session"].is_null() && stopped).then_some(())
+    })
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "the stack shown sleeping",
+        || async { (stack(&admin, &name).await["stack"]["state"] == "sleeping").then_some(()) },
+    )
+    .await;
+
+    // One request through Caddy wakes db, then the migration, then the app.
+    let caddy = Caddy::start(
+        &host.base,
+        BRIDGE_TOKEN,
+        vec![Site {
+            service: name.clone(),
+            upstream: format!("127.0.0.1:{port}"),
+            extra: vec![],
+        }],
+    )
+    .await;
+    let woke_after = docker_inspect(&format!("{name}-db-1")).await["State"]["StartedAt"].clone();
+    let r = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+        .get(&caddy.sites[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().starts_with("hello from"));
+    let db = docker_inspect(&format!("{name}-db-1")).await;
+    let migrate = docker_inspect(&format!("{name}-migrate-1")).await;
+    let app = docker_inspect(&format!("{name}-app-1")).await;
+    assert_ne!(
+        db["State"]["StartedAt"], woke_after,
+        "db was not started again"
+    );
+    assert!(
+        time_of(&db["State"]["StartedAt"]) < time_of(&migrate["State"]["StartedAt"]),
+        "db before migrate"
+    );
+    assert!(
+        time_of(&migrate["State"]["StartedAt"]) > time_of(&woke_after),
+        "migrate ran again"
+    );
+    assert_eq!(migrate["State"]["ExitCode"], 0);
+    assert!(
+        time_of(&migrate["State"]["FinishedAt"]) <= time_of(&app["State"]["StartedAt"]),
+        "migrate done before app"
+    );
+    drop(caddy);
+    act(&admin, &name, "down").await;
+    host.stop().await.unwrap();
+}
