@@ -926,3 +926,107 @@ services:
     act(&admin, &name, "down").await;
     host.stop().await.unwrap();
 }
+
+/// Opens `/api/v1/compose/{name}/output`: once its headers are in, the
+/// host has subscribed it (nothing said after that is missed).
+async fn open_output(admin: &ApiClient, name: &str) -> reqwest::Response {
+    let r = admin.get(&format!("/api/v1/compose/{name}/output")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r
+}
+
+/// Reads an output stream until `until` holds for the events so far (or
+/// 60 s pass); the events, as (name, JSON data).
+async fn read_output(
+    r: reqwest::Response,
+    until: impl Fn(&[(String, Value)]) -> bool,
+) -> Vec<(String, Value)> {
+    use futures::StreamExt;
+    let mut stream = r.bytes_stream();
+    let mut buf = String::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !until(&events) {
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("output so far: {events:?}"))
+            .expect("the stream stays open")
+            .unwrap();
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        for (ev, data) in drain_sse(&mut buf) {
+            events.push((ev, serde_json::from_str(&data).unwrap()));
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn live_output_reaches_a_client_while_the_action_runs_and_is_replayed_to_a_late_one() {
+    let host = stacks_host().await;
+    let admin = host.admin().await;
+    let p = Project::new("wd-live");
+    let name = p.0.clone();
+    let l = test_labels(host.instance());
+    let compose = format!(
+        "services:\n  db:\n    image: {TEST_IMAGE}\n    environment:\n      HEALTHY_AFTER_MS: \"2000\"\n    healthcheck:\n      test: [\"CMD\", \"/testapp\", \"healthcheck\"]\n      interval: 1s\n      retries: 30\n    labels:\n{l}  app:\n    image: {TEST_IMAGE}\n    depends_on:\n      db:\n        condition: service_healthy\n    labels:\n{l}{NETWORKS}"
+    );
+    let r = admin
+        .post(
+            &format!("{API}/stacks"),
+            json!({"name": name, "compose": compose}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // Subscribed before the action: its start, lines while it runs (db
+    // waiting to be healthy), then its end.
+    let stream = open_output(&admin, &name).await;
+    let watcher = tokio::spawn(read_output(stream, |evs| {
+        evs.iter()
+            .any(|(e, d)| e == "action" && d["state"] == "succeeded")
+    }));
+    let started = admin
+        .post_empty(&format!("{API}/stacks/{name}/deploy"))
+        .await;
+    assert_eq!(started.status(), StatusCode::ACCEPTED);
+    let id = started.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let live = watcher.await.unwrap();
+    let first_line = live.iter().position(|(e, _)| e == "line").expect("lines");
+    let end = live
+        .iter()
+        .position(|(e, d)| e == "action" && d["state"] == "succeeded")
+        .unwrap();
+    assert!(live[..first_line]
+        .iter()
+        .any(|(e, d)| e == "action" && d["state"] == "running" && d["id"] == id.as_str()));
+    assert!(first_line < end);
+    assert!(
+        live.iter()
+            .any(|(e, d)| e == "line" && d["line"].as_str().unwrap().contains("Healthy")),
+        "{live:?}"
+    );
+
+    // A client that joins after the end gets the action and its lines.
+    let late = read_output(open_output(&admin, &name).await, |evs| {
+        evs.iter().filter(|(e, _)| e == "line").count() >= 3
+    })
+    .await;
+    assert_eq!(late[0].0, "action");
+    assert_eq!(late[0].1["id"], id.as_str());
+    assert_eq!(late[0].1["state"], "succeeded");
+    let live_lines: Vec<&Value> = live
+        .iter()
+        .filter(|(e, _)| e == "line")
+        .map(|(_, d)| &d["line"])
+        .collect();
+    let late_lines: Vec<&Value> = late
+        .iter()
+        .filter(|(e, _)| e == "line")
+        .map(|(_, d)| &d["line"])
+        .collect();
+    assert_eq!(late_lines[..3], live_lines[..3]);
+    act(&admin, &name, "down").await;
+    host.stop().await.unwrap();
+}
