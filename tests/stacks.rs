@@ -35,40 +35,6 @@ fn stacks_dir(host: &TestHost) -> PathBuf {
     host.data_path().join("stacks")
 }
 
-/// Takes a Compose project's containers, networks and volumes away on drop
-/// (by its project label: only what this test made).
-struct Project(String);
-
-impl Project {
-    fn new(prefix: &str) -> Project {
-        // Compose project names: lowercase, digits, `-`, `_`.
-        Project(unique(prefix).to_ascii_lowercase().replace('.', "-"))
-    }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        let filter = format!("label=com.docker.compose.project={}", self.0);
-        for (kind, list) in [
-            ("container", vec!["ps", "-aq", "--filter", &filter]),
-            ("volume", vec!["volume", "ls", "-q", "--filter", &filter]),
-            ("network", vec!["network", "ls", "-q", "--filter", &filter]),
-        ] {
-            let Ok(out) = Command::new("docker").args(&list).output() else {
-                continue;
-            };
-            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let rm: Vec<&str> = match kind {
-                    "container" => vec!["rm", "-f", "-v", id],
-                    "volume" => vec!["volume", "rm", "-f", id],
-                    _ => vec!["network", "rm", id],
-                };
-                let _ = Command::new("docker").args(&rm).output();
-            }
-        }
-    }
-}
-
 /// The test labels every service and the default network carry.
 fn test_labels(instance: &str) -> String {
     format!("      wakedock.test: \"true\"\n      {INSTANCE_LABEL}: \"{instance}\"\n")
@@ -184,7 +150,7 @@ fn service<'a>(stack: &'a Value, name: &str) -> &'a Value {
 async fn a_three_service_stack_deploys_in_order_and_stops_starts_goes_down_and_is_deleted() {
     let host = stacks_host().await;
     let admin = host.admin().await;
-    let p = Project::new("wd-stack");
+    let p = ComposeProject::new("wd-stack");
     let name = p.0.clone();
     let compose = three_services(host.instance());
     let r = admin
@@ -348,7 +314,7 @@ async fn a_three_service_stack_deploys_in_order_and_stops_starts_goes_down_and_i
 async fn a_project_started_by_hand_outside_the_stacks_directory_is_listed_and_adopted() {
     let host = stacks_host().await;
     let admin = host.admin().await;
-    let p = Project::new("wd-handmade");
+    let p = ComposeProject::new("wd-handmade");
     let name = p.0.clone();
     // A folder beside the stacks directory (same filesystem: adoption moves it).
     let outside = host.data_path().join("elsewhere").join(&name);
@@ -443,7 +409,7 @@ async fn a_project_started_by_hand_outside_the_stacks_directory_is_listed_and_ad
 async fn bad_files_bad_names_and_escapes_get_field_messages_and_change_nothing() {
     let host = stacks_host().await;
     let admin = host.admin().await;
-    let p = Project::new("wd-bad");
+    let p = ComposeProject::new("wd-bad");
     let name = p.0.clone();
     let l = test_labels(host.instance());
     let good = format!("services:\n  web:\n    image: {TEST_IMAGE}\n    labels:\n{l}{NETWORKS}");
@@ -580,7 +546,7 @@ async fn bad_files_bad_names_and_escapes_get_field_messages_and_change_nothing()
 async fn a_second_action_while_one_runs_gets_409() {
     let host = stacks_host().await;
     let admin = host.admin().await;
-    let p = Project::new("wd-busy");
+    let p = ComposeProject::new("wd-busy");
     let name = p.0.clone();
     let l = test_labels(host.instance());
     // `up` waits for db to be healthy (about 3 s): the first action runs
@@ -699,7 +665,7 @@ async fn an_update_pulls_and_recreates_only_the_service_whose_image_changed() {
     let registry = Registry::start().await;
     let host = stacks_host().await;
     let admin = host.admin().await;
-    let p = Project::new("wd-update");
+    let p = ComposeProject::new("wd-update");
     let name = p.0.clone();
     let image = format!("127.0.0.1:{}/{name}-app:1", registry.port);
     // Both images come from the loopback registry (an update pulls every
@@ -769,7 +735,7 @@ async fn a_stack_that_sleeps_is_one_wake_service_and_one_request_wakes_it_in_com
     })
     .await;
     let admin = host.admin().await;
-    let p = Project::new("wd-sleepy");
+    let p = ComposeProject::new("wd-sleepy");
     let name = p.0.clone();
     let port = free_port();
     // The opt-in lives in the compose file: an `x-wakedock` block merged
@@ -964,7 +930,7 @@ async fn read_output(
 async fn live_output_reaches_a_client_while_the_action_runs_and_is_replayed_to_a_late_one() {
     let host = stacks_host().await;
     let admin = host.admin().await;
-    let p = Project::new("wd-live");
+    let p = ComposeProject::new("wd-live");
     let name = p.0.clone();
     let l = test_labels(host.instance());
     let compose = format!(

@@ -918,7 +918,9 @@ pub mod compose {
                 ComposeError::NotFound => "not found".into(),
                 ComposeError::Invalid(w) => w.clone(),
                 ComposeError::InvalidProject(lines) => lines.join("; "),
-                ComposeError::Conflict(id) => format!("another action ({id}) is running on this stack"),
+                ComposeError::Conflict(id) => {
+                    format!("another action ({id}) is running on this stack")
+                }
                 ComposeError::Timeout => "timed out".into(),
                 ComposeError::Unavailable(w) => format!("unavailable: {w}"),
             }

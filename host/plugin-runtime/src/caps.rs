@@ -17,11 +17,11 @@ use std::time::{Duration, SystemTime};
 
 pub use crate::bindings::wakedock::plugin::auth::Role;
 pub use crate::bindings::wakedock::plugin::compose::{
-    Action as ComposeAction, ActionState, ActionStatus, ComposeError, Container as ComposeContainer,
-    DownOptions, PullPolicy, UpOptions,
+    Action as ComposeAction, ActionState, ActionStatus, ComposeError,
+    Container as ComposeContainer, DownOptions, PullPolicy, UpOptions,
 };
-pub use crate::bindings::wakedock::plugin::files::Entry as FileEntry;
 pub use crate::bindings::wakedock::plugin::containers::{HttpProbe, LabelFilter, Probe, Readiness};
+pub use crate::bindings::wakedock::plugin::files::Entry as FileEntry;
 pub use crate::bindings::wakedock::plugin::http_outbound::{
     Request as OutboundRequest, Response as OutboundResponse,
 };
@@ -189,8 +189,10 @@ pub trait ComposeHost: Send + Sync {
         id: &'a str,
         timeout: Duration,
     ) -> BoxFuture<'a, ComposeResult<ActionStatus>>;
-    fn last_action<'a>(&'a self, project: &'a str)
-        -> BoxFuture<'a, ComposeResult<Option<ActionStatus>>>;
+    fn last_action<'a>(
+        &'a self,
+        project: &'a str,
+    ) -> BoxFuture<'a, ComposeResult<Option<ActionStatus>>>;
     /// `docker compose config` as JSON (files and env file replace the
     /// defaults when given).
     fn config<'a>(

@@ -877,16 +877,23 @@ pub fn check_stacks_path(path: &str, root_ok: bool) -> Result<(), String> {
         return Err("path is longer than 1024 bytes".into());
     }
     if path.starts_with('/') {
-        return Err(format!("`{path}` is absolute: paths are relative to the stacks directory"));
+        return Err(format!(
+            "`{path}` is absolute: paths are relative to the stacks directory"
+        ));
     }
     if path.contains('\\') || path.chars().any(char::is_control) {
-        return Err(format!("`{}` contains a backslash or a control character", path.escape_debug()));
+        return Err(format!(
+            "`{}` contains a backslash or a control character",
+            path.escape_debug()
+        ));
     }
     for seg in path.split('/') {
         match seg {
             "" => return Err(format!("`{path}` has an empty segment")),
             "." | ".." => {
-                return Err(format!("`{path}`: `{seg}` is not allowed (no way out of the stacks directory)"))
+                return Err(format!(
+                    "`{path}`: `{seg}` is not allowed (no way out of the stacks directory)"
+                ))
             }
             _ => {}
         }
@@ -983,7 +990,12 @@ impl PluginShared {
         }
     }
 
-    fn compose_project(&self, action: &'static str, project: &str, write: bool) -> ComposeResult<()> {
+    fn compose_project(
+        &self,
+        action: &'static str,
+        project: &str,
+        write: bool,
+    ) -> ComposeResult<()> {
         self.compose_access(action, project, write)?;
         check_project_name(project).map_err(ComposeError::Invalid)
     }
@@ -1049,8 +1061,13 @@ impl wit::files::Host for PluginState {
 }
 
 impl wit::compose::Host for PluginState {
-    async fn start_action(&mut self, project: String, action: ComposeAction) -> ComposeResult<String> {
-        self.shared.compose_project("start-action", &project, true)?;
+    async fn start_action(
+        &mut self,
+        project: String,
+        action: ComposeAction,
+    ) -> ComposeResult<String> {
+        self.shared
+            .compose_project("start-action", &project, true)?;
         let services = match &action {
             ComposeAction::Up(o) => &o.services[..],
             ComposeAction::Pull(s)
@@ -1070,12 +1087,15 @@ impl wit::compose::Host for PluginState {
 
     async fn await_action(&mut self, id: String, timeout_ms: u32) -> ComposeResult<ActionStatus> {
         self.shared.compose_access("await-action", &id, false)?;
-        let wait = self.shared.host_wait(Duration::from_millis(timeout_ms.into()));
+        let wait = self
+            .shared
+            .host_wait(Duration::from_millis(timeout_ms.into()));
         self.shared.caps.compose.await_action(&id, wait).await
     }
 
     async fn last_action(&mut self, project: String) -> ComposeResult<Option<ActionStatus>> {
-        self.shared.compose_project("last-action", &project, false)?;
+        self.shared
+            .compose_project("last-action", &project, false)?;
         self.shared.caps.compose.last_action(&project).await
     }
 
@@ -1090,7 +1110,9 @@ impl wit::compose::Host for PluginState {
             check_stacks_path(f, false)
                 .and_then(|()| {
                     if f.contains('/') {
-                        Err(format!("`{f}`: name a file in the project's folder, not a path"))
+                        Err(format!(
+                            "`{f}`: name a file in the project's folder, not a path"
+                        ))
                     } else {
                         Ok(())
                     }

@@ -507,7 +507,10 @@ impl Manifest {
             {
                 return Err(field_err(
                     at("path"),
-                    format!("`{}` must be a path starting with `/` (no query, no `//`)", p.path),
+                    format!(
+                        "`{}` must be a path starting with `/` (no query, no `//`)",
+                        p.path
+                    ),
                 ));
             }
             if !matches!(p.role.as_str(), "viewer" | "user" | "admin") {

@@ -1088,7 +1088,13 @@ fn check_imports(
         if !requests_interface(m, iface) {
             let reason = if !matches!(
                 iface,
-                "containers" | "metrics" | "storage" | "http-outbound" | "events" | "files" | "compose"
+                "containers"
+                    | "metrics"
+                    | "storage"
+                    | "http-outbound"
+                    | "events"
+                    | "files"
+                    | "compose"
             ) {
                 format!("`{iface}` is not an interface of plugin API {HOST_API_VERSION}")
             } else {

@@ -109,7 +109,10 @@ pub async fn output(
                 Ok(ProjectEvent::Line { id, line }) => line_event(&id, &line),
                 Err(RecvError::Lagged(n)) => Event::default()
                     .event("line")
-                    .json_data(LineView { id: "", line: &format!("({n} lines skipped: this client fell behind)") })
+                    .json_data(LineView {
+                        id: "",
+                        line: &format!("({n} lines skipped: this client fell behind)"),
+                    })
                     .unwrap_or_default(),
                 Err(RecvError::Closed) => return None,
             };

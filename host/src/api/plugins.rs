@@ -400,7 +400,13 @@ pub(crate) fn inert(h: &mut HeaderMap) {
     let ct = h
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
     let safe = matches!(
         ct.as_deref(),
         None | Some(

@@ -356,7 +356,10 @@ impl PluginManager {
         data_path: &Path,
         limits: &crate::config::PluginRuntimeConfig,
         own_container_id: Option<String>,
-        stacks: (Arc<crate::stacks::files::DirFiles>, Arc<crate::stacks::Compose>),
+        stacks: (
+            Arc<crate::stacks::files::DirFiles>,
+            Arc<crate::stacks::Compose>,
+        ),
     ) -> anyhow::Result<Self> {
         let dir = data_path.join("plugins");
         std::fs::create_dir_all(&dir)?;

@@ -20,7 +20,9 @@ pub struct DirFiles {
 
 impl std::fmt::Debug for DirFiles {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DirFiles").field("path", &self.path).finish()
+        f.debug_struct("DirFiles")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -126,7 +128,10 @@ impl FilesHost for DirFiles {
         Box::pin(self.run("read", path, move |root| {
             let meta = root.metadata(&p)?;
             if meta.is_dir() {
-                return Err(io::Error::new(io::ErrorKind::IsADirectory, "is a directory"));
+                return Err(io::Error::new(
+                    io::ErrorKind::IsADirectory,
+                    "is a directory",
+                ));
             }
             if meta.len() > max_bytes {
                 return Err(io::Error::new(

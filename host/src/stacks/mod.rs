@@ -155,7 +155,10 @@ impl Compose {
     }
 
     async fn binary(&self) -> ComposeResult<&runner::ComposeBinary> {
-        self.runner.binary().await.map_err(ComposeError::Unavailable)
+        self.runner
+            .binary()
+            .await
+            .map_err(ComposeError::Unavailable)
     }
 
     /// Runs a read-only subcommand and gives its standard output, or
@@ -271,10 +274,7 @@ impl Compose {
                 .unwrap_or_default()
         ));
         let db = self.db.clone();
-        if let Err(e) = db
-            .run(move |c| crate::db::audit::insert(c, &entry))
-            .await
-        {
+        if let Err(e) = db.run(move |c| crate::db::audit::insert(c, &entry)).await {
             tracing::error!(error = %e, "could not audit a compose action");
         }
         tracing::info!(project = %done.project, kind = %done.kind, state = state_name(state), "compose action finished");
@@ -304,7 +304,10 @@ impl Compose {
         };
         let to = self.root.join(project);
         let from_real = from.canonicalize().map_err(|e| {
-            invalid(format!("the project's folder {} cannot be read: {e}", from.display()))
+            invalid(format!(
+                "the project's folder {} cannot be read: {e}",
+                from.display()
+            ))
         })?;
         if from_real.starts_with(&self.root) {
             return Err(invalid(format!(
@@ -321,7 +324,9 @@ impl Compose {
         for c in &containers {
             if let Some(files) = c.labels.get("com.docker.compose.project.config_files") {
                 for f in files.split(',').filter(|f| !f.is_empty()) {
-                    let real = Path::new(f).canonicalize().unwrap_or_else(|_| PathBuf::from(f));
+                    let real = Path::new(f)
+                        .canonicalize()
+                        .unwrap_or_else(|_| PathBuf::from(f));
                     if !real.starts_with(&from_real) {
                         return Err(invalid(format!(
                             "`{project}` uses the compose file {f}, outside its folder {}: only a folder that holds its compose files can be adopted",
@@ -365,9 +370,7 @@ impl Compose {
             Err(e) => format!("{e:?}"),
         });
         let db = self.db.clone();
-        let _ = db
-            .run(move |c| crate::db::audit::insert(c, &entry))
-            .await;
+        let _ = db.run(move |c| crate::db::audit::insert(c, &entry)).await;
         result
     }
 }
@@ -497,7 +500,9 @@ impl ComposeHost for ComposeCap {
                 .actions
                 .begin(status.clone())
                 .map_err(ComposeError::Conflict)?;
-            self.0.actions.line(&action, format!("$ {}", status.command));
+            self.0
+                .actions
+                .line(&action, format!("$ {}", status.command));
             self.0.bus.publish(
                 "host",
                 "compose.started",
@@ -556,7 +561,12 @@ impl ComposeHost for ComposeCap {
         Box::pin(async move {
             let dir = self.0.project_dir(project)?;
             let mut args = Compose::base_args(project, &dir);
-            args.extend(["ps".into(), "--all".into(), "--format".into(), "json".into()]);
+            args.extend([
+                "ps".into(),
+                "--all".into(),
+                "--format".into(),
+                "json".into(),
+            ]);
             let out = self.0.quick(project, args).await?;
             Ok(parse_ps(&out))
         })
@@ -571,11 +581,7 @@ impl ComposeHost for ComposeCap {
         Box::pin(async move {
             let dir = self.0.project_dir(project)?;
             let mut args = Compose::base_args(project, &dir);
-            args.extend([
-                "logs".into(),
-                "--no-color".into(),
-                format!("--tail={tail}"),
-            ]);
+            args.extend(["logs".into(), "--no-color".into(), format!("--tail={tail}")]);
             args.extend(services.iter().cloned());
             let out = self.0.quick(project, args).await?;
             Ok(out.lines().map(str::to_owned).collect())
@@ -685,12 +691,14 @@ mod tests {
 
     #[test]
     fn actions_are_the_documented_commands() {
-        let (kind, args) = action_args(&ComposeAction::Up(wakedock_plugin_runtime::caps::UpOptions {
-            services: vec!["app".into()],
-            pull: PullPolicy::Always,
-            remove_orphans: true,
-            force_recreate: false,
-        }));
+        let (kind, args) = action_args(&ComposeAction::Up(
+            wakedock_plugin_runtime::caps::UpOptions {
+                services: vec!["app".into()],
+                pull: PullPolicy::Always,
+                remove_orphans: true,
+                force_recreate: false,
+            },
+        ));
         assert_eq!(kind, "up");
         assert_eq!(
             args,

@@ -110,7 +110,10 @@ impl Runner {
         cmd.args(args)
             .current_dir(dir)
             .env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
             .env("DOCKER_HOST", &self.docker_host)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

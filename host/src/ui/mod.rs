@@ -67,6 +67,12 @@ pub fn routes() -> Router<AppState> {
             "/p/{plugin}",
             get(plugin_pages::serve).post(plugin_pages::serve),
         )
+        // A plugin's root page is `/p/{plugin}/` (the navigation's link);
+        // the catch-all below needs at least one character.
+        .route(
+            "/p/{plugin}/",
+            get(plugin_pages::serve).post(plugin_pages::serve),
+        )
         .route(
             "/p/{plugin}/{*rest}",
             get(plugin_pages::serve).post(plugin_pages::serve),

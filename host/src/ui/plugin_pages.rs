@@ -114,9 +114,8 @@ pub fn sanitize(html: &str) -> String {
         let mut b = ammonia::Builder::default();
         b.add_tags([
             "form", "input", "button", "select", "option", "optgroup", "textarea", "label",
-            "fieldset", "legend", "details", "summary", "section", "article", "header",
-            "footer", "time", "output", "progress", "meter", "mark", "caption", "colgroup",
-            "col",
+            "fieldset", "legend", "details", "summary", "section", "article", "header", "footer",
+            "time", "output", "progress", "meter", "mark", "caption", "colgroup", "col",
         ])
         .add_generic_attributes(["class", "id", "title", "role", "hidden", "lang"])
         .add_generic_attribute_prefixes(["aria-"])
@@ -124,20 +123,49 @@ pub fn sanitize(html: &str) -> String {
         .add_tag_attributes(
             "input",
             [
-                "type", "name", "value", "placeholder", "required", "checked", "disabled",
-                "min", "max", "step", "pattern", "maxlength", "minlength", "size",
-                "readonly", "autocomplete", "spellcheck", "list",
+                "type",
+                "name",
+                "value",
+                "placeholder",
+                "required",
+                "checked",
+                "disabled",
+                "min",
+                "max",
+                "step",
+                "pattern",
+                "maxlength",
+                "minlength",
+                "size",
+                "readonly",
+                "autocomplete",
+                "spellcheck",
+                "list",
             ],
         )
         .add_tag_attributes(
             "button",
-            ["type", "name", "value", "disabled", "formaction", "formmethod"],
+            [
+                "type",
+                "name",
+                "value",
+                "disabled",
+                "formaction",
+                "formmethod",
+            ],
         )
         .add_tag_attributes(
             "textarea",
             [
-                "name", "rows", "cols", "placeholder", "required", "readonly", "spellcheck",
-                "maxlength", "wrap",
+                "name",
+                "rows",
+                "cols",
+                "placeholder",
+                "required",
+                "readonly",
+                "spellcheck",
+                "maxlength",
+                "wrap",
             ],
         )
         .add_tag_attributes("select", ["name", "multiple", "required", "disabled"])
@@ -235,7 +263,9 @@ async fn serve_inner(state: &AppState, req: Request) -> Result<Response, Respons
     let (mut parts, body) = req.into_parts();
     let Path(params): Path<Vec<(String, String)>> = Path::from_request_parts(&mut parts, state)
         .await
-        .map_err(|_| UiError::new(StatusCode::NOT_FOUND, "There is no page at this address.").into_response())?;
+        .map_err(|_| {
+            UiError::new(StatusCode::NOT_FOUND, "There is no page at this address.").into_response()
+        })?;
     let plugin = params
         .iter()
         .find(|(k, _)| k == "plugin")
@@ -249,7 +279,11 @@ async fn serve_inner(state: &AppState, req: Request) -> Result<Response, Respons
     let base = format!("/p/{plugin}");
     let post = parts.method == Method::POST;
     if !post && parts.method != Method::GET && parts.method != Method::HEAD {
-        return Err(UiError::new(StatusCode::METHOD_NOT_ALLOWED, "Plugin pages take GET and POST.").into_response());
+        return Err(UiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Plugin pages take GET and POST.",
+        )
+        .into_response());
     }
     // Who: the session (a page is never called with a bearer token).
     let user = match crate::auth::identify(&parts, state).await {
@@ -275,7 +309,9 @@ async fn serve_inner(state: &AppState, req: Request) -> Result<Response, Respons
         if !token_matches(&plugin, &user.user.id, &token) {
             let mut e = user.user.audit_entry("plugin.page", &plugin);
             e.result = "denied".into();
-            e.detail = Some(format!("a form post to {base}/{rest} without this page's token"));
+            e.detail = Some(format!(
+                "a form post to {base}/{rest} without this page's token"
+            ));
             state.audit(e).await;
             return Err(user
                 .fail(
@@ -314,7 +350,10 @@ async fn serve_inner(state: &AppState, req: Request) -> Result<Response, Respons
     if status.is_redirection() {
         // Only to the plugin's own pages.
         let to = header_of("location").unwrap_or("");
-        let to = if to == base || to.starts_with(&format!("{base}/")) || to.starts_with(&format!("{base}?")) {
+        let to = if to == base
+            || to.starts_with(&format!("{base}/"))
+            || to.starts_with(&format!("{base}?"))
+        {
             page::local(Some(to), &base)
         } else {
             format!("{base}/")
@@ -398,8 +437,19 @@ mod tests {
 <pre data-compose-output="web" data-wake="1">live</pre>"#;
         let clean = sanitize(dirty);
         for gone in [
-            "<script", "onerror", "javascript:", "<meta", "<iframe", "<object", "<base",
-            "<style", "style=", "onclick", "data-wake", "name=\"csrf\"", "type=\"password\"",
+            "<script",
+            "onerror",
+            "javascript:",
+            "<meta",
+            "<iframe",
+            "<object",
+            "<base",
+            "<style",
+            "style=",
+            "onclick",
+            "data-wake",
+            "name=\"csrf\"",
+            "type=\"password\"",
         ] {
             assert!(!clean.contains(gone), "{gone} survived: {clean}");
         }
@@ -413,7 +463,9 @@ mod tests {
             assert!(clean.contains(kept), "{kept} lost: {clean}");
         }
         let with = with_tokens(&clean, "t0k");
-        assert!(with.contains(r#"action="/p/example/save"><input type="hidden" name="wd_token" value="t0k">"#));
+        assert!(with.contains(
+            r#"action="/p/example/save"><input type="hidden" name="wd_token" value="t0k">"#
+        ));
     }
 
     #[test]
@@ -430,8 +482,13 @@ mod tests {
     fn the_policy_allows_the_hosts_files_and_the_plugins_own_forms_only() {
         let p = policy(Some("http://127.0.0.1:8000"), "stacks");
         assert!(p.contains("default-src 'none'"));
-        assert!(p.contains(&format!("script-src http://127.0.0.1:8000{};", assets::JS.url)));
-        assert!(p.contains("form-action http://127.0.0.1:8000/p/stacks/ http://127.0.0.1:8000/logout;"));
+        assert!(p.contains(&format!(
+            "script-src http://127.0.0.1:8000{};",
+            assets::JS.url
+        )));
+        assert!(
+            p.contains("form-action http://127.0.0.1:8000/p/stacks/ http://127.0.0.1:8000/logout;")
+        );
         assert!(!p.contains("unsafe"));
     }
 }

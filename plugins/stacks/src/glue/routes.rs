@@ -67,6 +67,39 @@ impl Ctx<'_> {
     }
 }
 
+/// On a page, an action that needs confirming without `confirm=yes` (no
+/// script: the host's script asks first and sets it) gets a page that
+/// asks; `keep` are fields carried over.
+fn unconfirmed(
+    ctx: &Ctx<'_>,
+    fields: &BTreeMap<String, Value>,
+    question: &str,
+    path: &str,
+    keep: &[&str],
+) -> Option<HttpResponse> {
+    if !ctx.page() || text_field(fields, "confirm") == "yes" {
+        return None;
+    }
+    let base = ctx.base();
+    let hidden: String = keep
+        .iter()
+        .filter(|k| !text_field(fields, k).is_empty())
+        .map(|k| {
+            format!(
+                r#"<input type="hidden" name="{k}" value="{}">"#,
+                ui::escape(&text_field(fields, k))
+            )
+        })
+        .collect();
+    Some(ui::page(
+        "Confirm",
+        &format!(
+            r#"<section class="card"><h1>Confirm</h1><p>{q}</p><form method="post" action="{base}{path}" class="inline"><input type="hidden" name="confirm" value="yes">{hidden}<button class="danger">Yes</button></form> <a class="button" href="{base}/">Cancel</a></section>"#,
+            q = ui::escape(question),
+        ),
+    ))
+}
+
 fn text_field(fields: &BTreeMap<String, Value>, key: &str) -> String {
     match fields.get(key) {
         Some(Value::String(s)) => s.replace("\r\n", "\n"),
@@ -555,6 +588,26 @@ fn act(ctx: &Ctx<'_>, name: &str, verb: &str) -> HttpResponse {
             );
         }
     }
+    let question = match verb {
+        "update" => Some(format!(
+            "Pull the images of {name} and recreate what changed?"
+        )),
+        "restart" => Some(format!("Restart {name}?")),
+        "stop" => Some(format!("Stop {name}?")),
+        "down" => Some(format!(
+            "Take {name} down (remove its containers and networks, keep its volumes)?"
+        )),
+        _ => None,
+    };
+    if let Some(q) = question {
+        let fields = match ctx.fields() {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
+        if let Some(r) = unconfirmed(ctx, &fields, &q, &format!("/stacks/{name}/{verb}"), &[]) {
+            return r;
+        }
+    }
     let id = match compose::start(name, &action) {
         Ok(id) => id,
         Err(e) => return compose_failure(ctx, name, e),
@@ -605,6 +658,23 @@ fn delete(ctx: &Ctx<'_>, name: &str) -> HttpResponse {
         Err(r) => return r,
     };
     let volumes = flag(&fields, "volumes") || ctx.req.query_param("volumes") == Some("true");
+    let q = format!(
+        "Delete the stack {name}: take it down and remove its folder{}?",
+        if volumes {
+            " and its volumes (data)"
+        } else {
+            "; its volumes are kept"
+        }
+    );
+    if let Some(r) = unconfirmed(
+        ctx,
+        &fields,
+        &q,
+        &format!("/stacks/{name}/delete"),
+        &["volumes"],
+    ) {
+        return r;
+    }
     // Down first (containers and networks; volumes only when asked), then
     // the folder. A failed down leaves everything in place.
     let has_containers = one(name)
@@ -674,6 +744,15 @@ fn adopt(ctx: &Ctx<'_>, name: &str) -> HttpResponse {
     }
     if !ctx.can.admin {
         return refused(ctx, "adopt projects", "/");
+    }
+    let fields = match ctx.fields() {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let q =
+        format!("Move the folder of {name} into the stacks directory and manage it as a stack?");
+    if let Some(r) = unconfirmed(ctx, &fields, &q, &format!("/projects/{name}/adopt"), &[]) {
+        return r;
     }
     match compose::adopt(name) {
         Ok(()) if ctx.page() => ui::redirect(
