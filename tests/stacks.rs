@@ -336,6 +336,28 @@ async fn a_project_started_by_hand_outside_the_stacks_directory_is_listed_and_ad
         String::from_utf8_lossy(&out.stderr)
     );
     let id_before = docker_inspect(&format!("{name}-web-1")).await["Id"].clone();
+    // Another install's project on the same engine (its own instance label).
+    let theirs = ComposeProject::new("wd-theirs");
+    let theirs_dir = host.data_path().join("elsewhere").join(&theirs.0);
+    std::fs::create_dir_all(&theirs_dir).unwrap();
+    std::fs::write(
+        theirs_dir.join("compose.yaml"),
+        format!(
+            "services:\n  web:\n    image: {TEST_IMAGE}\n    labels:\n{}{NETWORKS}",
+            test_labels("another-install")
+        ),
+    )
+    .unwrap();
+    let out = Command::new("docker")
+        .args(["compose", "-p", &theirs.0, "up", "-d"])
+        .current_dir(&theirs_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let list = admin.get_json(&format!("{API}/stacks")).await;
     let project = list["projects"]
@@ -363,6 +385,20 @@ async fn a_project_started_by_hand_outside_the_stacks_directory_is_listed_and_ad
         StatusCode::NOT_FOUND
     );
 
+    // Not another install's.
+    assert!(!list["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["name"] == theirs.0.as_str()));
+    assert_eq!(
+        admin
+            .post_empty(&format!("{API}/projects/{}/adopt", theirs.0))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert!(theirs_dir.join("compose.yaml").is_file());
     // A viewer may not adopt.
     let viewer = host.user_with_role("viewer").await;
     assert_eq!(

@@ -236,6 +236,18 @@ fn exited_ok(c: &Member) -> bool {
     c.state == "exited" && c.exit_code.is_none_or(|code| code == 0)
 }
 
+/// Whether a project's containers are in the install's scope: with an
+/// instance name (`wakedock.instance`), only projects whose containers
+/// carry it; without one, every project (a single install).
+pub fn in_scope(instance: Option<&str>, members: &[Member]) -> bool {
+    match instance {
+        None => true,
+        Some(i) => members
+            .iter()
+            .any(|m| m.labels.get("wakedock.instance").map(String::as_str) == Some(i)),
+    }
+}
+
 /// Groups containers by Compose project.
 pub fn by_project(members: Vec<Member>) -> BTreeMap<String, Vec<Member>> {
     let mut out: BTreeMap<String, Vec<Member>> = BTreeMap::new();
@@ -351,6 +363,21 @@ mod tests {
             stack("shop", None, true, vec![], false).state,
             StackState::NotDeployed
         );
+    }
+
+    #[test]
+    fn an_install_with_an_instance_sees_only_its_projects() {
+        let mine = vec![member("app", "running", &[("wakedock.instance", "prod")])];
+        let theirs = vec![member(
+            "app",
+            "running",
+            &[("wakedock.instance", "staging")],
+        )];
+        let unscoped = vec![member("app", "running", &[])];
+        assert!(in_scope(Some("prod"), &mine));
+        assert!(!in_scope(Some("prod"), &theirs));
+        assert!(!in_scope(Some("prod"), &unscoped));
+        assert!(in_scope(None, &theirs) && in_scope(None, &unscoped));
     }
 
     #[test]

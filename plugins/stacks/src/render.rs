@@ -197,11 +197,12 @@ pub fn stack_page(base: &str, s: &Stack, p: &StackPage<'_>, can: Can) -> String 
         );
     }
     h.push_str(r#"<dl class="facts">"#);
-    let _ = write!(
-        h,
-        "<dt>Folder</dt><dd><code>{}</code></dd>",
-        e(s.working_dir.as_deref().unwrap_or("(not deployed yet)"))
-    );
+    let folder = match &s.working_dir {
+        Some(wd) => wd.clone(),
+        None if s.managed => format!("{} in the stacks directory", s.name),
+        None => "?".to_owned(),
+    };
+    let _ = write!(h, "<dt>Folder</dt><dd><code>{}</code></dd>", e(&folder));
     if !s.config_files.is_empty() {
         let _ = write!(
             h,
@@ -322,6 +323,20 @@ pub fn stack_page(base: &str, s: &Stack, p: &StackPage<'_>, can: Can) -> String 
         e(&p.last_lines.join("\n"))
     );
     h.push_str("</section>");
+    if !s.managed {
+        // A project WakeDock did not create: where it runs from, and one
+        // action to make it a stack.
+        h.push_str(r#"<section class="card"><h2>Not managed yet</h2><p class="muted">This Compose project runs from a folder outside the stacks directory. Adopting it moves that folder into the stacks directory; its containers keep running, and it is then a stack like any other.</p>"#);
+        if can.admin && crate::model::check_name(&s.name).is_ok() {
+            let _ = write!(
+                h,
+                r#"<form method="post" action="{base}/projects/{n}/adopt" data-confirm="Move {wd} into the stacks directory and manage {n} as a stack?"><input type="hidden" name="confirm" value=""><button class="primary">Adopt</button></form>"#,
+                wd = e(s.working_dir.as_deref().unwrap_or("")),
+            );
+        }
+        h.push_str("</section>");
+        return h;
+    }
     // Files.
     let ro = if can.admin { "" } else { " readonly" };
     h.push_str(r#"<section class="card" aria-labelledby="files-h"><h2 id="files-h">Files</h2>"#);
@@ -490,5 +505,21 @@ mod tests {
             assert!(admin.contains(&format!("/p/stacks/stacks/web/{a}")), "{a}");
         }
         assert!(admin.contains(r#"data-compose-output="web""#));
+        // A project outside the stacks directory: no editor, one adopt.
+        let outside = model::stack("web", None, false, vec![], false);
+        let page = stack_page(
+            "/p/stacks",
+            &outside,
+            &StackPage::default(),
+            Can {
+                operate: true,
+                admin: true,
+            },
+        );
+        assert!(page.contains("/p/stacks/projects/web/adopt"), "{page}");
+        assert!(
+            !page.contains("textarea") && !page.contains("/deploy"),
+            "{page}"
+        );
     }
 }

@@ -9,11 +9,17 @@ mod routes;
 
 use wakedock_plugin_sdk::{export_plugin, Config, Event, HttpRequest, HttpResponse, Plugin};
 
-struct Stacks;
+struct Stacks {
+    /// The install's scope (`wakedock.instance`, given by the host): only
+    /// projects whose containers carry it are offered for adoption.
+    instance: Option<String>,
+}
 
 impl Plugin for Stacks {
-    fn init(_config: Config) -> Result<Self, String> {
-        Ok(Stacks)
+    fn init(config: Config) -> Result<Self, String> {
+        Ok(Stacks {
+            instance: config.get_str("instance").map(str::to_owned),
+        })
     }
 
     fn on_event(&mut self, event: Event) {
@@ -27,7 +33,7 @@ impl Plugin for Stacks {
     }
 
     fn handle_http(&mut self, req: HttpRequest) -> HttpResponse {
-        routes::route(&req)
+        routes::route(&req, self.instance.as_deref())
     }
 }
 

@@ -29,6 +29,7 @@ struct Ctx<'a> {
     req: &'a HttpRequest,
     base: Option<&'a str>,
     can: Can,
+    instance: Option<&'a str>,
 }
 
 impl Ctx<'_> {
@@ -133,11 +134,12 @@ fn can() -> Can {
     }
 }
 
-pub fn route(req: &HttpRequest) -> HttpResponse {
+pub fn route(req: &HttpRequest, instance: Option<&str>) -> HttpResponse {
     let ctx = Ctx {
         req,
         base: ui::page_base(req),
         can: can(),
+        instance,
     };
     let segs: Vec<&str> = req
         .path
@@ -175,7 +177,7 @@ fn sleeping(name: &str, members: &[Member], wake: &BTreeMap<String, String>) -> 
         == Some("asleep")
 }
 
-fn overview() -> Result<Overview, String> {
+fn overview(instance: Option<&str>) -> Result<Overview, String> {
     let (folders, mut problems) = disk::folders()?;
     let mut by_project = match engine::members() {
         Ok(m) => model::by_project(m),
@@ -193,6 +195,7 @@ fn overview() -> Result<Overview, String> {
     }
     let unmanaged = by_project
         .into_iter()
+        .filter(|(_, members)| model::in_scope(instance, members))
         .map(|(name, members)| {
             let asleep = sleeping(&name, &members, &wake);
             model::stack(&name, None, false, members, asleep)
@@ -206,7 +209,7 @@ fn overview() -> Result<Overview, String> {
 }
 
 fn list(ctx: &Ctx<'_>) -> HttpResponse {
-    let o = match overview() {
+    let o = match overview(ctx.instance) {
         Ok(o) => o,
         Err(e) => return HttpResponse::error(503, &e),
     };
@@ -228,13 +231,13 @@ fn list(ctx: &Ctx<'_>) -> HttpResponse {
 }
 
 /// One stack, with what `docker compose ps` adds (ports, exit codes).
-fn one(name: &str) -> Result<Option<Stack>, String> {
+fn one(name: &str, instance: Option<&str>) -> Result<Option<Stack>, String> {
     let managed = disk::exists(name);
     let members: Vec<Member> = engine::members()?
         .into_iter()
         .filter(|m| m.labels.get(model::labels::PROJECT).map(String::as_str) == Some(name))
         .collect();
-    if !managed && members.is_empty() {
+    if !managed && (members.is_empty() || !model::in_scope(instance, &members)) {
         return Ok(None);
     }
     let mut members = members;
@@ -320,7 +323,7 @@ fn show(ctx: &Ctx<'_>, name: &str, errors: &[FieldError], status: u16) -> HttpRe
     if let Some(r) = bad_name(ctx, name) {
         return r;
     }
-    let stack = match one(name) {
+    let stack = match one(name, ctx.instance) {
         Ok(Some(s)) => s,
         Ok(None) => return ctx.fail(404, "/", &format!("There is no stack {name}.")),
         Err(e) => return HttpResponse::error(503, &e),
@@ -474,7 +477,7 @@ fn save(ctx: &Ctx<'_>, name: &str) -> HttpResponse {
         Ok(()) => HttpResponse::json(200, &json!({"name": name, "saved": true})),
         Err(errors) if ctx.page() => {
             // Show what was typed, with its errors; the files are unchanged.
-            let stack = match one(name) {
+            let stack = match one(name, ctx.instance) {
                 Ok(Some(s)) => s,
                 _ => model::stack(name, disk::compose_file_of(name), true, Vec::new(), false),
             };
@@ -677,7 +680,7 @@ fn delete(ctx: &Ctx<'_>, name: &str) -> HttpResponse {
     }
     // Down first (containers and networks; volumes only when asked), then
     // the folder. A failed down leaves everything in place.
-    let has_containers = one(name)
+    let has_containers = one(name, ctx.instance)
         .ok()
         .flatten()
         .is_some_and(|s| s.state != StackState::NotDeployed);
@@ -753,6 +756,20 @@ fn adopt(ctx: &Ctx<'_>, name: &str) -> HttpResponse {
         format!("Move the folder of {name} into the stacks directory and manage it as a stack?");
     if let Some(r) = unconfirmed(ctx, &fields, &q, &format!("/projects/{name}/adopt"), &[]) {
         return r;
+    }
+    // Only a project of this install (see `wakedock.instance`).
+    if !one(name, ctx.instance)
+        .ok()
+        .flatten()
+        .is_some_and(|s| !s.managed)
+    {
+        return ctx.fail(
+            404,
+            "/",
+            &format!(
+                "No Compose project {name} of this install runs outside the stacks directory."
+            ),
+        );
     }
     match compose::adopt(name) {
         Ok(()) if ctx.page() => ui::redirect(
