@@ -259,7 +259,7 @@ async fn a_three_service_stack_deploys_in_order_and_stops_starts_goes_down_and_i
 
     // Every action is audited with its outcome.
     let audit = admin
-        .get_json(&format!("/api/v1/audit?action=compose.&per_page=500"))
+        .get_json("/api/v1/audit?action=compose.&per_page=500")
         .await;
     let mut kinds: Vec<String> = audit["items"]
         .as_array()

@@ -496,12 +496,15 @@ impl FilesHost for MemoryFiles {
     }
 }
 
+/// `(plugin, user, project, action kind)` of a started action.
+pub type StartedAction = (String, Option<String>, String, String);
+
 /// A compose host that records what it was asked and runs nothing: every
 /// action succeeds at once with one line of output.
 #[derive(Default)]
 pub struct MemoryCompose {
-    /// `(plugin, user, project, action kind)` of every started action.
-    pub started: Mutex<Vec<(String, Option<String>, String, String)>>,
+    /// Every started action.
+    pub started: Mutex<Vec<StartedAction>>,
     actions: Mutex<Vec<ActionStatus>>,
 }
 

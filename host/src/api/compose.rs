@@ -103,21 +103,19 @@ pub async fn output(
         first.extend(s.lines.iter().map(|l| line_event(&s.id, l)));
     }
     let live = futures::stream::unfold(rx, |mut rx| async move {
-        loop {
-            let ev = match rx.recv().await {
-                Ok(ProjectEvent::Started(s)) | Ok(ProjectEvent::Finished(s)) => action_event(&s),
-                Ok(ProjectEvent::Line { id, line }) => line_event(&id, &line),
-                Err(RecvError::Lagged(n)) => Event::default()
-                    .event("line")
-                    .json_data(LineView {
-                        id: "",
-                        line: &format!("({n} lines skipped: this client fell behind)"),
-                    })
-                    .unwrap_or_default(),
-                Err(RecvError::Closed) => return None,
-            };
-            return Some((ev, rx));
-        }
+        let ev = match rx.recv().await {
+            Ok(ProjectEvent::Started(s)) | Ok(ProjectEvent::Finished(s)) => action_event(&s),
+            Ok(ProjectEvent::Line { id, line }) => line_event(&id, &line),
+            Err(RecvError::Lagged(n)) => Event::default()
+                .event("line")
+                .json_data(LineView {
+                    id: "",
+                    line: &format!("({n} lines skipped: this client fell behind)"),
+                })
+                .unwrap_or_default(),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((ev, rx))
     });
     Ok(event_stream(
         futures::stream::iter(first).chain(live),

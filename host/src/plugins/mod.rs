@@ -348,6 +348,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl PluginManager {
     /// Builds the runtime with the host's capabilities.
+    // One argument per host capability the runtime is built on.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         db: Db,
         docker: Arc<DockerEngine>,

@@ -298,7 +298,7 @@ async fn serve_inner(state: &AppState, req: Request) -> Result<Response, Respons
         Err(e) => return Err(super::page::refusal(&parts, e)),
     };
     let body = if post {
-        let limit = state.config.security.max_body_bytes as usize;
+        let limit = state.config.security.max_body_bytes;
         let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
             UiError::new(StatusCode::PAYLOAD_TOO_LARGE, "The form was too large.").into_response()
         })?;

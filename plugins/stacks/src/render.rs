@@ -265,7 +265,7 @@ pub fn stack_page(base: &str, s: &Stack, p: &StackPage<'_>, can: Can) -> String 
     if s.services.is_empty() {
         h.push_str(r#"<p class="muted">No containers: deploy the stack to create them.</p>"#);
     } else {
-        h.push_str(r#"<table class="list"><thead><tr><th scope="col">Service</th><th scope="col">Containers</th><th scope="col">State</th><th scope="col">Image</th></tr></thead><tbody>"#);
+        h.push_str(r#"<table class="list"><thead><tr><th scope="col">Service</th><th scope="col">Containers</th><th scope="col">State</th><th scope="col">Image</th><th scope="col">Ports</th></tr></thead><tbody>"#);
         for svc in &s.services {
             let containers: Vec<String> = svc
                 .containers
@@ -294,15 +294,21 @@ pub fn stack_page(base: &str, s: &Stack, p: &StackPage<'_>, can: Can) -> String 
                 .collect();
             let _ = write!(
                 h,
-                r#"<tr data-service="{sn}"><td data-label="Service">{sn}</td><td data-label="Containers">{c}</td><td data-label="State">{st}</td><td data-label="Image">{img}</td></tr>"#,
+                r#"<tr data-service="{sn}"><td data-label="Service">{sn}</td><td data-label="Containers">{c}</td><td data-label="State">{st}</td><td data-label="Image">{img}</td><td data-label="Ports">{ports}</td></tr>"#,
                 sn = e(&svc.name),
                 c = containers.join(", "),
                 st = e(&states.join(", ")),
-                img = e(&svc
+                img = e(svc
                     .containers
                     .first()
                     .map(|c| c.image.as_str())
                     .unwrap_or("")),
+                ports = e(&svc
+                    .containers
+                    .iter()
+                    .flat_map(|c| c.ports.iter().map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join(", ")),
             );
         }
         h.push_str("</tbody></table>");

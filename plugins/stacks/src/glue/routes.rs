@@ -582,14 +582,12 @@ fn act(ctx: &Ctx<'_>, name: &str, verb: &str) -> HttpResponse {
             ),
         );
     }
-    if verb == "deploy" || verb == "update" {
-        if disk::compose_file_of(name).is_none() {
-            return ctx.fail(
-                422,
-                &format!("/stacks/{name}"),
-                "The stack has no compose file yet.",
-            );
-        }
+    if (verb == "deploy" || verb == "update") && disk::compose_file_of(name).is_none() {
+        return ctx.fail(
+            422,
+            &format!("/stacks/{name}"),
+            "The stack has no compose file yet.",
+        );
     }
     let question = match verb {
         "update" => Some(format!(
@@ -758,11 +756,11 @@ fn adopt(ctx: &Ctx<'_>, name: &str) -> HttpResponse {
         return r;
     }
     // Only a project of this install (see `wakedock.instance`).
-    if !one(name, ctx.instance)
+    let outside = one(name, ctx.instance)
         .ok()
         .flatten()
-        .is_some_and(|s| !s.managed)
-    {
+        .is_some_and(|s| !s.managed);
+    if !outside {
         return ctx.fail(
             404,
             "/",
