@@ -685,9 +685,13 @@ async fn a_plugin_is_uploaded_granted_disabled_and_removed_from_its_page() {
 
     b.click("form[action='/plugins/example/disable'] button")
         .await;
-    b.wait_for("the outcome", "document.querySelector('.flash.ok')", WAIT)
-        .await;
-    assert_eq!(b.text("[data-plugin=example] .badge").await, "disabled");
+    // The previous page has a `.flash.ok` too: wait for the new state.
+    b.wait_for(
+        "the outcome",
+        "(document.querySelector('[data-plugin=example] .badge') || {}).innerText === 'disabled'",
+        WAIT,
+    )
+    .await;
     assert_eq!(
         admin.get_json("/api/v1/plugins/example").await["enabled"],
         false
