@@ -20,4 +20,7 @@ cargo run --release -q -p wakedock-bench-wake
 echo "== browser UI"
 "$here/../scripts/build-test-images.sh" >/dev/null
 cargo run --release -q -p wakedock-bench-ui
-
+echo "== Compose stacks (deploy/update against docker compose, list page)"
+"$here/../scripts/install-compose.sh"
+"$here/../scripts/build-plugins.sh" >/dev/null
+cargo run --release -q -p wakedock-bench-stacks
