@@ -578,17 +578,12 @@ async fn bad_files_bad_names_and_escapes_get_field_messages_and_change_nothing()
     host.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_second_action_while_one_runs_gets_409() {
-    let host = stacks_host().await;
-    let admin = host.admin().await;
-    let p = ComposeProject::new("wd-busy");
-    let name = p.0.clone();
+/// Creates the stack `name`: a db healthy `healthy_after_ms` after it
+/// starts and an app that waits for it, so an `up` runs that long.
+async fn create_slow_stack(host: &TestHost, admin: &ApiClient, name: &str, healthy_after_ms: u32) {
     let l = test_labels(host.instance());
-    // `up` waits for db to be healthy (about 3 s): the first action runs
-    // long enough for the second to meet it.
     let compose = format!(
-        "services:\n  db:\n    image: {TEST_IMAGE}\n    environment:\n      HEALTHY_AFTER_MS: \"3000\"\n    healthcheck:\n      test: [\"CMD\", \"/testapp\", \"healthcheck\"]\n      interval: 1s\n      retries: 30\n    labels:\n{l}  app:\n    image: {TEST_IMAGE}\n    depends_on:\n      db:\n        condition: service_healthy\n    labels:\n{l}{NETWORKS}"
+        "services:\n  db:\n    image: {TEST_IMAGE}\n    environment:\n      HEALTHY_AFTER_MS: \"{healthy_after_ms}\"\n    healthcheck:\n      test: [\"CMD\", \"/testapp\", \"healthcheck\"]\n      interval: 1s\n      retries: 30\n    labels:\n{l}  app:\n    image: {TEST_IMAGE}\n    depends_on:\n      db:\n        condition: service_healthy\n    labels:\n{l}{NETWORKS}"
     );
     let r = admin
         .post(
@@ -597,6 +592,17 @@ async fn a_second_action_while_one_runs_gets_409() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn a_second_action_while_one_runs_gets_409() {
+    let host = stacks_host().await;
+    let admin = host.admin().await;
+    let p = ComposeProject::new("wd-busy");
+    let name = p.0.clone();
+    // `up` waits for db to be healthy (about 3 s): the first action runs
+    // long enough for the second to meet it.
+    create_slow_stack(&host, &admin, &name, 3000).await;
     let first = admin
         .post_empty(&format!("{API}/stacks/{name}/deploy"))
         .await;
@@ -968,17 +974,7 @@ async fn live_output_reaches_a_client_while_the_action_runs_and_is_replayed_to_a
     let admin = host.admin().await;
     let p = ComposeProject::new("wd-live");
     let name = p.0.clone();
-    let l = test_labels(host.instance());
-    let compose = format!(
-        "services:\n  db:\n    image: {TEST_IMAGE}\n    environment:\n      HEALTHY_AFTER_MS: \"2000\"\n    healthcheck:\n      test: [\"CMD\", \"/testapp\", \"healthcheck\"]\n      interval: 1s\n      retries: 30\n    labels:\n{l}  app:\n    image: {TEST_IMAGE}\n    depends_on:\n      db:\n        condition: service_healthy\n    labels:\n{l}{NETWORKS}"
-    );
-    let r = admin
-        .post(
-            &format!("{API}/stacks"),
-            json!({"name": name, "compose": compose}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::CREATED);
+    create_slow_stack(&host, &admin, &name, 2000).await;
     // Subscribed before the action: its start, lines while it runs (db
     // waiting to be healthy), then its end.
     let stream = open_output(&admin, &name).await;
