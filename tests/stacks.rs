@@ -578,6 +578,18 @@ async fn bad_files_bad_names_and_escapes_get_field_messages_and_change_nothing()
     host.stop().await.unwrap();
 }
 
+/// Creates the stack `name` with `compose` through the API.
+async fn create_stack(admin: &ApiClient, name: &str, compose: &str) {
+    let r = admin
+        .post(
+            &format!("{API}/stacks"),
+            json!({"name": name, "compose": compose}),
+        )
+        .await;
+    let status = r.status();
+    assert_eq!(status, StatusCode::CREATED, "{}", r.text().await.unwrap());
+}
+
 /// Creates the stack `name`: a db healthy `healthy_after_ms` after it
 /// starts and an app that waits for it, so an `up` runs that long.
 async fn create_slow_stack(host: &TestHost, admin: &ApiClient, name: &str, healthy_after_ms: u32) {
@@ -585,13 +597,7 @@ async fn create_slow_stack(host: &TestHost, admin: &ApiClient, name: &str, healt
     let compose = format!(
         "services:\n  db:\n    image: {TEST_IMAGE}\n    environment:\n      HEALTHY_AFTER_MS: \"{healthy_after_ms}\"\n    healthcheck:\n      test: [\"CMD\", \"/testapp\", \"healthcheck\"]\n      interval: 1s\n      retries: 30\n    labels:\n{l}  app:\n    image: {TEST_IMAGE}\n    depends_on:\n      db:\n        condition: service_healthy\n    labels:\n{l}{NETWORKS}"
     );
-    let r = admin
-        .post(
-            &format!("{API}/stacks"),
-            json!({"name": name, "compose": compose}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::CREATED);
+    create_stack(admin, name, &compose).await;
 }
 
 #[tokio::test]
@@ -723,13 +729,7 @@ async fn an_update_pulls_and_recreates_only_the_service_whose_image_changed() {
     let compose = format!(
         "services:\n  app:\n    image: {image}\n    labels:\n{l}  db:\n    image: {db_image}\n    labels:\n{l}{NETWORKS}"
     );
-    let r = admin
-        .post(
-            &format!("{API}/stacks"),
-            json!({"name": name, "compose": compose}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::CREATED);
+    create_stack(&admin, &name, &compose).await;
     let done = act(&admin, &name, "deploy").await;
     assert!(done["lines"].to_string().contains("Pull"), "{done}");
     let app_1 = docker_inspect(&format!("{name}-app-1")).await["Id"].clone();
