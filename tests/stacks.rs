@@ -697,15 +697,34 @@ fn docker(args: &[&str]) {
 }
 
 /// Builds a one-layer variant of the test image (a label of its own makes
-/// it a different image) tagged `tag`.
-fn build_variant(tag: &str, rev: &str) {
+/// it a different image) tagged `tag`, labelled with its `project` (see
+/// [`VariantImages`]).
+fn build_variant(tag: &str, rev: &str, project: &str) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("Dockerfile"),
-        format!("FROM {TEST_IMAGE}\nLABEL wakedock.test=true wakedock.test.rev={rev}\n"),
+        format!("FROM {TEST_IMAGE}\nLABEL wakedock.test=true wakedock.test.rev={rev} wakedock.test.project={project}\n"),
     )
     .unwrap();
     docker(&["build", "-q", "-t", tag, dir.path().to_str().unwrap()]);
+}
+
+/// Removes every image [`build_variant`] made for a project (tagged or
+/// not: an update leaves the old one untagged) on drop.
+struct VariantImages(String);
+
+impl Drop for VariantImages {
+    fn drop(&mut self) {
+        let filter = format!("label=wakedock.test.project={}", self.0);
+        if let Ok(out) = Command::new("docker")
+            .args(["images", "-q", "--filter", &filter])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("docker").args(["rmi", "-f", id]).output();
+            }
+        }
+    }
 }
 
 #[tokio::test]
@@ -715,12 +734,13 @@ async fn an_update_pulls_and_recreates_only_the_service_whose_image_changed() {
     let admin = host.admin().await;
     let p = ComposeProject::new("wd-update");
     let name = p.0.clone();
+    let _images = VariantImages(name.clone());
     let image = format!("127.0.0.1:{}/{name}-app:1", registry.port);
     // Both images come from the loopback registry (an update pulls every
     // service's image; nothing may leave the machine).
     let db_image = format!("127.0.0.1:{}/{name}-db:1", registry.port);
     for (tag, rev) in [(&image, "1"), (&db_image, "db")] {
-        build_variant(tag, rev);
+        build_variant(tag, rev, &name);
         docker(&["push", tag]);
         // Only the registry has it now: the deploy really pulls.
         docker(&["rmi", tag]);
@@ -738,7 +758,7 @@ async fn an_update_pulls_and_recreates_only_the_service_whose_image_changed() {
     act(&admin, &name, "update").await;
     assert_eq!(docker_inspect(&format!("{name}-app-1")).await["Id"], app_1);
     // A new app:1 in the registry.
-    build_variant(&image, "2");
+    build_variant(&image, "2", &name);
     docker(&["push", &image]);
     docker(&["rmi", &image]);
     let done = act(&admin, &name, "update").await;
@@ -752,9 +772,6 @@ async fn an_update_pulls_and_recreates_only_the_service_whose_image_changed() {
         "db was recreated"
     );
     act(&admin, &name, "down").await;
-    for tag in [&image, &db_image] {
-        let _ = Command::new("docker").args(["rmi", tag]).output();
-    }
     host.stop().await.unwrap();
 }
 
