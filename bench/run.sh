@@ -32,3 +32,7 @@ source "$here/../scripts/lib.sh"
 ensure_postgres
 ensure_mysql
 cargo run --release -q -p wakedock-bench-data
+echo "== Compose stacks (deploy/update against docker compose, list page)"
+"$here/../scripts/install-compose.sh"
+"$here/../scripts/build-plugins.sh" >/dev/null
+cargo run --release -q -p wakedock-bench-stacks

@@ -71,10 +71,13 @@ install_run_deps() {
 
 # What the test suite needs on top: headless Chromium and chromedriver
 # (tests/ui.rs), fonts for its screenshots, PostgreSQL and MariaDB (every DB
-# test runs on them too), the musl target for the static test images, rustfmt and clippy.
+# test runs on them too), the musl target for the static test images, rustfmt
+# and clippy, and Debian's image registry (tests/stacks.rs starts one per test
+# on a free loopback port, so stack updates pull for real; its own service
+# stays off).
 install_test_deps() {
   install_run_deps
-  apt_install chromium chromium-driver fonts-dejavu-core postgresql mariadb-server mariadb-client
+  apt_install chromium chromium-driver fonts-dejavu-core postgresql mariadb-server mariadb-client docker-registry
   rust_targets x86_64-unknown-linux-musl
   rust_components rustfmt clippy
 }

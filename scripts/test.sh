@@ -36,13 +36,17 @@ for sites in https internal http; do
     target/caddy/caddy validate --config deploy/Caddyfile --adapter caddyfile 2>/dev/null \
     || die "deploy/Caddyfile is invalid with WAKEDOCK_SITES=$sites"
 done
+log "Docker Compose v2 (tests/stacks.rs runs the real CLI)"
+scripts/install-compose.sh
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
-# The wake plugin's host glue only exists on wasm32.
+# The plugins' host glue only exists on wasm32.
 cargo clippy -p wakedock-plugin-wake --target wasm32-wasip2 -- -D warnings
+cargo clippy -p wakedock-plugin-stacks --target wasm32-wasip2 -- -D warnings
+cargo clippy -p wakedock-plugin-alerts --target wasm32-wasip2 -- -D warnings
 
 log "cargo test"
 # Artifacts (screenshots, logs) of end-to-end tests land here.

@@ -686,9 +686,13 @@ async fn a_plugin_is_uploaded_granted_disabled_and_removed_from_its_page() {
 
     b.click("form[action='/plugins/example/disable'] button")
         .await;
-    b.wait_for("the outcome", "document.querySelector('.flash.ok')", WAIT)
-        .await;
-    assert_eq!(b.text("[data-plugin=example] .badge").await, "disabled");
+    // The previous page has a `.flash.ok` too: wait for the new state.
+    b.wait_for(
+        "the outcome",
+        "(document.querySelector('[data-plugin=example] .badge') || {}).innerText === 'disabled'",
+        WAIT,
+    )
+    .await;
     assert_eq!(
         admin.get_json("/api/v1/plugins/example").await["enabled"],
         false
@@ -895,4 +899,292 @@ async fn running_container(name: &str) -> bool {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim() == "true"
+}
+
+// ---------------------------------------------------------------------------
+// Plugin pages: the stacks plugin and the example plugin (issue 11)
+
+/// A host with the stacks and example plugins (pages under `/p/...`).
+async fn host_with_pages() -> TestHost {
+    TestHost::start_with(Backend::Sqlite, |c| {
+        for (plugin, wasm) in [("stacks", "wakedock_plugin_stacks"), ("example", "wakedock_plugin_example")] {
+            c.plugins.push(
+                serde_json::from_value(json!({
+                    "manifest": format!("{}/../plugins/{plugin}/plugin.toml", env!("CARGO_MANIFEST_DIR")),
+                    "wasm": wasm_dir().join(format!("{wasm}.wasm")),
+                }))
+                .unwrap(),
+            );
+        }
+    })
+    .await
+}
+
+/// A stack whose `up` takes a few seconds (db healthy after 4 s, app
+/// after db), so its output is watched while it runs.
+fn slow_stack(instance: &str, app_name: &str) -> String {
+    let l = format!("      wakedock.test: \"true\"\n      {INSTANCE_LABEL}: \"{instance}\"\n");
+    format!(
+        "services:\n  db:\n    image: {TEST_IMAGE}\n    environment:\n      HEALTHY_AFTER_MS: \"4000\"\n    healthcheck:\n      test: [\"CMD\", \"/testapp\", \"healthcheck\"]\n      interval: 1s\n      retries: 30\n    labels:\n{l}  app:\n    image: {TEST_IMAGE}\n    environment:\n      APP_NAME: {app_name}\n    depends_on:\n      db:\n        condition: service_healthy\n    labels:\n{l}networks:\n  default:\n    labels:\n      wakedock.test: \"true\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_is_edited_and_deployed_from_its_page_with_live_output_and_a_viewer_cannot_act() {
+    let _one = BROWSER_LOCK.lock().await;
+    let host = host_with_pages().await;
+    let admin = host.admin().await;
+    let project = ComposeProject::new("wd-uistack");
+    let name = project.0.clone();
+    let r = admin
+        .post(
+            "/api/v1/plugins/stacks/stacks",
+            json!({"name": name, "compose": slow_stack(host.instance(), "before")}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let b = Browser::start().await;
+    b.login(&host, "admin", ADMIN_PASSWORD).await;
+    b.wait_for("the overview", "document.querySelector('main#main')", WAIT)
+        .await;
+    // The plugin's page is in the navigation, inside the layout.
+    b.click("nav a[href='/p/stacks/']").await;
+    b.wait_for(
+        "the stacks list",
+        "document.querySelector('table.list')",
+        WAIT,
+    )
+    .await;
+    assert!(b.text("main").await.contains(&name));
+    b.shot("stacks-list").await;
+    b.goto(&host.url(&format!("/p/stacks/stacks/{name}"))).await;
+    assert!(b.text("main h1").await.contains("not deployed"));
+
+    // Edit the compose file on the page and save: checked, then on disk.
+    let edited = slow_stack(host.instance(), "edited");
+    b.js(&format!(
+        "document.querySelector('textarea[name=compose]').value = {};",
+        serde_json::to_string(&edited).unwrap()
+    ))
+    .await;
+    b.click("form[action$='/save'] button").await;
+    b.wait_for("saved", "document.querySelector('.flash') && document.querySelector('.flash').innerText.includes('Saved')", WAIT).await;
+    let on_disk = std::fs::read_to_string(
+        host.data_path()
+            .join("stacks")
+            .join(&name)
+            .join("compose.yaml"),
+    )
+    .unwrap();
+    assert!(on_disk.contains("APP_NAME: edited"), "{on_disk}");
+    // A mistake is shown at its field, and the file stays.
+    b.js("document.querySelector('textarea[name=compose]').value = 'services:\\n  app:\\n    ports: [\"99999:1\"]\\n';").await;
+    b.click("form[action$='/save'] button").await;
+    b.wait_for(
+        "the field error",
+        "document.querySelector('.field-error')",
+        WAIT,
+    )
+    .await;
+    assert!(b.text(".field-error").await.contains("services.app"));
+    b.shot("stack-field-error").await;
+    assert_eq!(
+        std::fs::read_to_string(
+            host.data_path()
+                .join("stacks")
+                .join(&name)
+                .join("compose.yaml")
+        )
+        .unwrap(),
+        on_disk
+    );
+
+    // Deploy: the output arrives while it runs (the host script follows
+    // the stream; `data-state` is set only from it).
+    b.goto(&host.url(&format!("/p/stacks/stacks/{name}"))).await;
+    b.click("form[action$='/deploy'] button").await;
+    // Compose creating the stack's network may make Chromium drop the
+    // load that follows the post (ERR_NETWORK_CHANGED); the action runs
+    // anyway, and the stack's page is opened again (the stream replays).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    if !matches!(b.page_outcome(deadline).await, PageOutcome::Loaded) {
+        b.goto(&host.url(&format!("/p/stacks/stacks/{name}"))).await;
+    }
+    b.wait_for(
+        "the running action from the stream",
+        "document.querySelector('[data-compose-output]') && document.querySelector('[data-compose-output]').dataset.state === 'running'",
+        WAIT,
+    )
+    .await;
+    b.wait_for(
+        "the action's end from the stream",
+        "document.querySelector('[data-compose-output]').dataset.state === 'succeeded'",
+        Duration::from_secs(60),
+    )
+    .await;
+    let out = b.text("[data-compose-output]").await;
+    assert!(out.contains("Healthy") && out.contains("Started"), "{out}");
+    assert!(b
+        .text("[data-compose-status]")
+        .await
+        .contains("up: succeeded"));
+    b.shot("stack-deployed").await;
+    let s = admin
+        .get_json(&format!("/api/v1/plugins/stacks/stacks/{name}"))
+        .await;
+    assert_eq!(s["stack"]["state"], "running");
+    b.close().await;
+
+    // A viewer: the page without a single action, and a forged post refused.
+    admin
+        .create_user("vic", "viewer-password-1", "viewer")
+        .await;
+    let b = Browser::start().await;
+    b.login(&host, "vic", "viewer-password-1").await;
+    b.wait_for("the overview", "document.querySelector('main#main')", WAIT)
+        .await;
+    b.goto(&host.url(&format!("/p/stacks/stacks/{name}"))).await;
+    assert!(b.text("main h1").await.contains("running"));
+    assert_eq!(b.count("main form").await, 0, "a viewer sees a form");
+    assert_eq!(b.count("main button").await, 0, "a viewer sees a button");
+    assert_eq!(
+        b.js("return document.querySelector('textarea[name=compose]').readOnly")
+            .await,
+        json!(true)
+    );
+    b.shot("stack-viewer").await;
+    b.js(&format!(
+        "const f = document.createElement('form'); f.method = 'post'; \
+         f.action = '/p/stacks/stacks/{name}/stop'; \
+         const i = document.createElement('input'); i.type = 'hidden'; i.name = 'confirm'; i.value = 'yes'; f.append(i); \
+         document.body.append(f); f.submit();"
+    ))
+    .await;
+    b.wait_for("the refusal", "document.querySelector('.flash.err')", WAIT)
+        .await;
+    assert!(b.text(".flash.err").await.contains("token"));
+    // Through the API the viewer is refused by the plugin's role check.
+    let viewer = host.login("vic", "viewer-password-1").await;
+    assert_eq!(
+        viewer
+            .post_empty(&format!("/api/v1/plugins/stacks/stacks/{name}/stop"))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let s = admin
+        .get_json(&format!("/api/v1/plugins/stacks/stacks/{name}"))
+        .await;
+    assert_eq!(
+        s["stack"]["state"], "running",
+        "a refused stop did something"
+    );
+    b.close().await;
+    let r = admin
+        .post_empty(&format!(
+            "/api/v1/plugins/stacks/stacks/{name}/down?wait=110000"
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    host.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_plugins_page_renders_in_the_layout_and_cannot_act_as_the_user() {
+    let _one = BROWSER_LOCK.lock().await;
+    let host = host_with_pages().await;
+    let admin = host.admin().await;
+    let users_before = admin.get_json("/api/v1/users").await;
+    let b = Browser::start().await;
+    b.login(&host, "admin", ADMIN_PASSWORD).await;
+    b.wait_for("the overview", "document.querySelector('main#main')", WAIT)
+        .await;
+    b.click("nav a[href='/p/example/']").await;
+    b.wait_for(
+        "the example page",
+        "document.querySelector('[data-plugin-page] h1, main h1')",
+        WAIT,
+    )
+    .await;
+    // Inside the layout: the host's navigation around the plugin's content.
+    assert!(b.text("main").await.contains("Example plugin"));
+    assert!(b.count("nav a[href='/p/stacks/']").await == 1);
+    // Its script never ran (stripped), and it may not post anywhere but
+    // to its own pages.
+    assert_eq!(
+        b.js("return window.examplePwned === undefined").await,
+        json!(true)
+    );
+    assert_eq!(b.count("main script").await, 0);
+    b.shot("example-page").await;
+    // Its own form works.
+    b.fill("input[name=note]", "hello from the page").await;
+    b.click("form[action='/p/example/note'] button").await;
+    b.wait_for(
+        "the note",
+        "document.body.innerText.includes('Note: hello from the page')",
+        WAIT,
+    )
+    .await;
+    // A post to the host's API is blocked by the page's policy: the page
+    // stays, nothing is created.
+    b.click("form[action='/api/v1/users'] button").await;
+    b.wait_for(
+        "the page still there",
+        "location.pathname.startsWith('/p/example')",
+        WAIT,
+    )
+    .await;
+    // A post to another plugin's page carries the example's token: refused.
+    let token = b
+        .js("return document.querySelector('form[action=\"/p/stacks/stacks\"] input[name=wd_token]').value")
+        .await;
+    let access = b
+        .client
+        .get_named_cookie("wakedock_access")
+        .await
+        .unwrap()
+        .value()
+        .to_string();
+    let r = reqwest::Client::new()
+        .post(host.url("/p/stacks/stacks"))
+        .header("cookie", format!("wakedock_access={access}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "name=mallory&compose=x&wd_token={}",
+            token.as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // The policy that keeps its forms and scripts in: the host's own files
+    // only, forms only to its own pages.
+    let page = reqwest::Client::new()
+        .get(host.url("/p/example/"))
+        .header("cookie", format!("wakedock_access={access}"))
+        .send()
+        .await
+        .unwrap();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains(&format!(
+            "form-action {}/p/example/ {}/logout;",
+            host.base, host.base
+        )),
+        "{csp}"
+    );
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    let users_after = admin.get_json("/api/v1/users").await;
+    assert_eq!(users_before, users_after, "the page created a user");
+    assert!(!host.data_path().join("stacks").join("mallory").exists());
+    b.close().await;
+    host.stop().await.unwrap();
 }

@@ -94,6 +94,16 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     );
     let declared =
         crate::alerts::config::with_alerts_config(&declared, config.wakedock.instance.as_deref());
+    // The stacks plugin lists, as projects to adopt, only the install's own
+    // (see `wakedock.instance`).
+    let declared = match config.wakedock.instance.as_deref() {
+        Some(instance) => {
+            let mut extra = serde_json::Map::new();
+            extra.insert("instance".into(), instance.into());
+            crate::wake::config::with_config_for(&declared, "stacks", &extra)
+        }
+        None => declared,
+    };
     plugins.start(&declared).await.context("loading plugins")?;
     // Every service's real state before the listener accepts a request.
     wake.seed(&plugins).await;

@@ -659,9 +659,13 @@ fn run_sh_runs_the_binary_and_plugins_of_cargo_target_dir() {
     std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let wasm_dir = target.join("wasm32-wasip2/release");
     std::fs::create_dir_all(&wasm_dir).unwrap();
+    // Every plugin the default config declares, from the other target dir.
+    for plugin in ["wake", "stacks", "alerts"] {
+        let file = format!("wakedock_plugin_{plugin}.wasm");
+        std::fs::copy(built_wasm_dir().join(&file), wasm_dir.join(&file))
+            .unwrap_or_else(|e| panic!("{file} is built (scripts/build-plugins.sh): {e}"));
+    }
     let wasm = wasm_dir.join("wakedock_plugin_wake.wasm");
-    std::fs::copy(built_wasm_dir().join("wakedock_plugin_wake.wasm"), &wasm)
-        .expect("the wake plugin is built (scripts/build-plugins.sh)");
 
     let port = free_port();
     let script = |args: &[&str]| {

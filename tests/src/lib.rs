@@ -836,3 +836,38 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Takes a Compose project's containers, networks and volumes away on drop
+/// (by its project label: only what this test made).
+pub struct ComposeProject(pub String);
+
+impl ComposeProject {
+    /// A unique project name starting with `prefix`.
+    pub fn new(prefix: &str) -> ComposeProject {
+        // Compose project names: lowercase, digits, `-`, `_`.
+        ComposeProject(unique(prefix).to_ascii_lowercase().replace('.', "-"))
+    }
+}
+
+impl Drop for ComposeProject {
+    fn drop(&mut self) {
+        let filter = format!("label=com.docker.compose.project={}", self.0);
+        for (kind, list) in [
+            ("container", vec!["ps", "-aq", "--filter", &filter]),
+            ("volume", vec!["volume", "ls", "-q", "--filter", &filter]),
+            ("network", vec!["network", "ls", "-q", "--filter", &filter]),
+        ] {
+            let Ok(out) = Command::new("docker").args(&list).output() else {
+                continue;
+            };
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let rm: Vec<&str> = match kind {
+                    "container" => vec!["rm", "-f", "-v", id],
+                    "volume" => vec!["volume", "rm", "-f", id],
+                    _ => vec!["network", "rm", id],
+                };
+                let _ = Command::new("docker").args(&rm).output();
+            }
+        }
+    }
+}

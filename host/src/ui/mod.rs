@@ -71,7 +71,8 @@ pub fn routes() -> Router<AppState> {
             "/p/{plugin}",
             get(plugin_pages::serve).post(plugin_pages::serve),
         )
-        // `{*rest}` needs a character: the root with its slash is the root.
+        // A plugin's root page is `/p/{plugin}/` (the navigation's link);
+        // the catch-all below needs at least one character.
         .route(
             "/p/{plugin}/",
             get(plugin_pages::serve).post(plugin_pages::serve),

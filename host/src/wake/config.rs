@@ -1,6 +1,6 @@
 //! Hands the config file's `services:` list, WakeDock's own container and
 //! the install's scope (`wakedock.instance`) to the wake plugin as its
-//! configuration.
+//! configuration (and the scope to the stacks plugin).
 
 use crate::config::PluginDecl;
 use crate::plugins::PluginPackage;
@@ -18,30 +18,42 @@ pub fn with_wake_config(
     own_container: Option<&str>,
     instance: Option<&str>,
 ) -> Vec<PluginDecl> {
+    let mut extra = serde_json::Map::new();
+    extra.insert(
+        "services".into(),
+        serde_json::Value::from(services.to_vec()),
+    );
+    if let Some(own) = own_container {
+        extra.insert("self_container".into(), own.into());
+    }
+    if let Some(instance) = instance {
+        extra.insert("instance".into(), instance.into());
+    }
+    with_config_for(declared, WAKE_PLUGIN, &extra)
+}
+
+/// `declared` with the config object of the plugin named `plugin` (by its
+/// manifest) extended by `extra`; other entries unchanged.
+pub fn with_config_for(
+    declared: &[PluginDecl],
+    plugin: &str,
+    extra: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<PluginDecl> {
     declared
         .iter()
         .map(|decl| {
-            let is_wake = PluginPackage::from_files(&decl.manifest, &decl.wasm)
+            let matches = PluginPackage::from_files(&decl.manifest, &decl.wasm)
                 .ok()
                 .and_then(|p| p.manifest().ok())
-                .is_some_and(|m| m.name == WAKE_PLUGIN);
-            if !is_wake {
+                .is_some_and(|m| m.name == plugin);
+            if !matches {
                 return decl.clone();
             }
             let mut config = match &decl.config {
                 Some(serde_json::Value::Object(m)) => m.clone(),
                 _ => serde_json::Map::new(),
             };
-            config.insert(
-                "services".into(),
-                serde_json::Value::from(services.to_vec()),
-            );
-            if let Some(own) = own_container {
-                config.insert("self_container".into(), own.into());
-            }
-            if let Some(instance) = instance {
-                config.insert("instance".into(), instance.into());
-            }
+            config.extend(extra.clone());
             PluginDecl {
                 config: Some(serde_json::Value::Object(config)),
                 ..decl.clone()

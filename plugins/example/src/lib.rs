@@ -12,7 +12,7 @@
 use serde::Deserialize;
 use serde_json::json;
 use wakedock_plugin_sdk::{
-    auth, clock, containers, events, export_plugin, log, metrics, storage, Config,
+    auth, clock, containers, events, export_plugin, log, metrics, storage, ui, Config,
     ContainerEventKind, ContainerState, Event, HttpRequest, HttpResponse, Plugin,
 };
 
@@ -86,6 +86,9 @@ impl Plugin for Example {
     }
 
     fn handle_http(&mut self, req: HttpRequest) -> HttpResponse {
+        if let Some(base) = ui::page_base(&req) {
+            return page(&req, base);
+        }
         match (req.method.as_str(), req.path.as_str()) {
             ("GET", "/hello") => self.hello(),
             ("GET", "/whoami") => match auth::caller() {
@@ -122,6 +125,48 @@ impl Plugin for Example {
             },
             _ => HttpResponse::not_found(),
         }
+    }
+}
+
+/// The plugin's page (`/p/example/`), shown inside the host's layout: a
+/// visit counter and a form that posts back to the plugin. It also tries
+/// what a hostile page would (a script calling the host's API, a form
+/// posting to it and to another plugin's pages): the host strips the
+/// script, and its policy and form tokens refuse the posts (see
+/// tests/ui.rs).
+fn page(req: &HttpRequest, base: &str) -> HttpResponse {
+    let who = auth::caller().map(|c| c.username).unwrap_or_default();
+    match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/") => {
+            let note = storage::get_json::<String>("note")
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            let html = format!(
+                r#"<h1>Example plugin</h1>
+<p class="muted">A page of a third-party plugin, inside WakeDock's layout. Hello, {who}.</p>
+<p data-example-note>Note: {note}</p>
+<form method="post" action="{base}/note"><label for="note">Note</label><input id="note" name="note" value=""><button class="primary" data-example-save>Save</button></form>
+<script>window.examplePwned = true; fetch("/api/v1/users", {{method: "POST"}});</script>
+<form method="post" action="/api/v1/users" data-example-host><input type="hidden" name="username" value="mallory"><button data-example-host-post>Post to the host's API</button></form>
+<form method="post" action="/p/stacks/stacks" data-example-other><input type="hidden" name="name" value="mallory"><button data-example-other-post>Post to another plugin</button></form>"#,
+                who = ui::escape(&who),
+                note = ui::escape(&note),
+            );
+            ui::page("Example", &html)
+        }
+        ("POST", "/note") => {
+            let note = ui::form(req)
+                .into_iter()
+                .find(|(k, _)| k == "note")
+                .map(|(_, v)| v)
+                .unwrap_or_default();
+            match storage::set_json("note", &note) {
+                Ok(()) => ui::redirect(base, "/", true, "Note saved."),
+                Err(e) => ui::redirect(base, "/", false, &e.describe()),
+            }
+        }
+        _ => ui::page_with_status(404, "Example", "<h1>Not here</h1>"),
     }
 }
 

@@ -868,18 +868,32 @@ fn split_list(v: &str) -> Vec<String> {
         .collect()
 }
 
+/// Compose's labels on the containers of a project.
+const COMPOSE_PROJECT: &str = "com.docker.compose.project";
+const COMPOSE_SERVICE: &str = "com.docker.compose.service";
+const COMPOSE_DEPENDS_ON: &str = "com.docker.compose.depends_on";
+
 /// Groups containers with `wakedock.enable=true` into service definitions.
 /// Containers with the same `wakedock.service` form one service; without it
-/// the container's own name is the service name.
+/// the containers of one Compose project (`com.docker.compose.project`)
+/// do, else the container's own name is the service name.
+///
+/// Members of a Compose project take their start order from Compose's own
+/// `depends_on` (the `com.docker.compose.depends_on` label Compose puts on
+/// every container), and a dependency with the condition
+/// `service_completed_successfully` is a one-shot job; an explicit
+/// `wakedock.depends-on` / `wakedock.one-shot` on a container wins.
 pub fn defs_from_labels(containers: &[LabeledContainer]) -> LabelDefs {
     let mut out = LabelDefs::default();
     let mut sorted: Vec<&LabeledContainer> = containers.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
     let mut groups: BTreeMap<String, Vec<&LabeledContainer>> = BTreeMap::new();
     for c in sorted {
+        // A Compose stack is one service unless its labels say otherwise.
         let service = c
             .labels
             .get("wakedock.service")
+            .or_else(|| c.labels.get(COMPOSE_PROJECT))
             .map(|s| s.trim().to_owned())
             .unwrap_or_else(|| c.name.clone());
         match c.labels.get("wakedock.enable") {
@@ -994,6 +1008,7 @@ fn def_from_group(
             // Other `wakedock.*` labels belong to other features.
         }
     }
+    compose_order(containers, &mut def);
     for (short, (value, cname)) in wide {
         let key = format!("{LABEL_PREFIX}{short}");
         let e = |msg: String| {
@@ -1043,6 +1058,53 @@ fn def_from_group(
         Ok(def)
     } else {
         Err(errs)
+    }
+}
+
+/// Start order and one-shot jobs from Compose's `depends_on` labels, for
+/// members that do not set their own.
+fn compose_order(containers: &[&LabeledContainer], def: &mut ServiceDef) {
+    let members_of = |project: &str, service: &str| -> Vec<String> {
+        containers
+            .iter()
+            .filter(|c| {
+                c.labels.get(COMPOSE_PROJECT).map(String::as_str) == Some(project)
+                    && c.labels.get(COMPOSE_SERVICE).map(String::as_str) == Some(service)
+            })
+            .map(|c| c.name.clone())
+            .collect()
+    };
+    let explicit_one_shot: BTreeSet<String> = containers
+        .iter()
+        .filter(|c| c.labels.contains_key("wakedock.one-shot"))
+        .map(|c| c.name.clone())
+        .collect();
+    for c in containers {
+        let (Some(project), Some(deps)) = (
+            c.labels.get(COMPOSE_PROJECT),
+            c.labels.get(COMPOSE_DEPENDS_ON),
+        ) else {
+            continue;
+        };
+        let mut order = Vec::new();
+        for dep in deps.split(',').filter(|d| !d.is_empty()) {
+            let mut parts = dep.split(':');
+            let (Some(service), condition) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let names = members_of(project, service);
+            if condition == Some("service_completed_successfully") {
+                for n in &names {
+                    if !explicit_one_shot.contains(n) && !def.one_shot.contains(n) {
+                        def.one_shot.push(n.clone());
+                    }
+                }
+            }
+            order.extend(names);
+        }
+        if !order.is_empty() && !c.labels.contains_key("wakedock.depends-on") {
+            def.depends_on.insert(c.name.clone(), order);
+        }
     }
 }
 

@@ -682,3 +682,54 @@ fn schedules_and_offsets_are_validated_and_read_from_labels() {
         json!(["mon-fri 08:00-18:00", "sat 10:00-12:00"])
     );
 }
+
+#[test]
+fn a_compose_stack_is_one_service_ordered_by_composes_depends_on() {
+    let compose = |name: &str, service: &str, deps: &str| {
+        let project = name.split('-').next().unwrap();
+        let mut labels = vec![
+            ("wakedock.enable", "true"),
+            ("wakedock.idle-timeout", "5s"),
+            ("com.docker.compose.project", project),
+            ("com.docker.compose.service", service),
+        ];
+        if !deps.is_empty() {
+            labels.push(("com.docker.compose.depends_on", deps));
+        }
+        lc(name, &labels)
+    };
+    let defs = defs_from_labels(&[
+        compose(
+            "shop-app-1",
+            "app",
+            "db:service_healthy:false,migrate:service_completed_successfully:false",
+        ),
+        compose("shop-db-1", "db", ""),
+        compose("shop-migrate-1", "migrate", "db:service_healthy:false"),
+        // Another project with the same service names stays apart.
+        compose("other-app-1", "app", ""),
+    ]);
+    assert!(defs.errors.is_empty(), "{:?}", defs.errors);
+    let names: Vec<&str> = defs.defs.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["other", "shop"]);
+    let shop = &defs.defs[1];
+    assert_eq!(
+        shop.members.as_deref().unwrap(),
+        ["shop-app-1", "shop-db-1", "shop-migrate-1"]
+    );
+    assert_eq!(
+        shop.depends_on["shop-app-1"],
+        ["shop-db-1", "shop-migrate-1"]
+    );
+    assert_eq!(shop.depends_on["shop-migrate-1"], ["shop-db-1"]);
+    assert_eq!(shop.one_shot, ["shop-migrate-1"]);
+    let service = shop.validate(Source::Labels).expect("valid");
+    assert_eq!(
+        service.start_waves(),
+        vec![
+            vec!["shop-db-1".to_owned()],
+            vec!["shop-migrate-1".to_owned()],
+            vec!["shop-app-1".to_owned()]
+        ]
+    );
+}
