@@ -604,3 +604,68 @@ impl Drop for RemoveOnDrop {
             .output();
     }
 }
+
+// Several installs share one engine: a container of another install (no
+// `wakedock.instance` label of this host's) that dies costs this host no
+// engine request and reaches none of its plugins, while its own container's
+// `die` is published (and, its restart policy never seen, costs one inspect).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_installs_dying_container_costs_this_host_nothing() {
+    let instance = new_instance();
+    let theirs = TestContainer::from_spec(AppSpec {
+        start: true,
+        ..AppSpec::default()
+    })
+    .await;
+    let ours = TestContainer::from_spec(AppSpec {
+        start: true,
+        instance: Some(&instance),
+        ..AppSpec::default()
+    })
+    .await;
+    let host = TestHost::start_with(Backend::Sqlite, |c| {
+        c.wakedock.instance = Some(instance.clone());
+    })
+    .await;
+    let mut bus = host.bus.subscribe();
+    let before = engine_requests(&host.metrics().await);
+    let docker = docker().await;
+    for c in [&theirs, &ours] {
+        docker
+            .kill_container(
+                &c.name,
+                None::<bollard::query_parameters::KillContainerOptions>,
+            )
+            .await
+            .unwrap();
+    }
+    // One task handles the engine's events in order: once ours is
+    // published, theirs (killed first) has been handled.
+    let published = tokio::time::timeout(Duration::from_secs(20) * patience(), async {
+        let mut exited = Vec::new();
+        loop {
+            match bus.recv().await {
+                Ok(ev) if ev.topic == "host.container-exited" => {
+                    let doc: Value = serde_json::from_str(&ev.payload).unwrap();
+                    let id = doc["id"].as_str().unwrap_or_default().to_owned();
+                    exited.push(id.clone());
+                    if id == ours.id {
+                        return exited;
+                    }
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("the bus closed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("our container's exit is published");
+    assert_eq!(published, vec![ours.id.clone()], "theirs is not published");
+    let after = engine_requests(&host.metrics().await);
+    assert_eq!(
+        delta(&after, &before, "inspect"),
+        1,
+        "one inspect (ours): {before:?} -> {after:?}"
+    );
+    host.stop().await.unwrap();
+}

@@ -1,8 +1,7 @@
 //! The host events the alerts plugin (and any plugin subscribed to
 //! `host.*`) reads; see `wakedock_plugin_alerts::contract`.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -26,14 +25,14 @@ fn now() -> u64 {
     crate::db::now_ms() as u64
 }
 
-/// Restart policies by container id, learnt when a container starts, so a
-/// `die` is published without asking the engine first (the `oom` event
-/// comes before the `die`).
-type Policies = Arc<Mutex<HashMap<String, String>>>;
+/// How long a started container's restart policy is awaited from an
+/// inspect the host makes anyway (a wake's readiness wait inspects each
+/// member, however loaded the machine) before the engine is asked for it.
+/// A `die` before then with the policy still unknown asks at once.
+const POLICY_FROM_OTHERS: Duration = Duration::from_secs(30);
 
 /// Publishes host events until `shutdown`.
 pub async fn run(state: AppState, shutdown: CancellationToken) {
-    let policies: Policies = Arc::default();
     let mut events = state.docker.subscribe();
     let mut up = state.docker.watch_up();
     let mut seen_up = false;
@@ -46,7 +45,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             ev = events.recv() => match ev {
-                Ok(ev) => on_container_event(&state, &policies, &mut oom, ev).await,
+                Ok(ev) => on_container_event(&state, &shutdown, &mut oom, ev).await,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "host events missed container events");
                 }
@@ -77,16 +76,24 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
     }
 }
 
-fn lock(p: &Policies) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
-    p.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 async fn on_container_event(
     state: &AppState,
-    policies: &Policies,
+    shutdown: &CancellationToken,
     oom: &mut HashSet<String>,
     ev: ContainerEvent,
 ) {
+    // Another install's container (see `wakedock.instance`): none of this
+    // host's plugins may see it, so it costs no engine request either.
+    if let Some(instance) = state.config.wakedock.instance.as_deref() {
+        if ev
+            .labels
+            .get(crate::config::INSTANCE_LABEL)
+            .map(String::as_str)
+            != Some(instance)
+        {
+            return;
+        }
+    }
     let at_ms = ev.at_ms();
     match ev.action.as_str() {
         "oom" => {
@@ -97,21 +104,30 @@ async fn on_container_event(
                 .docker
                 .stops
                 .started(&ev.id, ev.name.as_deref(), at_ms);
-            if !lock(policies).contains_key(&ev.id) {
-                // Off the event's path: the next `die` finds it known.
-                let (docker, policies, id) = (state.docker.clone(), policies.clone(), ev.id);
+            if state.docker.policies.get(&ev.id).is_none() {
+                // Off the event's path, so the next `die` finds it known:
+                // from the wake's own inspect if this start is a wake's,
+                // else one inspect (which records it).
+                let (docker, id, shutdown) = (state.docker.clone(), ev.id, shutdown.clone());
                 tokio::spawn(async move {
-                    if let Ok((_, policy)) = docker.exit_details(&id).await {
-                        lock(&policies).insert(id, policy);
+                    let learnt = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        p = docker.policies.learnt_within(&id, POLICY_FROM_OTHERS) => p,
+                    };
+                    if learnt.is_none() {
+                        let _ = docker.exit_details(&id).await;
                     }
                 });
             }
         }
         "die" => {
             let stopped_by = state.docker.stops.take(&ev.id, ev.name.as_deref());
-            let known = lock(policies).get(&ev.id).cloned();
+            let known = state.docker.policies.get(&ev.id);
             let (oom_killed, restart_policy) = match known {
                 Some(policy) => (false, policy),
+                // WakeDock stopped it: no policy restarts it (Docker does
+                // not restart a container that was stopped on purpose).
+                None if stopped_by.is_some() => (false, String::new()),
                 // Removed already (`--rm`): what the event says is all.
                 None => state.docker.exit_details(&ev.id).await.unwrap_or_default(),
             };
@@ -129,7 +145,6 @@ async fn on_container_event(
         }
         "destroy" => {
             oom.remove(&ev.id);
-            lock(policies).remove(&ev.id);
         }
         _ => {}
     }

@@ -9,6 +9,7 @@
 mod exits;
 pub mod intents;
 pub mod model;
+mod policies;
 pub mod requests;
 
 use std::collections::{BTreeMap, HashMap};
@@ -120,6 +121,8 @@ pub struct DockerEngine {
     exits: exits::ExitCodes,
     /// Stops WakeDock asked for (see [`intents`]).
     pub stops: intents::StopIntents,
+    /// Restart policies from the inspects the host made (see [`policies`]).
+    pub policies: policies::RestartPolicies,
     /// Whether the engine is up, for those who wait for a change.
     up_watch: tokio::sync::watch::Sender<bool>,
 }
@@ -158,6 +161,7 @@ impl DockerEngine {
             requests: EngineRequests::default(),
             exits: exits::ExitCodes::default(),
             stops: intents::StopIntents::default(),
+            policies: policies::RestartPolicies::default(),
             up_watch: tokio::sync::watch::Sender::new(false),
         })
     }
@@ -187,16 +191,15 @@ impl DockerEngine {
             .inspect_container(id, None::<InspectContainerOptions>)
             .await;
         let info = self.observe(r, id).await?;
+        self.learn_policy(&info);
         let oom = info
             .state
             .as_ref()
             .and_then(|s| s.oom_killed)
             .unwrap_or(false);
-        let policy = info
-            .host_config
-            .and_then(|h| h.restart_policy)
-            .and_then(|p| p.name)
-            .map(|n| n.to_string())
+        let policy = self
+            .policies
+            .get(info.id.as_deref().unwrap_or(id))
             .unwrap_or_default();
         Ok((oom, policy))
     }
@@ -349,7 +352,21 @@ impl DockerEngine {
             .inspect_container(id_or_name, None::<InspectContainerOptions>)
             .await;
         let info = self.observe(r, id_or_name).await?;
+        self.learn_policy(&info);
         Ok(details_from(info))
+    }
+
+    /// Every inspect's restart policy is kept (see [`policies`]).
+    fn learn_policy(&self, info: &bollard::models::ContainerInspectResponse) {
+        let Some(id) = info.id.as_deref() else { return };
+        let policy = info
+            .host_config
+            .as_ref()
+            .and_then(|h| h.restart_policy.as_ref())
+            .and_then(|p| p.name)
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        self.policies.learn(id, &policy);
     }
 
     /// The exit code of a container that is not running (`None` while it
@@ -723,8 +740,10 @@ impl DockerEngine {
         self.mark(true);
         // Whatever happened while no stream was open is unknown.
         self.exits.forget_all();
+        self.policies.forget_all();
         let ended = self.pump(&mut stream).await;
         self.exits.forget_all();
+        self.policies.forget_all();
         ended
     }
 
@@ -750,6 +769,7 @@ impl DockerEngine {
                     .filter(|(k, _)| k != "name" && k != "image")
                     .collect(),
             };
+            self.policies.observe(&event.id, &event.action);
             self.exits.observe(
                 &event.id,
                 event.name.as_deref(),

@@ -343,7 +343,7 @@ async fn next_seen(
 ) -> Seen {
     loop {
         match events.recv().await {
-            Ok(e) if e.id == d.id => match seen(&e.action, d) {
+            Ok(e) if e.id == d.id && !predates_run(&e, d) => match seen(&e.action, d) {
                 Seen::Nothing => continue,
                 s => return s,
             },
@@ -353,6 +353,24 @@ async fn next_seen(
             Err(_) => std::future::pending::<()>().await,
         }
     }
+}
+
+/// Whether event `e` happened before the run that inspection `d` saw
+/// began: the `die` of the previous run, delivered late by a busy engine,
+/// says nothing about this one (and must not cost an inspect).
+fn predates_run(e: &crate::docker::ContainerEvent, d: &ContainerDetails) -> bool {
+    let Some(started) = d
+        .started_at
+        .as_deref()
+        .filter(|_| d.running)
+        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+    else {
+        return false;
+    };
+    let Ok(nanos) = u64::try_from(e.time_nano) else {
+        return false;
+    };
+    std::time::UNIX_EPOCH + Duration::from_nanos(nanos) < started
 }
 
 /// `Some(wait)` for a container that is not running (or is paused), an
@@ -1002,6 +1020,39 @@ mod tests {
         assert_eq!(seen("pause", &running), Seen::Changed);
         assert_eq!(seen("start", &stopped), Seen::Changed);
         assert_eq!(seen("unpause", &details(true, "paused")), Seen::Changed);
+    }
+
+    #[test]
+    fn an_event_from_before_the_inspected_run_is_stale() {
+        let mut running = details(true, "running");
+        running.started_at = Some("2026-12-01T10:00:00.500000000Z".into());
+        let at = |t: &str| crate::docker::ContainerEvent {
+            id: running.id.clone(),
+            name: None,
+            action: "die".into(),
+            time_nano: humantime::parse_rfc3339(t)
+                .unwrap()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as i64,
+            labels: Default::default(),
+        };
+        // The previous run's die, delivered after this run's inspect.
+        assert!(predates_run(
+            &at("2026-12-01T10:00:00.400000000Z"),
+            &running
+        ));
+        assert!(!predates_run(
+            &at("2026-12-01T10:00:00.600000000Z"),
+            &running
+        ));
+        // Not running: every event may matter.
+        let mut stopped = running.clone();
+        stopped.running = false;
+        assert!(!predates_run(
+            &at("2026-12-01T10:00:00.400000000Z"),
+            &stopped
+        ));
     }
 
     #[test]
