@@ -66,18 +66,34 @@ export WAKEDOCK_FUZZ_BASE="$base" WAKEDOCK_FUZZ_PASSWORD="$password"
 export SCHEMATHESIS_HOOKS=fuzz_auth
 export PYTHONPATH="$ROOT/tests/fuzz${PYTHONPATH:+:$PYTHONPATH}"
 log "fuzzing $base (no Docker engine): ${FUZZ_MAX_EXAMPLES:-25} examples per operation, at most ${FUZZ_MAX_TIME:-150} s"
+fuzz() { # SEED
+  "$venv/bin/schemathesis" --config-file "$ROOT/tests/fuzz/schemathesis.toml" run "$base/api/v1/openapi.json" \
+    --checks all \
+    --max-examples "${FUZZ_MAX_EXAMPLES:-25}" \
+    --max-time "${FUZZ_MAX_TIME:-150}" \
+    --workers 2 \
+    --seed "$1" \
+    --request-timeout 20 \
+    --no-color \
+    --generation-database none \
+    --report junit --report-dir "${WD_ARTIFACTS_DIR:-$work}/schemathesis" \
+    "${extra[@]}" 2>&1 | tee "$work/fuzz.out"
+  return "${PIPESTATUS[0]}"
+}
+extra=("$@")
+seed="${FUZZ_SEED:-10}"
 status=0
-"$venv/bin/schemathesis" --config-file "$ROOT/tests/fuzz/schemathesis.toml" run "$base/api/v1/openapi.json" \
-  --checks all \
-  --max-examples "${FUZZ_MAX_EXAMPLES:-25}" \
-  --max-time "${FUZZ_MAX_TIME:-150}" \
-  --workers 2 \
-  --seed "${FUZZ_SEED:-10}" \
-  --request-timeout 20 \
-  --no-color \
-  --generation-database none \
-  --report junit --report-dir "${WD_ARTIFACTS_DIR:-$work}/schemathesis" \
-  "$@" || status=$?
+fuzz "$seed" || status=$?
+# The tool itself may crash on an operation ("Runtime Error": a CPython
+# 3.11 AST recursion error inside hypothesis, seen once on POST
+# /api/v1/plugins). That is not a finding about the API: with no failure
+# in the summary, run once more with the next seed; a second crash fails.
+summary="$(grep -E '^=+ .* in [0-9.]+s =+$' "$work/fuzz.out" | tail -1)"
+if [ "$status" -ne 0 ] && ! grep -q "failure" <<<"$summary" && grep -q "Runtime Error" "$work/fuzz.out"; then
+  log "schemathesis crashed on its own (no failure found): $summary; once more with seed $((seed + 1))"
+  status=0
+  fuzz "$((seed + 1))" || status=$?
+fi
 if grep -q "panicked" "$work/host.log"; then
   grep -B2 -A10 "panicked" "$work/host.log" >&2
   die "the fuzzed host panicked"
