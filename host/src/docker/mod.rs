@@ -185,13 +185,7 @@ impl DockerEngine {
     /// What the bare `die` event lacks: whether the OOM killer ended the
     /// container, and its restart policy's name.
     pub async fn exit_details(&self, id: &str) -> Result<(bool, String), EngineError> {
-        let c = self.client().await?;
-        self.requests.count(EngineOp::Inspect);
-        let r = c
-            .inspect_container(id, None::<InspectContainerOptions>)
-            .await;
-        let info = self.observe(r, id).await?;
-        self.learn_policy(&info);
+        let info = self.inspect_raw(id).await?;
         let oom = info
             .state
             .as_ref()
@@ -346,6 +340,14 @@ impl DockerEngine {
     }
 
     pub async fn inspect(&self, id_or_name: &str) -> Result<ContainerDetails, EngineError> {
+        Ok(details_from(self.inspect_raw(id_or_name).await?))
+    }
+
+    /// One inspect request, counted; its restart policy is kept.
+    async fn inspect_raw(
+        &self,
+        id_or_name: &str,
+    ) -> Result<bollard::models::ContainerInspectResponse, EngineError> {
         let c = self.client().await?;
         self.requests.count(EngineOp::Inspect);
         let r = c
@@ -353,7 +355,7 @@ impl DockerEngine {
             .await;
         let info = self.observe(r, id_or_name).await?;
         self.learn_policy(&info);
-        Ok(details_from(info))
+        Ok(info)
     }
 
     /// Every inspect's restart policy is kept (see [`policies`]).
