@@ -11,9 +11,11 @@
 # signs the admin in, creates two users, installs the wake plugin, defines
 # a service, and leaves a trail in the audit log. Then it stops it and
 # keeps:
-#   wakedock.db        the SQLite database as that release left it
-#   tables.json        the same rows per table (blobs base64), for loading
-#                      into PostgreSQL and MariaDB at that release's schema
+#   tables.json        the rows per table (blobs base64) and the release's
+#                      migrations, loaded by the test into SQLite,
+#                      PostgreSQL and MariaDB at that release's schema (the
+#                      database file itself is not kept: *.db is ignored
+#                      by git, and one form for every backend is enough)
 #   plugins/<name>/<sha>.wasm   the installed component
 #   expected.json      what the test checks after the upgrade
 set -euo pipefail
@@ -74,7 +76,6 @@ log "writing $OUT"
 rm -rf "$OUT"; mkdir -p "$OUT"
 db="$work/data/wakedock.db"
 sqlite3 "$db" 'PRAGMA wal_checkpoint(TRUNCATE);' >/dev/null
-cp "$db" "$OUT/wakedock.db"
 (cd "$work/data" && find plugins -name '*.wasm' -exec install -D -m 0644 {} "$OUT/{}" \;)
 python3 - "$db" "$OUT" "$TAG" <<'PY'
 import base64, json, sqlite3, sys

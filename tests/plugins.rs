@@ -612,6 +612,77 @@ async fn plugins_declared_in_the_config_file_are_installed_at_start() {
     host.stop().await.unwrap();
 }
 
+/// Upgrading WakeDock upgrades the plugins its config file declares (how
+/// the first-party plugins are bundled): a copy of the same plugin
+/// installed through the API is replaced when it is older, audited, its
+/// storage kept; a newer one is kept (issue 14).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_plugin_replaces_an_older_api_installed_copy_not_a_newer_one() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let declared = || wakedock::config::PluginDecl {
+        manifest: root.join("plugins/example/plugin.toml"),
+        wasm: wasm_dir().join("wakedock_plugin_example.wasm"),
+        grant: wakedock::plugins::GrantSpec::All(wakedock::plugins::AllMarker),
+        config: None,
+        enabled: true,
+    };
+    // The example plugin installed through the API as version `v`.
+    async fn install_as(admin: &ApiClient, v: &str) {
+        let (manifest, wasm) = example();
+        let at_v = manifest.replacen("version = \"0.1.0\"", &format!("version = \"{v}\""), 1);
+        assert_ne!(at_v, manifest, "the example's version line moved");
+        let r = admin
+            .post(
+                "/api/v1/plugins",
+                install_body(&(at_v, wasm), Some(json!("all"))),
+            )
+            .await;
+        let status = r.status();
+        assert!(status.is_success(), "{status}: {}", r.text().await.unwrap());
+    }
+    async fn upgrades(admin: &ApiClient) -> Value {
+        admin.get_json("/api/v1/audit?action=plugin.upgrade").await
+    }
+    let mut host = TestHost::start(Backend::Sqlite).await;
+    install_as(&host.admin().await, "9.0.0").await;
+    assert_eq!(hello(&host.admin().await).await["hits"], 1);
+
+    // Newer than the declared 0.1.0: kept, and it keeps its storage.
+    host.config.plugins = vec![declared()];
+    let mut host = host.restart().await;
+    let admin = host.admin().await;
+    let info = admin.get_json("/api/v1/plugins/example").await;
+    assert_eq!(info["source"], "api", "{info}");
+    assert_eq!(info["version"], "9.0.0", "{info}");
+    assert_eq!(upgrades(&admin).await["total"], 0);
+    assert_eq!(hello(&admin).await["hits"], 2);
+
+    // Older (0.0.1) than the declared one: replaced at the next start.
+    install_as(&admin, "0.0.1").await;
+    host.config.plugins = vec![declared()];
+    let host = host.restart().await;
+    let admin = host.admin().await;
+    let info = admin.get_json("/api/v1/plugins/example").await;
+    assert_eq!(info["source"], "config", "{info}");
+    assert_eq!(info["version"], "0.1.0", "{info}");
+    let audit = upgrades(&admin).await;
+    assert_eq!(audit["total"], 1, "{audit}");
+    let entry = &audit["items"][0];
+    assert_eq!(entry["actor"], "config", "{entry}");
+    assert_eq!(entry["target"], "example", "{entry}");
+    assert_eq!(entry["result"], "success", "{entry}");
+    assert!(
+        entry["detail"].as_str().unwrap().starts_with(
+            "example 0.0.1 (plugin API 0.1.2), installed through the api, \
+             replaced by example 0.1.0 (plugin API 0.1.2) declared in the config file"
+        ),
+        "{entry}"
+    );
+    // Its storage survived the restarts and the replacement.
+    assert_eq!(hello(&admin).await["hits"], 3);
+    host.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn await_ready_runs_the_healthcheck_instead_of_waiting_for_docker() {
     let host = TestHost::start(Backend::Sqlite).await;

@@ -5,10 +5,9 @@
 //! old passwords, the installed plugin runs, its service definitions are
 //! there, the audit log is kept.
 //!
-//! SQLite gets the release's own database file. PostgreSQL and MariaDB get
-//! that release's schema (this binary's migrations up to the release's
-//! last one: migrations are forward-only and never edited) filled with the
-//! same rows.
+//! Every backend gets that release's schema (this binary's migrations up
+//! to the release's last one: migrations are forward-only and never
+//! edited) filled with the rows the release wrote (`tables.json`).
 
 use std::path::{Path, PathBuf};
 
@@ -132,39 +131,22 @@ async fn previous_release(backend: Backend) -> (TestDatabase, tempfile::TempDir)
     copy_dir(&fixture().join("plugins"), &plugins_dir);
     let tables = read_json("tables.json");
     let db = TestDatabase::new(backend, &data).unwrap();
-    if backend == Backend::Sqlite {
-        // The release's own file, as it left it.
-        std::fs::copy(fixture().join("wakedock.db"), data.join("wakedock.db")).unwrap();
-    }
     let conn = wakedock::db::Db::connect(&db.url, Some(1)).await.unwrap();
-    let sql = if backend == Backend::Sqlite {
-        let mut s = String::new();
-        for row in tables["tables"]["plugins"].as_array().unwrap() {
-            let row = row.as_object().unwrap();
-            s.push_str(&format!(
-                "UPDATE plugins SET wasm_path = {} WHERE name = {};\n",
-                literal(backend, "", &wasm_path(&plugins_dir, row).into()),
-                literal(backend, "", &row["name"])
-            ));
-        }
-        s
-    } else {
-        let last = tables["migrations"]
-            .as_array()
-            .unwrap()
-            .last()
-            .unwrap()
-            .as_str()
-            .unwrap()
-            .to_string();
-        let applied = conn.migrate_up_to(Some(last.clone())).await.unwrap();
-        assert_eq!(
-            applied.len(),
-            tables["migrations"].as_array().unwrap().len(),
-            "{backend:?}: the release's migrations, up to {last}"
-        );
-        inserts(backend, &tables, &plugins_dir)
-    };
+    let last = tables["migrations"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    let applied = conn.migrate_up_to(Some(last.clone())).await.unwrap();
+    assert_eq!(
+        applied.len(),
+        tables["migrations"].as_array().unwrap().len(),
+        "{backend:?}: the release's migrations, up to {last}"
+    );
+    let sql = inserts(backend, &tables, &plugins_dir);
     conn.run(move |c| {
         c.batch_execute(&sql)?;
         Ok(())
@@ -174,12 +156,6 @@ async fn previous_release(backend: Backend) -> (TestDatabase, tempfile::TempDir)
     (db, dir)
 }
 
-// Known failure, tracked in the data issue (14): after the upgrade the
-// service defined through v0.1.0's API answers 502 ("wake plugin sent an
-// invalid answer: invalid type: string \"Missing\"") — v0.1.0 kept member
-// status as a string where the typed contract of issue 9 has a tagged
-// enum. Run it with `--ignored`; it must pass before the issue closes.
-#[ignore = "v0.1.0 service data fails the typed wake contract (issue 14)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_previous_release_upgrades_on_every_backend() {
     let expected = read_json("expected.json");
@@ -189,9 +165,11 @@ async fn the_previous_release_upgrades_on_every_backend() {
         let old_version = before.schema_version().await.unwrap();
         drop(before);
         // The config declares this build's wake plugin, as `run.sh` and the
-        // image do: the start replaces the release's installed package
-        // (its storage kept). The release's own component is not run on
-        // this host: its answers predate the typed contract of issue 9.
+        // image do: the start replaces the release's copy, installed
+        // through the API and older (its storage kept). Left running, that
+        // copy would answer in the release's wire format, which the typed
+        // contract of issue 9 refuses (502 "invalid type: string
+        // \"Missing\"" for every service).
         let host = TestHost::start_on(backend, db, dir, |c| {
             c.plugins = vec![serde_json::from_value(serde_json::json!({
                 "manifest": concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/wake/plugin.toml"),
@@ -236,6 +214,28 @@ async fn the_previous_release_upgrades_on_every_backend() {
                 "{backend:?}: {p}"
             );
         }
+        // The release's wake plugin (installed through its API) was
+        // replaced by this build's, newer, at the start, and the
+        // replacement is in the audit log.
+        let old = &read_json("tables.json")["tables"]["plugins"][0];
+        let wake = admin.get_json("/api/v1/plugins/wake").await;
+        assert_eq!(wake["source"], "config", "{backend:?}: {wake}");
+        assert_ne!(wake["sha256"], old["wasm_sha256"], "{backend:?}: {wake}");
+        assert_ne!(wake["api_version"], old["api_version"], "{backend:?}");
+        let upgrades = admin.get_json("/api/v1/audit?action=plugin.upgrade").await;
+        assert_eq!(upgrades["total"], 1, "{backend:?}: {upgrades}");
+        let entry = &upgrades["items"][0];
+        assert_eq!(entry["actor"], "config", "{backend:?}: {entry}");
+        assert_eq!(entry["target"], "wake", "{backend:?}: {entry}");
+        assert_eq!(entry["result"], "success", "{backend:?}: {entry}");
+        let detail = entry["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&format!(
+                "plugin API {}",
+                old["api_version"].as_str().unwrap()
+            )) && detail.contains("installed through the api"),
+            "{backend:?}: {detail}"
+        );
         // The service defined through the API lives in the plugin's
         // storage: still there.
         for name in expected["services"].as_array().unwrap() {

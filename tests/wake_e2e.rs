@@ -678,6 +678,87 @@ async fn services_from_the_api_and_labels_with_precedence_and_validation() {
 
 // A schedule window wakes the service without any request and keeps it
 // awake past its idle timeout.
+/// The services defined through the API as the wake plugin stores them.
+async fn stored_api_services(host: &TestHost) -> Value {
+    let db = wakedock::db::Db::connect(&host.config.database_url(), Some(1))
+        .await
+        .unwrap();
+    let raw = db
+        .run(|c| wakedock::db::plugin_kv::get(c, "wake", "api/services"))
+        .await
+        .unwrap()
+        .expect("api/services stored");
+    serde_json::from_slice(&raw).unwrap()
+}
+
+/// An upgrade (or a downgrade) loses no service defined through the API:
+/// an entry this version of the wake plugin cannot read is reported, not
+/// taken for "no services", and kept as stored by later changes until the
+/// user redefines or deletes it (issue 14).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_service_this_version_cannot_read_is_reported_and_kept() {
+    let host = host_with(Backend::Sqlite, vec![]).await;
+    let admin = host.admin().await;
+    let readable = json!({"name": "readable", "members": [unique("wd-test-absent")]});
+    let r = admin.post("/api/v1/services", readable.clone()).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // Next to it, an entry as another version would store it.
+    let other =
+        json!({"name": "from-elsewhere", "members": [unique("wd-test-absent")], "colour": "blue"});
+    let stored = serde_json::to_vec(&json!([readable, other])).unwrap();
+    let db = wakedock::db::Db::connect(&host.config.database_url(), Some(1))
+        .await
+        .unwrap();
+    db.run(move |c| {
+        wakedock::db::plugin_kv::set(c, "wake", "api/services", &stored, 1 << 22).map(drop)
+    })
+    .await
+    .unwrap();
+    drop(db);
+    let host = host.restart().await;
+    let admin = host.admin().await;
+
+    let list = admin.get_json("/api/v1/services").await;
+    let names: Vec<&str> = list["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["service"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["readable"], "{list}");
+    let errors = list["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{list}");
+    assert_eq!(errors[0]["service"], "from-elsewhere");
+    let message = errors[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("kept as stored") && message.contains("colour"),
+        "{message}"
+    );
+
+    // Another change stores it again as it was.
+    let r = admin
+        .post(
+            "/api/v1/services",
+            json!({"name": "second", "members": [unique("wd-test-absent")]}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let kept = stored_api_services(&host).await;
+    assert!(kept.as_array().unwrap().contains(&other), "{kept}");
+    assert_eq!(kept.as_array().unwrap().len(), 3, "{kept}");
+
+    // Deleted by the user: gone.
+    let r = admin.delete("/api/v1/services/from-elsewhere").await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let kept = stored_api_services(&host).await;
+    assert!(!kept.as_array().unwrap().contains(&other), "{kept}");
+    assert!(admin.get_json("/api/v1/services").await["errors"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    host.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schedule_window_wakes_and_keeps_a_service_awake() {
     let (app, _) = sleeping_app(&[], None).await;

@@ -302,6 +302,30 @@ fn prune_files(plugins_dir: &Path, name: &str, keep_sha: Option<&str>) {
     }
 }
 
+/// How the release in `manifest` compares with the installed `row`: by
+/// the plugin's version, then by the plugin API version it was built
+/// against (a first-party plugin rebuilt for a newer host API is newer
+/// even when its own version stayed). `None` if either does not parse.
+fn compare_release(manifest: &Manifest, row: &PluginRow) -> Option<std::cmp::Ordering> {
+    let v = |s: &str| semver::Version::parse(s).ok();
+    let declared = (v(&manifest.version)?, v(&manifest.api_version)?);
+    let installed = (v(&row.version)?, v(&row.api_version)?);
+    Some(declared.cmp(&installed))
+}
+
+/// `wake 0.1.0 (plugin API 0.1.1)`.
+fn release(name: &str, version: &str, api_version: &str) -> String {
+    format!("{name} {version} (plugin API {api_version})")
+}
+
+fn release_of(row: &PluginRow) -> String {
+    release(&row.name, &row.version, &row.api_version)
+}
+
+fn release_of_manifest(m: &Manifest) -> String {
+    release(&m.name, &m.version, &m.api_version)
+}
+
 /// What was last applied to the runtime for a plugin.
 #[derive(Debug, Clone, PartialEq)]
 struct Applied {
@@ -667,6 +691,25 @@ impl PluginManager {
             let row = existing
                 .iter()
                 .find(|r| r.name == name && r.source == Source::Config.as_str());
+            // A copy of the same plugin installed through the API or the
+            // CLI (a user of an earlier release installed the first-party
+            // wake plugin that way): the declared one replaces it unless
+            // the installed copy is newer. Its storage is kept either way.
+            let replaced = existing
+                .iter()
+                .find(|r| r.name == name && r.source != Source::Config.as_str());
+            if let Some(installed) = replaced {
+                if compare_release(&manifest, installed) == Some(std::cmp::Ordering::Less) {
+                    tracing::warn!(
+                        plugin = %name,
+                        installed = %release_of(installed),
+                        declared = %release_of_manifest(&manifest),
+                        source = %installed.source,
+                        "keeping the installed copy: it is newer than the one declared in the config file"
+                    );
+                    continue;
+                }
+            }
             let stored = row.and_then(|r| Grant::from_toml(&r.grant_toml).ok());
             let grant_changed = row.is_some() && stored != wanted;
             let unchanged = row.is_some_and(|r| {
@@ -693,6 +736,9 @@ impl PluginManager {
             {
                 Ok(p) => {
                     tracing::info!(plugin = %p.name, version = %p.version, "declared plugin installed");
+                    if let Some(installed) = replaced {
+                        self.audit_replacement(installed, &manifest, None).await;
+                    }
                     if grant_changed {
                         self.audit_grant_change(&p.name, stored.as_ref(), wanted.as_ref(), None)
                             .await;
@@ -700,6 +746,9 @@ impl PluginManager {
                 }
                 Err(e) => {
                     tracing::error!(plugin = %name, error = %e, "declared plugin not installed");
+                    if let Some(installed) = replaced {
+                        self.audit_replacement(installed, &manifest, Some(&e)).await;
+                    }
                     if grant_changed {
                         // The config file no longer grants what the running
                         // version has: it must not keep running with it.
@@ -731,6 +780,43 @@ impl PluginManager {
             }
         }
         Ok(())
+    }
+
+    /// Records that the copy declared in the config file replaced (or
+    /// failed to replace: the installed copy then keeps running) one
+    /// installed through the API or the CLI.
+    async fn audit_replacement(
+        &self,
+        installed: &PluginRow,
+        declared: &Manifest,
+        failed: Option<&PluginError>,
+    ) {
+        let (old, new) = (release_of(installed), release_of_manifest(declared));
+        let detail = match failed {
+            None => format!(
+                "{old}, installed through the {}, replaced by {new} declared in the config file (its storage kept)",
+                installed.source
+            ),
+            Some(e) => format!(
+                "{new} declared in the config file could not replace {old}, installed through the {} (kept running): {e}",
+                installed.source
+            ),
+        };
+        tracing::info!(plugin = %installed.name, %detail, "plugin upgraded from the config file");
+        let mut e = crate::db::audit::NewAuditEntry::new(
+            "plugin.upgrade",
+            if failed.is_some() {
+                "failure"
+            } else {
+                "success"
+            },
+        );
+        e.actor = Some("config".into());
+        e.target = Some(installed.name.clone());
+        e.detail = Some(detail);
+        if let Err(err) = self.db.run(move |c| crate::db::audit::insert(c, &e)).await {
+            tracing::error!(error = %err, plugin = %installed.name, "could not audit the plugin upgrade");
+        }
     }
 
     /// Records that the config file changed a plugin's grant (narrowed or
@@ -910,4 +996,49 @@ fn container_event(ev: &crate::docker::ContainerEvent) -> Option<Event> {
         exit_code: ev.exit_code(),
         at_ms: ev.at_ms(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn installed(version: &str, api_version: &str) -> PluginRow {
+        PluginRow {
+            name: "wake".into(),
+            version: version.into(),
+            api_version: api_version.into(),
+            manifest: String::new(),
+            grant_toml: String::new(),
+            config_json: "null".into(),
+            wasm_sha256: String::new(),
+            wasm_path: String::new(),
+            enabled: true,
+            source: "api".into(),
+            installed_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    /// The first-party wake plugin as this build bundles it.
+    fn bundled() -> Manifest {
+        Manifest::from_toml(include_str!("../../../plugins/wake/plugin.toml")).unwrap()
+    }
+
+    #[test]
+    fn a_release_is_ordered_by_version_then_plugin_api() {
+        use std::cmp::Ordering::*;
+        let m = bundled();
+        let v: semver::Version = m.version.parse().unwrap();
+        let api: semver::Version = m.api_version.parse().unwrap();
+        let older_api = semver::Version::new(api.major, api.minor, api.patch - 1);
+        // v0.1.0's wake plugin: the same version, built for API 0.1.1.
+        let cmp = |version: &semver::Version, api: &semver::Version| {
+            compare_release(&m, &installed(&version.to_string(), &api.to_string()))
+        };
+        assert_eq!(cmp(&v, &older_api), Some(Greater));
+        assert_eq!(cmp(&v, &api), Some(Equal));
+        let newer = semver::Version::new(v.major, v.minor, v.patch + 1);
+        assert_eq!(cmp(&newer, &older_api), Some(Less), "a newer version wins");
+        assert_eq!(compare_release(&m, &installed("not-semver", "0.1.0")), None);
+    }
 }

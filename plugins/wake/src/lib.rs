@@ -13,6 +13,8 @@
 //! - [`schedule`]: windows during which a service is kept awake;
 //! - [`scope`]: which containers an install with a `wakedock.instance`
 //!   name considers.
+//! - [`records`]: reading what this and earlier versions stored (old
+//!   state records, definitions this version cannot read kept as stored);
 //! - [`route`]: Caddy routes from `wakedock.host`/`wakedock.port` labels
 //!   (read by the host, which streams them to the Caddy bridge).
 //!
@@ -22,6 +24,7 @@
 pub mod contract;
 pub mod ignore;
 pub mod order;
+pub mod records;
 pub mod route;
 pub mod schedule;
 pub mod scope;

@@ -203,10 +203,7 @@ pub fn wake(s: &Service, scan: &Scan) -> Result<Woken, ErrorBody> {
     let started = clock::now_ms();
     let stored = read_state(&s.name);
     let members = scan.members(s);
-    let was_awake = stored
-        .doc
-        .as_ref()
-        .is_some_and(|d| d.state == StateName::Awake);
+    let was_awake = stored.doc(s).is_some_and(|d| d.state == StateName::Awake);
     if was_awake && all_ready(s, &members) {
         // A bridge whose cache lagged behind: nothing to do.
         return Ok(Woken {

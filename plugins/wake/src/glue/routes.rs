@@ -9,12 +9,12 @@
 
 use serde::Serialize;
 use serde_json::json;
-use wakedock_plugin_sdk::{clock, storage, HttpRequest, HttpResponse};
+use wakedock_plugin_sdk::{clock, HttpRequest, HttpResponse};
 
 use super::ops;
 use super::scan::Scan;
 use super::store::{
-    api_defs, history, mark_dirty, put_session, read_state, session_of, API_SERVICES_KEY,
+    api_defs, history, mark_dirty, put_api_defs, put_session, read_state, session_of,
 };
 use super::Wake;
 use crate::contract::{
@@ -166,7 +166,7 @@ impl Wake {
             .values()
             .map(|s| {
                 let members = scan.members(s);
-                let stored = read_state(&s.name).doc;
+                let stored = read_state(&s.name).doc(s);
                 // Not published yet (a service defined a moment ago): what
                 // the first observation will say.
                 let state = stored.unwrap_or_else(|| {
@@ -240,9 +240,17 @@ impl Wake {
                 ),
             );
         }
-        let mut defs = api_defs();
+        let mut api = match api_defs() {
+            Ok(api) => api,
+            Err(e) => return fail(ErrorCode::StorageUnavailable, e.describe()),
+        };
+        // Redefining a service whose stored entry this version cannot read
+        // replaces that entry.
+        let unreadable = api.forget_unreadable(&def.name);
+        let defs = &mut api.defs;
         let existing = defs.iter().position(|d| d.name == def.name);
         match (name, existing) {
+            (Some(_), None) if unreadable => defs.push(def.clone()),
             (None, Some(_)) => {
                 return fail(
                     ErrorCode::ServiceExists,
@@ -258,7 +266,7 @@ impl Wake {
             (_, Some(i)) => defs[i] = def.clone(),
             (None, None) => defs.push(def.clone()),
         }
-        if let Err(e) = storage::set_json(API_SERVICES_KEY, &defs) {
+        if let Err(e) = put_api_defs(&api) {
             return fail(ErrorCode::StorageUnavailable, e.describe());
         }
         mark_dirty();
@@ -267,10 +275,14 @@ impl Wake {
     }
 
     fn delete_service(&mut self, name: &str) -> HttpResponse {
-        let mut defs = api_defs();
-        let before = defs.len();
-        defs.retain(|d| d.name != name);
-        if defs.len() == before {
+        let mut api = match api_defs() {
+            Ok(api) => api,
+            Err(e) => return fail(ErrorCode::StorageUnavailable, e.describe()),
+        };
+        let before = api.defs.len();
+        api.defs.retain(|d| d.name != name);
+        let unreadable = api.forget_unreadable(name);
+        if api.defs.len() == before && !unreadable {
             return if self.config_defs.iter().any(|d| d.name == name) {
                 fail(
                     ErrorCode::DefinedInConfig,
@@ -283,7 +295,7 @@ impl Wake {
                 )
             };
         }
-        if let Err(e) = storage::set_json(API_SERVICES_KEY, &defs) {
+        if let Err(e) = put_api_defs(&api) {
             return fail(ErrorCode::StorageUnavailable, e.describe());
         }
         mark_dirty();

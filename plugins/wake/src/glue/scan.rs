@@ -45,7 +45,10 @@ impl Scan {
             .map(labeled)
             .filter(|c| crate::scope::in_scope(instance, c))
             .collect();
-        let mut cat = Catalog::build(config_defs, &api_defs(), &defs_from_labels(&labeled));
+        let api =
+            api_defs().map_err(|e| format!("reading the API's services: {}", e.describe()))?;
+        let mut cat = Catalog::build(config_defs, &api.defs, &defs_from_labels(&labeled));
+        cat.errors.extend(api.errors);
         let selector_services: Vec<String> = cat
             .services
             .values()

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use wakedock_plugin_sdk::{clock, events, log, storage, Error};
 
 use crate::contract::{topics, ServiceRemoved, ServiceState, WakeRecord};
-use crate::service::{Service, ServiceDef};
+use crate::records::{ApiDefs, StoredState, LEGACY_PREFIXES};
+use crate::service::Service;
 use crate::session::{Session, Sessions};
 use crate::state::{document, same, Next};
 
@@ -78,11 +79,25 @@ pub fn all_sessions() -> Sessions {
 
 // ---- definitions ---------------------------------------------------------
 
-pub fn api_defs() -> Vec<ServiceDef> {
-    storage::get_json(API_SERVICES_KEY)
-        .ok()
-        .flatten()
-        .unwrap_or_default()
+/// The services defined through the API, whichever version stored them
+/// (see [`ApiDefs`]). A storage error is an error: a caller that went on
+/// with an empty list would erase every definition at its next write.
+pub fn api_defs() -> Result<ApiDefs, Error> {
+    Ok(ApiDefs::decode(storage::get(API_SERVICES_KEY)?.as_deref()))
+}
+
+pub fn put_api_defs(defs: &ApiDefs) -> Result<(), Error> {
+    storage::set_json(API_SERVICES_KEY, &defs.to_json())
+}
+
+/// Removes the records only earlier versions wrote (see
+/// [`crate::records::LEGACY_PREFIXES`]).
+pub fn drop_legacy_records() {
+    for prefix in LEGACY_PREFIXES {
+        for key in storage::list_keys(prefix).unwrap_or_default() {
+            warn_on("removing an old record", storage::delete(&key));
+        }
+    }
 }
 
 // ---- members: readiness and exit codes -------------------------------------
@@ -234,24 +249,61 @@ pub fn clear_ops() {
 // ---- states --------------------------------------------------------------
 
 /// A service's stored state as read: the raw bytes (what a
-/// compare-and-swap must expect) and the document, if they parse (a value
-/// from an older plugin version does not, and is replaced).
-#[derive(Debug, Clone, Default)]
+/// compare-and-swap must expect) and what they say (a record from an
+/// older plugin version is read as such, see [`StoredState`], and
+/// rewritten by the next write).
+#[derive(Debug, Clone)]
 pub struct Stored {
     raw: Option<Vec<u8>>,
-    pub doc: Option<ServiceState>,
+    state: StoredState,
+}
+
+impl Default for Stored {
+    fn default() -> Self {
+        Stored {
+            raw: None,
+            state: StoredState::Unreadable,
+        }
+    }
 }
 
 impl Stored {
     fn from_raw(raw: Option<Vec<u8>>) -> Self {
-        let doc = raw
+        let state = raw
             .as_deref()
-            .and_then(|b| serde_json::from_slice::<ServiceState>(b).ok());
-        Stored { raw, doc }
+            .map_or(StoredState::Unreadable, StoredState::decode);
+        Stored { raw, state }
+    }
+
+    /// The stored document of `s` (an older version's record as the
+    /// document it stands for).
+    pub fn doc(&self, s: &Service) -> Option<ServiceState> {
+        self.state.document(s)
+    }
+
+    /// What to publish after observing `s`'s members (see
+    /// [`StoredState::observe`]).
+    pub fn observe(
+        &self,
+        s: &Service,
+        members: &std::collections::BTreeMap<String, crate::contract::MemberStatus>,
+    ) -> Option<Next> {
+        self.state.observe(s, members)
+    }
+
+    /// The document as this version stored it.
+    pub fn current(self) -> Option<ServiceState> {
+        match self.state {
+            StoredState::Current(doc) => Some(doc),
+            _ => None,
+        }
     }
 
     fn seq(&self) -> u64 {
-        self.doc.as_ref().map_or(0, |d| d.seq)
+        match &self.state {
+            StoredState::Current(d) => d.seq,
+            _ => 0,
+        }
     }
 }
 
@@ -290,8 +342,10 @@ pub enum Swap {
 /// publishes it. `expected` becomes what is stored now.
 pub fn swap_state(s: &Service, expected: &mut Stored, next: Next) -> Swap {
     let doc = document(s, next, expected.seq(), clock::now_ms());
-    if expected.doc.as_ref().is_some_and(|d| same(d, &doc)) {
-        return Swap::Unchanged;
+    if let StoredState::Current(stored) = &expected.state {
+        if same(stored, &doc) {
+            return Swap::Unchanged;
+        }
     }
     let bytes = match serde_json::to_vec(&doc) {
         Ok(b) => b,
@@ -309,7 +363,7 @@ pub fn swap_state(s: &Service, expected: &mut Stored, next: Next) -> Swap {
             );
             *expected = Stored {
                 raw: Some(bytes),
-                doc: Some(doc),
+                state: StoredState::Current(doc),
             };
             Swap::Published
         }

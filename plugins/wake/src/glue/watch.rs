@@ -18,15 +18,15 @@ use wakedock_plugin_sdk::{
 use super::ops::probe_of;
 use super::scan::Scan;
 use super::store::{
-    all_sessions, all_states, clear_ops, end_session, mark_dirty, mark_ready, marked_ready,
-    op_running, put_session, read_state, remove_state, schedule_attempt_due, session_of,
-    set_exit_code, swap_state, warn_on, Stored,
+    all_sessions, all_states, clear_ops, drop_legacy_records, end_session, mark_dirty, mark_ready,
+    marked_ready, op_running, put_session, read_state, remove_state, schedule_attempt_due,
+    session_of, set_exit_code, swap_state, warn_on, Stored,
 };
 use super::Wake;
 use crate::contract::{topics, OpReason, OpRequest, ServiceState, Snapshot};
 use crate::service::{ReadyRule, Service, LABEL_PREFIX};
 use crate::session::Session;
-use crate::state::{member_stopped, observed};
+use crate::state::member_stopped;
 
 /// Bound of the tick's readiness check of a member started by hand.
 const QUICK_CHECK_MS: u32 = 300;
@@ -133,7 +133,7 @@ impl Wake {
             quick_ready_checks(s, scan);
             let members = scan.members(s);
             let expected = stored.entry(s.name.clone()).or_default();
-            if let Some(next) = observed(s, expected.doc.as_ref(), &members) {
+            if let Some(next) = expected.observe(s, &members) {
                 swap_state(s, expected, next);
             }
         }
@@ -166,7 +166,8 @@ impl Wake {
                 let now = clock::now_ms();
                 for s in services.iter().filter(|s| !op_running(s, now)) {
                     let mut expected = read_state(&s.name);
-                    let Some(next) = member_stopped(s, expected.doc.as_ref(), name, ev.exit_code)
+                    let Some(next) =
+                        member_stopped(s, expected.doc(s).as_ref(), name, ev.exit_code)
                     else {
                         continue;
                     };
@@ -200,7 +201,7 @@ impl Wake {
             None => remove_state(name, &expected),
             Some(s) if op_running(s, clock::now_ms()) => {}
             Some(s) => {
-                if let Some(next) = observed(s, expected.doc.as_ref(), &scan.members(s)) {
+                if let Some(next) = expected.observe(s, &scan.members(s)) {
                     swap_state(s, &mut expected, next);
                 }
             }
@@ -212,6 +213,7 @@ impl Wake {
     /// with its containers; the answer is every state, to seed the host.
     pub(super) fn resume(&mut self) -> Snapshot {
         clear_ops();
+        drop_legacy_records();
         let mut stored = all_states();
         let mut services: Vec<ServiceState> = Vec::new();
         match self.scan_cached(true) {
@@ -219,7 +221,7 @@ impl Wake {
                 for s in scan.catalog.services.values() {
                     quick_ready_checks(s, scan);
                     let expected = stored.entry(s.name.clone()).or_default();
-                    if let Some(next) = observed(s, expected.doc.as_ref(), &scan.members(s)) {
+                    if let Some(next) = expected.observe(s, &scan.members(s)) {
                         swap_state(s, expected, next);
                     }
                 }
@@ -237,7 +239,7 @@ impl Wake {
                 "listing containers at start: {e}; serving the states as stored"
             )),
         }
-        services.extend(stored.into_values().filter_map(|st| st.doc));
+        services.extend(stored.into_values().filter_map(Stored::current));
         Snapshot { services }
     }
 }
