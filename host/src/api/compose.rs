@@ -83,7 +83,7 @@ fn line_event(id: &str, line: &str) -> Event {
     get, path = "/api/v1/compose/{project}/output", tag = "stacks",
     params(("project" = String, Path, description = "Stack (Compose project) name", pattern = "^[a-z0-9][a-z0-9_-]{0,62}$")),
     responses(
-        (status = 200, description = "text/event-stream of `action` (ActionView) and `line` (LineView) events", body = ActionView),
+        (status = 200, description = "`action` (ActionView) and `line` (LineView) events", body = ActionView, content_type = "text/event-stream"),
         (status = 400, description = "Not a stack name", body = Problem),
         (status = 401, body = Problem),
     ),

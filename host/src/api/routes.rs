@@ -162,7 +162,7 @@ fn routes_event(t: &RouteTable) -> Event {
 #[utoipa::path(
     get, path = "/api/v1/routes/subscribe", tag = "routes",
     responses(
-        (status = 200, description = "text/event-stream of `routes` events", body = BridgeRoutes),
+        (status = 200, description = "`routes` events", body = BridgeRoutes, content_type = "text/event-stream"),
         (status = 401, body = Problem),
     ),
     security(("bridge" = []))

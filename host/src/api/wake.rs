@@ -67,7 +67,7 @@ fn snapshot_event(services: Vec<ServiceState>) -> Event {
 #[utoipa::path(
     get, path = "/api/v1/wake/subscribe", tag = "wake",
     responses(
-        (status = 200, description = "text/event-stream: `snapshot` (Snapshot), then `state` (ServiceState) events", body = Snapshot),
+        (status = 200, description = "`snapshot` (Snapshot), then `state` (ServiceState) events", body = Snapshot, content_type = "text/event-stream"),
         (status = 401, body = Problem),
     ),
     security(("bridge" = []))
@@ -248,7 +248,7 @@ async fn progress_events(state: &AppState, s: &ServiceState) -> Vec<Event> {
     get, path = "/api/v1/wake/{service}/events", tag = "wake",
     params(("service" = String, Path, description = "Service name")),
     responses(
-        (status = 200, description = "text/event-stream of `state` (ServiceState) and `logs` events", body = ServiceState),
+        (status = 200, description = "`state` (ServiceState) and `logs` events", body = ServiceState, content_type = "text/event-stream"),
         (status = 404, description = "Unknown service", body = Problem),
         (status = 401, body = Problem),
     ),
