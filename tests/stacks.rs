@@ -1045,3 +1045,64 @@ async fn live_output_reaches_a_client_while_the_action_runs_and_is_replayed_to_a
     act(&admin, &name, "down").await;
     host.stop().await.unwrap();
 }
+
+/// The `stopped_by` of the next `host.container-exited` of container
+/// `name` on the host's bus.
+async fn next_exit_of(
+    bus: &mut tokio::sync::broadcast::Receiver<wakedock::events::BusEvent>,
+    name: &str,
+) -> Value {
+    let wait = async {
+        loop {
+            match bus.recv().await {
+                Ok(ev) if ev.topic == "host.container-exited" => {
+                    let doc: Value = serde_json::from_str(&ev.payload).unwrap();
+                    if doc["name"] == name {
+                        return doc["stopped_by"].clone();
+                    }
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("the bus closed: {e}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30) * patience(), wait)
+        .await
+        .unwrap_or_else(|_| panic!("no exit of {name} published"))
+}
+
+// A stack stopped, restarted or taken down from WakeDock stops its
+// containers on purpose (the alerts plugin must not take a stack with a
+// restart policy for crashed): their exits carry who asked. A container
+// killed outside WakeDock carries nobody.
+#[tokio::test]
+async fn stops_through_compose_are_noted_as_intended() {
+    let host = stacks_host().await;
+    let admin = host.admin().await;
+    let p = ComposeProject::new("wd-intent");
+    let name = p.0.clone();
+    let l = test_labels(host.instance());
+    let compose = format!(
+        "services:\n  app:\n    image: {TEST_IMAGE}\n    restart: unless-stopped\n    labels:\n{l}{NETWORKS}"
+    );
+    create_stack(&admin, &name, &compose).await;
+    act(&admin, &name, "deploy").await;
+    let container = format!("{name}-app-1");
+    let mut bus = host.bus.subscribe();
+    // Killed by hand: a crash as far as WakeDock knows.
+    let out = Command::new("docker")
+        .args(["kill", &container])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(next_exit_of(&mut bus, &container).await, Value::Null);
+    act(&admin, &name, "start").await;
+    act(&admin, &name, "stop").await;
+    assert_eq!(next_exit_of(&mut bus, &container).await, "user:admin");
+    act(&admin, &name, "start").await;
+    act(&admin, &name, "restart").await;
+    assert_eq!(next_exit_of(&mut bus, &container).await, "user:admin");
+    act(&admin, &name, "down").await;
+    assert_eq!(next_exit_of(&mut bus, &container).await, "user:admin");
+    host.stop().await.unwrap();
+}

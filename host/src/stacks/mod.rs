@@ -406,6 +406,41 @@ fn compose_failure(stderr: &str) -> ComposeError {
     }
 }
 
+impl Compose {
+    /// Compose is about to stop the project's running containers (of
+    /// `services`, all if empty) on the caller's behalf: their `die` is
+    /// not a crash (see `docker::intents`), so no alert fires for a stack
+    /// stopped from its page. One container listing.
+    async fn note_stops(&self, project: &str, services: &[String], caller: &ComposeCaller) {
+        let label = format!("com.docker.compose.project={project}");
+        let list = match self.docker.list(&[label]).await {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(project, error = %e, "listing the project's containers before a stop");
+                return;
+            }
+        };
+        let by = match &caller.user {
+            Some(user) => format!("user:{user}"),
+            None => format!("plugin:{}", caller.plugin),
+        };
+        let chosen = |c: &crate::docker::ContainerSummary| {
+            services.is_empty()
+                || c.labels
+                    .get("com.docker.compose.service")
+                    .is_some_and(|s| services.contains(s))
+        };
+        for c in list
+            .iter()
+            .filter(|c| c.state != "exited" && c.state != "created")
+        {
+            if chosen(c) {
+                self.docker.expect_stop(&c.id, &by);
+            }
+        }
+    }
+}
+
 /// The subcommand arguments of an action, and its kind.
 fn action_args(action: &ComposeAction) -> (&'static str, Vec<String>) {
     let mut args: Vec<String> = Vec::new();
@@ -479,6 +514,14 @@ impl ComposeHost for ComposeCap {
             // Fail at once (not inside the action) without a binary.
             self.0.binary().await?;
             let (kind, sub) = action_args(&action);
+            let stopped = match &action {
+                ComposeAction::Stop(s) | ComposeAction::Restart(s) => Some(s.as_slice()),
+                ComposeAction::Down(_) => Some(&[][..]),
+                _ => None,
+            };
+            if let Some(services) = stopped {
+                self.0.note_stops(project, services, caller).await;
+            }
             let mut args = Compose::base_args(project, &dir);
             args.extend(sub.iter().cloned());
             let id = uuid::Uuid::new_v4().simple().to_string();
