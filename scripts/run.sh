@@ -50,4 +50,7 @@ bin="$CARGO_TARGET_DIR/release/wakedock"
 config=()
 [ -n "${WAKEDOCK_CONFIG_PATH:-}" ] || config=(--config "$ROOT/config/wakedock.yaml")
 log "starting $bin ${config[*]} $*"
+# Fixed glibc mmap threshold: large freed blocks go back to the system
+# instead of staying resident in per-thread arenas (why: deploy/Dockerfile).
+export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-131072}"
 exec "$bin" "${config[@]}" "$@"
