@@ -218,6 +218,9 @@ impl Backups {
     /// that is already past), so restarts neither skip nor double them.
     pub async fn run(self: std::sync::Arc<Self>, db: Db, shutdown: CancellationToken) {
         let Some(interval) = self.interval else {
+            // Nothing scheduled. Returning would read as a crash to the
+            // supervisor, which restarts the task (and warns) in a loop.
+            shutdown.cancelled().await;
             return;
         };
         loop {
@@ -254,6 +257,28 @@ impl Backups {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn without_a_schedule_the_task_waits_for_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let backups = std::sync::Arc::new(Backups::new(
+            &crate::config::BackupConfig::default(),
+            dir.path(),
+            true,
+        ));
+        let db = crate::db::testing::sqlite().await;
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(backups.run(db.db.clone(), shutdown.clone()));
+        // Still running a while later (it used to end at once) ...
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!task.is_finished(), "ended without a shutdown");
+        // ... and ends on shutdown.
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("ends on shutdown")
+            .unwrap();
+    }
 
     #[test]
     fn names_are_sortable_and_checked() {
