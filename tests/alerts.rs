@@ -636,6 +636,47 @@ async fn a_memory_threshold_held_for_its_duration_fires() {
     );
 }
 
+/// A container that allocates past its memory limit is OOM-killed: the
+/// `oom` rule fires once, and the `exit` rule's notification says so too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oom_kill_fires_the_oom_rule() {
+    let rx = Receiver::start().await;
+    let instance = new_instance();
+    let _host = host_with(
+        &instance,
+        json!({
+            "rules": [{"name": "oom", "kind": "oom", "severity": "critical"}],
+            "channels": [hook(&rx)],
+        }),
+        false,
+    )
+    .await;
+    let app = TestContainer::from_spec(AppSpec {
+        env: &[("ALLOCATE_MB", "256")],
+        instance: Some(&instance),
+        memory_limit: Some(32 * 1024 * 1024),
+        start: true,
+        ..AppSpec::default()
+    })
+    .await;
+    let n = rx.first(Duration::from_secs(30), "the OOM alert").await;
+    assert_eq!(n["rule"], "oom", "{n}");
+    assert_eq!(n["target"], app.name, "{n}");
+    let inspect = docker()
+        .await
+        .inspect_container(
+            &app.name,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        inspect.state.and_then(|s| s.oom_killed),
+        Some(true),
+        "the engine says OOM"
+    );
+}
+
 /// A maintenance window from the config file covering now: nothing sent,
 /// the history keeps the alert with the window named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

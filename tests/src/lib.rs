@@ -585,6 +585,7 @@ impl TestContainer {
             spec.name,
             spec.stop_signal,
             spec.restart_policy,
+            spec.memory_limit,
         )
         .await
     }
@@ -606,6 +607,7 @@ impl TestContainer {
             None,
             None,
             None,
+            None,
         )
         .await
     }
@@ -621,6 +623,7 @@ impl TestContainer {
         name: Option<String>,
         stop_signal: Option<&str>,
         restart_policy: Option<&str>,
+        memory_limit: Option<i64>,
     ) -> Self {
         use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
         use bollard::query_parameters::CreateContainerOptionsBuilder;
@@ -656,6 +659,9 @@ impl TestContainer {
                     name: Some(p.parse().expect("a Docker restart policy name")),
                     maximum_retry_count: None,
                 }),
+                // No swap beyond the limit: past it the OOM killer acts.
+                memory: memory_limit,
+                memory_swap: memory_limit,
                 ..Default::default()
             }),
             ..Default::default()
@@ -708,6 +714,8 @@ pub struct AppSpec<'a> {
     pub instance: Option<&'a str>,
     /// Docker's restart policy (`always`, `on-failure`, `unless-stopped`).
     pub restart_policy: Option<&'a str>,
+    /// The container's memory limit in bytes (swap limited to the same).
+    pub memory_limit: Option<i64>,
 }
 
 /// `docker start` events (from the engine's event log) of `name` since `since` (Unix seconds, to the

@@ -4,7 +4,8 @@
 //! It is packaged as the `wakedock-testapp:latest` image (`FROM scratch`, see
 //! `tests/testapp/Dockerfile` and `scripts/build-test-images.sh`) and lets a
 //! test simulate slow boots, late health, long-lived streams, WebSockets,
-//! chatty logs, one-shot jobs and crashes, all configured per container
+//! chatty logs, one-shot jobs, crashes and OOM kills (`ALLOCATE_MB` past the
+//! container's memory limit), all configured per container
 //! through environment variables:
 //!
 //! | variable           | default   | meaning                                                        |
@@ -17,6 +18,7 @@
 //! | `LOG_EVERY_MS`     | `0` (off) | print `log line N` to stdout at this interval                  |
 //! | `EXIT_AFTER_MS`    | unset     | print `exiting with CODE` and exit this long after start       |
 //! | `EXIT_CODE`        | `0`       | exit code used with `EXIT_AFTER_MS`                            |
+//! | `ALLOCATE_MB`      | unset     | at start, allocate and touch this many MiB, 1 MiB at a time    |
 //!
 //! Endpoints (any other path answers 404):
 //!
@@ -80,6 +82,22 @@ fn main() {
     }
 }
 
+/// Allocates `mb` MiB and writes to every page of it, so it is resident:
+/// past the container's memory limit the kernel's OOM killer ends the
+/// process (Docker then reports `OOMKilled`).
+fn allocate(mb: usize) {
+    let mut held: Vec<Vec<u8>> = Vec::with_capacity(mb);
+    for i in 0..mb {
+        held.push(vec![1u8; 1024 * 1024]);
+        if (i + 1) % 16 == 0 {
+            log(&format!("allocated {} MiB", i + 1));
+        }
+    }
+    log(&format!("allocated {mb} MiB"));
+    // Kept for the process's life.
+    std::mem::forget(held);
+}
+
 /// Writes one line to stdout and flushes it; errors (closed stdout) are ignored.
 fn log(line: &str) {
     let mut out = io::stdout().lock();
@@ -134,6 +152,10 @@ fn serve() {
 
     spawn_signal_handler();
     log("booting");
+
+    if let Some(mb) = env_num::<usize>("ALLOCATE_MB") {
+        allocate(mb);
+    }
 
     if let Some(ms) = exit_after {
         thread::spawn(move || {
