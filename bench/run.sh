@@ -20,6 +20,8 @@ cargo run --release -q -p wakedock-bench-wake
 echo "== alerts (engine event -> notification)"
 "$here/../scripts/build-plugins.sh" >/dev/null
 cargo run --release -q -p wakedock-bench-alerts
+echo "== alerts (evaluation cost: 500 containers, 50 rules)"
+cargo run --release -q -p wakedock-bench-alerts --bin eval-cost
 echo "== browser UI"
 "$here/../scripts/build-test-images.sh" >/dev/null
 cargo run --release -q -p wakedock-bench-ui
