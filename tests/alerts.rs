@@ -2,7 +2,7 @@
 //! with the alerts plugin (and the wake plugin where a test needs it), and
 //! loopback receivers standing in for the notification services.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use wakedock_tests::receiver::{Received, Receiver};
@@ -460,7 +460,8 @@ async fn a_notification_pending_when_the_host_is_killed_is_sent_after_restart_on
     // One more evaluation round after the outbox emptied: still once.
     let h = history(&api).await;
     assert_eq!(h["history"][0]["notifications"][0]["result"], "delivered");
-    assert_eq!(rx.delivered().len(), 1, "sent once");
+    let sent: Vec<Value> = rx.delivered().iter().map(Received::json).collect();
+    assert_eq!(sent.len(), 1, "sent once: {sent:#?}");
 }
 
 /// Every HTTP channel kind: the "send test notification" action reaches
@@ -816,5 +817,60 @@ async fn the_pages_make_a_channel_test_it_and_make_a_rule() {
     assert!(
         alerts.contains("Firing now: <span class=\"firing-count\">1</span>"),
         "{alerts}"
+    );
+}
+
+/// `wakedock_docker_requests_total{op="stats"}` of the host.
+async fn stats_requests(host: &TestHost) -> u64 {
+    host.metrics()
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("wakedock_docker_requests_total{op=\"stats\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A stats rule makes the plugin ask for every container's stats on each
+/// 1 s tick; the host samples only the install's running containers, each
+/// at most once per 5 s (before: one inspect and one stats per container
+/// on the whole engine per tick).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_rules_sample_each_container_once_per_interval() {
+    let rx = Receiver::start().await;
+    let instance = new_instance();
+    let _apps = futures::future::join_all((0..3).map(|_| {
+        TestContainer::from_spec(AppSpec {
+            instance: Some(&instance),
+            start: true,
+            ..AppSpec::default()
+        })
+    }))
+    .await;
+    let host = host_with(
+        &instance,
+        json!({
+            "rules": [{"name": "mem", "kind": "memory", "bytes": 1u64 << 40, "for": "1m"}],
+            "channels": [hook(&rx)],
+        }),
+        false,
+    )
+    .await;
+    // Sampling has begun.
+    eventually(Duration::from_secs(20), "a first stats request", || async {
+        (stats_requests(&host).await > 0).then_some(())
+    })
+    .await;
+    let (before, t0) = (stats_requests(&host).await, Instant::now());
+    // A measuring window (ticks run every second meanwhile), not a wait
+    // for a state.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let (after, took) = (stats_requests(&host).await, t0.elapsed());
+    // The plugin sees this install's 3 containers only (its grant is
+    // narrowed to `wakedock.instance`), each sampled at most once per 5 s.
+    let most = 3 * (took.as_secs() / 5 + 2);
+    assert!(
+        after - before <= most,
+        "{} stats requests in {took:?} for 3 containers (at most {most})",
+        after - before
     );
 }

@@ -199,6 +199,7 @@ type Launched = (
     tokio::task::JoinHandle<anyhow::Result<()>>,
     wakedock::events::EventBus,
     tokio_util::sync::CancellationToken,
+    std::sync::Arc<wakedock::plugins::PluginManager>,
 );
 
 /// Builds the host from `config` and serves it on 127.0.0.1, port 0.
@@ -214,10 +215,11 @@ async fn launch(config: &Config) -> Launched {
     let (tx, rx) = oneshot::channel::<()>();
     let bus = state.bus.clone();
     let token = state.shutdown.clone();
+    let plugins = state.plugins.clone();
     let task = tokio::spawn(wakedock::server::run(listener, state, async move {
         let _ = rx.await;
     }));
-    (base, tx, task, bus, token)
+    (base, tx, task, bus, token, plugins)
 }
 
 /// A running host.
@@ -231,6 +233,8 @@ pub struct TestHost {
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     /// The host's own shutdown token (what its background tasks watch).
     token: tokio_util::sync::CancellationToken,
+    /// Its plugins, whose ticks a kill must end too.
+    plugins: std::sync::Arc<wakedock::plugins::PluginManager>,
     _db: TestDatabase,
     _dir: tempfile::TempDir,
 }
@@ -257,7 +261,7 @@ impl TestHost {
     ) -> Self {
         let mut config = test_config(&dir.path().join("data"), &db.url);
         tweak(&mut config);
-        let (base, shutdown, task, bus, token) = launch(&config).await;
+        let (base, shutdown, task, bus, token, plugins) = launch(&config).await;
         Self {
             base,
             bus,
@@ -266,6 +270,7 @@ impl TestHost {
             shutdown: Some(shutdown),
             task: Some(task),
             token,
+            plugins,
             _db: db,
             _dir: dir,
         }
@@ -284,12 +289,13 @@ impl TestHost {
                 .expect("host task")
                 .expect("host stopped cleanly");
         }
-        let (base, shutdown, task, bus, token) = launch(&self.config).await;
+        let (base, shutdown, task, bus, token, plugins) = launch(&self.config).await;
         self.base = base;
         self.bus = bus;
         self.shutdown = Some(shutdown);
         self.task = Some(task);
         self.token = token;
+        self.plugins = plugins;
         self
     }
 
@@ -303,13 +309,18 @@ impl TestHost {
             t.abort();
             let _ = t.await;
         }
+        // A killed process's plugins tick no more; in-process, a ticker
+        // lives as long as something still holds the old runtime, and two
+        // hosts' plugins would then work the same database.
+        self.plugins.runtime().stop_ticks().await;
         self.shutdown = None;
-        let (base, shutdown, task, bus, token) = launch(&self.config).await;
+        let (base, shutdown, task, bus, token, plugins) = launch(&self.config).await;
         self.base = base;
         self.bus = bus;
         self.shutdown = Some(shutdown);
         self.task = Some(task);
         self.token = token;
+        self.plugins = plugins;
         self
     }
 

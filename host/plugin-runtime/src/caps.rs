@@ -97,7 +97,12 @@ pub trait ContainerHost: Send + Sync {
 /// plugin's registrations before calling `record`.
 pub trait MetricsHost: Send + Sync {
     fn container_stats<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<ContainerStats>>;
-    fn all_container_stats(&self) -> BoxFuture<'_, CapResult<Vec<ContainerStats>>>;
+    /// Stats of those of `ids` that exist (the containers the plugin may
+    /// see), running or not.
+    fn all_container_stats<'a>(
+        &'a self,
+        ids: &'a [String],
+    ) -> BoxFuture<'a, CapResult<Vec<ContainerStats>>>;
     /// A new metric of `plugin`, to export as
     /// `wakedock_plugin_{plugin}_{desc.name}` (plugin names use `-`; map to
     /// `_`).

@@ -618,7 +618,9 @@ impl wit::metrics::Host for PluginState {
                 "reading container stats needs the containers capability".into(),
             ));
         };
-        let all = self.shared.caps.metrics.all_container_stats().await?;
+        // Only what the plugin may see is sampled (the host's sampling is
+        // the cost, not the filtering).
+        let all = self.shared.caps.metrics.all_container_stats(&ids).await?;
         Ok(all
             .into_iter()
             .filter(|s| ids.contains(&s.container_id))

@@ -292,8 +292,17 @@ impl MetricsHost for MemoryMetrics {
         })
     }
 
-    fn all_container_stats(&self) -> BoxFuture<'_, CapResult<Vec<ContainerStats>>> {
-        Box::pin(async move { Ok(lock(&self.stats).clone()) })
+    fn all_container_stats<'a>(
+        &'a self,
+        ids: &'a [String],
+    ) -> BoxFuture<'a, CapResult<Vec<ContainerStats>>> {
+        Box::pin(async move {
+            Ok(lock(&self.stats)
+                .iter()
+                .filter(|s| ids.contains(&s.container_id))
+                .cloned()
+                .collect())
+        })
     }
 
     fn register(&self, plugin: &str, desc: &MetricDesc) -> CapResult<()> {

@@ -37,7 +37,7 @@ pub fn with_alerts_config(declared: &[PluginDecl], instance: Option<&str>) -> Ve
                     let hosts = AlertsConfig::from_json(&config)
                         .map(|c| c.outbound_hosts())
                         .unwrap_or_default();
-                    GrantSpec::Explicit(Box::new(grant_for(&manifest, hosts)))
+                    GrantSpec::Explicit(Box::new(grant_for(&manifest, hosts, instance)))
                 }
                 explicit => explicit.clone(),
             };
@@ -62,11 +62,21 @@ pub fn shown_config(plugin: &str, mut config: serde_json::Value) -> serde_json::
     config
 }
 
-/// Everything the manifest asks for, with `hosts` as the allowlist.
-fn grant_for(manifest: &wakedock_plugin_runtime::Manifest, hosts: Vec<String>) -> Grant {
+/// Everything the manifest asks for, with `hosts` as the allowlist and,
+/// for an install with a `wakedock.instance`, only that install's
+/// containers (the plugin ignores the others anyway; narrowed here, their
+/// events and stats never reach it and their stats are never sampled).
+fn grant_for(
+    manifest: &wakedock_plugin_runtime::Manifest,
+    hosts: Vec<String>,
+    instance: Option<&str>,
+) -> Grant {
     let mut g = Grant::approve_all(manifest);
     if let Some(h) = g.capabilities.http_outbound.as_mut() {
         h.hosts = hosts;
+    }
+    if let (Some(c), Some(instance)) = (g.capabilities.containers.as_mut(), instance) {
+        c.selector = Some(format!("{}={instance}", crate::config::INSTANCE_LABEL));
     }
     g
 }
@@ -102,8 +112,15 @@ mod tests {
             ["*"],
             "the manifest leaves the hosts to the admin"
         );
-        let g = grant_for(&m, vec!["127.0.0.1".into(), "hooks.slack.com".into()]);
+        let g = grant_for(&m, vec!["127.0.0.1".into(), "hooks.slack.com".into()], None);
         assert_eq!(g.excess_over(&m), None);
+        // An install's own containers only: narrower than the manifest.
+        let scoped = grant_for(&m, vec![], Some("prod-1"));
+        assert_eq!(scoped.excess_over(&m), None);
+        assert_eq!(
+            scoped.capabilities.containers.unwrap().selector.as_deref(),
+            Some("wakedock.instance=prod-1")
+        );
         let p = wakedock_plugin_runtime::manifest::Permissions::intersect(
             &m.capabilities,
             &g.capabilities,

@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+
 use prometheus::{CounterVec, GaugeVec, HistogramOpts, HistogramVec, Opts};
 use wakedock_plugin_runtime::caps::*;
 
@@ -713,7 +715,17 @@ pub struct PromMetrics {
     pub docker: Arc<DockerEngine>,
     pub registry: prometheus::Registry,
     metrics: Mutex<HashMap<(String, String), (MetricDesc, PluginMetric)>>,
+    /// The last sample of each running container (see
+    /// `all_container_stats`): when it was taken, and what it said.
+    samples: Mutex<HashMap<String, (Instant, ContainerStats)>>,
 }
+
+/// How long a container's stats sample is reused by `all-stats` (stats
+/// thresholds hold for a duration; Docker's own `stats` refreshes about
+/// once a second).
+const STATS_MAX_AGE: Duration = Duration::from_secs(5);
+/// Stats requests in flight at once for one `all-stats` call.
+const STATS_CONCURRENCY: usize = 8;
 
 impl PromMetrics {
     pub fn new(docker: Arc<DockerEngine>, registry: prometheus::Registry) -> Self {
@@ -721,7 +733,40 @@ impl PromMetrics {
             docker,
             registry,
             metrics: Mutex::new(HashMap::new()),
+            samples: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A running container's stats, from a sample at most
+    /// [`STATS_MAX_AGE`] old.
+    async fn sampled(&self, id: &str) -> CapResult<ContainerStats> {
+        let fresh = self
+            .samples
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .filter(|(at, _)| at.elapsed() < STATS_MAX_AGE)
+            .map(|(_, s)| s.clone());
+        if let Some(s) = fresh {
+            return Ok(s);
+        }
+        let s = self.docker.stats(id).await.map_err(engine_err)?;
+        let stats = ContainerStats {
+            container_id: id.to_owned(),
+            state: state_of("running"),
+            cpu_percent: s.cpu_percent,
+            memory_bytes: s.memory_bytes,
+            memory_limit_bytes: s.memory_limit_bytes,
+            net_rx_bytes: s.network_rx_bytes,
+            net_tx_bytes: s.network_tx_bytes,
+            last_activity_ms: None,
+            at_ms: crate::db::now_ms() as u64,
+        };
+        let mut samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget containers not sampled for a while (removed ones).
+        samples.retain(|_, (at, _)| at.elapsed() < STATS_MAX_AGE * 12);
+        samples.insert(id.to_owned(), (Instant::now(), stats.clone()));
+        Ok(stats)
     }
 
     async fn stats_of(&self, id: &str) -> CapResult<ContainerStats> {
@@ -765,11 +810,44 @@ impl MetricsHost for PromMetrics {
         Box::pin(self.stats_of(id))
     }
 
-    fn all_container_stats(&self) -> BoxFuture<'_, CapResult<Vec<ContainerStats>>> {
+    /// One listing tells which of `ids` run; only those are sampled (one
+    /// stats request each, a few at a time), and a sample younger than
+    /// [`STATS_MAX_AGE`] is reused, so a plugin asking every second for
+    /// hundreds of containers costs the engine one request per container
+    /// per interval, not per call.
+    fn all_container_stats<'a>(
+        &'a self,
+        ids: &'a [String],
+    ) -> BoxFuture<'a, CapResult<Vec<ContainerStats>>> {
         Box::pin(async move {
+            let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
             let list = self.docker.list(&[]).await.map_err(engine_err)?;
-            let all = futures::future::join_all(list.iter().map(|c| self.stats_of(&c.id))).await;
-            Ok(all.into_iter().filter_map(Result::ok).collect())
+            let now = crate::db::now_ms() as u64;
+            let (running, idle): (Vec<_>, Vec<_>) = list
+                .into_iter()
+                .filter(|c| wanted.contains(c.id.as_str()))
+                .partition(|c| c.state == "running");
+            let mut out: Vec<ContainerStats> = idle
+                .into_iter()
+                .map(|c| ContainerStats {
+                    container_id: c.id,
+                    state: state_of(&c.state),
+                    cpu_percent: 0.0,
+                    memory_bytes: 0,
+                    memory_limit_bytes: 0,
+                    net_rx_bytes: 0,
+                    net_tx_bytes: 0,
+                    last_activity_ms: None,
+                    at_ms: now,
+                })
+                .collect();
+            let sampled: Vec<_> = futures::stream::iter(running)
+                .map(|c| async move { self.sampled(&c.id).await })
+                .buffer_unordered(STATS_CONCURRENCY)
+                .collect()
+                .await;
+            out.extend(sampled.into_iter().filter_map(Result::ok));
+            Ok(out)
         })
     }
 
