@@ -751,17 +751,7 @@ impl PromMetrics {
             return Ok(s);
         }
         let s = self.docker.stats(id).await.map_err(engine_err)?;
-        let stats = ContainerStats {
-            container_id: id.to_owned(),
-            state: state_of("running"),
-            cpu_percent: s.cpu_percent,
-            memory_bytes: s.memory_bytes,
-            memory_limit_bytes: s.memory_limit_bytes,
-            net_rx_bytes: s.network_rx_bytes,
-            net_tx_bytes: s.network_tx_bytes,
-            last_activity_ms: None,
-            at_ms: crate::db::now_ms() as u64,
-        };
+        let stats = sampled_stats(id.to_owned(), "running", &s);
         let mut samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
         // Forget containers not sampled for a while (removed ones).
         samples.retain(|_, (at, _)| at.elapsed() < STATS_MAX_AGE * 12);
@@ -771,32 +761,41 @@ impl PromMetrics {
 
     async fn stats_of(&self, id: &str) -> CapResult<ContainerStats> {
         let d = self.docker.inspect(id).await.map_err(engine_err)?;
-        let now = crate::db::now_ms() as u64;
         if !d.running {
-            return Ok(ContainerStats {
-                container_id: d.id,
-                state: state_of(&d.state),
-                cpu_percent: 0.0,
-                memory_bytes: 0,
-                memory_limit_bytes: 0,
-                net_rx_bytes: 0,
-                net_tx_bytes: 0,
-                last_activity_ms: None,
-                at_ms: now,
-            });
+            return Ok(idle_stats(d.id, &d.state));
         }
         let s = self.docker.stats(id).await.map_err(engine_err)?;
-        Ok(ContainerStats {
-            container_id: d.id,
-            state: state_of(&d.state),
-            cpu_percent: s.cpu_percent,
-            memory_bytes: s.memory_bytes,
-            memory_limit_bytes: s.memory_limit_bytes,
-            net_rx_bytes: s.network_rx_bytes,
-            net_tx_bytes: s.network_tx_bytes,
-            last_activity_ms: None,
-            at_ms: now,
-        })
+        Ok(sampled_stats(d.id, &d.state, &s))
+    }
+}
+
+/// What `stats` says of a container that is not running: its state, no usage.
+fn idle_stats(id: String, state: &str) -> ContainerStats {
+    ContainerStats {
+        container_id: id,
+        state: state_of(state),
+        cpu_percent: 0.0,
+        memory_bytes: 0,
+        memory_limit_bytes: 0,
+        net_rx_bytes: 0,
+        net_tx_bytes: 0,
+        last_activity_ms: None,
+        at_ms: crate::db::now_ms() as u64,
+    }
+}
+
+/// A running container's engine stats sample, as plugins get it.
+fn sampled_stats(id: String, state: &str, s: &crate::docker::ContainerStats) -> ContainerStats {
+    ContainerStats {
+        container_id: id,
+        state: state_of(state),
+        cpu_percent: s.cpu_percent,
+        memory_bytes: s.memory_bytes,
+        memory_limit_bytes: s.memory_limit_bytes,
+        net_rx_bytes: s.network_rx_bytes,
+        net_tx_bytes: s.network_tx_bytes,
+        last_activity_ms: None,
+        at_ms: crate::db::now_ms() as u64,
     }
 }
 
@@ -822,24 +821,13 @@ impl MetricsHost for PromMetrics {
         Box::pin(async move {
             let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
             let list = self.docker.list(&[]).await.map_err(engine_err)?;
-            let now = crate::db::now_ms() as u64;
             let (running, idle): (Vec<_>, Vec<_>) = list
                 .into_iter()
                 .filter(|c| wanted.contains(c.id.as_str()))
                 .partition(|c| c.state == "running");
             let mut out: Vec<ContainerStats> = idle
                 .into_iter()
-                .map(|c| ContainerStats {
-                    container_id: c.id,
-                    state: state_of(&c.state),
-                    cpu_percent: 0.0,
-                    memory_bytes: 0,
-                    memory_limit_bytes: 0,
-                    net_rx_bytes: 0,
-                    net_tx_bytes: 0,
-                    last_activity_ms: None,
-                    at_ms: now,
-                })
+                .map(|c| idle_stats(c.id, &c.state))
                 .collect();
             let sampled: Vec<_> = futures::stream::iter(running)
                 .map(|c| async move { self.sampled(&c.id).await })
