@@ -9,42 +9,33 @@ use wakedock_plugin_runtime::Grant;
 
 use super::ALERTS_PLUGIN;
 use crate::config::PluginDecl;
-use crate::plugins::{GrantSpec, PluginPackage};
+use crate::plugins::GrantSpec;
+use crate::wake::config::{declared_manifest, with_config_for};
 
 /// `declared` with the alerts plugin's config and grant filled in; other
 /// plugins unchanged.
 pub fn with_alerts_config(declared: &[PluginDecl], instance: Option<&str>) -> Vec<PluginDecl> {
-    declared
-        .iter()
+    let mut extra = serde_json::Map::new();
+    if let Some(instance) = instance {
+        extra.insert("instance".into(), instance.into());
+    }
+    with_config_for(declared, ALERTS_PLUGIN, &extra)
+        .into_iter()
         .map(|decl| {
-            let Some(manifest) = PluginPackage::from_files(&decl.manifest, &decl.wasm)
-                .ok()
-                .and_then(|p| p.manifest().ok())
-                .filter(|m| m.name == ALERTS_PLUGIN)
+            let (Some(manifest), GrantSpec::All(_)) =
+                (declared_manifest(&decl, ALERTS_PLUGIN), &decl.grant)
             else {
-                return decl.clone();
+                return decl;
             };
-            let mut config = match &decl.config {
-                Some(serde_json::Value::Object(m)) => m.clone(),
-                _ => serde_json::Map::new(),
-            };
-            if let Some(instance) = instance {
-                config.insert("instance".into(), instance.into());
-            }
-            let config = serde_json::Value::Object(config);
-            let grant = match &decl.grant {
-                GrantSpec::All(_) => {
-                    let hosts = AlertsConfig::from_json(&config)
-                        .map(|c| c.outbound_hosts())
-                        .unwrap_or_default();
-                    GrantSpec::Explicit(Box::new(grant_for(&manifest, hosts, instance)))
-                }
-                explicit => explicit.clone(),
-            };
+            let hosts = decl
+                .config
+                .as_ref()
+                .and_then(|c| AlertsConfig::from_json(c).ok())
+                .map(|c| c.outbound_hosts())
+                .unwrap_or_default();
             PluginDecl {
-                config: Some(config),
-                grant,
-                ..decl.clone()
+                grant: GrantSpec::Explicit(Box::new(grant_for(&manifest, hosts, instance))),
+                ..decl
             }
         })
         .collect()

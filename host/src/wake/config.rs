@@ -32,6 +32,17 @@ pub fn with_wake_config(
     with_config_for(declared, WAKE_PLUGIN, &extra)
 }
 
+/// The manifest of `decl` if it declares the plugin named `plugin`.
+pub fn declared_manifest(
+    decl: &PluginDecl,
+    plugin: &str,
+) -> Option<wakedock_plugin_runtime::Manifest> {
+    PluginPackage::from_files(&decl.manifest, &decl.wasm)
+        .ok()
+        .and_then(|p| p.manifest().ok())
+        .filter(|m| m.name == plugin)
+}
+
 /// `declared` with the config object of the plugin named `plugin` (by its
 /// manifest) extended by `extra`; other entries unchanged.
 pub fn with_config_for(
@@ -42,11 +53,7 @@ pub fn with_config_for(
     declared
         .iter()
         .map(|decl| {
-            let matches = PluginPackage::from_files(&decl.manifest, &decl.wasm)
-                .ok()
-                .and_then(|p| p.manifest().ok())
-                .is_some_and(|m| m.name == plugin);
-            if !matches {
+            if declared_manifest(decl, plugin).is_none() {
                 return decl.clone();
             }
             let mut config = match &decl.config {
