@@ -59,6 +59,10 @@ pub struct AlertState {
     /// The last notification sent for this rule and target (across
     /// firings, for the cooldown).
     pub last_sent: Option<(NoteKind, u64)>,
+    /// The notification a silence or maintenance window is holding back,
+    /// so it is recorded as suppressed once, not at every evaluation.
+    #[serde(default)]
+    pub held: Option<NoteKind>,
 }
 
 /// What changed.
@@ -92,6 +96,7 @@ pub fn step(
     suppressed: bool,
 ) -> Step {
     let last_sent = prev.and_then(|p| p.last_sent);
+    let was_held = prev.and_then(|p| p.held);
     let record = prev.and_then(|p| p.record.clone());
     let (phase, change) = match (prev.map(|p| p.phase), holds) {
         (None | Some(Phase::Resolved { .. }), true) if rule.for_ms == 0 => {
@@ -134,7 +139,7 @@ pub fn step(
     let cooling = last_sent.is_some_and(|(_, at)| now.saturating_sub(at) < rule.cooldown_ms);
     let (mut notify, mut held) = (None, None);
     match due {
-        Some(k) if suppressed => held = Some(k),
+        Some(k) if suppressed => held = Some(k).filter(|k| was_held != Some(*k)),
         Some(k) if !cooling => notify = Some(k),
         _ => {}
     }
@@ -155,6 +160,7 @@ pub fn step(
             phase,
             record,
             last_sent: new_last,
+            held: due.filter(|_| suppressed),
         }),
         change,
         notify,
@@ -259,6 +265,11 @@ mod tests {
         assert_eq!(s.change, Some(Change::Resolved));
         assert_eq!(s.notify, None);
         assert!(s.state.is_none());
+        // Held back once: later evaluations under the same silence record
+        // nothing more.
+        let first = step(None, true, 0, &r, true);
+        let again = step(first.state.as_ref(), true, 1_000, &r, true);
+        assert_eq!((again.notify, again.suppressed), (None, None));
         // Suppression ends while it still fires: it is sent then.
         let s = step(None, true, 0, &r, true);
         let s = step(s.state.as_ref(), true, 5, &r, false);
@@ -281,6 +292,7 @@ mod roundtrip {
                 phase,
                 record: Some("r".into()),
                 last_sent: Some((NoteKind::Resend, 4)),
+                held: None,
             };
             let back: AlertState =
                 serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
