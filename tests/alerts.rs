@@ -637,6 +637,38 @@ async fn a_memory_threshold_held_for_its_duration_fires() {
     );
 }
 
+/// A CPU threshold held for its duration fires. The figure comes from the
+/// host's stats sampler: a first sample measured by the engine, then
+/// one-shot samples whose CPU the host computes from two samples' counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cpu_threshold_held_for_its_duration_fires() {
+    let rx = Receiver::start().await;
+    let instance = new_instance();
+    let app = TestContainer::from_spec(AppSpec {
+        env: &[("BUSY_THREADS", "1")],
+        instance: Some(&instance),
+        // A fifth of a core: enough to measure, little for a busy machine.
+        cpus: Some(0.2),
+        start: true,
+        ..AppSpec::default()
+    })
+    .await;
+    let _host = host_with(
+        &instance,
+        json!({
+            // `for` longer than the sampler's 5 s refresh: the threshold must
+            // hold across refreshed samples, not only the first one.
+            "rules": [{"name": "cpu", "kind": "cpu", "percent": 5, "for": "8s", "selector": {"names": [app.name]}}],
+            "channels": [hook(&rx)],
+        }),
+        false,
+    )
+    .await;
+    let n = rx.first(Duration::from_secs(60), "the CPU alert").await;
+    assert_eq!(n["rule"], "cpu");
+    assert!(n["detail"].as_str().unwrap().contains("CPU"), "{n}");
+}
+
 /// A container that allocates past its memory limit is OOM-killed: the
 /// `oom` rule fires once, and the `exit` rule's notification says so too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -597,6 +597,7 @@ impl TestContainer {
             spec.stop_signal,
             spec.restart_policy,
             spec.memory_limit,
+            spec.cpus,
         )
         .await
     }
@@ -619,6 +620,7 @@ impl TestContainer {
             None,
             None,
             None,
+            None,
         )
         .await
     }
@@ -635,6 +637,7 @@ impl TestContainer {
         stop_signal: Option<&str>,
         restart_policy: Option<&str>,
         memory_limit: Option<i64>,
+        cpus: Option<f64>,
     ) -> Self {
         use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
         use bollard::query_parameters::CreateContainerOptionsBuilder;
@@ -673,6 +676,7 @@ impl TestContainer {
                 // No swap beyond the limit: past it the OOM killer acts.
                 memory: memory_limit,
                 memory_swap: memory_limit,
+                nano_cpus: cpus.map(|c| (c * 1e9) as i64),
                 ..Default::default()
             }),
             ..Default::default()
@@ -727,6 +731,8 @@ pub struct AppSpec<'a> {
     pub restart_policy: Option<&'a str>,
     /// The container's memory limit in bytes (swap limited to the same).
     pub memory_limit: Option<i64>,
+    /// The container's CPU limit in cores (`docker run --cpus`).
+    pub cpus: Option<f64>,
 }
 
 /// `docker start` events (from the engine's event log) of `name` since `since` (Unix seconds, to the

@@ -633,10 +633,23 @@ impl DockerEngine {
     /// One resource sample. The engine measures CPU over about a second, so
     /// this takes that long.
     pub async fn stats(&self, id_or_name: &str) -> Result<ContainerStats, EngineError> {
+        Ok(self.stats_sample(id_or_name, false).await?.0)
+    }
+
+    /// One resource sample and the CPU counters it was computed from. With
+    /// `one_shot` the engine answers at its next collection (up to a
+    /// second; requests for many containers share it) without measuring CPU
+    /// itself: the caller computes CPU from two samples' counters
+    /// ([`CpuCounters::percent_since`]), and `cpu_percent` is 0.
+    pub async fn stats_sample(
+        &self,
+        id_or_name: &str,
+        one_shot: bool,
+    ) -> Result<(ContainerStats, CpuCounters), EngineError> {
         let c = self.client().await?;
         let opts = StatsOptionsBuilder::default()
             .stream(false)
-            .one_shot(false)
+            .one_shot(one_shot)
             .build();
         self.requests.count(EngineOp::Stats);
         let mut s = c.stats(id_or_name, Some(opts));
@@ -645,7 +658,8 @@ impl DockerEngine {
             Some(r) => self.observe(r, id_or_name).await?,
             None => return Err(EngineError::Engine("the engine sent no stats".into())),
         };
-        Ok(stats_from(id_or_name, sample))
+        let counters = CpuCounters::of(&sample.cpu_stats.clone().unwrap_or_default());
+        Ok((stats_from(id_or_name, sample), counters))
     }
 
     /// Runs the container's own healthcheck command once, now (an exec),
@@ -941,32 +955,56 @@ fn details_from(i: bollard::models::ContainerInspectResponse) -> ContainerDetail
     }
 }
 
+/// A container's CPU counters at one instant, as the engine's stats give
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CpuCounters {
+    /// CPU time the container used, in nanoseconds.
+    pub container_ns: u64,
+    /// CPU time the whole system used, in nanoseconds (0 if unknown).
+    pub system_ns: u64,
+    pub online_cpus: f64,
+}
+
+impl CpuCounters {
+    fn of(c: &bollard::models::ContainerCpuStats) -> Self {
+        let usage = c.cpu_usage.as_ref();
+        CpuCounters {
+            container_ns: usage.and_then(|u| u.total_usage).unwrap_or(0),
+            system_ns: c.system_cpu_usage.unwrap_or(0),
+            online_cpus: c.online_cpus.map(f64::from).unwrap_or_else(|| {
+                usage
+                    .and_then(|u| u.percpu_usage.as_ref())
+                    .map(|p| p.len().max(1) as f64)
+                    .unwrap_or(1.0)
+            }),
+        }
+    }
+
+    /// Percent of one CPU (200 = two full cores) the container used
+    /// between `earlier` and `self`, computed as `docker stats` does; 0
+    /// when there is no earlier sample (a one-shot sample's empty
+    /// `precpu_stats`) or the counters did not move (or went back: a
+    /// restart).
+    pub fn percent_since(&self, earlier: &CpuCounters) -> f64 {
+        if earlier.system_ns == 0 {
+            return 0.0;
+        }
+        let cpu_delta = self.container_ns.saturating_sub(earlier.container_ns) as f64;
+        let system_delta = self.system_ns.saturating_sub(earlier.system_ns) as f64;
+        if system_delta > 0.0 && cpu_delta > 0.0 {
+            let percent = cpu_delta / system_delta * self.online_cpus * 100.0;
+            (percent * 100.0).round() / 100.0
+        } else {
+            0.0
+        }
+    }
+}
+
 fn stats_from(id: &str, s: bollard::models::ContainerStatsResponse) -> ContainerStats {
-    let cpu = s.cpu_stats.unwrap_or_default();
-    let pre = s.precpu_stats.unwrap_or_default();
-    let total = |c: &bollard::models::ContainerCpuStats| {
-        c.cpu_usage
-            .as_ref()
-            .and_then(|u| u.total_usage)
-            .unwrap_or(0)
-    };
-    let cpu_delta = total(&cpu).saturating_sub(total(&pre)) as f64;
-    let system_delta = cpu
-        .system_cpu_usage
-        .unwrap_or(0)
-        .saturating_sub(pre.system_cpu_usage.unwrap_or(0)) as f64;
-    let online = cpu.online_cpus.map(f64::from).unwrap_or_else(|| {
-        cpu.cpu_usage
-            .as_ref()
-            .and_then(|u| u.percpu_usage.as_ref())
-            .map(|p| p.len().max(1) as f64)
-            .unwrap_or(1.0)
-    });
-    let cpu_percent = if system_delta > 0.0 && cpu_delta > 0.0 {
-        cpu_delta / system_delta * online * 100.0
-    } else {
-        0.0
-    };
+    let cpu = CpuCounters::of(&s.cpu_stats.unwrap_or_default());
+    let pre = CpuCounters::of(&s.precpu_stats.unwrap_or_default());
+    let cpu_percent = cpu.percent_since(&pre);
     let mem = s.memory_stats.unwrap_or_default();
     // Like `docker stats`: page cache the kernel can drop is not "used".
     let cache = mem
@@ -989,7 +1027,7 @@ fn stats_from(id: &str, s: bollard::models::ContainerStatsResponse) -> Container
         });
     ContainerStats {
         id: s.id.unwrap_or_else(|| id.to_string()),
-        cpu_percent: (cpu_percent * 100.0).round() / 100.0,
+        cpu_percent,
         memory_bytes: used,
         memory_limit_bytes: limit,
         memory_percent: if limit > 0 {
@@ -1006,6 +1044,32 @@ fn stats_from(id: &str, s: bollard::models::ContainerStatsResponse) -> Container
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_is_the_share_of_the_system_between_two_samples() {
+        let at = |container_ns, system_ns| CpuCounters {
+            container_ns,
+            system_ns,
+            online_cpus: 2.0,
+        };
+        // 0.5 s of CPU while the 2-core system ran 2 s: a quarter of the
+        // system, half of one core.
+        assert_eq!(
+            at(1_500_000_000, 12_000_000_000).percent_since(&at(1_000_000_000, 10_000_000_000)),
+            50.0
+        );
+        // A one-shot sample has empty `precpu_stats`: no figure, not the
+        // average since boot.
+        assert_eq!(
+            at(1_500_000_000, 12_000_000_000).percent_since(&at(0, 0)),
+            0.0
+        );
+        // A restart resets the container's counter.
+        assert_eq!(
+            at(10, 12_000_000_000).percent_since(&at(1_000_000_000, 10_000_000_000)),
+            0.0
+        );
+    }
 
     #[test]
     fn health_is_read_from_status() {

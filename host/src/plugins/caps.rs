@@ -10,11 +10,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-
 use prometheus::{CounterVec, GaugeVec, HistogramOpts, HistogramVec, Opts};
 use wakedock_plugin_runtime::caps::*;
 
+use super::stats::{idle_stats, sampled_stats, StatsSampler};
 use crate::db::audit::NewAuditEntry;
 use crate::db::{plugin_kv, Db, DbError};
 use crate::docker::{ContainerDetails, ContainerSummary, DockerEngine, EngineError};
@@ -715,87 +714,27 @@ pub struct PromMetrics {
     pub docker: Arc<DockerEngine>,
     pub registry: prometheus::Registry,
     metrics: Mutex<HashMap<(String, String), (MetricDesc, PluginMetric)>>,
-    /// The last sample of each running container (see
-    /// `all_container_stats`): when it was taken, and what it said.
-    samples: Mutex<HashMap<String, (Instant, ContainerStats)>>,
+    /// Samples for `all-stats` (see [`StatsSampler`]).
+    sampler: StatsSampler,
 }
-
-/// How long a container's stats sample is reused by `all-stats` (stats
-/// thresholds hold for a duration; Docker's own `stats` refreshes about
-/// once a second).
-const STATS_MAX_AGE: Duration = Duration::from_secs(5);
-/// Stats requests in flight at once for one `all-stats` call.
-const STATS_CONCURRENCY: usize = 8;
 
 impl PromMetrics {
     pub fn new(docker: Arc<DockerEngine>, registry: prometheus::Registry) -> Self {
         Self {
+            sampler: StatsSampler::new(docker.clone()),
             docker,
             registry,
             metrics: Mutex::new(HashMap::new()),
-            samples: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// A running container's stats, from a sample at most
-    /// [`STATS_MAX_AGE`] old.
-    async fn sampled(&self, id: &str) -> CapResult<ContainerStats> {
-        let fresh = self
-            .samples
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .filter(|(at, _)| at.elapsed() < STATS_MAX_AGE)
-            .map(|(_, s)| s.clone());
-        if let Some(s) = fresh {
-            return Ok(s);
-        }
-        let s = self.docker.stats(id).await.map_err(engine_err)?;
-        let stats = sampled_stats(id.to_owned(), "running", &s);
-        let mut samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
-        // Forget containers not sampled for a while (removed ones).
-        samples.retain(|_, (at, _)| at.elapsed() < STATS_MAX_AGE * 12);
-        samples.insert(id.to_owned(), (Instant::now(), stats.clone()));
-        Ok(stats)
     }
 
     async fn stats_of(&self, id: &str) -> CapResult<ContainerStats> {
         let d = self.docker.inspect(id).await.map_err(engine_err)?;
         if !d.running {
-            return Ok(idle_stats(d.id, &d.state));
+            return Ok(idle_stats(d.id, state_of(&d.state)));
         }
         let s = self.docker.stats(id).await.map_err(engine_err)?;
-        Ok(sampled_stats(d.id, &d.state, &s))
-    }
-}
-
-/// What `stats` says of a container that is not running: its state, no usage.
-fn idle_stats(id: String, state: &str) -> ContainerStats {
-    ContainerStats {
-        container_id: id,
-        state: state_of(state),
-        cpu_percent: 0.0,
-        memory_bytes: 0,
-        memory_limit_bytes: 0,
-        net_rx_bytes: 0,
-        net_tx_bytes: 0,
-        last_activity_ms: None,
-        at_ms: crate::db::now_ms() as u64,
-    }
-}
-
-/// A running container's engine stats sample, as plugins get it.
-fn sampled_stats(id: String, state: &str, s: &crate::docker::ContainerStats) -> ContainerStats {
-    ContainerStats {
-        container_id: id,
-        state: state_of(state),
-        cpu_percent: s.cpu_percent,
-        memory_bytes: s.memory_bytes,
-        memory_limit_bytes: s.memory_limit_bytes,
-        net_rx_bytes: s.network_rx_bytes,
-        net_tx_bytes: s.network_tx_bytes,
-        last_activity_ms: None,
-        at_ms: crate::db::now_ms() as u64,
+        Ok(sampled_stats(d.id, state_of(&d.state), &s, s.cpu_percent))
     }
 }
 
@@ -809,11 +748,11 @@ impl MetricsHost for PromMetrics {
         Box::pin(self.stats_of(id))
     }
 
-    /// One listing tells which of `ids` run; only those are sampled (one
-    /// stats request each, a few at a time), and a sample younger than
-    /// [`STATS_MAX_AGE`] is reused, so a plugin asking every second for
-    /// hundreds of containers costs the engine one request per container
-    /// per interval, not per call.
+    /// One listing tells which of `ids` run; only those are sampled, each
+    /// at most once per [`super::stats::MAX_AGE`] and in the background once it
+    /// has a sample (see [`StatsSampler`]), so a plugin asking every second
+    /// for hundreds of containers costs the engine one request per
+    /// container per interval and waits for the engine only the first time.
     fn all_container_stats<'a>(
         &'a self,
         ids: &'a [String],
@@ -827,14 +766,10 @@ impl MetricsHost for PromMetrics {
                 .partition(|c| c.state == "running");
             let mut out: Vec<ContainerStats> = idle
                 .into_iter()
-                .map(|c| idle_stats(c.id, &c.state))
+                .map(|c| idle_stats(c.id, state_of(&c.state)))
                 .collect();
-            let sampled: Vec<_> = futures::stream::iter(running)
-                .map(|c| async move { self.sampled(&c.id).await })
-                .buffer_unordered(STATS_CONCURRENCY)
-                .collect()
-                .await;
-            out.extend(sampled.into_iter().filter_map(Result::ok));
+            let running = running.into_iter().map(|c| c.id).collect();
+            out.extend(self.sampler.running(running).await);
             Ok(out)
         })
     }

@@ -10,6 +10,7 @@
 //! host runs every two seconds.
 
 pub mod caps;
+mod stats;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

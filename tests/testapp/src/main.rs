@@ -19,6 +19,7 @@
 //! | `EXIT_AFTER_MS`    | unset     | print `exiting with CODE` and exit this long after start       |
 //! | `EXIT_CODE`        | `0`       | exit code used with `EXIT_AFTER_MS`                            |
 //! | `ALLOCATE_MB`      | unset     | at start, allocate and touch this many MiB, 1 MiB at a time    |
+//! | `BUSY_THREADS`     | `0`       | this many threads that spin on the CPU for as long as it runs  |
 //!
 //! Endpoints (any other path answers 404):
 //!
@@ -105,6 +106,15 @@ fn log(line: &str) {
     let _ = out.flush();
 }
 
+/// Keeps one CPU busy (a CPU-threshold alert's load; the container's
+/// `--cpus` limit decides how much of a core that is).
+fn spin() {
+    let mut x: u64 = 1;
+    loop {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+}
+
 /// Reads an optional numeric environment variable; exits 2 on a bad value.
 fn env_num<T: std::str::FromStr>(name: &str) -> Option<T> {
     let raw = env::var(name).ok()?;
@@ -155,6 +165,9 @@ fn serve() {
 
     if let Some(mb) = env_num::<usize>("ALLOCATE_MB") {
         allocate(mb);
+    }
+    for _ in 0..env_num::<usize>("BUSY_THREADS").unwrap_or(0) {
+        thread::spawn(spin);
     }
 
     if let Some(ms) = exit_after {

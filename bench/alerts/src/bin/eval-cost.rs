@@ -70,10 +70,38 @@ fn rules(instance: &str) -> Vec<Value> {
         .collect()
 }
 
+/// What one host did in the measuring window.
+struct Window {
+    /// CPU of this process, percent of one core.
+    cpu_percent: f64,
+    /// Stats requests the host sent the engine.
+    stats_requests: u64,
+    /// Plugin calls, and those that failed (a trap, a timeout).
+    calls: u64,
+    errors: u64,
+}
+
+/// The host's engine stats requests so far (its Prometheus counter).
+async fn stats_requests(host: &TestHost) -> u64 {
+    host.metrics()
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("wakedock_docker_requests_total{op=\"stats\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The alerts plugin's calls and failed calls so far.
+async fn plugin_calls(api: &wakedock_tests::ApiClient) -> (u64, u64) {
+    let info = api.get_json("/api/v1/plugins/alerts").await;
+    let n = |k: &str| info["status"][k].as_u64().unwrap_or(0);
+    (n("calls"), n("errors"))
+}
+
 /// Starts a host with the alerts plugin configured with `rules`, waits
 /// until the plugin knows all `n` containers and the settling time has
-/// passed, and gives the CPU percentage of one core over the window.
-async fn measure(instance: &str, rx: &Receiver, rules: Vec<Value>, n: usize) -> Result<f64> {
+/// passed, and measures the window.
+async fn measure(instance: &str, rx: &Receiver, rules: Vec<Value>, n: usize) -> Result<Window> {
     let decl: wakedock::config::PluginDecl = serde_json::from_value(json!({
         "manifest": concat!(env!("CARGO_MANIFEST_DIR"), "/../../plugins/alerts/plugin.toml"),
         "wasm": wasm_dir().join("wakedock_plugin_alerts.wasm"),
@@ -107,14 +135,21 @@ async fn measure(instance: &str, rx: &Receiver, rules: Vec<Value>, n: usize) -> 
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     tokio::time::sleep(SETTLE).await;
+    let (stats0, (calls0, errors0)) = (stats_requests(&host).await, plugin_calls(&api).await);
     let (cpu0, t0) = (cpu_time()?, Instant::now());
     tokio::time::sleep(WINDOW).await;
     let (cpu1, t1) = (cpu_time()?, Instant::now());
+    let (stats1, (calls1, errors1)) = (stats_requests(&host).await, plugin_calls(&api).await);
     host.stop().await?;
     if !rx.delivered().is_empty() {
         bail!("a rule fired: the thresholds must be out of reach");
     }
-    Ok((cpu1 - cpu0).as_secs_f64() / (t1 - t0).as_secs_f64() * 100.0)
+    Ok(Window {
+        cpu_percent: (cpu1 - cpu0).as_secs_f64() / (t1 - t0).as_secs_f64() * 100.0,
+        stats_requests: stats1 - stats0,
+        calls: calls1 - calls0,
+        errors: errors1 - errors0,
+    })
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -150,11 +185,40 @@ async fn main() -> Result<()> {
     let rx = Receiver::start().await;
     let base = measure(&instance, &rx, Vec::new(), n).await?;
     let with = measure(&instance, &rx, rules(&instance), n).await?;
+    // The figure counts only if the rules did their work: every plugin
+    // call succeeded (a stats round that outlasts a call's time limit
+    // fails it) and every running container was sampled during the window
+    // (the host refreshes a sample every 5 s: about 6 per container).
+    for (what, w) in [("baseline", &base), ("rules", &with)] {
+        if w.errors > 0 {
+            bail!(
+                "{what}: {} of {} plugin calls failed in the window",
+                w.errors,
+                w.calls
+            );
+        }
+    }
+    if with.stats_requests < n as u64 {
+        bail!(
+            "rules: {} stats requests for {n} containers in {WINDOW:?}: not every container was sampled",
+            with.stats_requests
+        );
+    }
     println!("alerts: evaluation cost at steady state, {n} running containers, CPU of host + plugin ({WINDOW:?} window)");
-    println!("  baseline: the plugin with no rules              {base:.2} % of one core");
     println!(
-        "  {RULES} rules (every container kind, stats read each tick)   {with:.2} % of one core   target < {TARGET_PERCENT} %   {:.2}x the baseline",
-        if base > 0.0 { with / base } else { f64::NAN }
+        "  baseline: the plugin with no rules              {:.2} % of one core   ({} plugin calls, none failed)",
+        base.cpu_percent, base.calls
+    );
+    println!(
+        "  {RULES} rules (every container kind, stats read each tick)   {:.2} % of one core   target < {TARGET_PERCENT} %   {:.2}x the baseline",
+        with.cpu_percent,
+        if base.cpu_percent > 0.0 { with.cpu_percent / base.cpu_percent } else { f64::NAN }
+    );
+    println!(
+        "    {} plugin calls, none failed; {} engine stats requests ({:.1} per container)",
+        with.calls,
+        with.stats_requests,
+        with.stats_requests as f64 / n as f64
     );
     // Removed concurrently (each `docker rm -f` is one process).
     let mut removals = tokio::task::JoinSet::new();
