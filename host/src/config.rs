@@ -39,6 +39,8 @@ const NON_KEY_ENV_VARS: &[&str] = &[
     "instance",
     "admin_password",
     "bridge_token",
+    // Read by the binary before anything else (`malloc_tuning`).
+    "malloc_tuning",
     "test_pg_url",
     "test_mysql_url",
 ];

@@ -29,7 +29,8 @@
 //!   backup schedule; [`retention`] prunes the audit log.
 //! - [`cli`]: the `wakedock` command line; [`banner`] its start banner;
 //!   [`healthcheck`] is its `healthcheck` subcommand (the container image's
-//!   HEALTHCHECK).
+//!   HEALTHCHECK); [`malloc_tuning`] re-runs the binary with the glibc
+//!   malloc setting that keeps its memory bounded.
 
 pub mod alerts;
 pub mod api;
@@ -45,6 +46,7 @@ pub mod error;
 pub mod events;
 pub mod healthcheck;
 pub mod http;
+pub mod malloc_tuning;
 pub mod metrics;
 pub mod plugins;
 pub mod private_files;

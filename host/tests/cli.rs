@@ -761,3 +761,52 @@ fn run_sh_runs_the_binary_and_plugins_of_cargo_target_dir() {
         bin.display()
     );
 }
+
+/// A host started without `MALLOC_MMAP_THRESHOLD_` runs with it anyway (it
+/// re-executes itself, same PID); an explicit value is kept, and
+/// `WAKEDOCK_MALLOC_TUNING=off` runs with glibc's defaults.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn serve_runs_with_the_malloc_threshold_however_it_is_started() {
+    let run = |env: &[(&str, &str)]| -> Option<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wakedock"))
+            .current_dir(dir.path())
+            .arg("serve")
+            .env_remove("MALLOC_MMAP_THRESHOLD_")
+            .env_remove("WAKEDOCK_MALLOC_TUNING")
+            .env_remove("WAKEDOCK_CONFIG_PATH")
+            .env("WAKEDOCK_WAKEDOCK__PORT", port.to_string())
+            .env("WAKEDOCK_DATA_PATH", "./data")
+            .env("WAKEDOCK_ADMIN_PASSWORD", "malloc-test-password")
+            .env("WAKEDOCK_DOCKER__SOCKET_PATH", "/nonexistent/docker.sock")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while get(port, "/health").is_none() {
+            assert!(Instant::now() < deadline, "serve did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // The process we started, still under its PID, serving.
+        let environ = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        child.wait().unwrap();
+        environ
+            .split(|b| *b == 0)
+            .filter_map(|kv| std::str::from_utf8(kv).ok())
+            .find_map(|kv| kv.strip_prefix("MALLOC_MMAP_THRESHOLD_="))
+            .map(str::to_owned)
+    };
+    assert_eq!(run(&[]).as_deref(), Some("131072"));
+    assert_eq!(
+        run(&[("MALLOC_MMAP_THRESHOLD_", "65536")]).as_deref(),
+        Some("65536")
+    );
+    assert_eq!(run(&[("WAKEDOCK_MALLOC_TUNING", "off")]), None);
+}
