@@ -97,11 +97,12 @@ pub trait ContainerHost: Send + Sync {
 /// plugin's registrations before calling `record`.
 pub trait MetricsHost: Send + Sync {
     fn container_stats<'a>(&'a self, id: &'a str) -> BoxFuture<'a, CapResult<ContainerStats>>;
-    /// Stats of those of `ids` that exist (the containers the plugin may
-    /// see), running or not.
+    /// Stats of `containers` (those the plugin may see, as the runtime
+    /// just listed them: running ones need a sample, the others' state is
+    /// known), running or not; one that vanished meanwhile is left out.
     fn all_container_stats<'a>(
         &'a self,
-        ids: &'a [String],
+        containers: &'a [Container],
     ) -> BoxFuture<'a, CapResult<Vec<ContainerStats>>>;
     /// A new metric of `plugin`, to export as
     /// `wakedock_plugin_{plugin}_{desc.name}` (plugin names use `-`; map to

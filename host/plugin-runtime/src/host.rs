@@ -579,7 +579,9 @@ impl PluginShared {
             .record(&self.name, &name, kind, &labels, value)
     }
 
-    async fn visible_ids(&self) -> CapResult<Option<Vec<String>>> {
+    /// Every container the plugin may see (stopped ones too); `None`
+    /// without the containers capability.
+    async fn visible_containers(&self) -> CapResult<Option<Vec<Container>>> {
         let Some(perm) = &self.perms.containers else {
             return Ok(None);
         };
@@ -597,7 +599,6 @@ impl PluginShared {
         Ok(Some(
             list.into_iter()
                 .filter(|c| selector.matches(&c.labels))
-                .map(|c| c.id)
                 .collect(),
         ))
     }
@@ -610,7 +611,7 @@ impl wit::metrics::Host for PluginState {
     }
 
     async fn all_stats(&mut self) -> CapResult<Vec<ContainerStats>> {
-        let Some(ids) = self.shared.visible_ids().await? else {
+        let Some(visible) = self.shared.visible_containers().await? else {
             return Err(self.shared.deny(
                 "metrics",
                 "all-stats",
@@ -619,11 +620,18 @@ impl wit::metrics::Host for PluginState {
             ));
         };
         // Only what the plugin may see is sampled (the host's sampling is
-        // the cost, not the filtering).
-        let all = self.shared.caps.metrics.all_container_stats(&ids).await?;
+        // the cost, not the filtering), and the listing just made tells the
+        // host which of them run.
+        let ids: std::collections::HashSet<&str> = visible.iter().map(|c| c.id.as_str()).collect();
+        let all = self
+            .shared
+            .caps
+            .metrics
+            .all_container_stats(&visible)
+            .await?;
         Ok(all
             .into_iter()
-            .filter(|s| ids.contains(&s.container_id))
+            .filter(|s| ids.contains(s.container_id.as_str()))
             .collect())
     }
 

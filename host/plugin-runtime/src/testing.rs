@@ -294,12 +294,12 @@ impl MetricsHost for MemoryMetrics {
 
     fn all_container_stats<'a>(
         &'a self,
-        ids: &'a [String],
+        containers: &'a [Container],
     ) -> BoxFuture<'a, CapResult<Vec<ContainerStats>>> {
         Box::pin(async move {
             Ok(lock(&self.stats)
                 .iter()
-                .filter(|s| ids.contains(&s.container_id))
+                .filter(|s| containers.iter().any(|c| c.id == s.container_id))
                 .cloned()
                 .collect())
         })

@@ -748,27 +748,25 @@ impl MetricsHost for PromMetrics {
         Box::pin(self.stats_of(id))
     }
 
-    /// One listing tells which of `ids` run; only those are sampled, each
-    /// at most once per [`super::stats::MAX_AGE`] and in the background once it
-    /// has a sample (see [`StatsSampler`]), so a plugin asking every second
-    /// for hundreds of containers costs the engine one request per
-    /// container per interval and waits for the engine only the first time.
+    /// The runtime's listing says which containers run; only those are
+    /// sampled, each at most once per [`super::stats::MAX_AGE`] and in the
+    /// background once it has a sample (see [`StatsSampler`]), so a plugin
+    /// asking every second for hundreds of containers costs the engine one
+    /// request per container per interval and waits for the engine only
+    /// the first time.
     fn all_container_stats<'a>(
         &'a self,
-        ids: &'a [String],
+        containers: &'a [Container],
     ) -> BoxFuture<'a, CapResult<Vec<ContainerStats>>> {
         Box::pin(async move {
-            let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
-            let list = self.docker.list(&[]).await.map_err(engine_err)?;
-            let (running, idle): (Vec<_>, Vec<_>) = list
-                .into_iter()
-                .filter(|c| wanted.contains(c.id.as_str()))
-                .partition(|c| c.state == "running");
+            let (running, idle): (Vec<_>, Vec<_>) = containers
+                .iter()
+                .partition(|c| c.state == ContainerState::Running);
             let mut out: Vec<ContainerStats> = idle
                 .into_iter()
-                .map(|c| idle_stats(c.id, state_of(&c.state)))
+                .map(|c| idle_stats(c.id.clone(), c.state))
                 .collect();
-            let running = running.into_iter().map(|c| c.id).collect();
+            let running = running.into_iter().map(|c| c.id.clone()).collect();
             out.extend(self.sampler.running(running).await);
             Ok(out)
         })
