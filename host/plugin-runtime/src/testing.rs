@@ -626,6 +626,50 @@ impl ComposeHost for MemoryCompose {
     }
 }
 
+/// Log subscriptions as the runtime last handed them over, per plugin;
+/// [`MemoryLogs::emit`] plays a followed container writing a line.
+#[derive(Default)]
+pub struct MemoryLogs {
+    pub follows: Mutex<BTreeMap<String, (Vec<Arc<LogFollow>>, LogDelivery)>>,
+}
+
+impl MemoryLogs {
+    /// What `plugin` follows now.
+    pub fn follows(&self, plugin: &str) -> Vec<Arc<LogFollow>> {
+        lock(&self.follows)
+            .get(plugin)
+            .map(|(f, _)| f.clone())
+            .unwrap_or_default()
+    }
+
+    /// Hands `line` to every subscription of `plugin` that covers its
+    /// container and wants it, as a host implementation does; what became
+    /// of it, per subscription.
+    pub async fn emit(&self, plugin: &str, line: LogLine) -> Vec<(String, Delivered)> {
+        let Some((follows, to)) = lock(&self.follows).get(plugin).cloned() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for f in follows {
+            if f.selects(&line.container_name, &line.labels) && f.wants(&line.line, line.at_ms) {
+                out.push((f.name.clone(), to.deliver(&f.name, line.clone()).await));
+            }
+        }
+        out
+    }
+}
+
+impl ContainerLogsHost for MemoryLogs {
+    fn set_follows(&self, plugin: &str, follows: Vec<Arc<LogFollow>>, to: LogDelivery) {
+        let mut all = lock(&self.follows);
+        if follows.is_empty() {
+            all.remove(plugin);
+        } else {
+            all.insert(plugin.to_owned(), (follows, to));
+        }
+    }
+}
+
 /// All in-memory capabilities, with handles to inspect them.
 #[derive(Default, Clone)]
 pub struct TestHost {
@@ -638,6 +682,7 @@ pub struct TestHost {
     pub audit: Arc<MemoryAudit>,
     pub files: Arc<MemoryFiles>,
     pub compose: Arc<MemoryCompose>,
+    pub logs: Arc<MemoryLogs>,
 }
 
 impl TestHost {
@@ -657,6 +702,7 @@ impl TestHost {
             audit: self.audit.clone(),
             files: self.files.clone(),
             compose: self.compose.clone(),
+            logs: self.logs.clone(),
         }
     }
 
