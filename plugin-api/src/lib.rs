@@ -80,7 +80,7 @@
 //! ```toml
 //! name = "hello"
 //! version = "0.1.0"
-//! api-version = "0.1.3"
+//! api-version = "0.1.4"
 //! description = "Says hello and counts visits"
 //! author = "You <you@example.org>"
 //!
@@ -93,7 +93,7 @@
 //!
 //! `api-version` is the [`API_VERSION`] of the SDK you build with, which
 //! must be the newest plugin API your host supports or an older one:
-//! `wakedock --version` prints it (`wakedock 0.1.0 (plugin API 0.1.3)`), so
+//! `wakedock --version` prints it (`wakedock 0.1.0 (plugin API 0.1.4)`), so
 //! take the SDK from the same WakeDock release as your host.
 //!
 //! Build it with `rustup target add wasm32-wasip2` once, then
