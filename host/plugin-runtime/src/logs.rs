@@ -80,6 +80,10 @@ fn glob(pattern: &str, text: &str) -> bool {
     rest.ends_with(last)
 }
 
+/// What one plugin follows and the way back into it, as a host
+/// implementation keeps it.
+pub type Followed = (Vec<Arc<LogFollow>>, LogDelivery);
+
 /// Which output a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogStream {

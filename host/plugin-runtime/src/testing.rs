@@ -630,7 +630,7 @@ impl ComposeHost for MemoryCompose {
 /// [`MemoryLogs::emit`] plays a followed container writing a line.
 #[derive(Default)]
 pub struct MemoryLogs {
-    pub follows: Mutex<BTreeMap<String, (Vec<Arc<LogFollow>>, LogDelivery)>>,
+    pub follows: Mutex<BTreeMap<String, crate::logs::Followed>>,
 }
 
 impl MemoryLogs {

@@ -44,7 +44,7 @@ struct Inner {
 #[derive(Default)]
 struct State {
     /// Each plugin's subscriptions and the way back into it.
-    plugins: BTreeMap<String, (Vec<Arc<LogFollow>>, LogDelivery)>,
+    plugins: BTreeMap<String, wakedock_plugin_runtime::logs::Followed>,
     /// Followed containers, by id.
     followers: HashMap<String, Follower>,
     next_generation: u64,
