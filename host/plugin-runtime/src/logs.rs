@@ -406,35 +406,28 @@ mod tests {
             "another install's container"
         );
         // The runtime checks again what a host implementation hands it.
-        let outside = line("api", &[("team", "x")], "ERROR");
-        assert_eq!(
-            LogDelivery {
-                shared: Arc::downgrade(&s.shared)
-            }
-            .deliver("errors", outside)
-            .await,
-            Delivered::NotCovered
-        );
-        let unmatched = line("api", &both, "all is well");
-        assert_eq!(
-            LogDelivery {
-                shared: Arc::downgrade(&s.shared)
-            }
-            .deliver("errors", unmatched)
-            .await,
-            Delivered::NotCovered,
-            "a line its pattern does not match"
-        );
-        let unknown = line("api", &both, "ERROR");
-        assert_eq!(
-            LogDelivery {
-                shared: Arc::downgrade(&s.shared)
-            }
-            .deliver("other", unknown)
-            .await,
-            Delivered::NotCovered,
-            "no such subscription"
-        );
+        let to = LogDelivery {
+            shared: Arc::downgrade(&s.shared),
+        };
+        for (subscription, l, why) in [
+            (
+                "errors",
+                line("api", &[("team", "x")], "ERROR"),
+                "outside the grant's selector",
+            ),
+            (
+                "errors",
+                line("api", &both, "all is well"),
+                "a line its pattern does not match",
+            ),
+            ("other", line("api", &both, "ERROR"), "no such subscription"),
+        ] {
+            assert_eq!(
+                to.deliver(subscription, l).await,
+                Delivered::NotCovered,
+                "{why}"
+            );
+        }
     }
 
     #[tokio::test]

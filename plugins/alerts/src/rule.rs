@@ -327,6 +327,25 @@ pub struct Rule {
     pub window_ms: u64,
 }
 
+/// A rate's `count` (at least `min`) and `window` (longer than 0): the
+/// window in ms (0 when it is bad, with its error in `errs`).
+fn check_rate(count: u32, min: u32, window: &str, errs: &mut Vec<FieldError>) -> u64 {
+    if count < min {
+        errs.push(FieldError::new("count", format!("must be at least {min}")));
+    }
+    match parse_ms(window) {
+        Ok(0) => {
+            errs.push(FieldError::new("window", "must be longer than 0"));
+            0
+        }
+        Ok(ms) => ms,
+        Err(m) => {
+            errs.push(FieldError::new("window", m));
+            0
+        }
+    }
+}
+
 /// Rule and channel names: what URLs and storage keys can carry.
 pub fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
@@ -368,14 +387,7 @@ impl RuleDef {
         let mut window_ms = 0;
         match &self.kind {
             Kind::RestartLoop { count, window } => {
-                if *count < 2 {
-                    errs.push(FieldError::new("count", "must be at least 2"));
-                }
-                match parse_ms(window) {
-                    Ok(0) => errs.push(FieldError::new("window", "must be longer than 0")),
-                    Ok(ms) => window_ms = ms,
-                    Err(m) => errs.push(FieldError::new("window", m)),
-                }
+                window_ms = check_rate(*count, 2, window, &mut errs);
             }
             Kind::Log {
                 pattern,
@@ -385,14 +397,7 @@ impl RuleDef {
                 if let Err(m) = check_pattern(pattern) {
                     errs.push(FieldError::new("pattern", m));
                 }
-                if *count < 1 {
-                    errs.push(FieldError::new("count", "must be at least 1"));
-                }
-                match parse_ms(window) {
-                    Ok(0) => errs.push(FieldError::new("window", "must be longer than 0")),
-                    Ok(ms) => window_ms = ms,
-                    Err(m) => errs.push(FieldError::new("window", m)),
-                }
+                window_ms = check_rate(*count, 1, window, &mut errs);
             }
             Kind::WakeSlow { threshold } => match parse_ms(threshold) {
                 Ok(ms) => window_ms = ms,
