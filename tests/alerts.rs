@@ -975,3 +975,42 @@ async fn log_rules_fire_once_at_their_count_and_other_lines_send_nothing() {
     assert_eq!(recorded.len(), 2, "{recorded:?}");
     assert!(!recorded.contains(&"panics"), "{recorded:?}");
 }
+
+/// The host's log subscriptions live as long as the plugin is loaded; after
+/// a host restart the plugin makes them again at its first call, so a log
+/// rule keeps working: a match fires, resolves once its one-second window
+/// has passed, and after the restart a new match fires again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_rules_follow_again_after_a_host_restart() {
+    let (rx, instance, host) = setup(json!([
+        {"name": "boom", "kind": "log", "pattern": "^GET /boom", "window": "1s"},
+    ]))
+    .await;
+    summary_until(&host.admin().await, "the plugin loaded", |_| true).await;
+    let port = free_port();
+    let _app = TestContainer::from_spec(AppSpec {
+        instance: Some(&instance),
+        host_port: Some(port),
+        start: true,
+        ..AppSpec::default()
+    })
+    .await;
+    let boom = || async move {
+        reqwest::get(format!("http://127.0.0.1:{port}/boom"))
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    };
+    eventually(Duration::from_secs(20), "the app answers", boom).await;
+    rx.wait_delivered(Duration::from_secs(20), "fired and resolved", |d| {
+        statuses(d) == ["firing", "resolved"]
+    })
+    .await;
+    let host = host.restart().await;
+    summary_until(&host.admin().await, "the plugin loaded again", |_| true).await;
+    assert_eq!(boom().await, Some(404));
+    let d = rx
+        .wait_delivered(Duration::from_secs(20), "fired again", |d| d.len() >= 3)
+        .await;
+    assert_eq!(statuses(&d[..3]), ["firing", "resolved", "firing"]);
+}
