@@ -298,7 +298,7 @@ mod tests {
     use crate::caps::{CapError, FollowRequest};
     use crate::host::{deny_all_wasi, Limiter, PluginState};
     use crate::manifest::{Access, ContainerPermission, LogsPermission, Permissions};
-    use crate::testing::TestHost;
+    use crate::testing::{log_line as line, TestHost};
 
     fn perms(logs: bool, containers: Option<&str>) -> Permissions {
         Permissions {
@@ -349,20 +349,6 @@ mod tests {
             labels: labels.iter().map(|l| (*l).to_owned()).collect(),
             names: Vec::new(),
             pattern: pattern.map(str::to_owned),
-        }
-    }
-
-    fn line(name: &str, labels: &[(&str, &str)], text: &str) -> LogLine {
-        LogLine {
-            container_id: format!("id-{name}"),
-            container_name: name.into(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            stream: LogStream::Stdout,
-            line: text.into(),
-            at_ms: u64::MAX,
         }
     }
 

@@ -670,6 +670,22 @@ impl ContainerLogsHost for MemoryLogs {
     }
 }
 
+/// A stdout line of container `name` (id `id-{name}`) with `labels`, read
+/// long after any follow, as a host implementation hands it over.
+pub fn log_line(name: &str, labels: &[(&str, &str)], text: &str) -> LogLine {
+    LogLine {
+        container_id: format!("id-{name}"),
+        container_name: name.into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        stream: LogStream::Stdout,
+        line: text.into(),
+        at_ms: u64::MAX / 2,
+    }
+}
+
 /// All in-memory capabilities, with handles to inspect them.
 #[derive(Default, Clone)]
 pub struct TestHost {

@@ -10,9 +10,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use wakedock_plugin_runtime::caps::{Delivered, LogLine, LogStream};
+use wakedock_plugin_runtime::caps::Delivered;
 use wakedock_plugin_runtime::manifest::ContainerLogsCap;
-use wakedock_plugin_runtime::testing::{get, test_caller, TestHost};
+use wakedock_plugin_runtime::testing::{get, log_line, test_caller, TestHost};
 use wakedock_plugin_runtime::{Grant, PluginRuntime};
 
 fn alerts_config() -> serde_json::Value {
@@ -43,18 +43,8 @@ async fn load_alerts(host: &TestHost, logs: bool) -> PluginRuntime {
     rt
 }
 
-fn line(text: &str, labels: &[(&str, &str)]) -> LogLine {
-    LogLine {
-        container_id: "c1".into(),
-        container_name: "api".into(),
-        labels: labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        stream: LogStream::Stdout,
-        line: text.into(),
-        at_ms: u64::MAX / 2,
-    }
+fn line(text: &str, labels: &[(&str, &str)]) -> wakedock_plugin_runtime::caps::LogLine {
+    log_line("api", labels, text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
