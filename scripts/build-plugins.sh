@@ -21,6 +21,7 @@ all_plugins=(
   wakedock-fixture-api-0-1-0
   wakedock-fixture-api-0-1-1
   wakedock-fixture-api-0-1-2
+  wakedock-fixture-api-0-1-3
 )
 case "${1:-}" in
   "") crates=("${all_plugins[@]}") ;;

@@ -906,3 +906,143 @@ async fn stats_rules_sample_each_container_once_per_interval() {
         after - before
     );
 }
+
+/// `log` rules on a real container's lines (its request log): the host
+/// follows the container from its start (it starts after the rules) and
+/// hands over only lines a rule's pattern matches. A config-file rule
+/// fires once its count is reached within its window; one created through
+/// the API follows at once; one whose pattern nothing matches sends nothing
+/// although lines flow (a host delivering every line would fire it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_rules_fire_once_at_their_count_and_other_lines_send_nothing() {
+    let (rx, instance, host) = setup(json!([
+        {"name": "boom", "kind": "log", "pattern": "^GET /boom", "count": 3, "window": "1m", "severity": "critical"},
+        {"name": "panics", "kind": "log", "pattern": "panic"},
+    ]))
+    .await;
+    let api = host.admin().await;
+    // The plugin's first call makes its subscriptions.
+    summary_until(&api, "the plugin loaded", |_| true).await;
+    let r = api
+        .post(
+            "/api/v1/plugins/alerts/rules",
+            json!({"name": "fine", "kind": "log", "pattern": "^GET /fine", "count": 2, "window": "1m"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let port = free_port();
+    let app = TestContainer::from_spec(AppSpec {
+        instance: Some(&instance),
+        host_port: Some(port),
+        start: true,
+        ..AppSpec::default()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let get = |path: &'static str| {
+        let http = http.clone();
+        async move {
+            http.get(format!("http://127.0.0.1:{port}{path}"))
+                .send()
+                .await
+                .ok()
+                .map(|r| r.status().as_u16())
+        }
+    };
+    eventually(Duration::from_secs(20), "the app answers", || get("/")).await;
+    // Lines the rules' patterns do not match (`GET / 200`, `booting`, ...)
+    // came first; then two `GET /fine`: the API rule's count.
+    for _ in 0..2 {
+        assert_eq!(get("/fine").await, Some(404));
+    }
+    let fine = rx
+        .first(Duration::from_secs(20), "the API rule's notification")
+        .await;
+    assert_eq!(fine["status"], "firing");
+    assert_eq!(fine["rule"], "fine");
+    assert_eq!(fine["target"], app.name.as_str());
+    // Two of boom's three: not yet. The third fires it, once.
+    for _ in 0..3 {
+        assert_eq!(get("/boom").await, Some(404));
+    }
+    let d = rx
+        .wait_delivered(Duration::from_secs(20), "the boom notification", |d| {
+            d.iter().any(|r| r.json()["rule"] == "boom")
+        })
+        .await;
+    let boom = d
+        .iter()
+        .map(|r| r.json())
+        .find(|n| n["rule"] == "boom")
+        .unwrap();
+    assert_eq!(boom["status"], "firing");
+    assert_eq!(boom["severity"], "critical");
+    assert_eq!(boom["target"], app.name.as_str());
+    let detail = boom["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("logged 3 lines matching `^GET /boom` within 1m")
+            && detail.contains("(last: GET /boom 404)"),
+        "{detail}"
+    );
+    // Every line of the container was read before boom's last one: the
+    // `panics` rule, and nothing else, stayed quiet; each rule told once.
+    let rules: Vec<Value> = rx
+        .requests()
+        .iter()
+        .map(|r| r.json()["rule"].clone())
+        .collect();
+    assert_eq!(
+        rules,
+        [json!("fine"), json!("boom")],
+        "{:?}",
+        statuses(&rx.requests())
+    );
+    let h = history(&api).await;
+    let recorded: Vec<&str> = h["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    assert!(!recorded.contains(&"panics"), "{recorded:?}");
+}
+
+/// The host's log subscriptions live as long as the plugin is loaded; after
+/// a host restart the plugin makes them again at its first call, so a log
+/// rule keeps working: a match fires, resolves once its one-second window
+/// has passed, and after the restart a new match fires again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_rules_follow_again_after_a_host_restart() {
+    let (rx, instance, host) = setup(json!([
+        {"name": "boom", "kind": "log", "pattern": "^GET /boom", "window": "1s"},
+    ]))
+    .await;
+    summary_until(&host.admin().await, "the plugin loaded", |_| true).await;
+    let port = free_port();
+    let _app = TestContainer::from_spec(AppSpec {
+        instance: Some(&instance),
+        host_port: Some(port),
+        start: true,
+        ..AppSpec::default()
+    })
+    .await;
+    let boom = || async move {
+        reqwest::get(format!("http://127.0.0.1:{port}/boom"))
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    };
+    eventually(Duration::from_secs(20), "the app answers", boom).await;
+    rx.wait_delivered(Duration::from_secs(20), "fired and resolved", |d| {
+        statuses(d) == ["firing", "resolved"]
+    })
+    .await;
+    let host = host.restart().await;
+    summary_until(&host.admin().await, "the plugin loaded again", |_| true).await;
+    assert_eq!(boom().await, Some(404));
+    let d = rx
+        .wait_delivered(Duration::from_secs(20), "fired again", |d| d.len() >= 3)
+        .await;
+    assert_eq!(statuses(&d[..3]), ["firing", "resolved", "firing"]);
+}

@@ -355,6 +355,8 @@ fn start_background(state: &AppState) {
             .clone()
             .run(docker.clone(), bus.clone(), jobs.clone(), t)
     });
+    let followers = state.plugins.log_followers().clone();
+    tasks.supervise("plugin log followers", move |t| followers.clone().run(t));
     // Plugin ticks run in the plugin runtime: on shutdown they end after
     // the tick in progress.
     let (plugins, token) = (state.plugins.clone(), tasks.token());

@@ -14,7 +14,8 @@
 //!   `handler` interface;
 //! - typed helper modules for each capability: [`log`], [`clock`],
 //!   [`storage`], [`containers`], [`events`], [`http`], [`metrics`],
-//!   [`auth`], [`files`] and [`compose`] (0.1.3);
+//!   [`auth`], [`files`] and [`compose`] (0.1.3), [`container_logs`]
+//!   (0.1.4);
 //! - [`ui`]: pages of your own in the host's browser UI (0.1.3).
 //!
 //! ## A complete plugin
@@ -79,7 +80,7 @@
 //! ```toml
 //! name = "hello"
 //! version = "0.1.0"
-//! api-version = "0.1.3"
+//! api-version = "0.1.4"
 //! description = "Says hello and counts visits"
 //! author = "You <you@example.org>"
 //!
@@ -92,7 +93,7 @@
 //!
 //! `api-version` is the [`API_VERSION`] of the SDK you build with, which
 //! must be the newest plugin API your host supports or an older one:
-//! `wakedock --version` prints it (`wakedock 0.1.0 (plugin API 0.1.3)`), so
+//! `wakedock --version` prints it (`wakedock 0.1.0 (plugin API 0.1.4)`), so
 //! take the SDK from the same WakeDock release as your host.
 //!
 //! Build it with `rustup target add wasm32-wasip2` once, then
@@ -255,7 +256,7 @@ pub mod __private {
 
 /// The plugin API version this SDK implements; use it as `api-version` in
 /// `plugin.toml`.
-pub const API_VERSION: &str = "0.1.3";
+pub const API_VERSION: &str = "0.1.4";
 
 pub use bindings::wakedock::plugin::types::{
     ContainerEvent, ContainerEventKind, ContainerState, Error, Event, Health, HttpRequest,
@@ -807,6 +808,96 @@ pub mod auth {
     /// Whether the caller holds `permission` (e.g. `containers:write`).
     pub fn has_permission(permission: &str) -> bool {
         raw::has_permission(permission)
+    }
+}
+
+/// Following containers' logs without polling (capability
+/// `container-logs`, API 0.1.4; it also needs `containers`, whose selector
+/// bounds what a subscription covers).
+///
+/// A subscription is named and declarative: [`follow`](container_logs::follow)
+/// sets what it covers (label terms, name globs, a regex the host matches,
+/// so other lines never reach the plugin), and the host keeps it for the
+/// plugin, whichever instance made it, until
+/// [`unfollow`](container_logs::unfollow) or the plugin's unload. New lines
+/// only (no history) of every matching container, including those that
+/// start later, arrive in [`Plugin::on_event`] as a `plugin` event from
+/// `host` on [`TOPIC`](container_logs::TOPIC); [`line`](container_logs::line)
+/// reads it. Lines past the grant's `max-lines-per-second` are dropped and
+/// counted in the next line's [`dropped`](container_logs::LogLine::dropped);
+/// lines past `max-line-bytes` are cut and flagged.
+///
+/// ```no_run
+/// use wakedock_plugin_sdk::{container_logs, Event};
+///
+/// // Once per instance is fine: the same request again changes nothing.
+/// let errors = container_logs::FollowRequest {
+///     labels: vec!["com.docker.compose.project=shop".into()],
+///     names: vec![],
+///     pattern: Some("(?i)error|panic".into()),
+/// };
+/// container_logs::follow("shop-errors", &errors).expect("follow");
+///
+/// // In on_event:
+/// # let event: Event = unimplemented!();
+/// if let Event::Plugin(ev) = &event {
+///     if let Some(l) = container_logs::line(ev) {
+///         let _ = (l.container_name, l.line);
+///     }
+/// }
+/// ```
+pub mod container_logs {
+    use crate::bindings::wakedock::plugin::container_logs as raw;
+    use crate::{PluginEvent, Result};
+    pub use raw::FollowRequest;
+
+    /// Topic of a delivered line's event (its source is `host`).
+    pub const TOPIC: &str = "container.log";
+
+    /// Creates subscription `name` or replaces what it covers.
+    pub fn follow(name: &str, request: &FollowRequest) -> Result<()> {
+        raw::follow(name, request)
+    }
+
+    /// Ends subscription `name`; true if it existed.
+    pub fn unfollow(name: &str) -> Result<bool> {
+        raw::unfollow(name)
+    }
+
+    /// The plugin's subscriptions, by name.
+    pub fn following() -> Result<Vec<String>> {
+        raw::following()
+    }
+
+    /// A delivered line: the payload of a [`TOPIC`] event.
+    #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub struct LogLine {
+        /// The subscription it was delivered for.
+        pub subscription: String,
+        /// The engine's id of the container.
+        pub container_id: String,
+        /// Without the leading `/`.
+        pub container_name: String,
+        /// `stdout` or `stderr`.
+        pub stream: String,
+        /// Without its line ending; cut at the grant's `max-line-bytes`.
+        pub line: String,
+        /// Whether `line` was cut.
+        pub truncated: bool,
+        /// Unix ms the engine read it.
+        pub at_ms: u64,
+        /// Lines lost to the grant's `max-lines-per-second` since the
+        /// previous line delivered to this plugin.
+        pub dropped: u64,
+    }
+
+    /// The line `event` carries, if it is a log line from the host.
+    pub fn line(event: &PluginEvent) -> Option<LogLine> {
+        if event.source != "host" || event.topic != TOPIC {
+            return None;
+        }
+        serde_json::from_str(&event.payload).ok()
     }
 }
 

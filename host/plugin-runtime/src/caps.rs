@@ -15,11 +15,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+pub use crate::logs::{Delivered, LogDelivery, LogFollow, LogLine, LogStream};
+
 pub use crate::bindings::wakedock::plugin::auth::Role;
 pub use crate::bindings::wakedock::plugin::compose::{
     Action as ComposeAction, ActionState, ActionStatus, ComposeError,
     Container as ComposeContainer, DownOptions, PullPolicy, UpOptions,
 };
+pub use crate::bindings::wakedock::plugin::container_logs::FollowRequest;
 pub use crate::bindings::wakedock::plugin::containers::{HttpProbe, LabelFilter, Probe, Readiness};
 pub use crate::bindings::wakedock::plugin::files::Entry as FileEntry;
 pub use crate::bindings::wakedock::plugin::http_outbound::{
@@ -248,6 +251,22 @@ pub trait HttpOutbound: Send + Sync {
     ) -> BoxFuture<'a, CapResult<OutboundResponse>>;
 }
 
+/// Followers of containers' logs (API 0.1.4). The runtime has checked
+/// every subscription (its name, its label terms together with the grant's
+/// selector, its pattern, the plugin's bounds) and keeps the table; an
+/// implementation reads the logs of the running containers some
+/// subscription [selects](crate::LogFollow::selects), and of those that
+/// start later, from the time of the follow (or of the start) on, never
+/// their history; hands every line a subscription
+/// [wants](crate::LogFollow::wants) to [`LogDelivery::deliver`]; and stops
+/// following containers no subscription covers any more. It must bound
+/// what it follows and what it buffers.
+pub trait ContainerLogsHost: Send + Sync {
+    /// Replaces everything `plugin` follows (empty: nothing, the plugin
+    /// was unloaded). Returns at once; following starts in the background.
+    fn set_follows(&self, plugin: &str, follows: Vec<Arc<LogFollow>>, to: LogDelivery);
+}
+
 /// The host's event bus.
 pub trait EventSink: Send + Sync {
     /// `payload` has been checked to be JSON.
@@ -308,6 +327,8 @@ pub struct HostCapabilities {
     pub files: Arc<dyn FilesHost>,
     /// API 0.1.3.
     pub compose: Arc<dyn ComposeHost>,
+    /// API 0.1.4.
+    pub logs: Arc<dyn ContainerLogsHost>,
 }
 
 /// A [`LogSink`] writing to `tracing` with the plugin name as a field.

@@ -19,8 +19,8 @@ use crate::bindings::wakedock::plugin as wit;
 use crate::caps::{
     ActionStatus, AuditEntry, AuthContext, BoxFuture, CapError, CapResult, ComposeAction,
     ComposeCaller, ComposeContainer, ComposeError, ComposeResult, Container, ContainerStats,
-    FileEntry, HostCapabilities, LabelFilter, MetricDesc, MetricKind, OutboundRequest,
-    OutboundResponse, Probe, Readiness, MAX_STOP_TIMEOUT_SECS,
+    FileEntry, FollowRequest, HostCapabilities, LabelFilter, MetricDesc, MetricKind,
+    OutboundRequest, OutboundResponse, Probe, Readiness, MAX_STOP_TIMEOUT_SECS,
 };
 use crate::manifest::{host_matches, topic_matches, Access, ContainerPermission, Permissions};
 
@@ -53,6 +53,8 @@ pub(crate) struct PluginShared {
     /// The last failed call or refusal, for the plugin's status.
     pub last_error: Mutex<Option<String>>,
     denials: Denials,
+    /// Log subscriptions (API 0.1.4).
+    pub logs: crate::logs::PluginLogs,
 }
 
 impl PluginShared {
@@ -73,6 +75,7 @@ impl PluginShared {
             container_calls: Mutex::new(BTreeMap::new()),
             last_error: Mutex::new(None),
             denials: Denials::new(denial_interval),
+            logs: crate::logs::PluginLogs::new(),
         }
     }
 }
@@ -1227,6 +1230,164 @@ impl wit::compose::Host for PluginState {
         self.shared.compose_project("adopt", &project, true)?;
         let caller = self.compose_caller();
         self.shared.caps.compose.adopt(&caller, &project).await
+    }
+}
+
+/// A subscription's name: what storage keys and URLs carry.
+fn check_follow_name(name: &str) -> CapResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(CapError::Invalid(format!(
+            "`{}` is not a subscription name (1 to 64 letters, digits, `-`, `_` or `.`)",
+            name.escape_debug()
+        )))
+    }
+}
+
+impl PluginShared {
+    /// The `container-logs` bounds and the `containers` selector every
+    /// subscription is narrowed to; a refusal without either.
+    fn logs_perm(
+        &self,
+        action: &'static str,
+        target: &str,
+    ) -> CapResult<(crate::manifest::LogsPermission, crate::manifest::Selector)> {
+        let Some(perm) = self.perms.container_logs else {
+            return Err(self.deny(
+                "container-logs",
+                action,
+                target,
+                "the container-logs capability is not granted".into(),
+            ));
+        };
+        let Some(containers) = &self.perms.containers else {
+            return Err(self.deny(
+                "container-logs",
+                action,
+                target,
+                "following logs needs the containers capability (its selector bounds what is followed)".into(),
+            ));
+        };
+        Ok((perm, containers.selector.clone()))
+    }
+
+    /// Hands the whole table to the host (it follows exactly that).
+    pub(crate) fn sync_follows(self: &Arc<Self>) {
+        let all = self.logs.all();
+        let to = crate::logs::LogDelivery {
+            shared: Arc::downgrade(self),
+        };
+        self.caps.logs.set_follows(&self.name, all, to);
+    }
+}
+
+/// Checks a request and makes it a subscription within `selector`.
+fn checked_follow(
+    name: &str,
+    request: FollowRequest,
+    selector: &crate::manifest::Selector,
+) -> CapResult<crate::logs::LogFollow> {
+    check_follow_name(name)?;
+    if let Some(bad) = request.labels.iter().find(|t| t.contains(',')) {
+        return Err(CapError::Invalid(format!(
+            "labels: `{bad}` holds a `,`: give one term per entry"
+        )));
+    }
+    let terms = crate::manifest::Selector::parse(&request.labels.join(","))
+        .map_err(|m| CapError::Invalid(format!("labels: {m}")))?;
+    if let Some(i) = request.names.iter().position(|n| n.trim().is_empty()) {
+        return Err(CapError::Invalid(format!("names[{i}] is empty")));
+    }
+    let pattern = match request.pattern {
+        None => None,
+        Some(p) if p.len() > crate::logs::MAX_PATTERN_BYTES => {
+            return Err(CapError::Invalid(format!(
+                "pattern is longer than {} bytes",
+                crate::logs::MAX_PATTERN_BYTES
+            )))
+        }
+        Some(p) => Some(
+            regex::RegexBuilder::new(&p)
+                .size_limit(crate::logs::MAX_PATTERN_PROGRAM_BYTES)
+                .build()
+                .map_err(|e| CapError::Invalid(format!("pattern: {e}")))?,
+        ),
+    };
+    Ok(crate::logs::LogFollow {
+        name: name.to_owned(),
+        selector: terms.and(selector),
+        names: request
+            .names
+            .iter()
+            .map(|n| n.trim_start_matches('/').to_owned())
+            .collect(),
+        pattern,
+        since_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+    })
+}
+
+impl wit::container_logs::Host for PluginState {
+    async fn follow(&mut self, name: String, request: FollowRequest) -> CapResult<()> {
+        let (perm, selector) = self.shared.logs_perm("follow", &name)?;
+        let new = checked_follow(&name, request, &selector)?;
+        {
+            let mut follows = self
+                .shared
+                .logs
+                .follows
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match follows.get(&name) {
+                // The same again: nothing changes, no line is lost or repeated.
+                Some(old) if old.same_as(&new) => return Ok(()),
+                Some(_) => {}
+                None if follows.len() >= perm.max_subscriptions as usize => {
+                    return Err(CapError::QuotaExceeded)
+                }
+                None => {}
+            }
+            follows.insert(name, Arc::new(new));
+        }
+        self.shared.sync_follows();
+        Ok(())
+    }
+
+    async fn unfollow(&mut self, name: String) -> CapResult<bool> {
+        self.shared.logs_perm("unfollow", &name)?;
+        let removed = self
+            .shared
+            .logs
+            .follows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&name)
+            .is_some();
+        if removed {
+            self.shared.sync_follows();
+        }
+        Ok(removed)
+    }
+
+    async fn following(&mut self) -> CapResult<Vec<String>> {
+        self.shared.logs_perm("following", "*")?;
+        Ok(self
+            .shared
+            .logs
+            .follows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect())
     }
 }
 

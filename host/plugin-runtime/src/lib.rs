@@ -5,7 +5,8 @@
 //!
 //! - **capabilities behind narrow traits** ([`caps`]): the host implements
 //!   [`ContainerHost`], [`MetricsHost`], [`StorageHost`], [`HttpOutbound`],
-//!   [`EventSink`], [`LogSink`] and [`AuditSink`]; [`testing`] has
+//!   [`EventSink`], [`LogSink`], [`AuditSink`] and [`ContainerLogsHost`]
+//!   ([`logs`]: log subscriptions and their delivery); [`testing`] has
 //!   in-memory versions;
 //! - **manifest + grant** ([`manifest`]): a plugin gets the intersection of
 //!   what its `plugin.toml` requests and what the admin granted, checked
@@ -38,6 +39,7 @@ pub mod caps;
 pub mod error;
 mod host;
 pub use host::{check_project_name, check_stacks_path};
+pub mod logs;
 pub mod manifest;
 mod runtime;
 #[cfg(any(test, feature = "testing"))]
@@ -58,8 +60,9 @@ pub(crate) mod bindings {
 
 pub use cache::CacheOutcome;
 pub use caps::{
-    AuditEntry, AuditSink, AuthContext, BoxFuture, CapError, CapResult, ContainerHost, EventSink,
-    HostCapabilities, HttpOutbound, LogSink, MetricsHost, StorageHost,
+    AuditEntry, AuditSink, AuthContext, BoxFuture, CapError, CapResult, ContainerHost,
+    ContainerLogsHost, Delivered, EventSink, HostCapabilities, HttpOutbound, LogDelivery,
+    LogFollow, LogLine, LogSink, LogStream, MetricsHost, StorageHost,
 };
 pub use error::{CallError, ManifestError, RuntimeError};
 pub use manifest::{Grant, Manifest, PageEntry, Permissions, HOST_API_VERSION};

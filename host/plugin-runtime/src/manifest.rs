@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ManifestError;
 
 /// The plugin API version this host implements (the WIT package version).
-pub const HOST_API_VERSION: &str = "0.1.3";
+pub const HOST_API_VERSION: &str = "0.1.4";
 
 /// A validated `plugin.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,6 +88,60 @@ pub struct Capabilities {
     /// Docker Compose projects in the stacks directory (API 0.1.3).
     #[serde(default)]
     pub compose: Option<AccessCap>,
+    /// Following containers' logs (API 0.1.4).
+    #[serde(default)]
+    pub container_logs: Option<ContainerLogsCap>,
+}
+
+/// `container-logs = { max-lines-per-second = 50, max-subscriptions = 16,
+/// max-line-bytes = 2048 }`: what reaches the plugin of the logs of the
+/// containers its `containers` selector lets it see. Unset bounds take the
+/// host's defaults; none can exceed the host's ceilings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ContainerLogsCap {
+    /// Lines delivered per second, all subscriptions together; more are
+    /// dropped and counted.
+    #[serde(default, deserialize_with = "whole::de_opt")]
+    pub max_lines_per_second: Option<u32>,
+    /// Subscriptions the plugin may hold at once.
+    #[serde(default, deserialize_with = "whole::de_opt")]
+    pub max_subscriptions: Option<u32>,
+    /// Longer lines are cut (and flagged `truncated`).
+    #[serde(default, deserialize_with = "whole::de_opt")]
+    pub max_line_bytes: Option<u32>,
+}
+
+/// Host default and ceiling of `container-logs.max-lines-per-second`.
+pub const LOG_LINES_PER_SECOND: (u32, u32) = (20, 1000);
+/// Host default and ceiling of `container-logs.max-subscriptions`.
+pub const LOG_SUBSCRIPTIONS: (u32, u32) = (16, 256);
+/// Host default and ceiling of `container-logs.max-line-bytes`.
+pub const LOG_LINE_BYTES: (u32, u32) = (2048, 16 * 1024);
+
+impl ContainerLogsCap {
+    /// The bounds as the host applies them: the default where unset,
+    /// never above the ceiling.
+    fn bounds(&self) -> [(&'static str, Option<u32>, (u32, u32)); 3] {
+        [
+            (
+                "max-lines-per-second",
+                self.max_lines_per_second,
+                LOG_LINES_PER_SECOND,
+            ),
+            (
+                "max-subscriptions",
+                self.max_subscriptions,
+                LOG_SUBSCRIPTIONS,
+            ),
+            ("max-line-bytes", self.max_line_bytes, LOG_LINE_BYTES),
+        ]
+    }
+
+    fn effective(&self) -> [u32; 3] {
+        self.bounds()
+            .map(|(_, v, (default, max))| v.unwrap_or(default).min(max))
+    }
 }
 
 /// `files = { access = "read" }`, `compose = { access = "write" }`.
@@ -399,6 +453,18 @@ impl Grant {
                 ));
             }
         }
+        if let Some(gl) = &g.container_logs {
+            let Some(rl) = &r.container_logs else {
+                return Some(unrequested("container-logs"));
+            };
+            for ((bound, granted, _), asked) in gl.bounds().into_iter().zip(rl.effective()) {
+                if let Some(granted) = granted.filter(|g| *g > asked) {
+                    return Some(format!(
+                        "grant gives `container-logs` {bound} {granted}, more than the {asked} plugin `{name}` requests"
+                    ));
+                }
+            }
+        }
         let (rl, gl) = (&manifest.limits, &self.limits);
         for (limit, asked, granted) in [
             ("memory-bytes", rl.memory_bytes, gl.memory_bytes),
@@ -631,6 +697,25 @@ impl Capabilities {
                     .map_err(|m| field_err(format!("{at}.http-outbound.hosts[{i}]"), m))?;
             }
         }
+        if let Some(l) = &self.container_logs {
+            for (bound, v, (_, max)) in l.bounds() {
+                match v {
+                    Some(0) => {
+                        return Err(field_err(
+                            format!("{at}.container-logs.{bound}"),
+                            "must be greater than 0",
+                        ))
+                    }
+                    Some(v) if v > max => {
+                        return Err(field_err(
+                            format!("{at}.container-logs.{bound}"),
+                            format!("{v} is above the host's maximum of {max}"),
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+        }
         if let Some(e) = &self.events {
             for (i, t) in e.publish.iter().enumerate() {
                 validate_topic_pattern(t)
@@ -798,6 +883,16 @@ pub struct Permissions {
     pub files: Option<Access>,
     /// API 0.1.3.
     pub compose: Option<Access>,
+    /// API 0.1.4.
+    pub container_logs: Option<LogsPermission>,
+}
+
+/// Effective `container-logs` bounds (the lower of request and grant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogsPermission {
+    pub max_lines_per_second: u32,
+    pub max_subscriptions: u32,
+    pub max_line_bytes: u32,
 }
 
 /// Effective container permission.
@@ -896,6 +991,20 @@ impl Permissions {
             metrics: requested.metrics.is_some() && granted.metrics.is_some(),
             files: access_of(&requested.files, &granted.files),
             compose: access_of(&requested.compose, &granted.compose),
+            container_logs: match (&requested.container_logs, &granted.container_logs) {
+                (Some(r), Some(g)) => {
+                    // A bound the grant leaves unset is the request's.
+                    let [lps, subs, bytes] = r.effective();
+                    let narrow =
+                        |asked: u32, granted: Option<u32>| granted.map_or(asked, |g| g.min(asked));
+                    Some(LogsPermission {
+                        max_lines_per_second: narrow(lps, g.max_lines_per_second),
+                        max_subscriptions: narrow(subs, g.max_subscriptions),
+                        max_line_bytes: narrow(bytes, g.max_line_bytes),
+                    })
+                }
+                _ => None,
+            },
         }
     }
 
@@ -911,6 +1020,7 @@ impl Permissions {
             "events" => self.events_publish.is_some(),
             "files" => self.files.is_some(),
             "compose" => self.compose.is_some(),
+            "container-logs" => self.container_logs.is_some(),
             _ => false,
         }
     }
@@ -1025,7 +1135,8 @@ x = 1
         assert!(check_api_version("0.1.1").is_ok());
         assert!(check_api_version("0.1.2").is_ok());
         assert!(check_api_version("0.1.3").is_ok());
-        assert!(check_api_version("0.1.4").is_err(), "newer than the host");
+        assert!(check_api_version("0.1.4").is_ok());
+        assert!(check_api_version("0.1.5").is_err(), "newer than the host");
         assert!(check_api_version("0.2.0").is_err());
         assert!(check_api_version("9.0.0").is_err());
         assert!(check_api_version("1.0.0").is_err());
@@ -1116,6 +1227,54 @@ http-outbound = { hosts = ["hooks.slack.com", "*.other.org"], max-requests-per-m
         assert!(w.excess_over(&ro).unwrap().contains("access `write`"));
         let big = Grant::from_toml("[limits]\nmemory-bytes = 2000000").unwrap();
         assert!(big.excess_over(&m).unwrap().contains("memory-bytes"));
+    }
+
+    #[test]
+    fn container_logs_bounds_are_checked_narrowed_and_never_widened() {
+        let m = Manifest::from_toml(&GOOD.replace(
+            "metrics = {}",
+            "metrics = {}\ncontainer-logs = { max-lines-per-second = 50, max-line-bytes = 4096 }",
+        ))
+        .unwrap();
+        let grant = |caps: &str| Grant::from_toml(&format!("[capabilities]\n{caps}")).unwrap();
+        // Unset in the grant: the request's; unset in both: the host's default.
+        let p = Permissions::intersect(&m.capabilities, &Grant::approve_all(&m).capabilities);
+        assert_eq!(
+            p.container_logs,
+            Some(LogsPermission {
+                max_lines_per_second: 50,
+                max_subscriptions: LOG_SUBSCRIPTIONS.0,
+                max_line_bytes: 4096,
+            })
+        );
+        let narrow = grant("container-logs = { max-lines-per-second = 5 }");
+        assert_eq!(narrow.excess_over(&m), None);
+        let p = Permissions::intersect(&m.capabilities, &narrow.capabilities);
+        assert_eq!(p.container_logs.unwrap().max_lines_per_second, 5);
+        assert!(p.allows_interface("container-logs"));
+        let wide = grant("container-logs = { max-subscriptions = 100 }");
+        let why = wide.excess_over(&m).unwrap();
+        assert!(why.contains("max-subscriptions 100"), "{why}");
+        let unrequested = grant("container-logs = {}");
+        assert!(unrequested
+            .excess_over(&Manifest::from_toml(GOOD).unwrap())
+            .unwrap()
+            .contains("`container-logs`"));
+        // Not granted: not linked-in permission.
+        let p = Permissions::intersect(&m.capabilities, &Grant::default().capabilities);
+        assert!(!p.allows_interface("container-logs"));
+        for (bad, field) in [
+            ("max-lines-per-second = 0", "max-lines-per-second"),
+            ("max-line-bytes = 1000000", "max-line-bytes"),
+        ] {
+            assert_eq!(
+                field_of(&GOOD.replace(
+                    "metrics = {}",
+                    &format!("metrics = {{}}\ncontainer-logs = {{ {bad} }}")
+                )),
+                format!("capabilities.container-logs.{field}")
+            );
+        }
     }
 
     #[test]

@@ -238,7 +238,7 @@ enum Output {
     Http(HttpResponse),
 }
 
-struct Inner {
+pub(crate) struct Inner {
     engine: Engine,
     config: RuntimeConfig,
     caps: HostCapabilities,
@@ -252,7 +252,7 @@ struct Inner {
 /// The plugin runtime. Cheap to clone (shared state).
 #[derive(Clone)]
 pub struct PluginRuntime {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -351,8 +351,15 @@ impl PluginRuntime {
         if self.read_plugins().contains_key(&manifest.name) {
             return Err(RuntimeError::AlreadyLoaded(manifest.name));
         }
-        let (plugin, report) = self.prepare(manifest, wasm, grant, config_override).await?;
-        let name = plugin.manifest.name.clone();
+        let name = manifest.name.clone();
+        let (plugin, report) = match self.prepare(manifest, wasm, grant, config_override).await {
+            Ok(p) => p,
+            Err(e) => {
+                // An `init` that followed logs before failing leaves nothing.
+                self.end_follows(&name);
+                return Err(e);
+            }
+        };
         {
             let mut map = self
                 .inner
@@ -419,8 +426,18 @@ impl PluginRuntime {
         if !self.read_plugins().contains_key(&manifest.name) {
             return Err(RuntimeError::NotLoaded(manifest.name));
         }
-        let (plugin, report) = self.prepare(manifest, wasm, grant, config_override).await?;
-        let name = plugin.manifest.name.clone();
+        let name = manifest.name.clone();
+        let (plugin, report) = match self.prepare(manifest, wasm, grant, config_override).await {
+            Ok(p) => p,
+            Err(e) => {
+                // The old version keeps running, with its own subscriptions
+                // (a failed `init` of the new one may have replaced them).
+                if let Ok(old) = self.get(&name) {
+                    old.shared.sync_follows();
+                }
+                return Err(e);
+            }
+        };
         let old = {
             let mut map = self
                 .inner
@@ -434,6 +451,9 @@ impl PluginRuntime {
                 t.abort();
             }
         }
+        // Exactly the new version's subscriptions (under the new grant):
+        // the old version's end with it.
+        plugin.shared.sync_follows();
         self.start_ticker(&plugin);
         tracing::info!(plugin = %name, version = %plugin.manifest.version, "plugin upgraded");
         Ok(report)
@@ -452,6 +472,7 @@ impl PluginRuntime {
                 if let Some(t) = lock(&p.ticker).take() {
                     t.abort();
                 }
+                self.end_follows(id);
                 Ok(())
             }
             None => Err(RuntimeError::NotLoaded(id.to_owned())),
@@ -507,6 +528,31 @@ impl PluginRuntime {
             }
         }
         out
+    }
+
+    /// Ends every log subscription of plugin `name`.
+    fn end_follows(&self, name: &str) {
+        self.inner
+            .caps
+            .logs
+            .set_follows(name, Vec::new(), crate::logs::LogDelivery::nowhere());
+    }
+
+    /// Delivers `event` to the load of a plugin that `shared` belongs to
+    /// (a log line, whatever its subscriptions to the bus); false if that
+    /// load is no longer the plugin's (unloaded or upgraded).
+    pub(crate) async fn deliver_to(
+        &self,
+        shared: &Arc<PluginShared>,
+        event: Event,
+    ) -> Result<bool, RuntimeError> {
+        let Some(p) = self.read_plugins().get(&shared.name).cloned() else {
+            return Ok(false);
+        };
+        if !Arc::ptr_eq(&p.shared, shared) {
+            return Ok(false);
+        }
+        self.call(&p, Call::Event(event)).await.map(|_| true)
     }
 
     /// Delivers `event` to one plugin, regardless of subscriptions.
@@ -671,6 +717,7 @@ impl PluginRuntime {
             Duration::from_millis(limits.wall_ms_per_call),
             self.inner.config.denial_report_interval,
         ));
+        let _ = shared.logs.runtime.set(Arc::downgrade(&self.inner));
         let plugin = Arc::new(LoadedPlugin {
             permits: Semaphore::new(limits.max_instances as usize),
             manifest,
@@ -1198,6 +1245,7 @@ fn check_imports(
                     | "events"
                     | "files"
                     | "compose"
+                    | "container-logs"
             ) {
                 format!("`{iface}` is not an interface of plugin API {HOST_API_VERSION}")
             } else {
@@ -1229,6 +1277,7 @@ fn requests_interface(m: &Manifest, iface: &str) -> bool {
         "events" => c.events.is_some(),
         "files" => c.files.is_some(),
         "compose" => c.compose.is_some(),
+        "container-logs" => c.container_logs.is_some(),
         _ => false,
     }
 }
@@ -1283,6 +1332,9 @@ fn link(linker: &mut Linker<PluginState>, m: &Manifest) -> wasmtime::Result<()> 
     }
     if requests_interface(m, "compose") {
         wit::compose::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
+    }
+    if requests_interface(m, "container-logs") {
+        wit::container_logs::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
     }
     Ok(())
 }

@@ -626,6 +626,66 @@ impl ComposeHost for MemoryCompose {
     }
 }
 
+/// Log subscriptions as the runtime last handed them over, per plugin;
+/// [`MemoryLogs::emit`] plays a followed container writing a line.
+#[derive(Default)]
+pub struct MemoryLogs {
+    pub follows: Mutex<BTreeMap<String, crate::logs::Followed>>,
+}
+
+impl MemoryLogs {
+    /// What `plugin` follows now.
+    pub fn follows(&self, plugin: &str) -> Vec<Arc<LogFollow>> {
+        lock(&self.follows)
+            .get(plugin)
+            .map(|(f, _)| f.clone())
+            .unwrap_or_default()
+    }
+
+    /// Hands `line` to every subscription of `plugin` that covers its
+    /// container and wants it, as a host implementation does; what became
+    /// of it, per subscription.
+    pub async fn emit(&self, plugin: &str, line: LogLine) -> Vec<(String, Delivered)> {
+        let Some((follows, to)) = lock(&self.follows).get(plugin).cloned() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for f in follows {
+            if f.selects(&line.container_name, &line.labels) && f.wants(&line.line, line.at_ms) {
+                out.push((f.name.clone(), to.deliver(&f.name, line.clone()).await));
+            }
+        }
+        out
+    }
+}
+
+impl ContainerLogsHost for MemoryLogs {
+    fn set_follows(&self, plugin: &str, follows: Vec<Arc<LogFollow>>, to: LogDelivery) {
+        let mut all = lock(&self.follows);
+        if follows.is_empty() {
+            all.remove(plugin);
+        } else {
+            all.insert(plugin.to_owned(), (follows, to));
+        }
+    }
+}
+
+/// A stdout line of container `name` (id `id-{name}`) with `labels`, read
+/// long after any follow, as a host implementation hands it over.
+pub fn log_line(name: &str, labels: &[(&str, &str)], text: &str) -> LogLine {
+    LogLine {
+        container_id: format!("id-{name}"),
+        container_name: name.into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        stream: LogStream::Stdout,
+        line: text.into(),
+        at_ms: u64::MAX / 2,
+    }
+}
+
 /// All in-memory capabilities, with handles to inspect them.
 #[derive(Default, Clone)]
 pub struct TestHost {
@@ -638,6 +698,7 @@ pub struct TestHost {
     pub audit: Arc<MemoryAudit>,
     pub files: Arc<MemoryFiles>,
     pub compose: Arc<MemoryCompose>,
+    pub logs: Arc<MemoryLogs>,
 }
 
 impl TestHost {
@@ -657,6 +718,7 @@ impl TestHost {
             audit: self.audit.clone(),
             files: self.files.clone(),
             compose: self.compose.clone(),
+            logs: self.logs.clone(),
         }
     }
 

@@ -1,17 +1,20 @@
 //! Plugin API versions across releases: plugins compiled against 0.1.0,
-//! 0.1.1 and 0.1.2 (their imports are `wakedock:plugin/...@0.1.0` and so
-//! on) link and run on this 0.1.3 host; versions the host does not offer are refused
+//! 0.1.1, 0.1.2 and 0.1.3 (their imports are `wakedock:plugin/...@0.1.0`
+//! and so on) link and run on this 0.1.4 host; versions the host does not offer are refused
 //! (see `hostile.rs` for 0.2.0 imports).
 
 mod common;
 
 use common::*;
+use wakedock_plugin_runtime::caps::{
+    ContainerEvent, ContainerEventKind, Event, Health, PluginEvent,
+};
 use wakedock_plugin_runtime::testing::{get, test_caller};
 use wakedock_plugin_runtime::Grant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plugin_built_against_0_1_0_runs_on_a_0_1_3_host() {
-    assert_eq!(wakedock_plugin_runtime::HOST_API_VERSION, "0.1.3");
+async fn a_plugin_built_against_0_1_0_runs_on_a_0_1_4_host() {
+    assert_eq!(wakedock_plugin_runtime::HOST_API_VERSION, "0.1.4");
     let host = host_with_containers();
     let rt = runtime(&host);
     let m = manifest("tests/plugins/api-0-1-0/plugin.toml");
@@ -23,7 +26,7 @@ async fn a_plugin_built_against_0_1_0_runs_on_a_0_1_3_host() {
         serde_json::Value::Null,
     )
     .await
-    .expect("a 0.1.0 plugin loads on a 0.1.3 host");
+    .expect("a 0.1.0 plugin loads on a 0.1.4 host");
     let r = rt
         .handle_http("api-0-1-0", get("/count"), test_caller())
         .await
@@ -34,7 +37,7 @@ async fn a_plugin_built_against_0_1_0_runs_on_a_0_1_3_host() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plugin_built_against_0_1_1_runs_on_a_0_1_3_host() {
+async fn a_plugin_built_against_0_1_1_runs_on_a_0_1_4_host() {
     let host = host_with_containers();
     let rt = runtime(&host);
     let m = manifest("tests/plugins/api-0-1-1/plugin.toml");
@@ -46,7 +49,7 @@ async fn a_plugin_built_against_0_1_1_runs_on_a_0_1_3_host() {
         serde_json::Value::Null,
     )
     .await
-    .expect("a 0.1.1 plugin loads on a 0.1.3 host");
+    .expect("a 0.1.1 plugin loads on a 0.1.4 host");
     for hits in 1..=2 {
         let r = rt
             .handle_http("api-0-1-1", get("/count"), test_caller())
@@ -62,7 +65,7 @@ async fn a_plugin_built_against_0_1_1_runs_on_a_0_1_3_host() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plugin_built_against_0_1_2_runs_on_a_0_1_3_host() {
+async fn a_plugin_built_against_0_1_2_runs_on_a_0_1_4_host() {
     let host = host_with_containers();
     let rt = runtime(&host);
     let m = manifest("tests/plugins/api-0-1-2/plugin.toml");
@@ -74,7 +77,7 @@ async fn a_plugin_built_against_0_1_2_runs_on_a_0_1_3_host() {
         serde_json::Value::Null,
     )
     .await
-    .expect("a 0.1.2 plugin loads on a 0.1.3 host");
+    .expect("a 0.1.2 plugin loads on a 0.1.4 host");
     for hits in 1..=2 {
         let r = rt
             .handle_http("api-0-1-2", get("/count"), test_caller())
@@ -85,4 +88,63 @@ async fn a_plugin_built_against_0_1_2_runs_on_a_0_1_3_host() {
         // imports reached the host.
         assert_eq!(String::from_utf8_lossy(&r.body), format!("3/{hits}"));
     }
+}
+
+/// 0.1.4 added an interface (`container-logs`) and changed no type: a
+/// 0.1.3 guest's `on-event` export still matches, so events (a container
+/// event, and a host event such as 0.1.4's log lines are) reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_built_against_0_1_3_runs_and_gets_events_on_a_0_1_4_host() {
+    let host = host_with_containers();
+    for f in ["a.yaml", "b.yaml"] {
+        host.files
+            .entries
+            .lock()
+            .unwrap()
+            .insert(f.into(), Some(b"x".to_vec()));
+    }
+    let rt = runtime(&host);
+    let m = manifest("tests/plugins/api-0-1-3/plugin.toml");
+    let g = Grant::approve_all(&m);
+    rt.load(
+        m,
+        &wasm("wakedock_fixture_api_0_1_3"),
+        g,
+        serde_json::Value::Null,
+    )
+    .await
+    .expect("a 0.1.3 plugin loads on a 0.1.4 host");
+    rt.send_event(
+        "api-0-1-3",
+        Event::Container(ContainerEvent {
+            kind: ContainerEventKind::Started,
+            container_id: "c1".into(),
+            container_name: "web".into(),
+            labels: Vec::new(),
+            health: Health::None,
+            exit_code: None,
+            at_ms: 1,
+        }),
+    )
+    .await
+    .expect("a container event reaches its 0.1.3 on-event");
+    rt.send_event(
+        "api-0-1-3",
+        Event::Plugin(PluginEvent {
+            source: "host".into(),
+            topic: "container.log".into(),
+            payload: "{}".into(),
+            at_ms: 2,
+        }),
+    )
+    .await
+    .expect("a host event reaches it");
+    let r = rt
+        .handle_http("api-0-1-3", get("/count"), test_caller())
+        .await
+        .expect("the call runs");
+    assert_eq!(r.status, 200);
+    // Its 0.1.3 `containers.list` and `files.list` imports reached the
+    // host, and both events its handler.
+    assert_eq!(String::from_utf8_lossy(&r.body), "3/2/2");
 }

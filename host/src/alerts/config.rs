@@ -109,9 +109,27 @@ mod tests {
         let scoped = grant_for(&m, vec![], Some("prod-1"));
         assert_eq!(scoped.excess_over(&m), None);
         assert_eq!(
-            scoped.capabilities.containers.unwrap().selector.as_deref(),
+            scoped
+                .capabilities
+                .containers
+                .as_ref()
+                .unwrap()
+                .selector
+                .as_deref(),
             Some("wakedock.instance=prod-1")
         );
+        // Its log subscriptions (log rules) cover the install's containers
+        // only: the containers selector bounds every one of them.
+        let p = wakedock_plugin_runtime::manifest::Permissions::intersect(
+            &m.capabilities,
+            &scoped.capabilities,
+        );
+        assert!(p.container_logs.is_some(), "log rules need container-logs");
+        assert!(p
+            .containers
+            .unwrap()
+            .selector
+            .matches(&[("wakedock.instance".into(), "prod-1".into())]));
         let p = wakedock_plugin_runtime::manifest::Permissions::intersect(
             &m.capabilities,
             &g.capabilities,

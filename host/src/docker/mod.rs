@@ -600,10 +600,6 @@ impl DockerEngine {
         timestamps: bool,
     ) -> Result<impl Stream<Item = Result<LogLine, EngineError>> + Send + 'static, EngineError>
     {
-        // Inspect first so an unknown container is a clean 404 before any
-        // streaming response has started.
-        self.inspect(id_or_name).await?;
-        let c = self.client().await?;
         let tail = tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into());
         let opts = LogsOptionsBuilder::default()
             .follow(follow)
@@ -612,6 +608,39 @@ impl DockerEngine {
             .timestamps(timestamps)
             .tail(&tail)
             .build();
+        self.log_stream(id_or_name, opts).await
+    }
+
+    /// Lines written since `since_secs` (Unix seconds: the engine counts
+    /// in whole seconds, so a caller wanting a finer cut filters on the
+    /// timestamp each line starts with), then new ones as they come, until
+    /// the container stops or the receiver goes away.
+    pub async fn follow_logs_since(
+        &self,
+        id_or_name: &str,
+        since_secs: u64,
+    ) -> Result<impl Stream<Item = Result<LogLine, EngineError>> + Send + 'static, EngineError>
+    {
+        let opts = LogsOptionsBuilder::default()
+            .follow(true)
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            .since(i32::try_from(since_secs).unwrap_or(i32::MAX))
+            .build();
+        self.log_stream(id_or_name, opts).await
+    }
+
+    async fn log_stream(
+        &self,
+        id_or_name: &str,
+        opts: bollard::query_parameters::LogsOptions,
+    ) -> Result<impl Stream<Item = Result<LogLine, EngineError>> + Send + 'static, EngineError>
+    {
+        // Inspect first so an unknown container is a clean 404 before any
+        // streaming response has started.
+        self.inspect(id_or_name).await?;
+        let c = self.client().await?;
         let target = id_or_name.to_string();
         self.requests.count(EngineOp::Logs);
         Ok(c.logs(id_or_name, Some(opts)).map(move |r| match r {

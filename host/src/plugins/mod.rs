@@ -11,6 +11,7 @@
 
 pub mod caps;
 mod stats;
+pub mod logs;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -357,6 +358,8 @@ pub struct PluginManager {
     fingerprint: Mutex<Option<(i64, i64)>>,
     /// Serialises installs, removals and reconciliation.
     ops: tokio::sync::Mutex<()>,
+    /// Followers of containers' logs for the plugins' subscriptions.
+    log_followers: logs::DockerLogFollowers,
 }
 
 impl std::fmt::Debug for PluginManager {
@@ -392,6 +395,7 @@ impl PluginManager {
         let dir = data_path.join("plugins");
         std::fs::create_dir_all(&dir)?;
         let docker = containers.docker.clone();
+        let log_followers = logs::DockerLogFollowers::new(docker.clone(), tasks.clone());
         let caps = HostCapabilities {
             containers: Arc::new(containers),
             metrics: Arc::new(caps::PromMetrics::new(docker, registry)),
@@ -405,6 +409,7 @@ impl PluginManager {
             }),
             files: stacks.0,
             compose: Arc::new(crate::stacks::ComposeCap(stacks.1)),
+            logs: Arc::new(log_followers.clone()),
         };
         let config = RuntimeConfig {
             cache_dir: Some(data_path.join("plugin-cache")),
@@ -423,7 +428,14 @@ impl PluginManager {
             load_errors: Mutex::new(HashMap::new()),
             fingerprint: Mutex::new(None),
             ops: tokio::sync::Mutex::new(()),
+            log_followers,
         })
+    }
+
+    /// The followers of containers' logs (their loop runs beside
+    /// [`PluginManager::run`]).
+    pub fn log_followers(&self) -> &logs::DockerLogFollowers {
+        &self.log_followers
     }
 
     pub fn runtime(&self) -> &PluginRuntime {

@@ -94,6 +94,33 @@ pub struct ContainerFacts {
     /// When it last started (engine time), to order a late exit event.
     #[serde(default)]
     pub started_ms: u64,
+    /// Lines matching each `log` rule's pattern, by rule name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub log_matches: BTreeMap<String, LogMatches>,
+}
+
+/// The recent lines of one container that one `log` rule's pattern
+/// matched: only as many as the rule counts, within its window.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogMatches {
+    /// Engine times, oldest first.
+    pub at_ms: Vec<u64>,
+    /// The newest line (what the notification quotes).
+    pub last_line: String,
+}
+
+/// Longest line quoted in a notification.
+const QUOTE_BYTES: usize = 200;
+
+fn quote(line: &str) -> String {
+    if line.len() <= QUOTE_BYTES {
+        return line.to_owned();
+    }
+    let mut cut = QUOTE_BYTES;
+    while !line.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &line[..cut])
 }
 
 /// Exits older than this are forgotten (the longest restart-loop window
@@ -150,6 +177,37 @@ impl ContainerFacts {
                 None => Status::Down,
             },
             (false, None) => Status::Unknown,
+        }
+    }
+
+    /// A line `rule` (a `log` rule) matched, read at `at_ms`. Keeps the
+    /// rule's `count` newest within its window, so memory stays bounded
+    /// however chatty the container is.
+    pub fn on_log_match(&mut self, rule: &Rule, line: &str, at_ms: u64) {
+        let Kind::Log { count, .. } = &rule.def.kind else {
+            return;
+        };
+        let m = self.log_matches.entry(rule.name().to_owned()).or_default();
+        m.at_ms.push(at_ms);
+        m.at_ms.sort_unstable();
+        m.at_ms
+            .retain(|t| at_ms.saturating_sub(*t) < rule.window_ms);
+        let excess = m.at_ms.len().saturating_sub(*count as usize);
+        m.at_ms.drain(..excess);
+        m.last_line = quote(line);
+    }
+
+    /// Lines `rule` matched within its window before `now`.
+    fn log_matches_within(&self, rule: &Rule, now: u64) -> (usize, Option<&str>) {
+        match self.log_matches.get(rule.name()) {
+            None => (0, None),
+            Some(m) => (
+                m.at_ms
+                    .iter()
+                    .filter(|t| now.saturating_sub(**t) < rule.window_ms)
+                    .count(),
+                Some(m.last_line.as_str()),
+            ),
         }
     }
 
@@ -248,6 +306,34 @@ pub fn container_verdict(rule: &Rule, f: &ContainerFacts, now: u64) -> Option<Ve
                 verdict(
                     false,
                     format!("container {name} is below its memory threshold"),
+                )
+            }
+        }
+        Kind::Log {
+            pattern,
+            count,
+            window,
+        } => {
+            let (n, last) = f.log_matches_within(rule, now);
+            if n >= *count as usize {
+                let times = if n == 1 {
+                    "a line".to_owned()
+                } else {
+                    format!("{n} lines")
+                };
+                verdict(
+                    true,
+                    format!(
+                        "container {name} logged {times} matching `{pattern}` within {window} (last: {})",
+                        last.unwrap_or_default()
+                    ),
+                )
+            } else {
+                verdict(
+                    false,
+                    format!(
+                        "container {name} logged fewer than {count} lines matching `{pattern}` within {window}"
+                    ),
                 )
             }
         }
@@ -482,6 +568,44 @@ mod tests {
         assert!(f.running);
         assert_eq!(f.exits, [1_900], "it still counts for restart loops");
         assert!(!container_verdict(&exit, &f, 2_000).unwrap().holds);
+    }
+
+    #[test]
+    fn a_log_rule_holds_at_its_count_within_its_window_and_forgets_older_lines() {
+        let r = rule(
+            json!({"name": "boom", "kind": "log", "pattern": "GET /boom", "count": 3, "window": "1m"}),
+        );
+        let mut f = facts();
+        assert!(!container_verdict(&r, &f, 0).unwrap().holds);
+        f.on_log_match(&r, "GET /boom 404", 1_000);
+        f.on_log_match(&r, "GET /boom 404", 2_000);
+        assert!(
+            !container_verdict(&r, &f, 2_000).unwrap().holds,
+            "two of three"
+        );
+        f.on_log_match(&r, "GET /boom?x 404", 3_000);
+        let v = container_verdict(&r, &f, 3_000).unwrap();
+        assert!(v.holds);
+        assert_eq!(
+            v.detail,
+            "container api logged 3 lines matching `GET /boom` within 1m (last: GET /boom?x 404)"
+        );
+        // A minute after the first, two remain: it resolves.
+        let v = container_verdict(&r, &f, 61_000).unwrap();
+        assert!(!v.holds, "{}", v.detail);
+        // Only the rule's count is kept, however many lines match.
+        for t in 0..1000 {
+            f.on_log_match(&r, "GET /boom 404", 100_000 + t);
+        }
+        assert_eq!(f.log_matches["boom"].at_ms.len(), 3);
+        // Lines older than the window are gone once a new one comes.
+        f.on_log_match(&r, &"x".repeat(500), 500_000);
+        assert_eq!(f.log_matches["boom"].at_ms, [500_000]);
+        assert!(f.log_matches["boom"].last_line.len() < 300, "quoted short");
+        // Another kind of rule leaves the counts alone.
+        let exit = rule(json!({"name": "x", "kind": "exit"}));
+        f.on_log_match(&exit, "GET /boom", 500_001);
+        assert!(!f.log_matches.contains_key("x"));
     }
 
     #[test]

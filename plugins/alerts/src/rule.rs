@@ -52,6 +52,17 @@ pub enum Kind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         bytes: Option<u64>,
     },
+    /// At least `count` lines matching `pattern` (a regular expression,
+    /// Rust `regex` syntax) within `window`. The host matches the lines
+    /// (a log subscription per rule), so only matching ones reach the
+    /// plugin.
+    Log {
+        pattern: String,
+        #[serde(default = "one")]
+        count: u32,
+        #[serde(default = "five_minutes")]
+        window: String,
+    },
     /// A wake failed (any reason).
     WakeFailed,
     /// A wake ran past its wake timeout.
@@ -75,6 +86,7 @@ impl Kind {
             Kind::Unhealthy => "unhealthy",
             Kind::Cpu { .. } => "cpu",
             Kind::Memory { .. } => "memory",
+            Kind::Log { .. } => "log",
             Kind::WakeFailed => "wake-failed",
             Kind::WakeTimeout => "wake-timeout",
             Kind::WakeSlow { .. } => "wake-slow",
@@ -92,7 +104,8 @@ impl Kind {
             | Kind::RestartLoop { .. }
             | Kind::Unhealthy
             | Kind::Cpu { .. }
-            | Kind::Memory { .. } => TargetKind::Container,
+            | Kind::Memory { .. }
+            | Kind::Log { .. } => TargetKind::Container,
             Kind::WakeFailed | Kind::WakeTimeout | Kind::WakeSlow { .. } => TargetKind::Service,
             Kind::EngineUnreachable | Kind::DatabaseUnavailable | Kind::PluginFailed => {
                 TargetKind::Host
@@ -234,6 +247,34 @@ fn yes() -> bool {
     true
 }
 
+fn one() -> u32 {
+    1
+}
+
+fn five_minutes() -> String {
+    "5m".into()
+}
+
+/// Longest `pattern` of a `log` rule (the host's limit for a log
+/// subscription's pattern).
+pub const MAX_PATTERN_BYTES: usize = 1024;
+
+/// Checks a `log` rule's pattern as the host will: `regex` syntax, at most
+/// [`MAX_PATTERN_BYTES`], a compiled program of at most 1 MiB.
+pub fn check_pattern(pattern: &str) -> Result<(), String> {
+    if pattern.is_empty() {
+        return Err("must not be empty (a rule on every line has no use)".into());
+    }
+    if pattern.len() > MAX_PATTERN_BYTES {
+        return Err(format!("is longer than {MAX_PATTERN_BYTES} bytes"));
+    }
+    regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
+        .map(|_| ())
+        .map_err(|e| format!("`{pattern}` is not a regular expression: {e}"))
+}
+
 /// A bad field of a rule or channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
@@ -282,8 +323,27 @@ pub struct Rule {
     pub for_ms: u64,
     pub resend_ms: Option<u64>,
     pub cooldown_ms: u64,
-    /// `restart-loop`: the window; `wake-slow`: the threshold.
+    /// `restart-loop` and `log`: the window; `wake-slow`: the threshold.
     pub window_ms: u64,
+}
+
+/// A rate's `count` (at least `min`) and `window` (longer than 0): the
+/// window in ms (0 when it is bad, with its error in `errs`).
+fn check_rate(count: u32, min: u32, window: &str, errs: &mut Vec<FieldError>) -> u64 {
+    if count < min {
+        errs.push(FieldError::new("count", format!("must be at least {min}")));
+    }
+    match parse_ms(window) {
+        Ok(0) => {
+            errs.push(FieldError::new("window", "must be longer than 0"));
+            0
+        }
+        Ok(ms) => ms,
+        Err(m) => {
+            errs.push(FieldError::new("window", m));
+            0
+        }
+    }
 }
 
 /// Rule and channel names: what URLs and storage keys can carry.
@@ -327,14 +387,17 @@ impl RuleDef {
         let mut window_ms = 0;
         match &self.kind {
             Kind::RestartLoop { count, window } => {
-                if *count < 2 {
-                    errs.push(FieldError::new("count", "must be at least 2"));
+                window_ms = check_rate(*count, 2, window, &mut errs);
+            }
+            Kind::Log {
+                pattern,
+                count,
+                window,
+            } => {
+                if let Err(m) = check_pattern(pattern) {
+                    errs.push(FieldError::new("pattern", m));
                 }
-                match parse_ms(window) {
-                    Ok(0) => errs.push(FieldError::new("window", "must be longer than 0")),
-                    Ok(ms) => window_ms = ms,
-                    Err(m) => errs.push(FieldError::new("window", m)),
-                }
+                window_ms = check_rate(*count, 1, window, &mut errs);
             }
             Kind::WakeSlow { threshold } => match parse_ms(threshold) {
                 Ok(ms) => window_ms = ms,
@@ -474,6 +537,9 @@ mod tests {
                 json!({"name": "g", "kind": "engine-unreachable", "selector": {"names": ["x"]}}),
                 json!({"name": "h", "kind": "memory"}),
                 json!({"name": "bad name!", "kind": "exit"}),
+                json!({"name": "j", "kind": "log", "pattern": "(unclosed"}),
+                json!({"name": "k", "kind": "log", "pattern": "x", "count": 0, "window": "soon"}),
+                json!({"name": "l", "kind": "log"}),
             ],
             "rules",
         );
@@ -491,9 +557,40 @@ mod tests {
                 "rules[6].selector",
                 "rules[7].percent",
                 "rules[8].name",
+                "rules[9].pattern",
+                "rules[10].count",
+                "rules[10].window",
+                "rules[11].pattern",
             ],
             "{errs:?}"
         );
         assert!(errs[1].message.contains("explode"), "{}", errs[1]);
+        assert!(
+            errs[9].message.contains("not a regular expression"),
+            "{}",
+            errs[9]
+        );
+    }
+
+    #[test]
+    fn a_log_rule_has_a_pattern_and_a_rate() {
+        let r = parse_rule(&json!({"name": "boom", "kind": "log", "pattern": "GET /boom", "count": 3, "window": "2m"}))
+            .unwrap();
+        assert_eq!(r.window_ms, 120_000);
+        assert_eq!(r.def.kind.scope(), TargetKind::Container);
+        // One match within five minutes unless told otherwise.
+        let d = parse_rule(&json!({"name": "p", "kind": "log", "pattern": "panic"})).unwrap();
+        assert_eq!(
+            d.def.kind,
+            Kind::Log {
+                pattern: "panic".into(),
+                count: 1,
+                window: "5m".into()
+            }
+        );
+        assert_eq!(d.window_ms, 300_000);
+        let huge = "x".repeat(MAX_PATTERN_BYTES + 1);
+        let e = parse_rule(&json!({"name": "h", "kind": "log", "pattern": huge})).unwrap_err();
+        assert_eq!(e[0].field, "pattern");
     }
 }

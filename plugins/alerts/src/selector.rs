@@ -131,6 +131,21 @@ impl Selector {
     }
 }
 
+impl Selector {
+    /// What the host can narrow a log subscription to: the label terms
+    /// (the stack as Compose's project label) and the name globs. A
+    /// `service` (a wake service or a Compose service, either) is left to
+    /// the plugin, which checks every delivered line against the whole
+    /// selector.
+    pub fn host_terms(&self) -> (Vec<String>, Vec<String>) {
+        let mut labels: Vec<String> = self.labels.iter().map(|t| t.trim().to_owned()).collect();
+        if let Some(stack) = &self.stack {
+            labels.push(format!("{STACK_LABEL}={stack}"));
+        }
+        (labels, self.names.clone())
+    }
+}
+
 /// Whether `t` belongs to the install `instance` (`None`: no scope).
 pub fn in_scope(instance: Option<&str>, t: &Target) -> bool {
     instance.is_none_or(|i| t.labels.get(INSTANCE_LABEL).map(String::as_str) == Some(i))
@@ -196,6 +211,27 @@ mod tests {
         ] {
             assert!(!bad.matches(&t), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_host_narrows_by_labels_stack_and_names() {
+        let s = Selector {
+            names: vec!["shop-*".into()],
+            labels: vec![" tier=back".into()],
+            stack: Some("shop".into()),
+            service: Some("api".into()),
+        };
+        assert_eq!(
+            s.host_terms(),
+            (
+                vec![
+                    "tier=back".to_owned(),
+                    "com.docker.compose.project=shop".to_owned()
+                ],
+                vec!["shop-*".to_owned()]
+            )
+        );
+        assert_eq!(Selector::default().host_terms(), (vec![], vec![]));
     }
 
     #[test]

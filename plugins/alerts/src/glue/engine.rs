@@ -8,7 +8,8 @@
 
 use serde::Deserialize;
 use wakedock_plugin_sdk::{
-    clock, containers, events, log, metrics, ContainerEvent, ContainerEventKind, PluginEvent,
+    clock, container_logs, containers, events, log, metrics, ContainerEvent, ContainerEventKind,
+    PluginEvent,
 };
 
 use super::store::{self, put, state_key};
@@ -54,7 +55,7 @@ pub(super) fn health_of(h: wakedock_plugin_sdk::Health) -> Health {
 const PRUNE_EVERY_MS: u64 = 60_000;
 
 impl Alerts {
-    fn target_of<'a>(
+    pub(super) fn target_of<'a>(
         &self,
         name: &str,
         labels: impl IntoIterator<Item = (&'a String, &'a String)>,
@@ -100,7 +101,7 @@ impl Alerts {
         self.evaluate_container(&name, clock::now_ms(), false);
     }
 
-    fn facts_mut(&mut self, target: Target, id: &str) -> &mut ContainerFacts {
+    pub(super) fn facts_mut(&mut self, target: Target, id: &str) -> &mut ContainerFacts {
         let l = self.loaded();
         let f = l
             .containers
@@ -113,13 +114,16 @@ impl Alerts {
         f
     }
 
-    fn save_facts(&mut self, name: &str) {
+    pub(super) fn save_facts(&mut self, name: &str) {
         if let Some(f) = self.loaded().containers.get(name) {
             put(&format!("facts/c/{name}"), f);
         }
     }
 
     pub(super) fn on_plugin_event(&mut self, ev: PluginEvent) {
+        if let Some(line) = container_logs::line(&ev) {
+            return self.on_log_line(line);
+        }
         let now = clock::now_ms();
         match (ev.source.as_str(), ev.topic.as_str()) {
             ("host", topics::CONTAINER_EXITED) => {
@@ -174,7 +178,7 @@ impl Alerts {
     }
 
     /// Every enabled rule of `scope`.
-    fn rules_of(&mut self, scope: TargetKind) -> Vec<Rule> {
+    pub(super) fn rules_of(&mut self, scope: TargetKind) -> Vec<Rule> {
         self.loaded()
             .rules
             .iter()
@@ -185,7 +189,7 @@ impl Alerts {
 
     /// Container rules on `name`; with `timed_only`, only those whose
     /// verdict time alone can change.
-    fn evaluate_container(&mut self, name: &str, now: u64, timed_only: bool) {
+    pub(super) fn evaluate_container(&mut self, name: &str, now: u64, timed_only: bool) {
         let rules = self.rules_of(TargetKind::Container);
         let Some(f) = self.loaded().containers.get(name).cloned() else {
             return;
@@ -193,7 +197,10 @@ impl Alerts {
         for rule in rules.iter().filter(|r| r.def.selector.matches(&f.target)) {
             let timed = matches!(
                 rule.def.kind,
-                Kind::RestartLoop { .. } | Kind::Cpu { .. } | Kind::Memory { .. }
+                Kind::RestartLoop { .. }
+                    | Kind::Cpu { .. }
+                    | Kind::Memory { .. }
+                    | Kind::Log { .. }
             );
             let known = self
                 .loaded()

@@ -1,12 +1,15 @@
 //! Glue between the policy modules and the host (wasm only):
 //! - [`store`]: the plugin's storage layout;
 //! - [`engine`]: events and ticks in, rule evaluation, history, outbox;
+//! - [`follows`]: the host's log subscriptions of the `log` rules, and
+//!   their lines;
 //! - [`deliver`]: sending the outbox through `http-outbound`;
 //! - [`routes`]: the JSON API (`/api/v1/plugins/alerts/...`);
 //! - [`pages`]: the browser pages (`/p/alerts/...`).
 
 mod deliver;
 mod engine;
+mod follows;
 mod pages;
 mod routes;
 mod store;
@@ -185,6 +188,9 @@ impl Alerts {
                 .into_iter()
                 .collect();
             self.loaded = Some(l);
+            // Once per instance: after a restart (of the instance or the
+            // host) the subscriptions are as the rules say.
+            self.sync_follows();
         }
         self.loaded.as_mut().expect("just loaded")
     }

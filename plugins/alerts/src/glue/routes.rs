@@ -400,6 +400,7 @@ impl Alerts {
         );
         l.rules.retain(|(r, _)| r.name() != rule.name());
         l.rules.push((rule, Source::Api));
+        self.sync_follows();
         Ok(())
     }
 
@@ -428,6 +429,7 @@ impl Alerts {
             store::delete(&super::store::state_key(&k.0, &k.1));
         }
         self.update_gauges();
+        self.sync_follows();
         Ok(())
     }
 
