@@ -14,7 +14,7 @@
 //!   `handler` interface;
 //! - typed helper modules for each capability: [`log`], [`clock`],
 //!   [`storage`], [`containers`], [`events`], [`http`], [`metrics`],
-//!   [`auth`], [`files`] and [`compose`] (0.1.3);
+//!   [`auth`], [`files`] and [`compose`] (0.1.3), [`smtp`] (0.1.4);
 //! - [`ui`]: pages of your own in the host's browser UI (0.1.3).
 //!
 //! ## A complete plugin
@@ -255,7 +255,7 @@ pub mod __private {
 
 /// The plugin API version this SDK implements; use it as `api-version` in
 /// `plugin.toml`.
-pub const API_VERSION: &str = "0.1.3";
+pub const API_VERSION: &str = "0.1.4";
 
 pub use bindings::wakedock::plugin::types::{
     ContainerEvent, ContainerEventKind, ContainerState, Error, Event, Health, HttpRequest,
@@ -993,5 +993,43 @@ pub mod ui {
     /// The fields of a posted form (`application/x-www-form-urlencoded`).
     pub fn form(req: &HttpRequest) -> Vec<(String, String)> {
         form_urlencoded::parse(&req.body).into_owned().collect()
+    }
+}
+
+/// Outbound e-mail (capability `smtp`, API 0.1.4): the host builds the
+/// message and speaks SMTP (STARTTLS, implicit TLS, or plain to a local
+/// relay) to a server in the grant's `hosts`, within its
+/// `max-messages-per-minute`.
+///
+/// ```no_run
+/// use wakedock_plugin_sdk::smtp::{self, Mail, Security, Server};
+///
+/// let r = smtp::send(&Mail {
+///     server: Server {
+///         host: "smtp.example.org".into(),
+///         port: 587,
+///         security: Security::Starttls,
+///         username: Some("alerts@example.org".into()),
+///         password: Some("app-password".into()),
+///         ca_pem: None,
+///     },
+///     from: "WakeDock <alerts@example.org>".into(),
+///     to: vec!["ops@example.org".into()],
+///     subject: "Disk almost full".into(),
+///     text: "92 % used on /data".into(),
+///     timeout_ms: None,
+/// });
+/// // A refused login or an unreachable server: `Error::Unavailable` with
+/// // the server's answer (never the password).
+/// # let _ = r;
+/// ```
+pub mod smtp {
+    use crate::bindings::wakedock::plugin::smtp as raw;
+    use crate::Result;
+    pub use raw::{Mail, Security, Server};
+
+    /// Sends `mail`; `Ok` once the server accepted it for delivery.
+    pub fn send(mail: &Mail) -> Result<()> {
+        raw::send(mail)
     }
 }

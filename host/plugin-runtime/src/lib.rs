@@ -5,7 +5,7 @@
 //!
 //! - **capabilities behind narrow traits** ([`caps`]): the host implements
 //!   [`ContainerHost`], [`MetricsHost`], [`StorageHost`], [`HttpOutbound`],
-//!   [`EventSink`], [`LogSink`] and [`AuditSink`]; [`testing`] has
+//!   [`SmtpHost`], [`EventSink`], [`LogSink`] and [`AuditSink`]; [`testing`] has
 //!   in-memory versions;
 //! - **manifest + grant** ([`manifest`]): a plugin gets the intersection of
 //!   what its `plugin.toml` requests and what the admin granted, checked
@@ -59,7 +59,7 @@ pub(crate) mod bindings {
 pub use cache::CacheOutcome;
 pub use caps::{
     AuditEntry, AuditSink, AuthContext, BoxFuture, CapError, CapResult, ContainerHost, EventSink,
-    HostCapabilities, HttpOutbound, LogSink, MetricsHost, StorageHost,
+    HostCapabilities, HttpOutbound, LogSink, MetricsHost, SmtpHost, StorageHost,
 };
 pub use error::{CallError, ManifestError, RuntimeError};
 pub use manifest::{Grant, Manifest, PageEntry, Permissions, HOST_API_VERSION};

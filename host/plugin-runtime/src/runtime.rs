@@ -1198,6 +1198,7 @@ fn check_imports(
                     | "events"
                     | "files"
                     | "compose"
+                    | "smtp"
             ) {
                 format!("`{iface}` is not an interface of plugin API {HOST_API_VERSION}")
             } else {
@@ -1229,6 +1230,7 @@ fn requests_interface(m: &Manifest, iface: &str) -> bool {
         "events" => c.events.is_some(),
         "files" => c.files.is_some(),
         "compose" => c.compose.is_some(),
+        "smtp" => c.smtp.is_some(),
         _ => false,
     }
 }
@@ -1283,6 +1285,9 @@ fn link(linker: &mut Linker<PluginState>, m: &Manifest) -> wasmtime::Result<()> 
     }
     if requests_interface(m, "compose") {
         wit::compose::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
+    }
+    if requests_interface(m, "smtp") {
+        wit::smtp::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use wakedock_plugin_runtime::Grant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_built_against_0_1_0_runs_on_a_0_1_3_host() {
-    assert_eq!(wakedock_plugin_runtime::HOST_API_VERSION, "0.1.3");
+    assert_eq!(wakedock_plugin_runtime::HOST_API_VERSION, "0.1.4");
     let host = host_with_containers();
     let rt = runtime(&host);
     let m = manifest("tests/plugins/api-0-1-0/plugin.toml");

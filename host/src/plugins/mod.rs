@@ -10,6 +10,7 @@
 //! host runs every two seconds.
 
 pub mod caps;
+pub mod smtp;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -404,6 +405,7 @@ impl PluginManager {
             }),
             files: stacks.0,
             compose: Arc::new(crate::stacks::ComposeCap(stacks.1)),
+            smtp: Arc::new(smtp::LettreSmtp),
         };
         let config = RuntimeConfig {
             cache_dir: Some(data_path.join("plugin-cache")),
