@@ -874,3 +874,185 @@ async fn stats_rules_sample_each_container_once_per_interval() {
         after - before
     );
 }
+
+/// An e-mail channel `name` to the sink, logging in with `password`.
+fn email_channel(
+    sink: &wakedock_tests::smtp_sink::SmtpSink,
+    name: &str,
+    security: &str,
+    password: &str,
+) -> Value {
+    let port = if security == "tls" {
+        sink.tls_port
+    } else {
+        sink.starttls_port
+    };
+    json!({"name": name, "type": "email", "server": "127.0.0.1", "port": port,
+        "security": security, "username": wakedock_tests::smtp_sink::SMTP_USER,
+        "password": password, "from": "WakeDock <wakedock@sink.test>",
+        "to": ["ops@sink.test", "Oncall <oncall@sink.test>"], "ca_pem": sink.ca_pem})
+}
+
+/// Everything the API shows of the alerts plugin, as one text.
+async fn everything_shown(api: &ApiClient) -> String {
+    let mut text = String::new();
+    for path in [
+        "/api/v1/plugins/alerts/channels",
+        "/api/v1/plugins/alerts/alerts",
+        "/api/v1/plugins/alerts/summary",
+        "/api/v1/plugins",
+    ] {
+        text.push_str(&api.get(path).await.text().await.unwrap());
+    }
+    text.push_str(&page(api, "/p/alerts/channels").await);
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_test_notification_arrives_over_starttls_and_tls_with_a_login() {
+    let sink = wakedock_tests::smtp_sink::SmtpSink::start().await;
+    let instance = new_instance();
+    let host = host_with(
+        &instance,
+        json!({"channels": [
+            email_channel(&sink, "mail", "starttls", &sink.password),
+            email_channel(&sink, "mail-tls", "tls", &sink.password),
+        ]}),
+        false,
+    )
+    .await;
+    let api = host.admin().await;
+    for name in ["mail", "mail-tls"] {
+        let body: Value = api
+            .post_empty(&format!("/api/v1/plugins/alerts/channels/{name}/test"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["ok"], true, "{name}: {body}");
+        assert_eq!(body["status"], 250, "{name}: {body}");
+    }
+    let got = sink.messages();
+    assert_eq!(got.len(), 2, "{got:?}");
+    for (m, mode) in got.iter().zip(["starttls", "tls"]) {
+        assert_eq!(m.meta["mode"], mode);
+        assert_eq!(m.meta["tls"], true, "{mode}: the session ran over TLS");
+        assert_eq!(m.meta["login"], wakedock_tests::smtp_sink::SMTP_USER);
+        assert_eq!(
+            m.meta["rcpt_tos"],
+            json!(["ops@sink.test", "oncall@sink.test"])
+        );
+        assert_eq!(
+            m.header("subject").as_deref(),
+            Some("[TEST] WakeDock test notification")
+        );
+        assert!(m.header("from").unwrap().contains("wakedock@sink.test"));
+        assert!(m.header("date").is_some() && m.header("message-id").is_some());
+        assert!(
+            m.body().contains("A test notification from WakeDock"),
+            "{}",
+            m.raw
+        );
+    }
+    let shown = everything_shown(&api).await;
+    assert!(
+        !shown.contains(&sink.password),
+        "the password is never shown"
+    );
+    assert!(
+        shown.contains("\"password\""),
+        "the channel says a password is set"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exit_sends_one_email_with_its_code_and_one_recovery_email() {
+    let sink = wakedock_tests::smtp_sink::SmtpSink::start().await;
+    let instance = new_instance();
+    let _host = host_with(
+        &instance,
+        json!({
+            "rules": [{"name": "crash", "kind": "exit", "severity": "critical"}],
+            "channels": [email_channel(&sink, "mail", "starttls", &sink.password)],
+        }),
+        false,
+    )
+    .await;
+    let app = exiting(&instance, "1", "1500", true, None).await;
+    let got = sink
+        .wait(Duration::from_secs(30), "the firing e-mail", |m| {
+            !m.is_empty()
+        })
+        .await;
+    let firing = &got[0];
+    assert_eq!(
+        firing.header("subject"),
+        Some(format!("[FIRING] crash on {} (critical)", app.name))
+    );
+    let body = firing.body();
+    assert!(body.contains("exited with code 1"), "{body}");
+    assert!(body.contains(&format!("Container: {}", app.name)), "{body}");
+    assert!(body.contains("Fired at:"), "{body}");
+    docker()
+        .await
+        .start_container(
+            &app.name,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .unwrap();
+    let got = sink
+        .wait(Duration::from_secs(30), "the recovery e-mail", |m| {
+            m.len() >= 2
+        })
+        .await;
+    let subjects: Vec<Option<String>> = got.iter().map(|m| m.header("subject")).collect();
+    assert_eq!(
+        subjects,
+        [
+            Some(format!("[FIRING] crash on {} (critical)", app.name)),
+            Some(format!("[RESOLVED] crash on {} (critical)", app.name)),
+        ],
+        "one firing e-mail, then one recovery"
+    );
+    let body = got[1].body();
+    assert!(body.contains("healthy again"), "{body}");
+    assert!(body.contains("Resolved:"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_smtp_password_fails_the_test_clearly_and_is_shown_nowhere() {
+    let sink = wakedock_tests::smtp_sink::SmtpSink::start().await;
+    let wrong = unique("wrong-pw");
+    let instance = new_instance();
+    let host = host_with(
+        &instance,
+        json!({"channels": [email_channel(&sink, "mail", "starttls", &wrong)]}),
+        false,
+    )
+    .await;
+    let api = host.admin().await;
+    let body: Value = api
+        .post_empty("/api/v1/plugins/alerts/channels/mail/test")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["ok"], false, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("SMTP server 127.0.0.1") && error.contains("refused the login"),
+        "{error}"
+    );
+    assert!(
+        error.contains("535"),
+        "the server's answer is quoted: {error}"
+    );
+    assert!(!error.contains(&wrong), "{error}");
+    assert!(sink.refused_logins() >= 1, "the sink refused the login");
+    assert!(sink.messages().is_empty());
+    // The channel's health shows the failure, without the password.
+    let shown = everything_shown(&api).await;
+    assert!(shown.contains("refused the login"), "the failure is shown");
+    assert!(!shown.contains(&wrong), "the password is never shown");
+}

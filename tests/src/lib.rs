@@ -28,6 +28,7 @@ use wakedock::config::Config;
 pub mod caddy;
 pub mod deploy;
 pub mod receiver;
+pub mod smtp_sink;
 pub mod wake;
 
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";

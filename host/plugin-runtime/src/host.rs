@@ -930,9 +930,7 @@ fn check_mail(mail: &Mail) -> Result<(), String> {
     }
     one_line("subject", &mail.subject)?;
     if mail.subject.len() > MAX_SUBJECT_BYTES {
-        return Err(format!(
-            "subject is longer than {MAX_SUBJECT_BYTES} bytes"
-        ));
+        return Err(format!("subject is longer than {MAX_SUBJECT_BYTES} bytes"));
     }
     if mail.text.len() > MAX_MAIL_TEXT_BYTES {
         return Err(format!("text is larger than {MAX_MAIL_TEXT_BYTES} bytes"));
@@ -959,11 +957,7 @@ impl PluginShared {
     /// `smtp.send`: permission, allowlist, checks and rate, then the host's
     /// SMTP client, bounded in time. Refusals name the server's host only.
     pub(crate) async fn send_mail(&self, mail: Mail) -> CapResult<()> {
-        let host = mail
-            .server
-            .host
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
+        let host = mail.server.host.trim_end_matches('.').to_ascii_lowercase();
         let Some(perm) = &self.perms.smtp else {
             return Err(self.deny(
                 "smtp",
@@ -1483,7 +1477,11 @@ mod tests {
             assert_eq!(sent(&host), 0);
             let audit = host.audit_entries();
             assert_eq!(
-                (audit[0].capability, audit[0].action, audit[0].target.as_str()),
+                (
+                    audit[0].capability,
+                    audit[0].action,
+                    audit[0].target.as_str()
+                ),
                 ("smtp", "send", "smtp.example.org")
             );
             assert!(!format!("{audit:?}").contains("hunter2"));
@@ -1493,7 +1491,11 @@ mod tests {
         async fn only_allowlisted_servers_are_reached() {
             let host = TestHost::new();
             let s = shared(&host, granted(&["smtp.example.org", "*.mail.example"], 10));
-            for bad in ["evil.example", "smtp.example.org.evil.example", "mail.example"] {
+            for bad in [
+                "evil.example",
+                "smtp.example.org.evil.example",
+                "mail.example",
+            ] {
                 let e = s.send_mail(mail(bad)).await.unwrap_err();
                 assert!(matches!(e, CapError::PermissionDenied(_)), "{bad}: {e:?}");
             }
@@ -1523,8 +1525,14 @@ mod tests {
             let s = shared(&host, granted(&["smtp.example.org"], 100));
             let cases: Vec<(&str, Box<dyn Fn(&mut Mail)>)> = vec![
                 ("no recipient", Box::new(|m| m.to.clear())),
-                ("header injection", Box::new(|m| m.subject = "hi\r\nBcc: x@y".into())),
-                ("injected recipient", Box::new(|m| m.to = vec!["a@b\nc@d".into()])),
+                (
+                    "header injection",
+                    Box::new(|m| m.subject = "hi\r\nBcc: x@y".into()),
+                ),
+                (
+                    "injected recipient",
+                    Box::new(|m| m.to = vec!["a@b\nc@d".into()]),
+                ),
                 ("half a login", Box::new(|m| m.server.password = None)),
                 (
                     "a password in clear",
@@ -1536,7 +1544,10 @@ mod tests {
                 let mut m = mail("smtp.example.org");
                 change(&mut m);
                 let e = s.send_mail(m).await.unwrap_err();
-                assert!(matches!(&e, CapError::Invalid(why) if !why.contains("hunter2")), "{what}: {e:?}");
+                assert!(
+                    matches!(&e, CapError::Invalid(why) if !why.contains("hunter2")),
+                    "{what}: {e:?}"
+                );
             }
             assert_eq!(sent(&host), 0);
             // Without a login, plain SMTP to a local relay is fine.

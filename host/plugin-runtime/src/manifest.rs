@@ -368,7 +368,11 @@ impl Grant {
                 "http-outbound",
                 name,
                 (&gh.hosts[..], &rh.hosts[..]),
-                ("max-requests-per-minute", gh.max_requests_per_minute, rh.max_requests_per_minute),
+                (
+                    "max-requests-per-minute",
+                    gh.max_requests_per_minute,
+                    rh.max_requests_per_minute,
+                ),
             ) {
                 return Some(why);
             }
@@ -381,7 +385,11 @@ impl Grant {
                 "smtp",
                 name,
                 (&gs.hosts[..], &rs.hosts[..]),
-                ("max-messages-per-minute", gs.max_messages_per_minute, rs.max_messages_per_minute),
+                (
+                    "max-messages-per-minute",
+                    gs.max_messages_per_minute,
+                    rs.max_messages_per_minute,
+                ),
             ) {
                 return Some(why);
             }
@@ -1246,12 +1254,15 @@ http-outbound = { hosts = ["hooks.slack.com", "*.other.org"], max-requests-per-m
                 max_messages_per_minute: 5
             })
         );
-        assert!(Permissions::intersect(&m.capabilities, &Capabilities::default())
-            .smtp
-            .is_none());
-        let wider =
-            Grant::from_toml("[capabilities]\nsmtp = { hosts = [\"*\"], max-messages-per-minute = 31 }")
-                .unwrap();
+        assert!(
+            Permissions::intersect(&m.capabilities, &Capabilities::default())
+                .smtp
+                .is_none()
+        );
+        let wider = Grant::from_toml(
+            "[capabilities]\nsmtp = { hosts = [\"*\"], max-messages-per-minute = 31 }",
+        )
+        .unwrap();
         assert!(wider
             .excess_over(&m)
             .unwrap()

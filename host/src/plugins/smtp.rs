@@ -73,7 +73,10 @@ fn build(mail: &Mail) -> Result<Message, String> {
         .map_err(|e| format!("building the message: {e}"))
 }
 
-fn transport(server: &SmtpServer, timeout: Duration) -> CapResult<AsyncSmtpTransport<Tokio1Executor>> {
+fn transport(
+    server: &SmtpServer,
+    timeout: Duration,
+) -> CapResult<AsyncSmtpTransport<Tokio1Executor>> {
     let tls = match server.security {
         SmtpSecurity::None => Tls::None,
         SmtpSecurity::Starttls => Tls::Required(tls_parameters(server)?),
@@ -170,7 +173,10 @@ mod tests {
             assert!(text.contains(header), "{header} missing in {text}");
         }
         assert!(text.contains("two@example.org"), "{text}");
-        assert!(text.contains("Content-Type: text/plain; charset=utf-8"), "{text}");
+        assert!(
+            text.contains("Content-Type: text/plain; charset=utf-8"),
+            "{text}"
+        );
         let mut bad = mail();
         bad.to = vec!["not an address".into()];
         assert!(build(&bad).unwrap_err().starts_with("to[0]"));

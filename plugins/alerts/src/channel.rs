@@ -450,9 +450,7 @@ impl Channel {
             (Kind::Telegram { bot_token, .. }, Kind::Telegram { bot_token: o, .. }) => {
                 keep(bot_token, o)
             }
-            (Kind::Email(e), Kind::Email(o))
-                if e.password.as_deref().is_none_or(str::is_empty) =>
-            {
+            (Kind::Email(e), Kind::Email(o)) if e.password.as_deref().is_none_or(str::is_empty) => {
                 e.password.clone_from(&o.password);
             }
             _ => {}
@@ -736,8 +734,8 @@ mod tests {
         assert_eq!(o.url, "http://127.0.0.1:9/bot123:abc/sendMessage");
         assert_eq!(body(&o)["chat_id"], "-100");
 
-        let o = ch(json!({"name": "w", "type": "webhook", "url": "http://127.0.0.1:9/hook"}))
-            .post(&m);
+        let o =
+            ch(json!({"name": "w", "type": "webhook", "url": "http://127.0.0.1:9/hook"})).post(&m);
         let b = body(&o);
         assert_eq!(
             (b["status"].as_str(), b["target"].as_str()),
@@ -789,9 +787,18 @@ mod tests {
 
     #[test]
     fn an_email_channel_keeps_its_password_and_never_shows_it() {
-        let c = ch(json!({"name": "m", "type": "email", "server": "smtp.example.org",
-            "username": "ops", "password": "SECRET-pw", "from": "wd@example.org", "to": ["a@example.org", "b@example.org"]}));
-        assert_eq!((c.host(), c.http_host(), c.smtp_host()), ("smtp.example.org".into(), None, Some("smtp.example.org".into())));
+        let c = ch(
+            json!({"name": "m", "type": "email", "server": "smtp.example.org",
+            "username": "ops", "password": "SECRET-pw", "from": "wd@example.org", "to": ["a@example.org", "b@example.org"]}),
+        );
+        assert_eq!(
+            (c.host(), c.http_host(), c.smtp_host()),
+            (
+                "smtp.example.org".into(),
+                None,
+                Some("smtp.example.org".into())
+            )
+        );
         let v = c.view();
         let text = serde_json::to_string(&v).unwrap();
         assert!(!text.contains("SECRET"), "{text}");
@@ -802,8 +809,10 @@ mod tests {
         redact_json(&mut doc);
         assert!(!doc.to_string().contains("SECRET"), "{doc}");
         // An edit that leaves the password out keeps it.
-        let mut edited = ch(json!({"name": "m", "type": "email", "server": "smtp.example.org",
-            "username": "ops", "password": "x", "from": "wd@example.org", "to": ["c@example.org"]}));
+        let mut edited = ch(
+            json!({"name": "m", "type": "email", "server": "smtp.example.org",
+            "username": "ops", "password": "x", "from": "wd@example.org", "to": ["c@example.org"]}),
+        );
         if let Kind::Email(e) = &mut edited.kind {
             e.password = None;
         }

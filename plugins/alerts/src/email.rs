@@ -104,7 +104,9 @@ fn check_address(field: &str, v: &str) -> Result<(), FieldError> {
     } else {
         Err(FieldError::new(
             field,
-            format!("`{v}` is not an e-mail address (`name@example.org` or `Name <name@example.org>`)"),
+            format!(
+                "`{v}` is not an e-mail address (`name@example.org` or `Name <name@example.org>`)"
+            ),
         ))
     }
 }
@@ -116,7 +118,10 @@ impl Email {
 
     /// The server's host as the `smtp` allowlist must hold it.
     pub fn host(&self) -> String {
-        self.server.trim().trim_end_matches('.').to_ascii_lowercase()
+        self.server
+            .trim()
+            .trim_end_matches('.')
+            .to_ascii_lowercase()
     }
 
     /// Checks every field; the error names the first bad one.
@@ -254,9 +259,17 @@ mod tests {
         let c = email(json!({"username": "ops", "password": "pw"})).unwrap();
         let l = settings(&c).render(&message(NoteKind::Firing));
         assert_eq!(l.subject, "[FIRING] crash on api (critical)");
-        assert!(l.text.contains("container api exited with code 1"), "{}", l.text);
+        assert!(
+            l.text.contains("container api exited with code 1"),
+            "{}",
+            l.text
+        );
         assert!(l.text.contains("Container: api"), "{}", l.text);
-        assert!(l.text.contains("Fired at:  2025-12-01T20:05:00Z"), "{}", l.text);
+        assert!(
+            l.text.contains("Fired at:  2025-12-01T20:05:00Z"),
+            "{}",
+            l.text
+        );
         assert!(!l.text.contains("Resolved"), "{}", l.text);
         assert_eq!(
             (l.server.as_str(), l.port, l.security),
