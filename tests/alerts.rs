@@ -1021,13 +1021,17 @@ async fn an_exit_sends_one_email_with_its_code_and_one_recovery_email() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_smtp_password_fails_the_test_clearly_and_is_shown_nowhere() {
+async fn a_wrong_smtp_password_fails_clearly_and_is_shown_or_logged_nowhere() {
+    wakedock_tests::log_capture::capture_log();
     let sink = wakedock_tests::smtp_sink::SmtpSink::start().await;
     let wrong = unique("wrong-pw");
     let instance = new_instance();
     let host = host_with(
         &instance,
-        json!({"channels": [email_channel(&sink, "mail", "starttls", &wrong)]}),
+        json!({
+            "rules": [{"name": "crash", "kind": "exit"}],
+            "channels": [email_channel(&sink, "mail", "starttls", &wrong)],
+        }),
         false,
     )
     .await;
@@ -1055,4 +1059,28 @@ async fn a_wrong_smtp_password_fails_the_test_clearly_and_is_shown_nowhere() {
     let shown = everything_shown(&api).await;
     assert!(shown.contains("refused the login"), "the failure is shown");
     assert!(!shown.contains(&wrong), "the password is never shown");
+    // A real alert: its deliveries fail and are retried until the channel
+    // is marked down, which the plugin logs with the server's answer.
+    let _app = exiting(&instance, "1", "300", false, None).await;
+    let down = "channel mail is down";
+    eventually(
+        Duration::from_secs(40),
+        "the channel logged as down",
+        || {
+            let log = wakedock_tests::log_capture::captured_log();
+            async move {
+                log.lines()
+                    .any(|l| l.contains(&down) && l.contains("refused the login"))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let h = history(&api).await;
+    let note = &h["history"][0]["notifications"][0];
+    assert!(note.to_string().contains("refused the login"), "{note}");
+    assert!(!h.to_string().contains(&wrong));
+    assert!(sink.messages().is_empty());
+    let log = wakedock_tests::log_capture::captured_log();
+    assert!(!log.contains(&wrong), "the password is never logged");
 }

@@ -15,6 +15,7 @@ the process).
 
 import itertools
 import json
+import logging
 import os
 import ssl
 import sys
@@ -26,6 +27,9 @@ from aiosmtpd.smtp import AuthResult
 # The implicit-TLS listener requires AUTH without aiosmtpd's STARTTLS
 # (its connection is TLS already): aiosmtpd warns about that at start.
 warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
+# aiosmtpd itself still sets the deprecated Session.login_data.
+warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
+logging.getLogger("mail.log").setLevel(logging.ERROR)
 
 out_dir, cert, key, user, password = sys.argv[1:6]
 starttls_port, tls_port = int(sys.argv[6]), int(sys.argv[7])

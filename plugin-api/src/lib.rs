@@ -79,7 +79,7 @@
 //! ```toml
 //! name = "hello"
 //! version = "0.1.0"
-//! api-version = "0.1.3"
+//! api-version = "0.1.4"
 //! description = "Says hello and counts visits"
 //! author = "You <you@example.org>"
 //!
@@ -92,7 +92,7 @@
 //!
 //! `api-version` is the [`API_VERSION`] of the SDK you build with, which
 //! must be the newest plugin API your host supports or an older one:
-//! `wakedock --version` prints it (`wakedock 0.1.0 (plugin API 0.1.3)`), so
+//! `wakedock --version` prints it (`wakedock 0.1.0 (plugin API 0.1.4)`), so
 //! take the SDK from the same WakeDock release as your host.
 //!
 //! Build it with `rustup target add wasm32-wasip2` once, then
@@ -200,8 +200,10 @@
 //!   are always available.
 //! - **Grants and scopes are checked on every call**: a capability the
 //!   admin did not grant, a container outside the granted label selector, a
-//!   write with read access, an outbound host not in the allowlist or a
-//!   topic not in `events.publish` returns [`Error::PermissionDenied`]. The
+//!   write with read access, an outbound host (or SMTP server) not in the
+//!   allowlist or a topic not in `events.publish` returns
+//!   [`Error::PermissionDenied`] (a rate past `max-requests-per-minute` or
+//!   `max-messages-per-minute` is [`Error::QuotaExceeded`]). The
 //!   host logs and audits each distinct refusal once per interval (10
 //!   minutes by default, `plugin_runtime.denial_interval`), counting the
 //!   repeats, and shows the latest as the plugin's last error: a plugin

@@ -27,6 +27,7 @@ use wakedock::config::Config;
 
 pub mod caddy;
 pub mod deploy;
+pub mod log_capture;
 pub mod receiver;
 pub mod smtp_sink;
 pub mod wake;

@@ -1519,11 +1519,14 @@ mod tests {
             assert_eq!(sent(&host), 3);
         }
 
+        /// What spoils a good mail.
+        type Change = Box<dyn Fn(&mut Mail)>;
+
         #[tokio::test]
         async fn malformed_mails_are_invalid_and_never_sent() {
             let host = TestHost::new();
             let s = shared(&host, granted(&["smtp.example.org"], 100));
-            let cases: Vec<(&str, Box<dyn Fn(&mut Mail)>)> = vec![
+            let cases: Vec<(&str, Change)> = vec![
                 ("no recipient", Box::new(|m| m.to.clear())),
                 (
                     "header injection",
