@@ -784,6 +784,8 @@ async fn the_pages_make_a_channel_test_it_and_make_a_rule() {
             ("name", "pagehook".into()),
             ("type", "webhook".into()),
             ("url", rx.url("/from-page")),
+            // The form's e-mail security select sends a value for every type.
+            ("security", "starttls".into()),
         ],
     )
     .await;
@@ -818,6 +820,34 @@ async fn the_pages_make_a_channel_test_it_and_make_a_rule() {
         alerts.contains("Firing now: <span class=\"firing-count\">1</span>"),
         "{alerts}"
     );
+    // An e-mail channel from the same form: recipients comma-separated, the
+    // port a number, the password kept and not shown.
+    let location = post(
+        "/p/alerts/channels",
+        vec![
+            ("name", "pagemail".into()),
+            ("type", "email".into()),
+            ("server", "127.0.0.1".into()),
+            ("port", "2525".into()),
+            ("security", "starttls".into()),
+            ("username", "ops".into()),
+            ("password", SECRET.into()),
+            ("from", "WakeDock <wd@example.org>".into()),
+            ("to", "a@example.org, b@example.org".into()),
+        ],
+    )
+    .await;
+    let channels = api.get_json("/api/v1/plugins/alerts/channels").await;
+    let mail = channels
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "pagemail")
+        .unwrap_or_else(|| panic!("not created ({location}): {channels}"));
+    assert_eq!(mail["settings"]["to"], "a@example.org, b@example.org");
+    assert_eq!(mail["settings"]["port"], "2525");
+    assert_eq!(mail["secrets_set"], json!(["password"]));
+    assert!(!channels.to_string().contains(SECRET), "{channels}");
 }
 
 /// `wakedock_docker_requests_total{op="stats"}` of the host.
