@@ -89,6 +89,18 @@ async fn exiting(
     .await
 }
 
+/// Starts a test container again, outside WakeDock (as `docker start`).
+async fn start_again(app: &TestContainer) {
+    docker()
+        .await
+        .start_container(
+            &app.name,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .unwrap();
+}
+
 fn statuses(d: &[Received]) -> Vec<String> {
     d.iter()
         .map(|r| r.json()["status"].as_str().unwrap_or("?").to_owned())
@@ -167,14 +179,7 @@ async fn an_exit_notifies_once_with_its_code_and_recovery_once() {
     let alerts = page(&api, "/p/alerts").await;
     assert!(alerts.contains("exited with code 1"), "{alerts}");
     // Started again (outside WakeDock) and healthy: one recovery.
-    docker()
-        .await
-        .start_container(
-            &app.name,
-            None::<bollard::query_parameters::StartContainerOptions>,
-        )
-        .await
-        .unwrap();
+    start_again(&app).await;
     let d = rx
         .wait_delivered(Duration::from_secs(20), "the recovery", |d| {
             statuses(d).contains(&"resolved".to_owned())
@@ -1023,14 +1028,7 @@ async fn an_exit_sends_one_email_with_its_code_and_one_recovery_email() {
     assert!(body.contains("exited with code 1"), "{body}");
     assert!(body.contains(&format!("Container: {}", app.name)), "{body}");
     assert!(body.contains("Fired at:"), "{body}");
-    docker()
-        .await
-        .start_container(
-            &app.name,
-            None::<bollard::query_parameters::StartContainerOptions>,
-        )
-        .await
-        .unwrap();
+    start_again(&app).await;
     let got = sink
         .wait(Duration::from_secs(30), "the recovery e-mail", |m| {
             m.len() >= 2
@@ -1100,7 +1098,7 @@ async fn a_wrong_smtp_password_fails_clearly_and_is_shown_or_logged_nowhere() {
             let log = wakedock_tests::log_capture::captured_log();
             async move {
                 log.lines()
-                    .any(|l| l.contains(&down) && l.contains("refused the login"))
+                    .any(|l| l.contains(down) && l.contains("refused the login"))
                     .then_some(())
             }
         },

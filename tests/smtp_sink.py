@@ -84,28 +84,29 @@ def tls_context():
     return ctx
 
 
+# Both listeners: loopback only, a login required for every message.
+common = dict(
+    hostname="127.0.0.1",
+    authenticator=authenticator,
+    auth_required=True,
+    server_hostname="sink.test",
+)
 starttls = Controller(
     Sink("starttls"),
-    hostname="127.0.0.1",
     port=starttls_port,
     tls_context=tls_context(),
     require_starttls=True,
-    authenticator=authenticator,
     auth_require_tls=True,
-    auth_required=True,
-    server_hostname="sink.test",
+    **common,
 )
 # TLS from the first byte: the SMTP session runs inside TLS.
 tls = Controller(
     Sink("tls"),
-    hostname="127.0.0.1",
     port=tls_port,
     ssl_context=tls_context(),
-    authenticator=authenticator,
     # aiosmtpd counts only STARTTLS as TLS; this listener is all TLS.
     auth_require_tls=False,
-    auth_required=True,
-    server_hostname="sink.test",
+    **common,
 )
 
 starttls.start()

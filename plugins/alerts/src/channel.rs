@@ -664,11 +664,12 @@ pub fn parse_channels(values: &[serde_json::Value], at: &str) -> (Vec<Channel>, 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::{json, Value};
 
-    fn msg(kind: NoteKind) -> Message {
+    /// A critical `crash` notification about container `api`.
+    pub(crate) fn msg(kind: NoteKind) -> Message {
         Message {
             kind,
             rule: "crash".into(),

@@ -222,7 +222,6 @@ fn utc(ms: u64) -> String {
 mod tests {
     use super::*;
     use crate::channel::{Channel, Kind};
-    use crate::rule::Severity;
     use serde_json::json;
 
     fn email(v: serde_json::Value) -> Result<Channel, FieldError> {
@@ -243,14 +242,8 @@ mod tests {
 
     fn message(kind: NoteKind) -> Message {
         Message {
-            kind,
-            rule: "crash".into(),
-            severity: Severity::Critical,
-            target: "api".into(),
-            detail: "container api exited with code 1".into(),
-            alert_id: "a1".into(),
             fired_at_ms: 1_764_619_500_000,
-            resolved_at_ms: None,
+            ..crate::channel::tests::msg(kind)
         }
     }
 
