@@ -673,8 +673,8 @@ async fn a_declared_plugin_replaces_an_older_api_installed_copy_not_a_newer_one(
     assert_eq!(entry["result"], "success", "{entry}");
     assert!(
         entry["detail"].as_str().unwrap().starts_with(
-            "example 0.0.1 (plugin API 0.1.3), installed through the api, \
-             replaced by example 0.1.0 (plugin API 0.1.3) declared in the config file"
+            "example 0.0.1 (plugin API 0.1.4), installed through the api, \
+             replaced by example 0.1.0 (plugin API 0.1.4) declared in the config file"
         ),
         "{entry}"
     );
