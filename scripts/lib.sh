@@ -78,6 +78,9 @@ install_run_deps() {
 install_test_deps() {
   install_run_deps
   apt_install chromium chromium-driver fonts-dejavu-core postgresql mariadb-server mariadb-client docker-registry
+  # The SMTP sink of the alerts e-mail tests (tests/smtp_sink.py) and the
+  # throwaway certificates it serves.
+  apt_install python3-aiosmtpd openssl
   rust_targets x86_64-unknown-linux-musl
   rust_components rustfmt clippy
 }

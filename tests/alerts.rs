@@ -89,6 +89,18 @@ async fn exiting(
     .await
 }
 
+/// Starts a test container again, outside WakeDock (as `docker start`).
+async fn start_again(app: &TestContainer) {
+    docker()
+        .await
+        .start_container(
+            &app.name,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .unwrap();
+}
+
 fn statuses(d: &[Received]) -> Vec<String> {
     d.iter()
         .map(|r| r.json()["status"].as_str().unwrap_or("?").to_owned())
@@ -167,14 +179,7 @@ async fn an_exit_notifies_once_with_its_code_and_recovery_once() {
     let alerts = page(&api, "/p/alerts").await;
     assert!(alerts.contains("exited with code 1"), "{alerts}");
     // Started again (outside WakeDock) and healthy: one recovery.
-    docker()
-        .await
-        .start_container(
-            &app.name,
-            None::<bollard::query_parameters::StartContainerOptions>,
-        )
-        .await
-        .unwrap();
+    start_again(&app).await;
     let d = rx
         .wait_delivered(Duration::from_secs(20), "the recovery", |d| {
             statuses(d).contains(&"resolved".to_owned())
@@ -816,6 +821,8 @@ async fn the_pages_make_a_channel_test_it_and_make_a_rule() {
             ("name", "pagehook".into()),
             ("type", "webhook".into()),
             ("url", rx.url("/from-page")),
+            // The form's e-mail security select sends a value for every type.
+            ("security", "starttls".into()),
         ],
     )
     .await;
@@ -850,6 +857,34 @@ async fn the_pages_make_a_channel_test_it_and_make_a_rule() {
         alerts.contains("Firing now: <span class=\"firing-count\">1</span>"),
         "{alerts}"
     );
+    // An e-mail channel from the same form: recipients comma-separated, the
+    // port a number, the password kept and not shown.
+    let location = post(
+        "/p/alerts/channels",
+        vec![
+            ("name", "pagemail".into()),
+            ("type", "email".into()),
+            ("server", "127.0.0.1".into()),
+            ("port", "2525".into()),
+            ("security", "starttls".into()),
+            ("username", "ops".into()),
+            ("password", SECRET.into()),
+            ("from", "WakeDock <wd@example.org>".into()),
+            ("to", "a@example.org, b@example.org".into()),
+        ],
+    )
+    .await;
+    let channels = api.get_json("/api/v1/plugins/alerts/channels").await;
+    let mail = channels
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "pagemail")
+        .unwrap_or_else(|| panic!("not created ({location}): {channels}"));
+    assert_eq!(mail["settings"]["to"], "a@example.org, b@example.org");
+    assert_eq!(mail["settings"]["port"], "2525");
+    assert_eq!(mail["secrets_set"], json!(["password"]));
+    assert!(!channels.to_string().contains(SECRET), "{channels}");
 }
 
 /// `wakedock_docker_requests_total{op="stats"}` of the host.
@@ -1045,4 +1080,207 @@ async fn log_rules_follow_again_after_a_host_restart() {
         .wait_delivered(Duration::from_secs(20), "fired again", |d| d.len() >= 3)
         .await;
     assert_eq!(statuses(&d[..3]), ["firing", "resolved", "firing"]);
+}
+
+/// An e-mail channel `name` to the sink, logging in with `password`.
+fn email_channel(
+    sink: &wakedock_tests::smtp_sink::SmtpSink,
+    name: &str,
+    security: &str,
+    password: &str,
+) -> Value {
+    let port = if security == "tls" {
+        sink.tls_port
+    } else {
+        sink.starttls_port
+    };
+    json!({"name": name, "type": "email", "server": "127.0.0.1", "port": port,
+        "security": security, "username": wakedock_tests::smtp_sink::SMTP_USER,
+        "password": password, "from": "WakeDock <wakedock@sink.test>",
+        "to": ["ops@sink.test", "Oncall <oncall@sink.test>"], "ca_pem": sink.ca_pem})
+}
+
+/// Everything the API shows of the alerts plugin, as one text.
+async fn everything_shown(api: &ApiClient) -> String {
+    let mut text = String::new();
+    for path in [
+        "/api/v1/plugins/alerts/channels",
+        "/api/v1/plugins/alerts/alerts",
+        "/api/v1/plugins/alerts/summary",
+        "/api/v1/plugins",
+    ] {
+        text.push_str(&api.get(path).await.text().await.unwrap());
+    }
+    text.push_str(&page(api, "/p/alerts/channels").await);
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_test_notification_arrives_over_starttls_and_tls_with_a_login() {
+    let sink = wakedock_tests::smtp_sink::SmtpSink::start().await;
+    let instance = new_instance();
+    let host = host_with(
+        &instance,
+        json!({"channels": [
+            email_channel(&sink, "mail", "starttls", &sink.password),
+            email_channel(&sink, "mail-tls", "tls", &sink.password),
+        ]}),
+        false,
+    )
+    .await;
+    let api = host.admin().await;
+    for name in ["mail", "mail-tls"] {
+        let body: Value = api
+            .post_empty(&format!("/api/v1/plugins/alerts/channels/{name}/test"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["ok"], true, "{name}: {body}");
+        assert_eq!(body["status"], 250, "{name}: {body}");
+    }
+    let got = sink.messages();
+    assert_eq!(got.len(), 2, "{got:?}");
+    for (m, mode) in got.iter().zip(["starttls", "tls"]) {
+        assert_eq!(m.meta["mode"], mode);
+        assert_eq!(m.meta["tls"], true, "{mode}: the session ran over TLS");
+        assert_eq!(m.meta["login"], wakedock_tests::smtp_sink::SMTP_USER);
+        assert_eq!(
+            m.meta["rcpt_tos"],
+            json!(["ops@sink.test", "oncall@sink.test"])
+        );
+        assert_eq!(
+            m.header("subject").as_deref(),
+            Some("[TEST] WakeDock test notification")
+        );
+        assert!(m.header("from").unwrap().contains("wakedock@sink.test"));
+        assert!(m.header("date").is_some() && m.header("message-id").is_some());
+        assert!(
+            m.body().contains("A test notification from WakeDock"),
+            "{}",
+            m.raw
+        );
+    }
+    let shown = everything_shown(&api).await;
+    assert!(
+        !shown.contains(&sink.password),
+        "the password is never shown"
+    );
+    assert!(
+        shown.contains("\"password\""),
+        "the channel says a password is set"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exit_sends_one_email_with_its_code_and_one_recovery_email() {
+    let sink = wakedock_tests::smtp_sink::SmtpSink::start().await;
+    let instance = new_instance();
+    let _host = host_with(
+        &instance,
+        json!({
+            "rules": [{"name": "crash", "kind": "exit", "severity": "critical"}],
+            "channels": [email_channel(&sink, "mail", "starttls", &sink.password)],
+        }),
+        false,
+    )
+    .await;
+    let app = exiting(&instance, "1", "1500", true, None).await;
+    let got = sink
+        .wait(Duration::from_secs(30), "the firing e-mail", |m| {
+            !m.is_empty()
+        })
+        .await;
+    let firing = &got[0];
+    assert_eq!(
+        firing.header("subject"),
+        Some(format!("[FIRING] crash on {} (critical)", app.name))
+    );
+    let body = firing.body();
+    assert!(body.contains("exited with code 1"), "{body}");
+    assert!(body.contains(&format!("Container: {}", app.name)), "{body}");
+    assert!(body.contains("Fired at:"), "{body}");
+    start_again(&app).await;
+    let got = sink
+        .wait(Duration::from_secs(30), "the recovery e-mail", |m| {
+            m.len() >= 2
+        })
+        .await;
+    let subjects: Vec<Option<String>> = got.iter().map(|m| m.header("subject")).collect();
+    assert_eq!(
+        subjects,
+        [
+            Some(format!("[FIRING] crash on {} (critical)", app.name)),
+            Some(format!("[RESOLVED] crash on {} (critical)", app.name)),
+        ],
+        "one firing e-mail, then one recovery"
+    );
+    let body = got[1].body();
+    assert!(body.contains("healthy again"), "{body}");
+    assert!(body.contains("Resolved:"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_smtp_password_fails_clearly_and_is_shown_or_logged_nowhere() {
+    wakedock_tests::log_capture::capture_log();
+    let sink = wakedock_tests::smtp_sink::SmtpSink::start().await;
+    let wrong = unique("wrong-pw");
+    let instance = new_instance();
+    let host = host_with(
+        &instance,
+        json!({
+            "rules": [{"name": "crash", "kind": "exit"}],
+            "channels": [email_channel(&sink, "mail", "starttls", &wrong)],
+        }),
+        false,
+    )
+    .await;
+    let api = host.admin().await;
+    let body: Value = api
+        .post_empty("/api/v1/plugins/alerts/channels/mail/test")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["ok"], false, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("SMTP server 127.0.0.1") && error.contains("refused the login"),
+        "{error}"
+    );
+    assert!(
+        error.contains("535"),
+        "the server's answer is quoted: {error}"
+    );
+    assert!(!error.contains(&wrong), "{error}");
+    assert!(sink.refused_logins() >= 1, "the sink refused the login");
+    assert!(sink.messages().is_empty());
+    // The channel's health shows the failure, without the password.
+    let shown = everything_shown(&api).await;
+    assert!(shown.contains("refused the login"), "the failure is shown");
+    assert!(!shown.contains(&wrong), "the password is never shown");
+    // A real alert: its deliveries fail and are retried until the channel
+    // is marked down, which the plugin logs with the server's answer.
+    let _app = exiting(&instance, "1", "300", false, None).await;
+    let down = "channel mail is down";
+    eventually(
+        Duration::from_secs(40),
+        "the channel logged as down",
+        || {
+            let log = wakedock_tests::log_capture::captured_log();
+            async move {
+                log.lines()
+                    .any(|l| l.contains(down) && l.contains("refused the login"))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let h = history(&api).await;
+    let note = &h["history"][0]["notifications"][0];
+    assert!(note.to_string().contains("refused the login"), "{note}");
+    assert!(!h.to_string().contains(&wrong));
+    assert!(sink.messages().is_empty());
+    let log = wakedock_tests::log_capture::captured_log();
+    assert!(!log.contains(&wrong), "the password is never logged");
 }

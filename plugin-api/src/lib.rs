@@ -14,8 +14,8 @@
 //!   `handler` interface;
 //! - typed helper modules for each capability: [`log`], [`clock`],
 //!   [`storage`], [`containers`], [`events`], [`http`], [`metrics`],
-//!   [`auth`], [`files`] and [`compose`] (0.1.3), [`container_logs`]
-//!   (0.1.4);
+//!   [`auth`], [`files`] and [`compose`] (0.1.3), [`container_logs`] and
+//!   [`smtp`] (0.1.4);
 //! - [`ui`]: pages of your own in the host's browser UI (0.1.3).
 //!
 //! ## A complete plugin
@@ -201,8 +201,10 @@
 //!   are always available.
 //! - **Grants and scopes are checked on every call**: a capability the
 //!   admin did not grant, a container outside the granted label selector, a
-//!   write with read access, an outbound host not in the allowlist or a
-//!   topic not in `events.publish` returns [`Error::PermissionDenied`]. The
+//!   write with read access, an outbound host (or SMTP server) not in the
+//!   allowlist or a topic not in `events.publish` returns
+//!   [`Error::PermissionDenied`] (a rate past `max-requests-per-minute` or
+//!   `max-messages-per-minute` is [`Error::QuotaExceeded`]). The
 //!   host logs and audits each distinct refusal once per interval (10
 //!   minutes by default, `plugin_runtime.denial_interval`), counting the
 //!   repeats, and shows the latest as the plugin's last error: a plugin
@@ -1084,5 +1086,43 @@ pub mod ui {
     /// The fields of a posted form (`application/x-www-form-urlencoded`).
     pub fn form(req: &HttpRequest) -> Vec<(String, String)> {
         form_urlencoded::parse(&req.body).into_owned().collect()
+    }
+}
+
+/// Outbound e-mail (capability `smtp`, API 0.1.4): the host builds the
+/// message and speaks SMTP (STARTTLS, implicit TLS, or plain to a local
+/// relay) to a server in the grant's `hosts`, within its
+/// `max-messages-per-minute`.
+///
+/// ```no_run
+/// use wakedock_plugin_sdk::smtp::{self, Mail, Security, Server};
+///
+/// let r = smtp::send(&Mail {
+///     server: Server {
+///         host: "smtp.example.org".into(),
+///         port: 587,
+///         security: Security::Starttls,
+///         username: Some("alerts@example.org".into()),
+///         password: Some("app-password".into()),
+///         ca_pem: None,
+///     },
+///     from: "WakeDock <alerts@example.org>".into(),
+///     to: vec!["ops@example.org".into()],
+///     subject: "Disk almost full".into(),
+///     text: "92 % used on /data".into(),
+///     timeout_ms: None,
+/// });
+/// // A refused login or an unreachable server: `Error::Unavailable` with
+/// // the server's answer (never the password).
+/// # let _ = r;
+/// ```
+pub mod smtp {
+    use crate::bindings::wakedock::plugin::smtp as raw;
+    use crate::Result;
+    pub use raw::{Mail, Security, Server};
+
+    /// Sends `mail`; `Ok` once the server accepted it for delivery.
+    pub fn send(mail: &Mail) -> Result<()> {
+        raw::send(mail)
     }
 }

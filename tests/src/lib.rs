@@ -27,7 +27,9 @@ use wakedock::config::Config;
 
 pub mod caddy;
 pub mod deploy;
+pub mod log_capture;
 pub mod receiver;
+pub mod smtp_sink;
 pub mod wake;
 
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";

@@ -30,6 +30,9 @@ pub use crate::bindings::wakedock::plugin::http_outbound::{
 };
 pub use crate::bindings::wakedock::plugin::log::Level as LogLevel;
 pub use crate::bindings::wakedock::plugin::metrics::{ContainerStats, MetricDesc, MetricKind};
+pub use crate::bindings::wakedock::plugin::smtp::{
+    Mail, Security as SmtpSecurity, Server as SmtpServer,
+};
 pub use crate::bindings::wakedock::plugin::types::{
     Container, ContainerEvent, ContainerEventKind, ContainerState, Error as CapError, Event,
     Health, HttpRequest, HttpResponse, PluginEvent,
@@ -267,6 +270,23 @@ pub trait ContainerLogsHost: Send + Sync {
     fn set_follows(&self, plugin: &str, follows: Vec<Arc<LogFollow>>, to: LogDelivery);
 }
 
+/// Outbound e-mail (API 0.1.4). Called only for a server whose host is
+/// in the plugin's `smtp` allowlist, within its rate limit, with a mail
+/// the runtime has checked (recipients present and bounded, subject one
+/// line, body bounded, credentials only over TLS). The implementation
+/// connects to exactly `mail.server`, builds the RFC 5322 message, and
+/// answers `Unavailable` with the server's message (never the password)
+/// when the server refuses the login, the sender or a recipient, or
+/// cannot be reached.
+pub trait SmtpHost: Send + Sync {
+    fn send<'a>(
+        &'a self,
+        plugin: &'a str,
+        mail: Mail,
+        timeout: Duration,
+    ) -> BoxFuture<'a, CapResult<()>>;
+}
+
 /// The host's event bus.
 pub trait EventSink: Send + Sync {
     /// `payload` has been checked to be JSON.
@@ -329,6 +349,7 @@ pub struct HostCapabilities {
     pub compose: Arc<dyn ComposeHost>,
     /// API 0.1.4.
     pub logs: Arc<dyn ContainerLogsHost>,
+    pub smtp: Arc<dyn SmtpHost>,
 }
 
 /// A [`LogSink`] writing to `tracing` with the plugin name as a field.

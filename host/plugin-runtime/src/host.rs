@@ -19,8 +19,8 @@ use crate::bindings::wakedock::plugin as wit;
 use crate::caps::{
     ActionStatus, AuditEntry, AuthContext, BoxFuture, CapError, CapResult, ComposeAction,
     ComposeCaller, ComposeContainer, ComposeError, ComposeResult, Container, ContainerStats,
-    FileEntry, FollowRequest, HostCapabilities, LabelFilter, MetricDesc, MetricKind,
-    OutboundRequest, OutboundResponse, Probe, Readiness, MAX_STOP_TIMEOUT_SECS,
+    FileEntry, FollowRequest, HostCapabilities, LabelFilter, Mail, MetricDesc, MetricKind,
+    OutboundRequest, OutboundResponse, Probe, Readiness, SmtpSecurity, MAX_STOP_TIMEOUT_SECS,
 };
 use crate::manifest::{host_matches, topic_matches, Access, ContainerPermission, Permissions};
 
@@ -48,6 +48,8 @@ pub(crate) struct PluginShared {
     pub wall_limit: Duration,
     metrics: Mutex<HashMap<String, MetricDesc>>,
     http_window: Mutex<VecDeque<Instant>>,
+    /// Messages sent through `smtp` in the last minute.
+    smtp_window: Mutex<VecDeque<Instant>>,
     /// Calls of each `containers` function.
     container_calls: Mutex<BTreeMap<&'static str, u64>>,
     /// The last failed call or refusal, for the plugin's status.
@@ -72,6 +74,7 @@ impl PluginShared {
             wall_limit,
             metrics: Mutex::new(HashMap::new()),
             http_window: Mutex::new(VecDeque::new()),
+            smtp_window: Mutex::new(VecDeque::new()),
             container_calls: Mutex::new(BTreeMap::new()),
             last_error: Mutex::new(None),
             denials: Denials::new(denial_interval),
@@ -858,23 +861,8 @@ impl wit::http_outbound::Host for PluginState {
                 format!("host `{host}` is not in the granted allowlist"),
             ));
         }
-        {
-            let mut window = self
-                .shared
-                .http_window
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            while window
-                .front()
-                .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
-            {
-                window.pop_front();
-            }
-            if window.len() >= perm.max_requests_per_minute as usize {
-                return Err(CapError::QuotaExceeded);
-            }
-            window.push_back(now);
+        if !within_rate(&self.shared.http_window, perm.max_requests_per_minute) {
+            return Err(CapError::QuotaExceeded);
         }
         let asked = request
             .timeout_ms
@@ -890,6 +878,135 @@ impl wit::http_outbound::Host for PluginState {
             Ok(r) => r,
             Err(_) => Err(CapError::Timeout),
         }
+    }
+}
+
+/// Counts one call in a sliding one-minute `window`; false (and not
+/// counted) when `per_minute` calls are in it already.
+fn within_rate(window: &Mutex<VecDeque<Instant>>, per_minute: u32) -> bool {
+    let mut window = window.lock().unwrap_or_else(|p| p.into_inner());
+    let now = Instant::now();
+    while window
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+    {
+        window.pop_front();
+    }
+    if window.len() >= per_minute as usize {
+        return false;
+    }
+    window.push_back(now);
+    true
+}
+
+/// Recipients one message may have.
+const MAX_MAIL_RECIPIENTS: usize = 50;
+/// Longest subject (RFC 5322's line limit).
+const MAX_SUBJECT_BYTES: usize = 998;
+/// Largest text body.
+const MAX_MAIL_TEXT_BYTES: usize = 1 << 20;
+/// Longest an SMTP exchange may take unless the plugin asks for less.
+const DEFAULT_SMTP_WAIT: Duration = Duration::from_secs(30);
+
+/// The checks on a mail that need no server: what the plugin wrote is
+/// one address per field and one line per header (no header injection),
+/// within the bounds above, and a password never crosses in clear.
+fn check_mail(mail: &Mail) -> Result<(), String> {
+    let one_line = |field: &str, v: &str| {
+        if v.contains(['\r', '\n']) {
+            Err(format!("{field} must be one line"))
+        } else {
+            Ok(())
+        }
+    };
+    let server = &mail.server;
+    if server.port == 0 {
+        return Err("server port 0 is not a port".into());
+    }
+    if mail.from.trim().is_empty() {
+        return Err("from is empty".into());
+    }
+    one_line("from", &mail.from)?;
+    if mail.to.is_empty() || mail.to.len() > MAX_MAIL_RECIPIENTS {
+        return Err(format!(
+            "to must list 1 to {MAX_MAIL_RECIPIENTS} recipients, not {}",
+            mail.to.len()
+        ));
+    }
+    for (i, to) in mail.to.iter().enumerate() {
+        if to.trim().is_empty() {
+            return Err(format!("to[{i}] is empty"));
+        }
+        one_line(&format!("to[{i}]"), to)?;
+    }
+    one_line("subject", &mail.subject)?;
+    if mail.subject.len() > MAX_SUBJECT_BYTES {
+        return Err(format!("subject is longer than {MAX_SUBJECT_BYTES} bytes"));
+    }
+    if mail.text.len() > MAX_MAIL_TEXT_BYTES {
+        return Err(format!("text is larger than {MAX_MAIL_TEXT_BYTES} bytes"));
+    }
+    match (&server.username, &server.password) {
+        (Some(_), None) | (None, Some(_)) => {
+            return Err("give both username and password, or neither".into())
+        }
+        (Some(u), Some(_)) => {
+            one_line("username", u)?;
+            if server.security == SmtpSecurity::None {
+                return Err(
+                    "a login needs security starttls or tls: with none the password would cross the network in clear"
+                        .into(),
+                );
+            }
+        }
+        (None, None) => {}
+    }
+    Ok(())
+}
+
+impl PluginShared {
+    /// `smtp.send`: permission, allowlist, checks and rate, then the host's
+    /// SMTP client, bounded in time. Refusals name the server's host only.
+    pub(crate) async fn send_mail(&self, mail: Mail) -> CapResult<()> {
+        let host = mail.server.host.trim_end_matches('.').to_ascii_lowercase();
+        let Some(perm) = &self.perms.smtp else {
+            return Err(self.deny(
+                "smtp",
+                "send",
+                &host,
+                "the smtp capability is not granted".into(),
+            ));
+        };
+        if host.is_empty() {
+            return Err(CapError::Invalid("server host is empty".into()));
+        }
+        if !perm.hosts.iter().any(|p| host_matches(p, &host)) {
+            return Err(self.deny(
+                "smtp",
+                "send",
+                &host,
+                format!("SMTP server `{host}` is not in the granted allowlist"),
+            ));
+        }
+        check_mail(&mail).map_err(CapError::Invalid)?;
+        if !within_rate(&self.smtp_window, perm.max_messages_per_minute) {
+            return Err(CapError::QuotaExceeded);
+        }
+        let asked = mail
+            .timeout_ms
+            .map(|ms| Duration::from_millis(ms.into()))
+            .unwrap_or(DEFAULT_SMTP_WAIT);
+        let wait = self.host_wait(asked);
+        let fut = self.caps.smtp.send(&self.name, mail, wait);
+        tokio::time::timeout(wait, fut)
+            .await
+            .unwrap_or(Err(CapError::Timeout))
+    }
+}
+
+impl wit::smtp::Host for PluginState {
+    async fn send(&mut self, message: Mail) -> CapResult<()> {
+        self.shared.send_mail(message).await
     }
 }
 
@@ -1466,5 +1583,152 @@ mod tests {
         // Once the old ones expire there is room again.
         let later = t0 + Duration::from_secs(600);
         assert_eq!(d.admit(key("new-4"), later), Some(0));
+    }
+
+    mod smtp {
+        use super::*;
+        use crate::caps::SmtpServer;
+        use crate::manifest::SmtpPermission;
+        use crate::testing::TestHost;
+
+        fn shared(host: &TestHost, smtp: Option<SmtpPermission>) -> PluginShared {
+            let perms = Permissions {
+                smtp,
+                ..Permissions::default()
+            };
+            PluginShared::new(
+                "mailer".into(),
+                perms,
+                host.capabilities(),
+                Duration::from_secs(30),
+                Duration::from_secs(600),
+            )
+        }
+
+        fn granted(hosts: &[&str], per_minute: u32) -> Option<SmtpPermission> {
+            Some(SmtpPermission {
+                hosts: hosts.iter().map(|h| h.to_string()).collect(),
+                max_messages_per_minute: per_minute,
+            })
+        }
+
+        fn mail(host: &str) -> Mail {
+            Mail {
+                server: SmtpServer {
+                    host: host.into(),
+                    port: 587,
+                    security: SmtpSecurity::Starttls,
+                    username: Some("ops".into()),
+                    password: Some("hunter2".into()),
+                    ca_pem: None,
+                },
+                from: "WakeDock <wd@example.org>".into(),
+                to: vec!["ops@example.org".into()],
+                subject: "[FIRING] crash on api".into(),
+                text: "exit code 1".into(),
+                timeout_ms: None,
+            }
+        }
+
+        fn sent(host: &TestHost) -> usize {
+            host.smtp.sent.lock().unwrap().len()
+        }
+
+        #[tokio::test]
+        async fn without_the_capability_nothing_is_sent_and_the_refusal_is_audited() {
+            let host = TestHost::new();
+            let s = shared(&host, None);
+            let e = s.send_mail(mail("smtp.example.org")).await.unwrap_err();
+            assert!(
+                matches!(&e, CapError::PermissionDenied(m) if m.contains("smtp capability")),
+                "{e:?}"
+            );
+            assert_eq!(sent(&host), 0);
+            let audit = host.audit_entries();
+            assert_eq!(
+                (
+                    audit[0].capability,
+                    audit[0].action,
+                    audit[0].target.as_str()
+                ),
+                ("smtp", "send", "smtp.example.org")
+            );
+            assert!(!format!("{audit:?}").contains("hunter2"));
+        }
+
+        #[tokio::test]
+        async fn only_allowlisted_servers_are_reached() {
+            let host = TestHost::new();
+            let s = shared(&host, granted(&["smtp.example.org", "*.mail.example"], 10));
+            for bad in [
+                "evil.example",
+                "smtp.example.org.evil.example",
+                "mail.example",
+            ] {
+                let e = s.send_mail(mail(bad)).await.unwrap_err();
+                assert!(matches!(e, CapError::PermissionDenied(_)), "{bad}: {e:?}");
+            }
+            assert_eq!(sent(&host), 0);
+            s.send_mail(mail("SMTP.example.org.")).await.unwrap();
+            s.send_mail(mail("out.mail.example")).await.unwrap();
+            assert_eq!(sent(&host), 2);
+            let (plugin, m) = host.smtp.sent.lock().unwrap()[0].clone();
+            assert_eq!((plugin.as_str(), m.to.len()), ("mailer", 1));
+        }
+
+        #[tokio::test]
+        async fn messages_are_rate_limited_per_minute() {
+            let host = TestHost::new();
+            let s = shared(&host, granted(&["smtp.example.org"], 3));
+            for _ in 0..3 {
+                s.send_mail(mail("smtp.example.org")).await.unwrap();
+            }
+            let e = s.send_mail(mail("smtp.example.org")).await.unwrap_err();
+            assert_eq!(e, CapError::QuotaExceeded);
+            assert_eq!(sent(&host), 3);
+        }
+
+        /// What spoils a good mail.
+        type Change = Box<dyn Fn(&mut Mail)>;
+
+        #[tokio::test]
+        async fn malformed_mails_are_invalid_and_never_sent() {
+            let host = TestHost::new();
+            let s = shared(&host, granted(&["smtp.example.org"], 100));
+            let cases: Vec<(&str, Change)> = vec![
+                ("no recipient", Box::new(|m| m.to.clear())),
+                (
+                    "header injection",
+                    Box::new(|m| m.subject = "hi\r\nBcc: x@y".into()),
+                ),
+                (
+                    "injected recipient",
+                    Box::new(|m| m.to = vec!["a@b\nc@d".into()]),
+                ),
+                ("half a login", Box::new(|m| m.server.password = None)),
+                (
+                    "a password in clear",
+                    Box::new(|m| m.server.security = SmtpSecurity::None),
+                ),
+                ("port 0", Box::new(|m| m.server.port = 0)),
+            ];
+            for (what, change) in cases {
+                let mut m = mail("smtp.example.org");
+                change(&mut m);
+                let e = s.send_mail(m).await.unwrap_err();
+                assert!(
+                    matches!(&e, CapError::Invalid(why) if !why.contains("hunter2")),
+                    "{what}: {e:?}"
+                );
+            }
+            assert_eq!(sent(&host), 0);
+            // Without a login, plain SMTP to a local relay is fine.
+            let mut m = mail("smtp.example.org");
+            m.server.security = SmtpSecurity::None;
+            m.server.username = None;
+            m.server.password = None;
+            s.send_mail(m).await.unwrap();
+            assert_eq!(sent(&host), 1);
+        }
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! - **capabilities behind narrow traits** ([`caps`]): the host implements
 //!   [`ContainerHost`], [`MetricsHost`], [`StorageHost`], [`HttpOutbound`],
-//!   [`EventSink`], [`LogSink`], [`AuditSink`] and [`ContainerLogsHost`]
+//!   [`SmtpHost`], [`EventSink`], [`LogSink`], [`AuditSink`] and [`ContainerLogsHost`]
 //!   ([`logs`]: log subscriptions and their delivery); [`testing`] has
 //!   in-memory versions;
 //! - **manifest + grant** ([`manifest`]): a plugin gets the intersection of
@@ -62,7 +62,7 @@ pub use cache::CacheOutcome;
 pub use caps::{
     AuditEntry, AuditSink, AuthContext, BoxFuture, CapError, CapResult, ContainerHost,
     ContainerLogsHost, Delivered, EventSink, HostCapabilities, HttpOutbound, LogDelivery,
-    LogFollow, LogLine, LogSink, LogStream, MetricsHost, StorageHost,
+    LogFollow, LogLine, LogSink, LogStream, MetricsHost, SmtpHost, StorageHost,
 };
 pub use error::{CallError, ManifestError, RuntimeError};
 pub use manifest::{Grant, Manifest, PageEntry, Permissions, HOST_API_VERSION};

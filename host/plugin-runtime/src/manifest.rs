@@ -88,6 +88,9 @@ pub struct Capabilities {
     /// Docker Compose projects in the stacks directory (API 0.1.3).
     #[serde(default)]
     pub compose: Option<AccessCap>,
+    /// Outbound e-mail over SMTP (API 0.1.4).
+    #[serde(default)]
+    pub smtp: Option<SmtpCap>,
     /// Following containers' logs (API 0.1.4).
     #[serde(default)]
     pub container_logs: Option<ContainerLogsCap>,
@@ -191,6 +194,22 @@ pub struct HttpOutboundCap {
 
 fn default_rpm() -> u32 {
     60
+}
+
+/// `smtp = { hosts = ["smtp.example.com"], max-messages-per-minute = 10 }`
+/// (API 0.1.4): the SMTP servers a plugin may send mail through.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SmtpCap {
+    /// Server host names, `*.example.com`, or `*` (whichever the admin's
+    /// grant lists), as for `http-outbound`.
+    pub hosts: Vec<String>,
+    #[serde(default = "default_mpm", deserialize_with = "whole::de")]
+    pub max_messages_per_minute: u32,
+}
+
+fn default_mpm() -> u32 {
+    10
 }
 
 /// Whole numbers as JSON Schema's `integer` reads them: `67` and `67.0`
@@ -399,21 +418,34 @@ impl Grant {
             let Some(rh) = &r.http_outbound else {
                 return Some(unrequested("http-outbound"));
             };
-            if let Some(h) = gh
-                .hosts
-                .iter()
-                .find(|h| !pattern_covered(h, &rh.hosts, host_matches))
-            {
-                return Some(format!(
-                    "grant allows `http-outbound` host `{h}`, which plugin `{name}` does not request (it requests {:?})",
-                    rh.hosts
-                ));
+            if let Some(why) = hosts_excess(
+                "http-outbound",
+                name,
+                (&gh.hosts[..], &rh.hosts[..]),
+                (
+                    "max-requests-per-minute",
+                    gh.max_requests_per_minute,
+                    rh.max_requests_per_minute,
+                ),
+            ) {
+                return Some(why);
             }
-            if gh.max_requests_per_minute > rh.max_requests_per_minute {
-                return Some(format!(
-                    "grant gives `http-outbound` max-requests-per-minute {}, more than the {} plugin `{name}` requests",
-                    gh.max_requests_per_minute, rh.max_requests_per_minute
-                ));
+        }
+        if let Some(gs) = &g.smtp {
+            let Some(rs) = &r.smtp else {
+                return Some(unrequested("smtp"));
+            };
+            if let Some(why) = hosts_excess(
+                "smtp",
+                name,
+                (&gs.hosts[..], &rs.hosts[..]),
+                (
+                    "max-messages-per-minute",
+                    gs.max_messages_per_minute,
+                    rs.max_messages_per_minute,
+                ),
+            ) {
+                return Some(why);
             }
         }
         if let Some(ge) = &g.events {
@@ -496,6 +528,30 @@ impl Grant {
         }
         None
     }
+}
+
+/// Why a grant of a host-allowlist capability (`http-outbound`, `smtp`)
+/// exceeds its request: a host the request does not cover, or a higher
+/// rate. `hosts` and `rate` are (granted, requested).
+fn hosts_excess(
+    cap: &str,
+    plugin: &str,
+    hosts: (&[String], &[String]),
+    rate: (&str, u32, u32),
+) -> Option<String> {
+    let (granted, requested) = hosts;
+    if let Some(h) = granted
+        .iter()
+        .find(|h| !pattern_covered(h, requested, host_matches))
+    {
+        return Some(format!(
+            "grant allows `{cap}` host `{h}`, which plugin `{plugin}` does not request (it requests {requested:?})"
+        ));
+    }
+    let (field, g, r) = rate;
+    (g > r).then(|| {
+        format!("grant gives `{cap}` {field} {g}, more than the {r} plugin `{plugin}` requests")
+    })
 }
 
 fn access_name(a: Access) -> &'static str {
@@ -716,6 +772,12 @@ impl Capabilities {
                 }
             }
         }
+        if let Some(h) = &self.smtp {
+            for (i, host) in h.hosts.iter().enumerate() {
+                validate_host_pattern(host)
+                    .map_err(|m| field_err(format!("{at}.smtp.hosts[{i}]"), m))?;
+            }
+        }
         if let Some(e) = &self.events {
             for (i, t) in e.publish.iter().enumerate() {
                 validate_topic_pattern(t)
@@ -884,6 +946,7 @@ pub struct Permissions {
     /// API 0.1.3.
     pub compose: Option<Access>,
     /// API 0.1.4.
+    pub smtp: Option<SmtpPermission>,
     pub container_logs: Option<LogsPermission>,
 }
 
@@ -907,6 +970,31 @@ pub struct ContainerPermission {
 pub struct HttpPermission {
     pub hosts: Vec<String>,
     pub max_requests_per_minute: u32,
+}
+
+/// Effective SMTP permission (API 0.1.4).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmtpPermission {
+    pub hosts: Vec<String>,
+    pub max_messages_per_minute: u32,
+}
+
+/// What both a request and a grant allow: requested hosts the grant
+/// covers, and granted ones a requested pattern (`*`) covers; sorted.
+fn common_hosts(requested: &[String], granted: &[String]) -> Vec<String> {
+    let mut hosts: Vec<String> = requested
+        .iter()
+        .filter(|h| pattern_covered(h, granted, host_matches))
+        .chain(
+            granted
+                .iter()
+                .filter(|h| pattern_covered(h, requested, host_matches)),
+        )
+        .cloned()
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
 }
 
 fn pattern_covered(pattern: &str, by: &[String], matches: fn(&str, &str) -> bool) -> bool {
@@ -943,25 +1031,15 @@ impl Permissions {
         };
         let http_outbound = match (&requested.http_outbound, &granted.http_outbound) {
             (Some(r), Some(g)) => Some(HttpPermission {
-                hosts: {
-                    // What both allow: requested hosts the grant covers,
-                    // and granted ones a requested pattern (`*`) covers.
-                    let mut hosts: Vec<String> = r
-                        .hosts
-                        .iter()
-                        .filter(|h| pattern_covered(h, &g.hosts, host_matches))
-                        .chain(
-                            g.hosts
-                                .iter()
-                                .filter(|h| pattern_covered(h, &r.hosts, host_matches)),
-                        )
-                        .cloned()
-                        .collect();
-                    hosts.sort();
-                    hosts.dedup();
-                    hosts
-                },
+                hosts: common_hosts(&r.hosts, &g.hosts),
                 max_requests_per_minute: r.max_requests_per_minute.min(g.max_requests_per_minute),
+            }),
+            _ => None,
+        };
+        let smtp = match (&requested.smtp, &granted.smtp) {
+            (Some(r), Some(g)) => Some(SmtpPermission {
+                hosts: common_hosts(&r.hosts, &g.hosts),
+                max_messages_per_minute: r.max_messages_per_minute.min(g.max_messages_per_minute),
             }),
             _ => None,
         };
@@ -1005,6 +1083,7 @@ impl Permissions {
                 }
                 _ => None,
             },
+            smtp,
         }
     }
 
@@ -1021,6 +1100,7 @@ impl Permissions {
             "files" => self.files.is_some(),
             "compose" => self.compose.is_some(),
             "container-logs" => self.container_logs.is_some(),
+            "smtp" => self.smtp.is_some(),
             _ => false,
         }
     }
@@ -1310,5 +1390,41 @@ http-outbound = { hosts = ["hooks.slack.com", "*.other.org"], max-requests-per-m
         let none = Grant::from_toml("[capabilities]\nhttp-outbound = { hosts = [] }").unwrap();
         let p = Permissions::intersect(&m.capabilities, &none.capabilities);
         assert!(p.http_outbound.unwrap().hosts.is_empty());
+    }
+    #[test]
+    fn an_smtp_grant_narrows_the_request_like_http_outbound() {
+        let m = Manifest::from_toml(&GOOD.replace(
+            "[capabilities]",
+            "[capabilities]\nsmtp = { hosts = [\"*\"], max-messages-per-minute = 30 }",
+        ))
+        .unwrap();
+        let grant = Grant::from_toml(
+            "[capabilities]\nsmtp = { hosts = [\"smtp.example.org\"], max-messages-per-minute = 5 }",
+        )
+        .unwrap();
+        assert_eq!(grant.excess_over(&m), None);
+        let p = Permissions::intersect(&m.capabilities, &grant.capabilities).smtp;
+        assert_eq!(
+            p,
+            Some(SmtpPermission {
+                hosts: vec!["smtp.example.org".into()],
+                max_messages_per_minute: 5
+            })
+        );
+        assert!(
+            Permissions::intersect(&m.capabilities, &Capabilities::default())
+                .smtp
+                .is_none()
+        );
+        let wider = Grant::from_toml(
+            "[capabilities]\nsmtp = { hosts = [\"*\"], max-messages-per-minute = 31 }",
+        )
+        .unwrap();
+        assert!(wider
+            .excess_over(&m)
+            .unwrap()
+            .contains("max-messages-per-minute 31"));
+        let e = Grant::from_toml("[capabilities]\nsmtp = { hosts = [\"Bad Host\"] }").unwrap_err();
+        assert!(e.to_string().contains("capabilities.smtp.hosts[0]"), "{e}");
     }
 }

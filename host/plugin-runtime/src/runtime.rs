@@ -1246,6 +1246,7 @@ fn check_imports(
                     | "files"
                     | "compose"
                     | "container-logs"
+                    | "smtp"
             ) {
                 format!("`{iface}` is not an interface of plugin API {HOST_API_VERSION}")
             } else {
@@ -1278,6 +1279,7 @@ fn requests_interface(m: &Manifest, iface: &str) -> bool {
         "files" => c.files.is_some(),
         "compose" => c.compose.is_some(),
         "container-logs" => c.container_logs.is_some(),
+        "smtp" => c.smtp.is_some(),
         _ => false,
     }
 }
@@ -1335,6 +1337,9 @@ fn link(linker: &mut Linker<PluginState>, m: &Manifest) -> wasmtime::Result<()> 
     }
     if requests_interface(m, "container-logs") {
         wit::container_logs::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
+    }
+    if requests_interface(m, "smtp") {
+        wit::smtp::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
     }
     Ok(())
 }

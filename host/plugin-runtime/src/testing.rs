@@ -369,6 +369,27 @@ impl HttpOutbound for RecordingHttp {
     }
 }
 
+/// Records the mails it is given and accepts each (API 0.1.4). No network
+/// traffic at all.
+#[derive(Default)]
+pub struct MemorySmtp {
+    pub sent: Mutex<Vec<(String, Mail)>>,
+}
+
+impl SmtpHost for MemorySmtp {
+    fn send<'a>(
+        &'a self,
+        plugin: &'a str,
+        mail: Mail,
+        _timeout: Duration,
+    ) -> BoxFuture<'a, CapResult<()>> {
+        Box::pin(async move {
+            lock(&self.sent).push((plugin.into(), mail));
+            Ok(())
+        })
+    }
+}
+
 /// Records log lines.
 #[derive(Default)]
 pub struct MemoryLog {
@@ -699,6 +720,7 @@ pub struct TestHost {
     pub files: Arc<MemoryFiles>,
     pub compose: Arc<MemoryCompose>,
     pub logs: Arc<MemoryLogs>,
+    pub smtp: Arc<MemorySmtp>,
 }
 
 impl TestHost {
@@ -719,6 +741,7 @@ impl TestHost {
             files: self.files.clone(),
             compose: self.compose.clone(),
             logs: self.logs.clone(),
+            smtp: self.smtp.clone(),
         }
     }
 

@@ -1,7 +1,8 @@
 //! The alerts plugin's entry in the config file: the install's scope
 //! (`wakedock.instance`) goes into its config, and when the admin grants it
 //! `all`, its `http-outbound` allowlist is exactly the hosts of the
-//! channels declared there (plus its `allow_hosts`), nothing more: the
+//! HTTP channels declared there and its `smtp` allowlist the servers of
+//! the e-mail channels (each plus its `allow_hosts`), nothing more: the
 //! manifest asks for `*`, the channel configuration decides.
 
 use wakedock_plugin_alerts::config::AlertsConfig;
@@ -27,12 +28,17 @@ pub fn with_alerts_config(declared: &[PluginDecl], instance: Option<&str>) -> Ve
             else {
                 return decl;
             };
-            let hosts = decl
+            let config = decl
                 .config
                 .as_ref()
-                .and_then(|c| AlertsConfig::from_json(c).ok())
-                .map(|c| c.outbound_hosts())
-                .unwrap_or_default();
+                .and_then(|c| AlertsConfig::from_json(c).ok());
+            let hosts = Allowlists {
+                http: config
+                    .as_ref()
+                    .map(|c| c.outbound_hosts())
+                    .unwrap_or_default(),
+                smtp: config.as_ref().map(|c| c.smtp_hosts()).unwrap_or_default(),
+            };
             PluginDecl {
                 grant: GrantSpec::Explicit(Box::new(grant_for(&manifest, hosts, instance))),
                 ..decl
@@ -53,18 +59,28 @@ pub fn shown_config(plugin: &str, mut config: serde_json::Value) -> serde_json::
     config
 }
 
-/// Everything the manifest asks for, with `hosts` as the allowlist and,
+/// The hosts the alerts plugin may reach, per capability.
+#[derive(Debug, Default)]
+struct Allowlists {
+    http: Vec<String>,
+    smtp: Vec<String>,
+}
+
+/// Everything the manifest asks for, with `hosts` as the allowlists and,
 /// for an install with a `wakedock.instance`, only that install's
 /// containers (the plugin ignores the others anyway; narrowed here, their
 /// events and stats never reach it and their stats are never sampled).
 fn grant_for(
     manifest: &wakedock_plugin_runtime::Manifest,
-    hosts: Vec<String>,
+    hosts: Allowlists,
     instance: Option<&str>,
 ) -> Grant {
     let mut g = Grant::approve_all(manifest);
     if let Some(h) = g.capabilities.http_outbound.as_mut() {
-        h.hosts = hosts;
+        h.hosts = hosts.http;
+    }
+    if let Some(s) = g.capabilities.smtp.as_mut() {
+        s.hosts = hosts.smtp;
     }
     if let (Some(c), Some(instance)) = (g.capabilities.containers.as_mut(), instance) {
         c.selector = Some(format!("{}={instance}", crate::config::INSTANCE_LABEL));
@@ -82,7 +98,8 @@ mod tests {
             ALERTS_PLUGIN,
             serde_json::json!({"channels": [
                 {"name": "t", "type": "telegram", "bot_token": "SECRET", "chat_id": "1"},
-                {"name": "w", "type": "webhook", "url": "http://h/SECRET", "headers": {"x": "SECRET"}}
+                {"name": "w", "type": "webhook", "url": "http://h/SECRET", "headers": {"x": "SECRET"}},
+                {"name": "m", "type": "email", "server": "s", "password": "SECRET", "from": "a@b", "to": ["c@d"]}
             ]}),
         );
         let text = shown.to_string();
@@ -103,10 +120,15 @@ mod tests {
             ["*"],
             "the manifest leaves the hosts to the admin"
         );
-        let g = grant_for(&m, vec!["127.0.0.1".into(), "hooks.slack.com".into()], None);
+        assert_eq!(m.capabilities.smtp.as_ref().unwrap().hosts, ["*"]);
+        let hosts = Allowlists {
+            http: vec!["127.0.0.1".into(), "hooks.slack.com".into()],
+            smtp: vec!["smtp.example.org".into()],
+        };
+        let g = grant_for(&m, hosts, None);
         assert_eq!(g.excess_over(&m), None);
         // An install's own containers only: narrower than the manifest.
-        let scoped = grant_for(&m, vec![], Some("prod-1"));
+        let scoped = grant_for(&m, Allowlists::default(), Some("prod-1"));
         assert_eq!(scoped.excess_over(&m), None);
         assert_eq!(
             scoped
@@ -138,5 +160,6 @@ mod tests {
             p.http_outbound.unwrap().hosts,
             ["127.0.0.1", "hooks.slack.com"]
         );
+        assert_eq!(p.smtp.unwrap().hosts, ["smtp.example.org"]);
     }
 }

@@ -12,6 +12,7 @@
 pub mod caps;
 mod stats;
 pub mod logs;
+pub mod smtp;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -410,6 +411,7 @@ impl PluginManager {
             files: stacks.0,
             compose: Arc::new(crate::stacks::ComposeCap(stacks.1)),
             logs: Arc::new(log_followers.clone()),
+            smtp: Arc::new(smtp::LettreSmtp),
         };
         let config = RuntimeConfig {
             cache_dir: Some(data_path.join("plugin-cache")),

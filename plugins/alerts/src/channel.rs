@@ -1,9 +1,10 @@
 //! Notification channels: webhook (JSON, optional body template), ntfy,
-//! Gotify, Discord, Slack and Telegram. Each is one HTTP POST to a base URL
+//! Gotify, Discord, Slack and Telegram, each one HTTP POST to a base URL
 //! the admin configures (so a self-hosted ntfy or Gotify, or a test's
-//! loopback receiver, works like the public services).
+//! loopback receiver, works like the public services); and e-mail over
+//! SMTP ([`crate::email`]).
 //!
-//! Secrets (tokens, webhook URLs, header values) are kept but never shown
+//! Secrets (tokens, webhook URLs, header values, SMTP passwords) are kept but never shown
 //! back: [`Channel::view`] names which are set, never their values, and
 //! nothing here formats a secret into an error or log message.
 
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::NoteKind;
+use crate::email::{Email, Letter};
 use crate::rule::{check_name, FieldError, Severity};
 
 /// A channel's kind and settings.
@@ -53,6 +55,8 @@ pub enum Kind {
         bot_token: String,
         chat_id: String,
     },
+    /// E-mail through an SMTP server (the `smtp` capability, not HTTP).
+    Email(Email),
 }
 
 fn ntfy_base() -> String {
@@ -179,6 +183,13 @@ pub struct Outgoing {
     pub body: Vec<u8>,
 }
 
+/// What delivers a notification: an HTTP request, or a letter for SMTP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rendered {
+    Http(Outgoing),
+    Email(Letter),
+}
+
 /// `scheme://host[:port]/...` → host (lowercase), if the URL is http(s).
 pub fn url_host(url: &str) -> Option<String> {
     let rest = url
@@ -289,6 +300,7 @@ impl Channel {
                 nonempty("bot_token", bot_token)?;
                 nonempty("chat_id", chat_id)?;
             }
+            Kind::Email(e) => e.check()?,
         }
         Ok(())
     }
@@ -301,23 +313,42 @@ impl Channel {
             Kind::Discord { .. } => "discord",
             Kind::Slack { .. } => "slack",
             Kind::Telegram { .. } => "telegram",
+            Kind::Email(_) => "email",
         }
     }
 
-    /// The URL everything is sent to (may hold a secret: never shown).
-    fn target_url(&self) -> &str {
-        match &self.kind {
+    /// The URL everything is sent to (may hold a secret: never shown);
+    /// none for e-mail.
+    fn target_url(&self) -> Option<&str> {
+        Some(match &self.kind {
             Kind::Webhook { url, .. } => url,
             Kind::Ntfy { base_url, .. }
             | Kind::Gotify { base_url, .. }
             | Kind::Telegram { base_url, .. } => base_url,
             Kind::Discord { webhook_url } | Kind::Slack { webhook_url } => webhook_url,
+            Kind::Email(_) => return None,
+        })
+    }
+
+    /// The host notifications go to (an SMTP server for e-mail).
+    pub fn host(&self) -> String {
+        match &self.kind {
+            Kind::Email(e) => e.host(),
+            _ => self.target_url().and_then(url_host).unwrap_or_default(),
         }
     }
 
-    /// The host notifications go to: what the outbound allowlist must hold.
-    pub fn host(&self) -> String {
-        url_host(self.target_url()).unwrap_or_default()
+    /// The host the `http-outbound` allowlist must hold, if it sends HTTP.
+    pub fn http_host(&self) -> Option<String> {
+        self.target_url().and_then(url_host)
+    }
+
+    /// The server the `smtp` allowlist must hold, if it sends e-mail.
+    pub fn smtp_host(&self) -> Option<String> {
+        match &self.kind {
+            Kind::Email(e) => Some(e.host()),
+            _ => None,
+        }
     }
 
     pub fn view(&self) -> ChannelView {
@@ -357,6 +388,22 @@ impl Channel {
                 settings.insert("base_url".into(), base_url.clone());
                 settings.insert("chat_id".into(), chat_id.clone());
                 secrets.push("bot_token".into());
+            }
+            Kind::Email(e) => {
+                settings.insert("server".into(), e.host());
+                settings.insert("port".into(), e.port().to_string());
+                settings.insert("security".into(), e.security.as_str().into());
+                settings.insert("from".into(), e.from.clone());
+                settings.insert("to".into(), e.to.join(", "));
+                if let Some(u) = e.username.as_deref().filter(|u| !u.is_empty()) {
+                    settings.insert("username".into(), u.to_owned());
+                }
+                if e.ca_pem.is_some() {
+                    settings.insert("ca_pem".into(), "(set)".into());
+                }
+                if e.password.as_deref().is_some_and(|p| !p.is_empty()) {
+                    secrets.push("password".into());
+                }
             }
         }
         ChannelView {
@@ -403,12 +450,24 @@ impl Channel {
             (Kind::Telegram { bot_token, .. }, Kind::Telegram { bot_token: o, .. }) => {
                 keep(bot_token, o)
             }
+            (Kind::Email(e), Kind::Email(o)) if e.password.as_deref().is_none_or(str::is_empty) => {
+                e.password.clone_from(&o.password);
+            }
             _ => {}
         }
     }
 
-    /// The request that delivers `m` on this channel.
-    pub fn render(&self, m: &Message) -> Outgoing {
+    /// What delivers `m` on this channel.
+    pub fn render(&self, m: &Message) -> Rendered {
+        match self.render_http(m) {
+            Ok(post) => Rendered::Http(post),
+            Err(email) => Rendered::Email(email.render(m)),
+        }
+    }
+
+    /// The request that delivers `m` on an HTTP channel, or the settings
+    /// of an e-mail channel (rendered by [`Email::render`]).
+    fn render_http(&self, m: &Message) -> Result<Outgoing, &Email> {
         let json = |v: serde_json::Value| v.to_string().into_bytes();
         let ct = || ("content-type".to_owned(), "application/json".to_owned());
         let priority = match (m.kind, m.severity) {
@@ -416,7 +475,7 @@ impl Channel {
             (_, Severity::Warning) => 4,
             (_, Severity::Critical) => 5,
         };
-        match &self.kind {
+        Ok(match &self.kind {
             Kind::Webhook {
                 url,
                 body_template,
@@ -521,7 +580,8 @@ impl Channel {
                     "disable_web_page_preview": true,
                 })),
             },
-        }
+            Kind::Email(e) => return Err(e),
+        })
     }
 
     /// Whether the receiver's answer means delivered. Telegram answers
@@ -564,7 +624,14 @@ pub fn fill(template: &str, m: &Message) -> String {
 }
 
 /// The fields that hold secrets, in any channel kind.
-pub const SECRET_FIELDS: [&str; 5] = ["url", "webhook_url", "token", "bot_token", "headers"];
+pub const SECRET_FIELDS: [&str; 6] = [
+    "url",
+    "webhook_url",
+    "token",
+    "bot_token",
+    "headers",
+    "password",
+];
 
 /// A channel document (as written in the config file) with its secrets
 /// replaced by `(secret)`, for showing it.
@@ -597,11 +664,12 @@ pub fn parse_channels(values: &[serde_json::Value], at: &str) -> (Vec<Channel>, 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::{json, Value};
 
-    fn msg(kind: NoteKind) -> Message {
+    /// A critical `crash` notification about container `api`.
+    pub(crate) fn msg(kind: NoteKind) -> Message {
         Message {
             kind,
             rule: "crash".into(),
@@ -611,6 +679,12 @@ mod tests {
             alert_id: "a1".into(),
             fired_at_ms: 1000,
             resolved_at_ms: None,
+        }
+    }
+
+    impl Channel {
+        fn post(&self, m: &Message) -> Outgoing {
+            self.render_http(m).expect("an HTTP channel")
         }
     }
 
@@ -625,7 +699,7 @@ mod tests {
     #[test]
     fn each_kind_renders_what_its_service_accepts() {
         let m = msg(NoteKind::Firing);
-        let o = ch(json!({"name": "n", "type": "ntfy", "base_url": "http://127.0.0.1:9/", "topic": "ops", "token": "tk_1"})).render(&m);
+        let o = ch(json!({"name": "n", "type": "ntfy", "base_url": "http://127.0.0.1:9/", "topic": "ops", "token": "tk_1"})).post(&m);
         assert_eq!(o.url, "http://127.0.0.1:9/");
         assert!(o
             .headers
@@ -640,29 +714,29 @@ mod tests {
         let o = ch(
             json!({"name": "g", "type": "gotify", "base_url": "http://127.0.0.1:9", "token": "T"}),
         )
-        .render(&m);
+        .post(&m);
         assert_eq!(o.url, "http://127.0.0.1:9/message");
         assert!(o.headers.contains(&("x-gotify-key".into(), "T".into())));
         assert_eq!(body(&o)["title"], "[FIRING] crash on api (critical)");
 
-        let o = ch(json!({"name": "d", "type": "discord", "webhook_url": "http://127.0.0.1:9/api/webhooks/1/x"})).render(&m);
+        let o = ch(json!({"name": "d", "type": "discord", "webhook_url": "http://127.0.0.1:9/api/webhooks/1/x"})).post(&m);
         assert_eq!(body(&o)["embeds"][0]["description"], m.detail);
 
         let o = ch(
             json!({"name": "s", "type": "slack", "webhook_url": "http://127.0.0.1:9/services/x"}),
         )
-        .render(&m);
+        .post(&m);
         assert!(body(&o)["text"]
             .as_str()
             .unwrap()
             .contains("exited with code 1"));
 
-        let o = ch(json!({"name": "t", "type": "telegram", "base_url": "http://127.0.0.1:9", "bot_token": "123:abc", "chat_id": "-100"})).render(&m);
+        let o = ch(json!({"name": "t", "type": "telegram", "base_url": "http://127.0.0.1:9", "bot_token": "123:abc", "chat_id": "-100"})).post(&m);
         assert_eq!(o.url, "http://127.0.0.1:9/bot123:abc/sendMessage");
         assert_eq!(body(&o)["chat_id"], "-100");
 
-        let o = ch(json!({"name": "w", "type": "webhook", "url": "http://127.0.0.1:9/hook"}))
-            .render(&m);
+        let o =
+            ch(json!({"name": "w", "type": "webhook", "url": "http://127.0.0.1:9/hook"})).post(&m);
         let b = body(&o);
         assert_eq!(
             (b["status"].as_str(), b["target"].as_str()),
@@ -676,7 +750,7 @@ mod tests {
             "body_template": "{\"text\": \"{{title}}: {{detail}}\", \"s\": \"{{status}}\"}"}));
         let mut m = msg(NoteKind::Resolved);
         m.detail = "quote \" and\nnewline".into();
-        let b = body(&c.render(&m));
+        let b = body(&c.post(&m));
         assert_eq!(b["s"], "resolved");
         assert!(b["text"]
             .as_str()
@@ -707,9 +781,51 @@ mod tests {
         }
         edited.keep_secrets_of(&c);
         assert_eq!(
-            edited.render(&msg(NoteKind::Test)).url,
+            edited.post(&msg(NoteKind::Test)).url,
             "http://127.0.0.1:9/bot123:SECRET/sendMessage"
         );
+    }
+
+    #[test]
+    fn an_email_channel_keeps_its_password_and_never_shows_it() {
+        let c = ch(
+            json!({"name": "m", "type": "email", "server": "smtp.example.org",
+            "username": "ops", "password": "SECRET-pw", "from": "wd@example.org", "to": ["a@example.org", "b@example.org"]}),
+        );
+        assert_eq!(
+            (c.host(), c.http_host(), c.smtp_host()),
+            (
+                "smtp.example.org".into(),
+                None,
+                Some("smtp.example.org".into())
+            )
+        );
+        let v = c.view();
+        let text = serde_json::to_string(&v).unwrap();
+        assert!(!text.contains("SECRET"), "{text}");
+        assert_eq!(v.secrets_set, ["password"]);
+        assert_eq!(v.settings["to"], "a@example.org, b@example.org");
+        assert_eq!(v.settings["port"], "587");
+        let mut doc: Value = c.clone().into();
+        redact_json(&mut doc);
+        assert!(!doc.to_string().contains("SECRET"), "{doc}");
+        // An edit that leaves the password out keeps it.
+        let mut edited = ch(
+            json!({"name": "m", "type": "email", "server": "smtp.example.org",
+            "username": "ops", "password": "x", "from": "wd@example.org", "to": ["c@example.org"]}),
+        );
+        if let Kind::Email(e) = &mut edited.kind {
+            e.password = None;
+        }
+        edited.keep_secrets_of(&c);
+        match edited.render(&msg(NoteKind::Test)) {
+            Rendered::Email(l) => {
+                assert_eq!(l.password.as_deref(), Some("SECRET-pw"));
+                assert_eq!(l.to, ["c@example.org"]);
+                assert_eq!(l.subject, "[TEST] WakeDock test notification");
+            }
+            other => panic!("an e-mail channel rendered {other:?}"),
+        }
     }
 
     #[test]

@@ -26,7 +26,8 @@ struct Raw {
     retention: Option<String>,
     #[serde(default)]
     instance: Option<String>,
-    /// Extra hosts the admin allows for channels made through the API.
+    /// Extra hosts the admin allows for channels made through the API
+    /// (HTTP hosts and SMTP servers alike).
     #[serde(default)]
     allow_hosts: Vec<String>,
 }
@@ -94,13 +95,23 @@ impl AlertsConfig {
         })
     }
 
-    /// The hosts the plugin must be able to reach: its channels' and the
-    /// admin's extra ones, sorted, without repeats.
+    /// The hosts the plugin must be able to reach over HTTP: its HTTP
+    /// channels' and the admin's extra ones, sorted, without repeats.
     pub fn outbound_hosts(&self) -> Vec<String> {
+        self.hosts(Channel::http_host)
+    }
+
+    /// The SMTP servers the plugin must be able to reach: its e-mail
+    /// channels' and the admin's extra hosts, sorted, without repeats.
+    pub fn smtp_hosts(&self) -> Vec<String> {
+        self.hosts(Channel::smtp_host)
+    }
+
+    fn hosts(&self, of: fn(&Channel) -> Option<String>) -> Vec<String> {
         let mut hosts: Vec<String> = self
             .channels
             .iter()
-            .map(Channel::host)
+            .filter_map(of)
             .chain(self.allow_hosts.iter().map(|h| h.to_ascii_lowercase()))
             .collect();
         hosts.sort();
@@ -128,7 +139,8 @@ mod tests {
             "rules": [{"name": "crash", "kind": "exit", "channels": ["ops"]}],
             "channels": [
                 {"name": "ops", "type": "slack", "webhook_url": "https://hooks.slack.com/services/x"},
-                {"name": "phone", "type": "ntfy", "topic": "t"}
+                {"name": "phone", "type": "ntfy", "topic": "t"},
+                {"name": "mail", "type": "email", "server": "SMTP.example.org", "from": "wd@example.org", "to": ["ops@example.org"]}
             ],
             "maintenance": [{"name": "nightly", "every": ["day"], "at": "03:00", "duration": "1h"}],
             "retention": "7d",
@@ -140,6 +152,7 @@ mod tests {
             c.outbound_hosts(),
             ["gotify.example.org", "hooks.slack.com", "ntfy.sh"]
         );
+        assert_eq!(c.smtp_hosts(), ["gotify.example.org", "smtp.example.org"]);
         assert!(AlertsConfig::from_json(&serde_json::Value::Null).is_ok());
     }
 
@@ -147,7 +160,7 @@ mod tests {
     fn a_bad_config_names_every_field() {
         let e = AlertsConfig::from_json(&json!({
             "rules": [{"name": "crash", "kind": "exit", "channels": ["nope"], "resend": "often"}],
-            "channels": [{"name": "x", "type": "slack"}],
+            "channels": [{"name": "x", "type": "slack"}, {"name": "m", "type": "email", "server": "s", "from": "a@b", "to": ["nobody"]}],
             "maintenance": [{"name": "m", "every": ["day"], "at": "3am", "duration": "1h"}],
             "retention": "forever"
         }))
@@ -158,6 +171,7 @@ mod tests {
             [
                 "rules[0].resend",
                 "channels[0].webhook_url",
+                "channels[1].to[0]",
                 "maintenance[0].at",
                 "retention"
             ],

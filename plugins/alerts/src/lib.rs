@@ -13,6 +13,8 @@
 //!   resolved, resend, cooldown);
 //! - [`suppress`]: silences and maintenance windows;
 //! - [`channel`]: notification channels, their payloads and secrets;
+//! - [`email`]: the e-mail channel's settings and letters (sent through
+//!   the host's `smtp` capability);
 //! - [`outbox`]: deliveries, retries with backoff, channel health;
 //! - [`history`]: alert records, paging and retention;
 //! - [`config`]: the plugin's configuration (the config file's rules and
@@ -25,6 +27,7 @@ pub mod alert;
 pub mod channel;
 pub mod config;
 pub mod contract;
+pub mod email;
 pub mod facts;
 pub mod history;
 pub mod outbox;

@@ -1,16 +1,19 @@
-//! Sending the outbox through `http-outbound`: due deliveries are tried in
+//! Sending the outbox through `http-outbound` (and `smtp` for e-mail
+//! channels): due deliveries are tried in
 //! order; a success removes the entry and records the delivery; a failure
 //! schedules a retry with backoff (or gives up after a day); each channel's
 //! health is kept and a channel that stays down is logged once.
 //!
 //! Errors are described without the request's URL: webhook URLs and
-//! Telegram's bot token are secrets.
+//! Telegram's bot token are secrets (and the host never puts an SMTP
+//! password into an error).
 
-use wakedock_plugin_sdk::{clock, http, log, metrics, Error};
+use wakedock_plugin_sdk::{clock, http, log, metrics, smtp, Error};
 
 use super::store::{self, put};
 use super::Alerts;
-use crate::channel::{Channel, Message};
+use crate::channel::{Channel, Message, Outgoing, Rendered};
+use crate::email::{Letter, Security};
 use crate::history::{AlertRecord, NoteResult};
 use crate::outbox::{ChannelHealth, Delivery, HealthChange, Retry};
 
@@ -22,9 +25,53 @@ const SEND_TIMEOUT_MS: u32 = 5_000;
 /// 30 s): receivers that hang cannot make the call overrun and fail.
 const FLUSH_BUDGET_NS: u64 = 15_000_000_000;
 
-/// Sends `m` on `c`; the receiver's status, or why it failed.
+/// What an SMTP server answers when it accepts a message.
+const SMTP_ACCEPTED: u16 = 250;
+
+/// Sends `m` on `c`; the receiver's status (250 for an SMTP server that
+/// accepted the message), or why it failed.
 pub fn send(c: &Channel, m: &Message) -> Result<u16, String> {
-    let out = c.render(m);
+    match c.render(m) {
+        Rendered::Http(out) => post(c, out),
+        Rendered::Email(letter) => mail(letter).map(|()| SMTP_ACCEPTED),
+    }
+}
+
+fn mail(l: Letter) -> Result<(), String> {
+    let host = l.server.clone();
+    let message = smtp::Mail {
+        server: smtp::Server {
+            host: l.server,
+            port: l.port,
+            security: match l.security {
+                Security::Starttls => smtp::Security::Starttls,
+                Security::Tls => smtp::Security::Tls,
+                Security::None => smtp::Security::None,
+            },
+            username: l.username,
+            password: l.password,
+            ca_pem: l.ca_pem,
+        },
+        from: l.from,
+        to: l.to,
+        subject: l.subject,
+        text: l.text,
+        timeout_ms: Some(SEND_TIMEOUT_MS * 2),
+    };
+    smtp::send(&message).map_err(|e| match e {
+        Error::PermissionDenied(_) => format!(
+            "SMTP server {host} is not in the alerts plugin's smtp allowlist: declare the channel in the config file, add the host to the plugin's `allow_hosts`, or grant it"
+        ),
+        Error::QuotaExceeded => "the e-mail rate limit is reached; retrying later".into(),
+        Error::Timeout => format!(
+            "SMTP server {host} did not finish within {} ms",
+            SEND_TIMEOUT_MS * 2
+        ),
+        other => other.describe(),
+    })
+}
+
+fn post(c: &Channel, out: Outgoing) -> Result<u16, String> {
     let request = http::Request {
         method: "POST".into(),
         url: out.url.clone(),

@@ -240,6 +240,23 @@ impl Alerts {
                 if let Some(t) = f.get("body_template").filter(|v| v.as_str() != Some("")) {
                     ch.insert("body_template".into(), t.clone());
                 }
+                // A form sends text: an e-mail channel's recipients are a
+                // comma-separated list, its port a number (a bad one stays
+                // text and is named by the channel check).
+                // The security select always sends a value: only e-mail has one.
+                if ch.get("type").and_then(Value::as_str) != Some("email") {
+                    ch.remove("security");
+                }
+                if ch.contains_key("to") {
+                    ch.insert("to".into(), list_of(f.get("to")).into());
+                }
+                if let Some(port) = ch
+                    .get("port")
+                    .and_then(Value::as_str)
+                    .and_then(|p| p.parse::<u16>().ok())
+                {
+                    ch.insert("port".into(), port.into());
+                }
                 match self.save_channel(&Value::Object(ch), None) {
                     Ok(_) => ui::redirect(&base, "/channels", true, "Channel created."),
                     Err(es) => {
@@ -475,7 +492,7 @@ impl Alerts {
             format!(
                 "<h2>New channel</h2><form method=\"post\" action=\"{base}/channels\" class=\"card\">\
                  <label>Name <input name=\"name\" required></label>\
-                 <label>Type <select name=\"type\"><option>webhook</option><option>ntfy</option><option>gotify</option><option>discord</option><option>slack</option><option>telegram</option></select></label>\
+                 <label>Type <select name=\"type\"><option>webhook</option><option>ntfy</option><option>gotify</option><option>discord</option><option>slack</option><option>telegram</option><option>email</option></select></label>\
                  <label>URL (webhook) <input name=\"url\" autocomplete=\"off\"></label>\
                  <label>Webhook URL (Discord, Slack) <input name=\"webhook_url\" autocomplete=\"off\"></label>\
                  <label>Base URL (ntfy, Gotify, Telegram) <input name=\"base_url\"></label>\
@@ -483,6 +500,13 @@ impl Alerts {
                  <label>Token (ntfy, Gotify) <input name=\"token\" autocomplete=\"off\"></label>\
                  <label>Bot token (Telegram) <input name=\"bot_token\" autocomplete=\"off\"></label>\
                  <label>Chat id (Telegram) <input name=\"chat_id\"></label>\
+                 <label>SMTP server (e-mail) <input name=\"server\"></label>\
+                 <label>Port (e-mail; empty: 587, 465 or 25 by security) <input name=\"port\" inputmode=\"numeric\"></label>\
+                 <label>Security (e-mail) <select name=\"security\"><option>starttls</option><option>tls</option><option>none</option></select></label>\
+                 <label>Username (e-mail) <input name=\"username\" autocomplete=\"off\"></label>\
+                 <label>Password (e-mail) <input name=\"password\" autocomplete=\"off\"></label>\
+                 <label>From (e-mail) <input name=\"from\"></label>\
+                 <label>To (e-mail, comma-separated) <input name=\"to\"></label>\
                  <label>Body template (webhook, JSON with {{{{placeholders}}}}) <textarea name=\"body_template\"></textarea></label>\
                  <button class=\"primary\">Create channel</button></form><p class=\"muted\">Secrets are kept and never shown again.</p>"
             )
