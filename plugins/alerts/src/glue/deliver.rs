@@ -6,7 +6,7 @@
 //! Errors are described without the request's URL: webhook URLs and
 //! Telegram's bot token are secrets.
 
-use wakedock_plugin_sdk::{clock, http, log, metrics, Error};
+use wakedock_plugin_sdk::{clock, events, http, log, metrics, Error};
 
 use super::store::{self, put};
 use super::Alerts;
@@ -134,8 +134,15 @@ impl Alerts {
                 if !matches!(outcome, NoteResult::Retrying { .. }) {
                     n.delivery = None;
                 }
+                let result = serde_json::to_value(&outcome).unwrap_or_default();
                 n.result = outcome;
                 put(&rkey, &r);
+                // Stored first: the alerts pages are live on `alerts.*`
+                // (their manifest entry), and re-read the record on this.
+                let _ = events::publish_json(
+                    "alerts.delivery",
+                    &serde_json::json!({"alert_id": d.message.alert_id, "channel": d.channel, "outcome": result}),
+                );
             }
         }
     }
