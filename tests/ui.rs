@@ -904,17 +904,22 @@ async fn running_container(name: &str) -> bool {
 // ---------------------------------------------------------------------------
 // Plugin pages: the stacks plugin and the example plugin (issue 11)
 
+/// The first-party plugin `plugin` (`plugins/{plugin}`, its component
+/// built by `scripts/build-plugins.sh`) with `config`.
+fn first_party(plugin: &str, config: Value) -> wakedock::config::PluginDecl {
+    serde_json::from_value(json!({
+        "manifest": format!("{}/../plugins/{plugin}/plugin.toml", env!("CARGO_MANIFEST_DIR")),
+        "wasm": wasm_dir().join(format!("wakedock_plugin_{plugin}.wasm")),
+        "config": config,
+    }))
+    .unwrap()
+}
+
 /// A host with the stacks and example plugins (pages under `/p/...`).
 async fn host_with_pages() -> TestHost {
     TestHost::start_with(Backend::Sqlite, |c| {
-        for (plugin, wasm) in [("stacks", "wakedock_plugin_stacks"), ("example", "wakedock_plugin_example")] {
-            c.plugins.push(
-                serde_json::from_value(json!({
-                    "manifest": format!("{}/../plugins/{plugin}/plugin.toml", env!("CARGO_MANIFEST_DIR")),
-                    "wasm": wasm_dir().join(format!("{wasm}.wasm")),
-                }))
-                .unwrap(),
-            );
+        for plugin in ["stacks", "example"] {
+            c.plugins.push(first_party(plugin, json!({})));
         }
     })
     .await
@@ -1185,6 +1190,310 @@ async fn the_example_plugins_page_renders_in_the_layout_and_cannot_act_as_the_us
     let users_after = admin.get_json("/api/v1/users").await;
     assert_eq!(users_before, users_after, "the page created a user");
     assert!(!host.data_path().join("stacks").join("mallory").exists());
+    b.close().await;
+    host.stop().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Live plugin pages: the alerts plugin's pages (issue 12)
+
+/// A host scoped to `instance` with the alerts plugin (channels to
+/// loopback allowed) and the example plugin (a page that is not live).
+async fn host_with_alerts(instance: &str) -> TestHost {
+    TestHost::start_with(Backend::Sqlite, |c| {
+        c.wakedock.instance = Some(instance.to_owned());
+        c.plugins
+            .push(first_party("alerts", json!({"allow_hosts": ["127.0.0.1"]})));
+        c.plugins.push(first_party("example", json!({})));
+    })
+    .await
+}
+
+/// Reads server-sent events from `r` until `until` holds of one, for at
+/// most `limit`; returns every event read, in order.
+async fn sse_until(
+    r: &mut reqwest::Response,
+    limit: Duration,
+    until: impl Fn(&(String, String)) -> bool,
+) -> Vec<(String, String)> {
+    let mut buf = String::new();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + limit * patience();
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, r.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("timed out after {limit:?}; events so far: {seen:?}"))
+            .expect("the stream")
+            .unwrap_or_else(|| panic!("the stream ended; events so far: {seen:?}"));
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        for ev in drain_sse(&mut buf) {
+            let done = until(&ev);
+            seen.push(ev);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+/// The stream of a live page carries the plugin's own events on the
+/// page's topics, topic only, to a signed-in browser session: not another
+/// plugin's or the host's events, nothing to a caller without a session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_pages_stream_carries_only_its_plugins_own_topics_to_a_session() {
+    let host = host_with_alerts(&new_instance()).await;
+    let url = host.url("/ui/events/plugin/alerts?path=%2Fhistory");
+    let http = reqwest::Client::new();
+    let viewer = host.user_with_role("viewer").await;
+    let session = |path: &str| {
+        http.get(host.url(path))
+            .header("cookie", format!("wakedock_access={}", viewer.token))
+    };
+
+    // No session: refused, nothing streamed.
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = http
+        .get(&url)
+        .header("cookie", "wakedock_access=forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // A bearer token is an API client, not a page.
+    let r = http
+        .get(&url)
+        .bearer_auth(&viewer.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // A page whose entry names no topics has no stream; nor has a plugin
+    // without pages.
+    for path in [
+        "/ui/events/plugin/example?path=%2F",
+        "/ui/events/plugin/wake",
+    ] {
+        let r = session(path).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+
+    // A viewer's session on a viewer page: the stream.
+    let mut r = session("/ui/events/plugin/alerts?path=%2Fhistory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    sse_until(&mut r, WAIT, |(name, _)| name == "hello").await;
+    // Another plugin (even on an `alerts.` topic), the host, and the
+    // plugin on a topic the page does not name: none of them. The bus
+    // keeps order, so the first event through must be the last published.
+    host.bus.publish("example", "alerts.fired", "{}");
+    host.bus.publish("host", "alerts.fired", "{}");
+    host.bus.publish("alerts", "alertsx.fired", "{}");
+    host.bus.publish(
+        "alerts",
+        "alerts.fired",
+        r#"{"detail":"payload-not-for-the-page"}"#,
+    );
+    let seen = sse_until(&mut r, WAIT, |(name, _)| name == "changed").await;
+    let (_, data) = seen.last().unwrap();
+    let data: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(data, json!({"topic": "alerts.fired"}), "{seen:?}");
+}
+
+/// The issue's browser test: a channel made and tested on the alerts
+/// pages, a rule made there, then the alert fires on the open page without
+/// a reload; and a live page never clobbers a form being typed in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_made_on_the_pages_fires_live_on_the_open_page() {
+    use wakedock_tests::receiver::Receiver;
+
+    let _one = BROWSER_LOCK.lock().await;
+    let rx = Receiver::start().await;
+    let instance = new_instance();
+    let mark = unique("ui-alert");
+    // Created now, started (and exiting 1) once the page is open.
+    let app = TestContainer::from_spec(AppSpec {
+        env: &[("EXIT_AFTER_MS", "1000"), ("EXIT_CODE", "1")],
+        labels: &[("wakedock.test.ui-alert", &mark)],
+        instance: Some(&instance),
+        start: false,
+        ..AppSpec::default()
+    })
+    .await;
+    let host = host_with_alerts(&instance).await;
+    let b = Browser::start().await;
+    b.login(&host, "admin", ADMIN_PASSWORD).await;
+    b.wait_for("the overview", "document.querySelector('main#main')", WAIT)
+        .await;
+    b.click("nav a[href='/p/alerts/']").await;
+    b.wait_for(
+        "the alerts page",
+        "document.querySelector('[data-plugin-page=alerts] .firing-count')",
+        WAIT,
+    )
+    .await;
+
+    // A webhook channel to the receiver, through the form; then its test.
+    b.goto(&host.url("/p/alerts/channels")).await;
+    let form = "form[action='/p/alerts/channels']";
+    b.fill(&format!("{form} input[name=name]"), "browserhook")
+        .await;
+    b.js(&format!(
+        "document.querySelector(\"{form} select[name=type]\").value = 'webhook';"
+    ))
+    .await;
+    b.fill(&format!("{form} input[name=url]"), &rx.url("/from-browser"))
+        .await;
+    b.click(&format!("{form} button.primary")).await;
+    b.wait_for(
+        "the channel made",
+        "document.querySelector('.flash.ok') && document.querySelector('.flash.ok').innerText.includes('Channel created.')",
+        WAIT,
+    )
+    .await;
+    b.click("form[action='/p/alerts/channels/browserhook/test'] button")
+        .await;
+    b.wait_for(
+        "the test's result on the page",
+        "document.querySelector('.flash.ok') && document.querySelector('.flash.ok').innerText.includes('Test notification delivered to browserhook')",
+        WAIT,
+    )
+    .await;
+    let n = rx.first(WAIT, "the test notification").await;
+    assert_eq!(n["status"], "test", "{n}");
+    assert_eq!(rx.delivered()[0].path, "/from-browser");
+    b.shot("alerts-channel-tested").await;
+
+    // An exit rule for the labelled container, through the form.
+    b.goto(&host.url("/p/alerts/rules")).await;
+    let form = "form[action='/p/alerts/rules']";
+    b.fill(&format!("{form} input[name=name]"), "browser-exit")
+        .await;
+    b.js(&format!(
+        "document.querySelector(\"{form} select[name=kind]\").value = 'exit'; \
+         document.querySelector(\"{form} select[name=severity]\").value = 'critical';"
+    ))
+    .await;
+    b.fill(
+        &format!("{form} input[name=labels]"),
+        &format!("wakedock.test.ui-alert={mark}"),
+    )
+    .await;
+    b.fill(&format!("{form} input[name=channels]"), "browserhook")
+        .await;
+    b.click(&format!("{form} button.primary")).await;
+    b.wait_for(
+        "the rule made",
+        "document.querySelector('.flash.ok') && document.querySelector('.flash.ok').innerText.includes('Rule created.')",
+        WAIT,
+    )
+    .await;
+    assert!(
+        b.text("main").await.contains(&app.name),
+        "the rule's preview lists the container"
+    );
+
+    // The alerts page, open and live; then the container exits 1.
+    b.goto(&host.url("/p/alerts/")).await;
+    b.wait_for(
+        "the page's live stream",
+        "document.querySelector('[data-plugin-page][data-live-state=on]')",
+        WAIT,
+    )
+    .await;
+    assert_eq!(b.text(".firing-count").await, "0");
+    b.js("window.__noReload = true").await;
+    docker()
+        .await
+        .start_container(
+            &app.name,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .unwrap();
+    b.wait_for(
+        "the firing alert on the open page",
+        &format!(
+            "document.querySelector('.firing-count').textContent === '1' && \
+             Array.from(document.querySelectorAll('[data-plugin-page] tr.alert-row')).some((r) => \
+               r.innerText.includes({name:?}) && r.innerText.includes('exited with code 1') && r.innerText.includes('firing'))",
+            name = app.name
+        ),
+        Duration::from_secs(30) * patience(),
+    )
+    .await;
+    assert_eq!(
+        b.js("return window.__noReload === true").await,
+        json!(true),
+        "the page was reloaded"
+    );
+    let d = rx
+        .wait_delivered(WAIT * patience(), "the firing notification", |d| {
+            d.iter().any(|r| r.json()["status"] == "firing")
+        })
+        .await;
+    let firing = d.iter().find(|r| r.json()["status"] == "firing").unwrap();
+    assert_eq!(firing.json()["target"], app.name.as_str());
+    b.shot("alerts-fired-live").await;
+
+    // A form being typed in is not clobbered: the update waits while it
+    // has focus, and what was typed is carried into the new content.
+    b.goto(&host.url("/p/alerts/rules")).await;
+    b.wait_for(
+        "the page's live stream",
+        "document.querySelector('[data-plugin-page][data-live-state=on]')",
+        WAIT,
+    )
+    .await;
+    b.js("window.__noReload = true").await;
+    let field = format!("{form} input[name=name]");
+    b.fill(&field, "half-typed").await;
+    b.js(&format!(
+        "document.querySelector(\"{field}\").__old = true; \
+         document.querySelector(\"{field}\").focus();"
+    ))
+    .await;
+    // What the plugin publishes when an alert fires (the plugin's own
+    // source on the host's bus), without a second container.
+    host.bus.publish("alerts", "alerts.fired", "{}");
+    b.wait_for(
+        "the update held back",
+        "document.querySelector('[data-plugin-page]').dataset.liveState === 'held'",
+        WAIT,
+    )
+    .await;
+    assert_eq!(
+        b.js(&format!(
+            "const f = document.querySelector(\"{field}\"); \
+             return [f.value, f.__old === true, document.activeElement === f];"
+        ))
+        .await,
+        json!(["half-typed", true, true])
+    );
+    b.shot("alerts-live-held").await;
+    b.js("document.activeElement.blur()").await;
+    b.wait_for(
+        "the held update swapped in",
+        &format!(
+            "document.querySelector('[data-plugin-page]').dataset.liveState === 'on' && \
+             document.querySelector(\"{field}\").__old !== true"
+        ),
+        WAIT,
+    )
+    .await;
+    assert_eq!(
+        b.js(&format!("return document.querySelector(\"{field}\").value"))
+            .await,
+        json!("half-typed"),
+        "the typed value was lost"
+    );
+    assert_eq!(b.js("return window.__noReload === true").await, json!(true));
     b.close().await;
     host.stop().await.unwrap();
 }
