@@ -166,15 +166,21 @@
       livePage.dataset.liveSwaps = String(swaps);
       setState("on");
     }
-    // One fetch at a time; events during it make one more afterwards.
+    // One fetch at a time; events during it make one more afterwards. A
+    // fetch the network dropped (not an answer) is tried again, slower.
+    let lost = 0;
     function update() {
       if (formFocused()) { held = true; setState("held"); return; }
       if (fetching) { again = true; return; }
       fetching = true;
       fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
-        .then((r) => (r.ok ? r.text() : Promise.reject(r.status)))
-        .then(swap)
-        .catch(() => {})
+        .then((r) => {
+          lost = 0;
+          return r.ok ? r.text().then(swap) : null;
+        }, () => {
+          lost += 1;
+          if (lost <= 5) window.setTimeout(update, 500 * 2 ** lost);
+        })
         .finally(() => {
           fetching = false;
           if (again) { again = false; update(); }
