@@ -1340,6 +1340,18 @@ async fn a_live_pages_stream_carries_only_its_plugins_own_topics_to_a_session() 
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
     }
 
+    // The layout marks a live page with its stream, and only a live one.
+    let html = |path: &'static str| {
+        let r = session(path).send();
+        async move { r.await.unwrap().text().await.unwrap() }
+    };
+    let history = html("/p/alerts/history").await;
+    assert!(
+        history.contains(r#"data-live="/ui/events/plugin/alerts?path=%2Fhistory""#),
+        "{history}"
+    );
+    assert!(!html("/p/example/").await.contains("data-live"));
+
     // A viewer's session on a viewer page: the stream.
     let mut r = session("/ui/events/plugin/alerts?path=%2Fhistory")
         .send()
