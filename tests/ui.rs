@@ -1069,15 +1069,19 @@ async fn a_stack_is_edited_and_deployed_from_its_page_with_live_output_and_a_vie
 
     // Deploy: the output arrives while it runs (the host script follows
     // the stream; `data-state` is set only from it).
-    b.goto(&host.url(&format!("/p/stacks/stacks/{name}"))).await;
-    b.click("form[action$='/deploy'] button").await;
-    // Compose creating the stack's network may make Chromium drop the
-    // load that follows the post (ERR_NETWORK_CHANGED); the action runs
-    // anyway, and the stack's page is opened again (the stream replays).
-    let deadline = tokio::time::Instant::now() + WAIT;
-    if !matches!(b.page_outcome(deadline).await, PageOutcome::Loaded) {
-        b.goto(&host.url(&format!("/p/stacks/stacks/{name}"))).await;
-    }
+    // Compose creating the stack's network (or another test's container)
+    // may make Chromium drop the load that follows the post
+    // (ERR_NETWORK_CHANGED): a post that reached the host runs anyway and
+    // the stack's page is opened again (the stream replays); one that did
+    // not is posted again.
+    let stack_api = format!("/api/v1/plugins/stacks/stacks/{name}");
+    b.post_form(
+        &host.url(&format!("/p/stacks/stacks/{name}")),
+        &[],
+        "form[action$='/deploy'] button",
+        async || !admin.get_json(&stack_api).await["last_action"].is_null(),
+    )
+    .await;
     b.wait_for(
         "the running action from the stream",
         "document.querySelector('[data-compose-output]') && document.querySelector('[data-compose-output]').dataset.state === 'running'",
@@ -1428,26 +1432,41 @@ async fn an_alert_made_on_the_pages_fires_live_on_the_open_page() {
             json!(text)
         )
     };
-    let channels = host.url("/p/alerts/channels");
-    let form = "form[action='/p/alerts/channels']";
+    // Makes `name` with the form of the page `/p/alerts/{list}` (fields
+    // by their selector inside the form); sees the answer when shown.
+    let make = async |list: &str, name: &str, fields: &[(&str, &str)], said: &str| {
+        let page = format!("/p/alerts/{list}");
+        let form = format!("form[action='{page}']");
+        let fields: Vec<(String, &str)> = fields
+            .iter()
+            .map(|(c, v)| (format!("{form} {c}"), *v))
+            .collect();
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(c, v)| (c.as_str(), *v)).collect();
+        if b.post_form(
+            &host.url(&page),
+            &fields,
+            &format!("{form} button.primary"),
+            async || has(list, name).await,
+        )
+        .await
+        {
+            b.wait_for(&format!("{name} made"), &flash(said), WAIT)
+                .await;
+        }
+    };
     let hook = rx.url("/from-browser");
-    let fields = [
-        (format!("{form} input[name=name]"), "browserhook"),
-        (format!("{form} select[name=type]"), "webhook"),
-        (format!("{form} input[name=url]"), hook.as_str()),
-    ];
-    let fields: Vec<(&str, &str)> = fields.iter().map(|(c, v)| (c.as_str(), *v)).collect();
-    if b.post_form(
-        &channels,
-        &fields,
-        &format!("{form} button.primary"),
-        async || has("channels", "browserhook").await,
+    make(
+        "channels",
+        "browserhook",
+        &[
+            ("input[name=name]", "browserhook"),
+            ("select[name=type]", "webhook"),
+            ("input[name=url]", &hook),
+        ],
+        "Channel created.",
     )
-    .await
-    {
-        b.wait_for("the channel made", &flash("Channel created."), WAIT)
-            .await;
-    }
+    .await;
+    let channels = host.url("/p/alerts/channels");
     let shown = b
         .post_form(
             &channels,
@@ -1479,28 +1498,20 @@ async fn an_alert_made_on_the_pages_fires_live_on_the_open_page() {
     b.shot("alerts-channel-tested").await;
 
     // An exit rule for the labelled container, through the form.
-    let rules = host.url("/p/alerts/rules");
-    let form = "form[action='/p/alerts/rules']";
     let selector = format!("wakedock.test.ui-alert={mark}");
-    let fields = [
-        (format!("{form} input[name=name]"), "browser-exit"),
-        (format!("{form} select[name=kind]"), "exit"),
-        (format!("{form} select[name=severity]"), "critical"),
-        (format!("{form} input[name=labels]"), selector.as_str()),
-        (format!("{form} input[name=channels]"), "browserhook"),
-    ];
-    let fields: Vec<(&str, &str)> = fields.iter().map(|(c, v)| (c.as_str(), *v)).collect();
-    if b.post_form(
-        &rules,
-        &fields,
-        &format!("{form} button.primary"),
-        async || has("rules", "browser-exit").await,
+    make(
+        "rules",
+        "browser-exit",
+        &[
+            ("input[name=name]", "browser-exit"),
+            ("select[name=kind]", "exit"),
+            ("select[name=severity]", "critical"),
+            ("input[name=labels]", &selector),
+            ("input[name=channels]", "browserhook"),
+        ],
+        "Rule created.",
     )
-    .await
-    {
-        b.wait_for("the rule made", &flash("Rule created."), WAIT)
-            .await;
-    }
+    .await;
     assert!(
         b.text("main").await.contains(&app.name),
         "the rule's preview lists the container"
@@ -1559,8 +1570,8 @@ async fn an_alert_made_on_the_pages_fires_live_on_the_open_page() {
     )
     .await;
     b.js("window.__noReload = true").await;
-    let field = format!("{form} input[name=name]");
-    b.fill(&field, "half-typed").await;
+    let field = "form[action='/p/alerts/rules'] input[name=name]";
+    b.fill(field, "half-typed").await;
     b.js(&format!(
         "document.querySelector(\"{field}\").__old = true; \
          document.querySelector(\"{field}\").focus();"
