@@ -260,6 +260,68 @@ impl Browser {
             .unwrap_or_else(|e| panic!("click {css}: {e}"));
     }
 
+    /// Clicks `button` and waits for the document it leads to; whether
+    /// that is WakeDock's page (false: Chromium dropped the load, see
+    /// [`Browser::goto`]; the post may or may not have reached the host).
+    async fn submit(&self, button: &str) -> bool {
+        self.js("window.__submitting = true").await;
+        self.click(button).await;
+        let deadline = tokio::time::Instant::now() + NAVIGATION_LIMIT;
+        // The old document is gone once its mark is (a script may fail
+        // while it is being replaced).
+        while !matches!(
+            self.client
+                .execute("return window.__submitting === true", vec![])
+                .await,
+            Ok(Value::Bool(false))
+        ) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{button} led nowhere in {NAVIGATION_LIMIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        matches!(self.page_outcome(deadline).await, PageOutcome::Loaded)
+    }
+
+    /// Opens `page`, sets `fields` (CSS selector, value; a `select` by
+    /// script) and submits with `button`, again if the answer's load was
+    /// dropped and `done` (asked outside the browser) says the post did not
+    /// reach the host. Whether the answer page (its message) was shown.
+    async fn post_form(
+        &self,
+        page: &str,
+        fields: &[(&str, &str)],
+        button: &str,
+        done: impl AsyncFn() -> bool,
+    ) -> bool {
+        for _ in 0..5 {
+            self.goto(page).await;
+            for (css, value) in fields {
+                if css.contains("select") {
+                    self.js(&format!(
+                        "document.querySelector({}).value = {};",
+                        json!(css),
+                        json!(value)
+                    ))
+                    .await;
+                } else {
+                    self.fill(css, value).await;
+                }
+            }
+            if self.submit(button).await {
+                return true;
+            }
+            if done().await {
+                eprintln!("{page}: the answer to {button} was dropped; the post was made");
+                self.goto(page).await;
+                return false;
+            }
+            eprintln!("{page}: the post of {button} was dropped; posting again");
+        }
+        panic!("{page}: {button} was dropped five times");
+    }
+
     async fn close(mut self) {
         let _ = self.client.clone().close().await;
         let _ = self.driver.kill();
@@ -904,17 +966,22 @@ async fn running_container(name: &str) -> bool {
 // ---------------------------------------------------------------------------
 // Plugin pages: the stacks plugin and the example plugin (issue 11)
 
+/// The first-party plugin `plugin` (`plugins/{plugin}`, its component
+/// built by `scripts/build-plugins.sh`) with `config`.
+fn first_party(plugin: &str, config: Value) -> wakedock::config::PluginDecl {
+    serde_json::from_value(json!({
+        "manifest": format!("{}/../plugins/{plugin}/plugin.toml", env!("CARGO_MANIFEST_DIR")),
+        "wasm": wasm_dir().join(format!("wakedock_plugin_{plugin}.wasm")),
+        "config": config,
+    }))
+    .unwrap()
+}
+
 /// A host with the stacks and example plugins (pages under `/p/...`).
 async fn host_with_pages() -> TestHost {
     TestHost::start_with(Backend::Sqlite, |c| {
-        for (plugin, wasm) in [("stacks", "wakedock_plugin_stacks"), ("example", "wakedock_plugin_example")] {
-            c.plugins.push(
-                serde_json::from_value(json!({
-                    "manifest": format!("{}/../plugins/{plugin}/plugin.toml", env!("CARGO_MANIFEST_DIR")),
-                    "wasm": wasm_dir().join(format!("{wasm}.wasm")),
-                }))
-                .unwrap(),
-            );
+        for plugin in ["stacks", "example"] {
+            c.plugins.push(first_party(plugin, json!({})));
         }
     })
     .await
@@ -1002,15 +1069,19 @@ async fn a_stack_is_edited_and_deployed_from_its_page_with_live_output_and_a_vie
 
     // Deploy: the output arrives while it runs (the host script follows
     // the stream; `data-state` is set only from it).
-    b.goto(&host.url(&format!("/p/stacks/stacks/{name}"))).await;
-    b.click("form[action$='/deploy'] button").await;
-    // Compose creating the stack's network may make Chromium drop the
-    // load that follows the post (ERR_NETWORK_CHANGED); the action runs
-    // anyway, and the stack's page is opened again (the stream replays).
-    let deadline = tokio::time::Instant::now() + WAIT;
-    if !matches!(b.page_outcome(deadline).await, PageOutcome::Loaded) {
-        b.goto(&host.url(&format!("/p/stacks/stacks/{name}"))).await;
-    }
+    // Compose creating the stack's network (or another test's container)
+    // may make Chromium drop the load that follows the post
+    // (ERR_NETWORK_CHANGED): a post that reached the host runs anyway and
+    // the stack's page is opened again (the stream replays); one that did
+    // not is posted again.
+    let stack_api = format!("/api/v1/plugins/stacks/stacks/{name}");
+    b.post_form(
+        &host.url(&format!("/p/stacks/stacks/{name}")),
+        &[],
+        "form[action$='/deploy'] button",
+        async || !admin.get_json(&stack_api).await["last_action"].is_null(),
+    )
+    .await;
     b.wait_for(
         "the running action from the stream",
         "document.querySelector('[data-compose-output]') && document.querySelector('[data-compose-output]').dataset.state === 'running'",
@@ -1185,6 +1256,362 @@ async fn the_example_plugins_page_renders_in_the_layout_and_cannot_act_as_the_us
     let users_after = admin.get_json("/api/v1/users").await;
     assert_eq!(users_before, users_after, "the page created a user");
     assert!(!host.data_path().join("stacks").join("mallory").exists());
+    b.close().await;
+    host.stop().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Live plugin pages: the alerts plugin's pages (issue 12)
+
+/// A host scoped to `instance` with the alerts plugin (channels to
+/// loopback allowed) and the example plugin (a page that is not live).
+async fn host_with_alerts(instance: &str) -> TestHost {
+    TestHost::start_with(Backend::Sqlite, |c| {
+        c.wakedock.instance = Some(instance.to_owned());
+        c.plugins
+            .push(first_party("alerts", json!({"allow_hosts": ["127.0.0.1"]})));
+        c.plugins.push(first_party("example", json!({})));
+    })
+    .await
+}
+
+/// Reads server-sent events from `r` until `until` holds of one, for at
+/// most `limit`; returns every event read, in order.
+async fn sse_until(
+    r: &mut reqwest::Response,
+    limit: Duration,
+    until: impl Fn(&(String, String)) -> bool,
+) -> Vec<(String, String)> {
+    let mut buf = String::new();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + limit * patience();
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, r.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("timed out after {limit:?}; events so far: {seen:?}"))
+            .expect("the stream")
+            .unwrap_or_else(|| panic!("the stream ended; events so far: {seen:?}"));
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        for ev in drain_sse(&mut buf) {
+            let done = until(&ev);
+            seen.push(ev);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+/// The stream of a live page carries the plugin's own events on the
+/// page's topics, topic only, to a signed-in browser session: not another
+/// plugin's or the host's events, nothing to a caller without a session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_pages_stream_carries_only_its_plugins_own_topics_to_a_session() {
+    let host = host_with_alerts(&new_instance()).await;
+    let url = host.url("/ui/events/plugin/alerts?path=%2Fhistory");
+    let http = reqwest::Client::new();
+    let viewer = host.user_with_role("viewer").await;
+    let session = |path: &str| {
+        http.get(host.url(path))
+            .header("cookie", format!("wakedock_access={}", viewer.token))
+    };
+
+    // No session: refused, nothing streamed.
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = http
+        .get(&url)
+        .header("cookie", "wakedock_access=forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // A bearer token is an API client, not a page.
+    let r = http
+        .get(&url)
+        .bearer_auth(&viewer.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // A page whose entry names no topics has no stream; nor has a plugin
+    // without pages.
+    for path in [
+        "/ui/events/plugin/example?path=%2F",
+        "/ui/events/plugin/wake",
+    ] {
+        let r = session(path).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+
+    // The layout marks a live page with its stream, and only a live one.
+    let html = |path: &'static str| {
+        let r = session(path).send();
+        async move { r.await.unwrap().text().await.unwrap() }
+    };
+    let history = html("/p/alerts/history").await;
+    assert!(
+        history.contains(r#"data-live="/ui/events/plugin/alerts?path=%2Fhistory""#),
+        "{history}"
+    );
+    assert!(!html("/p/example/").await.contains("data-live"));
+
+    // A viewer's session on a viewer page: the stream.
+    let mut r = session("/ui/events/plugin/alerts?path=%2Fhistory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    sse_until(&mut r, WAIT, |(name, _)| name == "hello").await;
+    // Another plugin (even on an `alerts.` topic), the host, and the
+    // plugin on a topic the page does not name: none of them. The bus
+    // keeps order, so the first event through must be the last published.
+    host.bus.publish("example", "alerts.fired", "{}");
+    host.bus.publish("host", "alerts.fired", "{}");
+    host.bus.publish("alerts", "alertsx.fired", "{}");
+    host.bus.publish(
+        "alerts",
+        "alerts.fired",
+        r#"{"detail":"payload-not-for-the-page"}"#,
+    );
+    let seen = sse_until(&mut r, WAIT, |(name, _)| name == "changed").await;
+    let (_, data) = seen.last().unwrap();
+    let data: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(data, json!({"topic": "alerts.fired"}), "{seen:?}");
+}
+
+/// The issue's browser test: a channel made and tested on the alerts
+/// pages, a rule made there, then the alert fires on the open page without
+/// a reload; and a live page never clobbers a form being typed in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_made_on_the_pages_fires_live_on_the_open_page() {
+    use wakedock_tests::receiver::Receiver;
+
+    let _one = BROWSER_LOCK.lock().await;
+    let rx = Receiver::start().await;
+    let instance = new_instance();
+    let mark = unique("ui-alert");
+    // Created now, started (and exiting 1) once the page is open.
+    let app = TestContainer::from_spec(AppSpec {
+        env: &[("EXIT_AFTER_MS", "1000"), ("EXIT_CODE", "1")],
+        labels: &[("wakedock.test.ui-alert", &mark)],
+        instance: Some(&instance),
+        start: false,
+        ..AppSpec::default()
+    })
+    .await;
+    let host = host_with_alerts(&instance).await;
+    let b = Browser::start().await;
+    b.login(&host, "admin", ADMIN_PASSWORD).await;
+    b.wait_for("the overview", "document.querySelector('main#main')", WAIT)
+        .await;
+    b.click("nav a[href='/p/alerts/']").await;
+    b.wait_for(
+        "the alerts page",
+        "document.querySelector('[data-plugin-page=alerts] .firing-count')",
+        WAIT,
+    )
+    .await;
+
+    // A webhook channel to the receiver, through the form; then its test.
+    let admin = host.admin().await;
+    let has = async |list: &str, name: &str| {
+        admin
+            .get_json(&format!("/api/v1/plugins/alerts/{list}"))
+            .await
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["name"] == name))
+    };
+    let flash = |text: &str| {
+        format!(
+            "document.querySelector('.flash.ok') && document.querySelector('.flash.ok').innerText.includes({})",
+            json!(text)
+        )
+    };
+    // Makes `name` with the form of the page `/p/alerts/{list}` (fields
+    // by their selector inside the form); sees the answer when shown.
+    let make = async |list: &str, name: &str, fields: &[(&str, &str)], said: &str| {
+        let page = format!("/p/alerts/{list}");
+        let form = format!("form[action='{page}']");
+        let fields: Vec<(String, &str)> = fields
+            .iter()
+            .map(|(c, v)| (format!("{form} {c}"), *v))
+            .collect();
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(c, v)| (c.as_str(), *v)).collect();
+        if b.post_form(
+            &host.url(&page),
+            &fields,
+            &format!("{form} button.primary"),
+            async || has(list, name).await,
+        )
+        .await
+        {
+            b.wait_for(&format!("{name} made"), &flash(said), WAIT)
+                .await;
+        }
+    };
+    let hook = rx.url("/from-browser");
+    make(
+        "channels",
+        "browserhook",
+        &[
+            ("input[name=name]", "browserhook"),
+            ("select[name=type]", "webhook"),
+            ("input[name=url]", &hook),
+        ],
+        "Channel created.",
+    )
+    .await;
+    let channels = host.url("/p/alerts/channels");
+    let shown = b
+        .post_form(
+            &channels,
+            &[],
+            "form[action='/p/alerts/channels/browserhook/test'] button",
+            async || !rx.delivered().is_empty(),
+        )
+        .await;
+    let n = rx.first(WAIT, "the test notification").await;
+    assert_eq!(n["status"], "test", "{n}");
+    assert_eq!(rx.delivered()[0].path, "/from-browser");
+    if shown {
+        b.wait_for(
+            "the test's result on the page",
+            &flash("Test notification delivered to browserhook"),
+            WAIT,
+        )
+        .await;
+    } else {
+        // Its answer page was dropped: the channel's health says it.
+        b.wait_for(
+            "the channel's health after the test",
+            "Array.from(document.querySelectorAll('main tr')).some((r) => r.innerText.includes('browserhook') \
+             && Array.from(r.querySelectorAll('.badge')).some((b) => b.textContent === 'ok'))",
+            WAIT,
+        )
+        .await;
+    }
+    b.shot("alerts-channel-tested").await;
+
+    // An exit rule for the labelled container, through the form.
+    let selector = format!("wakedock.test.ui-alert={mark}");
+    make(
+        "rules",
+        "browser-exit",
+        &[
+            ("input[name=name]", "browser-exit"),
+            ("select[name=kind]", "exit"),
+            ("select[name=severity]", "critical"),
+            ("input[name=labels]", &selector),
+            ("input[name=channels]", "browserhook"),
+        ],
+        "Rule created.",
+    )
+    .await;
+    assert!(
+        b.text("main").await.contains(&app.name),
+        "the rule's preview lists the container"
+    );
+
+    // The alerts page, open and live; then the container exits 1.
+    b.goto(&host.url("/p/alerts/")).await;
+    b.wait_for(
+        "the page's live stream",
+        "document.querySelector('[data-plugin-page][data-live-state=on]')",
+        WAIT,
+    )
+    .await;
+    assert_eq!(b.text(".firing-count").await, "0");
+    b.js("window.__noReload = true").await;
+    docker()
+        .await
+        .start_container(
+            &app.name,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .unwrap();
+    b.wait_for(
+        "the firing alert on the open page",
+        &format!(
+            "document.querySelector('.firing-count').textContent === '1' && \
+             Array.from(document.querySelectorAll('[data-plugin-page] tr.alert-row')).some((r) => \
+               r.innerText.includes({name:?}) && r.innerText.includes('exited with code 1') && r.innerText.includes('firing'))",
+            name = app.name
+        ),
+        Duration::from_secs(30) * patience(),
+    )
+    .await;
+    assert_eq!(
+        b.js("return window.__noReload === true").await,
+        json!(true),
+        "the page was reloaded"
+    );
+    let d = rx
+        .wait_delivered(WAIT * patience(), "the firing notification", |d| {
+            d.iter().any(|r| r.json()["status"] == "firing")
+        })
+        .await;
+    let firing = d.iter().find(|r| r.json()["status"] == "firing").unwrap();
+    assert_eq!(firing.json()["target"], app.name.as_str());
+    b.shot("alerts-fired-live").await;
+
+    // A form being typed in is not clobbered: the update waits while it
+    // has focus, and what was typed is carried into the new content.
+    b.goto(&host.url("/p/alerts/rules")).await;
+    b.wait_for(
+        "the page's live stream",
+        "document.querySelector('[data-plugin-page][data-live-state=on]')",
+        WAIT,
+    )
+    .await;
+    b.js("window.__noReload = true").await;
+    let field = "form[action='/p/alerts/rules'] input[name=name]";
+    b.fill(field, "half-typed").await;
+    b.js(&format!(
+        "document.querySelector(\"{field}\").__old = true; \
+         document.querySelector(\"{field}\").focus();"
+    ))
+    .await;
+    // What the plugin publishes when an alert fires (the plugin's own
+    // source on the host's bus), without a second container.
+    host.bus.publish("alerts", "alerts.fired", "{}");
+    b.wait_for(
+        "the update held back",
+        "document.querySelector('[data-plugin-page]').dataset.liveState === 'held'",
+        WAIT,
+    )
+    .await;
+    assert_eq!(
+        b.js(&format!(
+            "const f = document.querySelector(\"{field}\"); \
+             return [f.value, f.__old === true, document.activeElement === f];"
+        ))
+        .await,
+        json!(["half-typed", true, true])
+    );
+    b.shot("alerts-live-held").await;
+    b.js("document.activeElement.blur()").await;
+    b.wait_for(
+        "the held update swapped in",
+        &format!(
+            "document.querySelector('[data-plugin-page]').dataset.liveState === 'on' && \
+             document.querySelector(\"{field}\").__old !== true"
+        ),
+        WAIT,
+    )
+    .await;
+    assert_eq!(
+        b.js(&format!("return document.querySelector(\"{field}\").value"))
+            .await,
+        json!("half-typed"),
+        "the typed value was lost"
+    );
+    assert_eq!(b.js("return window.__noReload === true").await, json!(true));
     b.close().await;
     host.stop().await.unwrap();
 }

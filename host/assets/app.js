@@ -78,7 +78,14 @@
   // A stack's actions, live (plugin pages name the stack; the host decides
   // who may read it). The element's text is the server-rendered output;
   // the stream replays the last action's lines, then follows.
-  $$("[data-compose-output]").forEach((el) => {
+  // Each element's stream, closed when a live page's swap removes it.
+  const composeStreams = [];
+  function followCompose(root) {
+    $$("[data-compose-output]", root).forEach((el) => {
+      composeStreams.push({ el, es: followComposeOutput(el) });
+    });
+  }
+  function followComposeOutput(el) {
     const project = el.dataset.composeOutput;
     const status = el.parentElement ? $("[data-compose-status]", el.parentElement) : null;
     let current = null;
@@ -95,7 +102,117 @@
       el.append(l.line + "\n");
       el.scrollTop = el.scrollHeight;
     });
-  });
+    return es;
+  }
+  followCompose(document);
+
+  // --- Live plugin pages -------------------------------------------------
+  // A plugin page whose manifest entry names topics (`live`) has the
+  // address of its stream in `data-live`: when the plugin publishes one of
+  // them, the page is fetched again (the same sanitised page a reload
+  // gives) and its content swapped in place, scroll kept. A form is never
+  // clobbered: while focus is in one, the swap waits (`data-live-state` is
+  // `held`) until focus leaves it; what was typed into a field is carried
+  // over to the same field of the new content. Without this script the
+  // page is an ordinary one.
+  const livePage = $("[data-plugin-page][data-live]");
+  if (livePage) {
+    const edited = new Map(); // field key -> the value the user gave it
+    let fetching = false, again = false, held = false, swaps = 0;
+    const setState = (s) => { livePage.dataset.liveState = s; };
+    // A field is known by its form's action and rank among forms with that
+    // action, its name and its rank among fields of that name.
+    const fieldKey = (f) => {
+      const form = f.form;
+      if (!form || !f.name) return null;
+      const action = form.getAttribute("action") || "";
+      const forms = $$("form", livePage).filter((x) => (x.getAttribute("action") || "") === action);
+      const same = Array.from(form.elements).filter((x) => x.name === f.name);
+      return [action, forms.indexOf(form), f.name, same.indexOf(f)].join("\u0000");
+    };
+    const valueOf = (f) => (f.type === "checkbox" || f.type === "radio" ? f.checked : f.value);
+    const onEdit = (ev) => {
+      const k = fieldKey(ev.target);
+      if (k !== null) edited.set(k, valueOf(ev.target));
+    };
+    livePage.addEventListener("input", onEdit);
+    livePage.addEventListener("change", onEdit);
+    const formFocused = () => {
+      const a = document.activeElement;
+      return !!(a && livePage.contains(a) && a.closest("form"));
+    };
+    function swap(html) {
+      const doc = new DOMParser().parseFromString(html, "text/html");
+      const fresh = doc.querySelector("[data-plugin-page]");
+      // Another document (a sign-in page, an error): leave the page as is.
+      if (!fresh || fresh.dataset.pluginPage !== livePage.dataset.pluginPage) return;
+      if (formFocused()) { held = true; setState("held"); return; }
+      const x = window.scrollX, y = window.scrollY;
+      const open = $$("details", livePage).map((d) => d.open);
+      livePage.replaceChildren(...Array.from(fresh.childNodes, (n) => document.importNode(n, true)));
+      $$("details", livePage).forEach((d, i) => { if (i < open.length) d.open = open[i]; });
+      $$("input, select, textarea", livePage).forEach((f) => {
+        const k = fieldKey(f);
+        if (k === null || !edited.has(k)) return;
+        if (f.type === "checkbox" || f.type === "radio") f.checked = edited.get(k);
+        else f.value = edited.get(k);
+      });
+      if (doc.title) document.title = doc.title;
+      composeStreams.filter((c) => !c.el.isConnected).forEach((c) => c.es.close());
+      composeStreams.splice(0, composeStreams.length, ...composeStreams.filter((c) => c.el.isConnected));
+      followCompose(livePage);
+      window.scrollTo(x, y);
+      swaps += 1;
+      livePage.dataset.liveSwaps = String(swaps);
+      setState("on");
+    }
+    // One fetch at a time; events during it make one more afterwards. A
+    // fetch the network dropped (not an answer) is tried again, slower.
+    let lost = 0;
+    function update() {
+      if (formFocused()) { held = true; setState("held"); return; }
+      if (fetching) { again = true; return; }
+      fetching = true;
+      fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
+        .then((r) => {
+          lost = 0;
+          return r.ok ? r.text().then(swap) : null;
+        }, () => {
+          lost += 1;
+          if (lost <= 5) window.setTimeout(update, 500 * 2 ** lost);
+        })
+        .finally(() => {
+          fetching = false;
+          if (again) { again = false; update(); }
+        });
+    }
+    // Focus has moved on once `focusout` is done: look then.
+    livePage.addEventListener("focusout", () => window.setTimeout(() => {
+      if (held && !formFocused()) { held = false; update(); }
+    }, 0));
+    let up = false, retry = 1000;
+    (function listen() {
+      const es = new EventSource(livePage.dataset.live);
+      es.addEventListener("hello", () => {
+        retry = 1000;
+        // Back after a lost connection: what was published meanwhile is
+        // not known, so fetch the page once.
+        if (up) update();
+        up = true;
+        if (!held) setState("on");
+      });
+      es.addEventListener("changed", update);
+      es.onerror = () => {
+        setState("off");
+        if (es.readyState === EventSource.CLOSED) {
+          // Refused (signed out, plugin disabled) or gone: again, slower.
+          es.close();
+          window.setTimeout(() => refresh().catch(() => {}).finally(listen), retry);
+          retry = Math.min(retry * 2, 30000);
+        }
+      };
+    })();
+  }
 
   // --- Live updates ------------------------------------------------------
   if (!live) return;

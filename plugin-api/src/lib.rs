@@ -143,6 +143,7 @@
 //! title = "Hello"      # the navigation label
 //! path = "/"           # relative to the plugin's pages, /p/hello
 //! role = "viewer"      # viewer (default), user or admin see the entry
+//! live = []            # topics that make it live (see "Live pages")
 //! ```
 //!
 //! A browser request to `/p/hello/...` reaches [`Plugin::handle_http`] like
@@ -173,6 +174,38 @@
 //! - **Live output without a script**: an element
 //!   `<pre data-compose-output="STACK">` is followed live by the host's
 //!   script (a Compose stack's action output, see [`compose`]).
+//! - **Live pages without a script**: an entry may name topics of the
+//!   plugin's own events (see "Live pages" below); the host then updates
+//!   an open page whenever the plugin publishes one.
+//!
+//! ### Live pages
+//!
+//! ```toml
+//! [capabilities]
+//! events = { publish = ["hello.*"] }
+//!
+//! [[pages]]
+//! title = "Hello"
+//! live = ["hello.*"]   # `a.b` or `a.*`; each among `events.publish`
+//! ```
+//!
+//! While such a page (the entry's path or any page under it) is open, the
+//! host's script listens to the plugin's own events on these topics (never
+//! another plugin's or the host's: a `live` topic the manifest does not
+//! ask to publish is refused at load, naming `pages[N].live[M]`). On each
+//! one, it fetches the page again through [`Plugin::handle_http`], as a
+//! reload would (same caller, same sanitising), and swaps the content in
+//! place: scroll, open `details` and typed field values are kept, and
+//! while focus is in one of the page's forms the swap waits until focus
+//! leaves it. So:
+//! - publish with [`events::publish_json`] **after** storing what the page
+//!   shows (with `max-instances` above 1 the fetch may run at once);
+//! - the event's payload never reaches the page (only its topic does): the
+//!   page is rendered for the user, as always;
+//! - bursts are coalesced (one fetch at a time, one more after it), so an
+//!   event per change is fine; the page answers a GET like any other;
+//! - only pages answering a GET with 2xx are live (a form's answer with
+//!   errors is not fetched again); without JavaScript a page is static.
 //!
 //! ```no_run
 //! use wakedock_plugin_sdk::{ui, HttpRequest, HttpResponse};

@@ -57,6 +57,34 @@ pub struct PageEntry {
     /// `viewer` (default), `user` or `admin`.
     #[serde(default = "viewer")]
     pub role: String,
+    /// Event-bus topics (`a.b` or `a.*`) of the plugin's own that make the
+    /// page live: while it is open, the host's script fetches it again
+    /// when the plugin publishes one. Each must be one the manifest asks
+    /// to publish (`capabilities.events.publish`). Empty: a static page.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live: Vec<String>,
+}
+
+impl PageEntry {
+    /// Whether the page at `path` (relative to `/p/{plugin}`) is this
+    /// entry's page or one under it (`/rules` covers `/rules/x`; `/`
+    /// covers every page).
+    pub fn covers(&self, path: &str) -> bool {
+        let base = self.path.trim_end_matches('/');
+        match path.strip_prefix(base) {
+            Some(rest) => rest.is_empty() || rest.starts_with('/'),
+            None => false,
+        }
+    }
+}
+
+/// The entry a page at `path` belongs to: the one with the longest path
+/// covering it.
+pub fn page_entry<'a>(pages: &'a [PageEntry], path: &str) -> Option<&'a PageEntry> {
+    pages
+        .iter()
+        .filter(|p| p.covers(path))
+        .max_by_key(|p| p.path.trim_end_matches('/').len())
 }
 
 fn root_path() -> String {
@@ -640,6 +668,26 @@ impl Manifest {
                     at("role"),
                     format!("`{}` is not a role (viewer, user or admin)", p.role),
                 ));
+            }
+            let publish = self
+                .capabilities
+                .events
+                .as_ref()
+                .map_or(&[][..], |e| e.publish.as_slice());
+            for (j, t) in p.live.iter().enumerate() {
+                let field = || at(&format!("live[{j}]"));
+                validate_topic_pattern(t).map_err(|m| field_err(field(), m))?;
+                // Only its own topics: a page is live on what this plugin
+                // publishes, never on another's or the host's events.
+                if !pattern_covered(t, publish, topic_matches) {
+                    return Err(field_err(
+                        field(),
+                        format!(
+                            "`{t}` is not among the topics this plugin may publish \
+                             (capabilities.events.publish: {publish:?})"
+                        ),
+                    ));
+                }
             }
         }
         Ok(())
@@ -1367,6 +1415,54 @@ http-outbound = { hosts = ["hooks.slack.com", "*.other.org"], max-requests-per-m
         assert!(!host_matches("*.example.com", "evilexample.com"));
         assert!(host_matches("hooks.slack.com", "hooks.slack.com"));
         assert!(host_matches("*", "anything.example"));
+    }
+
+    #[test]
+    fn a_page_is_live_only_on_topics_the_plugin_may_publish() {
+        let with = |live: &str| {
+            Manifest::from_toml(&format!(
+                "{GOOD}\n[[pages]]\ntitle = \"Wake\"\nlive = {live}\n"
+            ))
+        };
+        let m = with(r#"["wake.*"]"#).unwrap();
+        assert_eq!(m.pages[0].live, ["wake.*"]);
+        assert!(with(r#"["wake.started"]"#).is_ok());
+        let err = |live: &str| match with(live) {
+            Err(ManifestError::Field { field, message }) => (field, message),
+            other => panic!("{live} accepted: {other:?}"),
+        };
+        // Another plugin's topics, the host's, and every topic are refused.
+        for foreign in [r#"["stacks.*"]"#, r#"["host.health"]"#, r#"["*"]"#] {
+            let (field, message) = err(foreign);
+            assert_eq!(field, "pages[0].live[0]", "{foreign}");
+            assert!(message.contains("may publish"), "{message}");
+        }
+        assert_eq!(err(r#"["wake.*", "Wake!"]"#).0, "pages[0].live[1]");
+        // No events capability: nothing to be live on.
+        let quiet = GOOD.replace("events = { publish = [\"wake.*\"] }\n", "");
+        assert!(Manifest::from_toml(&format!(
+            "{quiet}\n[[pages]]\ntitle = \"W\"\nlive = [\"wake.*\"]\n"
+        ))
+        .is_err());
+    }
+
+    #[test]
+    fn a_page_belongs_to_the_entry_with_the_longest_covering_path() {
+        let entry = |path: &str| PageEntry {
+            title: path.into(),
+            path: path.into(),
+            role: "viewer".into(),
+            live: Vec::new(),
+        };
+        let pages = [entry("/"), entry("/rules"), entry("/rules/admin/")];
+        let of = |p: &str| page_entry(&pages, p).map(|e| e.path.as_str());
+        assert_eq!(of("/"), Some("/"));
+        assert_eq!(of("/history"), Some("/"));
+        assert_eq!(of("/rules"), Some("/rules"));
+        assert_eq!(of("/rules/x"), Some("/rules"));
+        assert_eq!(of("/rulesx"), Some("/"));
+        assert_eq!(of("/rules/admin"), Some("/rules/admin/"));
+        assert_eq!(page_entry(&pages[1..], "/history"), None);
     }
 
     #[test]

@@ -139,7 +139,7 @@ pub async fn events(
 
 /// Sends what `rx` broadcasts, as `to_event` renders it, until the page
 /// goes away. A lagging page skips what it missed.
-async fn forward<T: Clone>(
+pub(super) async fn forward<T: Clone>(
     mut rx: broadcast::Receiver<T>,
     tx: mpsc::Sender<Event>,
     to_event: impl Fn(T) -> Option<Event>,

@@ -10,6 +10,8 @@
 //!   [`audit`]: pages.
 //! - [`plugin_pages`]: `/p/{plugin}/...`, plugins' pages in the layout.
 //! - [`live`]: `/ui/events`, the live stream every page listens to.
+//! - [`plugin_live`]: `/ui/events/plugin/{plugin}`, what makes a plugin's
+//!   page live (its own events, then the page fetched again).
 //! - [`charts`]: resource samples and their inline SVG charts.
 //! - [`assets`]: `/assets/*`, content-hashed and cached for a year.
 
@@ -21,6 +23,7 @@ pub mod containers;
 pub mod live;
 pub mod overview;
 pub mod page;
+pub mod plugin_live;
 pub mod plugin_pages;
 pub mod plugins;
 pub mod routes;
@@ -82,6 +85,7 @@ pub fn routes() -> Router<AppState> {
             get(plugin_pages::serve).post(plugin_pages::serve),
         )
         .route("/ui/events", get(live::events))
+        .route("/ui/events/plugin/{plugin}", get(plugin_live::events))
         .route("/assets/{file}", get(assets::serve))
 }
 

@@ -26,7 +26,9 @@
 //!   own pages.
 //!
 //! The host's script renders live output for `data-compose-output`
-//! elements (Compose stacks), so a page needs no script of its own.
+//! elements (Compose stacks), and fetches a page again when the plugin
+//! publishes one of the topics its entry names ([`super::plugin_live`]),
+//! so a page needs no script of its own.
 
 use std::sync::OnceLock;
 
@@ -38,6 +40,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use wakedock_plugin_runtime::caps::HttpRequest;
+use wakedock_plugin_runtime::PageEntry;
 
 use crate::api::plugins::{call_plugin, passes_through, request_headers};
 use crate::db::users::Role;
@@ -62,12 +65,7 @@ pub fn nav_for(state: &AppState, role: Role) -> Vec<NavLink> {
     let mut out = Vec::new();
     for (plugin, pages) in state.plugins.runtime().pages() {
         for p in pages {
-            let needed = match p.role.as_str() {
-                "admin" => Role::Admin,
-                "user" => Role::User,
-                _ => Role::Viewer,
-            };
-            if role >= needed {
+            if role >= page_role(&p) {
                 let path = if p.path == "/" { "/" } else { p.path.as_str() };
                 out.push(NavLink {
                     href: format!("/p/{plugin}{path}"),
@@ -78,6 +76,15 @@ pub fn nav_for(state: &AppState, role: Role) -> Vec<NavLink> {
         }
     }
     out
+}
+
+/// The least role a page entry is for.
+pub fn page_role(entry: &PageEntry) -> Role {
+    match entry.role.as_str() {
+        "admin" => Role::Admin,
+        "user" => Role::User,
+        _ => Role::Viewer,
+    }
 }
 
 fn key() -> &'static [u8; 32] {
@@ -249,6 +256,8 @@ struct PluginPage<'a> {
     plugin: &'a str,
     title: &'a str,
     content: &'a str,
+    /// The live stream's address, on a live page ([`super::plugin_live`]).
+    live: Option<String>,
 }
 
 /// `GET|POST /p/{plugin}` and `/p/{plugin}/{*rest}`.
@@ -397,6 +406,13 @@ async fn serve_inner(state: &AppState, req: Request) -> Result<Response, Respons
         .collect();
     let mut ctx = user.ctx("");
     ctx.plugin = plugin.clone();
+    // A page shown by a GET can be fetched again as it is; a form's answer
+    // (errors at its fields) could not, so it stays as it was served.
+    let page_path = format!("/{rest}");
+    let live = (!post && status.is_success())
+        .then(|| super::plugin_live::live_entry(state, &plugin, &page_path, user.user.role).ok())
+        .flatten()
+        .map(|_| super::plugin_live::stream_url(&plugin, &page_path));
     let mut res = page::page(
         &user,
         PluginPage {
@@ -404,6 +420,7 @@ async fn serve_inner(state: &AppState, req: Request) -> Result<Response, Respons
             plugin: &plugin,
             title: &title,
             content: &content,
+            live,
         },
     );
     *res.status_mut() = status;

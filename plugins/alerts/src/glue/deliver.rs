@@ -8,7 +8,7 @@
 //! Telegram's bot token are secrets (and the host never puts an SMTP
 //! password into an error).
 
-use wakedock_plugin_sdk::{clock, http, log, metrics, smtp, Error};
+use wakedock_plugin_sdk::{clock, events, http, log, metrics, smtp, Error};
 
 use super::store::{self, put};
 use super::Alerts;
@@ -181,8 +181,15 @@ impl Alerts {
                 if !matches!(outcome, NoteResult::Retrying { .. }) {
                     n.delivery = None;
                 }
+                let result = serde_json::to_value(&outcome).unwrap_or_default();
                 n.result = outcome;
                 put(&rkey, &r);
+                // Stored first: the alerts pages are live on `alerts.*`
+                // (their manifest entry), and re-read the record on this.
+                let _ = events::publish_json(
+                    "alerts.delivery",
+                    &serde_json::json!({"alert_id": d.message.alert_id, "channel": d.channel, "outcome": result}),
+                );
             }
         }
     }
