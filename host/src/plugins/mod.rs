@@ -10,9 +10,9 @@
 //! host runs every two seconds.
 
 pub mod caps;
-mod stats;
 pub mod logs;
 pub mod smtp;
+mod stats;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
