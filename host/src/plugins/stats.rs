@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use wakedock_plugin_runtime::caps::{ContainerState, ContainerStats};
 
-use crate::docker::{CpuCounters, DockerEngine, EngineError};
+use crate::docker::{ContainerStats as DockerStats, CpuCounters, DockerEngine, EngineError};
 
 /// How long a sample is fresh (thresholds hold for a duration; the
 /// engine's own `stats` refreshes about once a second).
@@ -99,14 +99,7 @@ impl StatsSampler {
             // loses nothing.
             tokio::spawn(async move { this.refresh(stale).await });
         }
-        let measured: Vec<_> = futures::stream::iter(unknown)
-            .map(|id| async move {
-                let sample = self.docker.stats_sample(&id, false).await;
-                (id, sample)
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
+        let measured = self.sample_all(unknown, false).await;
         let mut cache = self.lock();
         for (id, sample) in measured {
             if let Ok((s, counters)) = sample {
@@ -128,14 +121,7 @@ impl StatsSampler {
     /// One-shot samples of `ids`, CPU from the counters of each one's
     /// previous sample.
     async fn refresh(&self, ids: Vec<String>) {
-        let results: Vec<(String, Result<_, EngineError>)> = futures::stream::iter(ids)
-            .map(|id| async move {
-                let sample = self.docker.stats_sample(&id, true).await;
-                (id, sample)
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
+        let results = self.sample_all(ids, true).await;
         let mut cache = self.lock();
         for (id, sample) in results {
             cache.refreshing.remove(&id);
@@ -159,6 +145,22 @@ impl StatsSampler {
             );
         }
     }
+
+    /// Engine samples of `ids`, [`CONCURRENCY`] requests at a time.
+    async fn sample_all(
+        &self,
+        ids: Vec<String>,
+        one_shot: bool,
+    ) -> Vec<(String, Result<(DockerStats, CpuCounters), EngineError>)> {
+        futures::stream::iter(ids)
+            .map(|id| async move {
+                let sample = self.docker.stats_sample(&id, one_shot).await;
+                (id, sample)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await
+    }
 }
 
 /// What `stats` says of a container that is not running: its state, no
@@ -181,7 +183,7 @@ pub fn idle_stats(id: String, state: ContainerState) -> ContainerStats {
 pub fn sampled_stats(
     id: String,
     state: ContainerState,
-    s: &crate::docker::ContainerStats,
+    s: &DockerStats,
     cpu_percent: f64,
 ) -> ContainerStats {
     ContainerStats {
