@@ -1137,13 +1137,16 @@ async fn a_container_stopped_by_hand_is_woken_by_the_next_request() {
     tokio::time::sleep(Duration::from_millis(300)).await; // the bridge sees awake
     let d = docker().await;
     for round in 0..3 {
+        // Taken before the stop: any start after it is the wake. (It was
+        // taken after the stop, less 0.5 s, which on a quick machine
+        // reached back to the previous wake's start and counted two.)
+        let since = unix_secs();
         d.stop_container(
             &app.name,
             None::<bollard::query_parameters::StopContainerOptions>,
         )
         .await
         .unwrap();
-        let since = unix_secs() - 0.5;
         // Straight after the stop: the bridge may not have heard yet.
         let r = http.get(&caddy.sites[0]).send().await.unwrap();
         let status = r.status();
