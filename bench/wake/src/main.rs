@@ -4,7 +4,10 @@
 //! - **cold wake**: first byte through Caddy + WakeDock for a sleeping
 //!   service, against the floor measured in the same run on the same
 //!   container: Docker API start until the app answers; for an app
-//!   without and one with a Docker healthcheck (interval 1 s);
+//!   without and one with a Docker healthcheck (interval 1 s); for the
+//!   latter also the floor of the check itself, one exec of its command in
+//!   the running app (a wake that keeps the meaning of "healthy" runs it
+//!   at least once after the app listens);
 //! - **awake path**: throughput and p50/p99 latency through Caddy +
 //!   `wakedock` against plain `reverse_proxy` to the same upstream,
 //!   alternating rounds, bounded in time and count;
@@ -242,6 +245,38 @@ struct Cold<'a> {
     app: &'a TestContainer,
     direct: &'a str,
     target_ms: f64,
+    /// The app's Docker healthcheck command: its own exec round trip is
+    /// measured too, as a second floor (a wake that keeps the meaning of
+    /// "healthy" runs it at least once after the app listens).
+    healthcheck: Option<&'a [&'a str]>,
+}
+
+/// One run of `cmd` by exec in a running container, as the host's wake
+/// runs a healthcheck: create, start attached until it ends, inspect.
+async fn exec_round_trip(d: &bollard::Docker, container: &str, cmd: &[&str]) -> Result<Duration> {
+    let t = Instant::now();
+    let exec = d
+        .create_exec(
+            container,
+            bollard::models::ExecConfig {
+                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await?;
+    if let bollard::exec::StartExecResults::Attached { mut output, .. } =
+        d.start_exec(&exec.id, None).await?
+    {
+        use futures::StreamExt;
+        while output.next().await.is_some() {}
+    }
+    let info = d.inspect_exec(&exec.id).await?;
+    if info.exit_code != Some(0) {
+        bail!("the healthcheck {cmd:?} failed in a running, answering app: {info:?}");
+    }
+    Ok(t.elapsed())
 }
 
 async fn cold_wake(host: &Host, case: Cold<'_>) -> Result<()> {
@@ -252,11 +287,13 @@ async fn cold_wake(host: &Host, case: Cold<'_>) -> Result<()> {
         app,
         direct,
         target_ms,
+        healthcheck,
     } = case;
     let token = host.token().await?;
     let d = docker().await;
     let http = fresh_client();
     let (mut floors, mut colds, mut overheads) = (Vec::new(), Vec::new(), Vec::new());
+    let mut execs = Vec::new();
     for _ in 0..COLD_ROUNDS {
         host.sleep(&token, service).await?;
         let t = Instant::now();
@@ -267,6 +304,9 @@ async fn cold_wake(host: &Host, case: Cold<'_>) -> Result<()> {
         .await?;
         until_ok(&http, direct, Duration::from_secs(30)).await?;
         let floor = t.elapsed();
+        if let Some(cmd) = healthcheck {
+            execs.push(exec_round_trip(&d, &app.name, cmd).await?.as_secs_f64() * 1e3);
+        }
         host.sleep(&token, service).await?;
         let cold = until_ok(&http, site, Duration::from_secs(30)).await?;
         floors.push(floor.as_secs_f64() * 1e3);
@@ -290,6 +330,15 @@ async fn cold_wake(host: &Host, case: Cold<'_>) -> Result<()> {
         percentile(&o, 0.9),
         percentile(&c, 0.5) / percentile(&f, 0.5)
     );
+    if healthcheck.is_some() {
+        let e = sorted(execs);
+        println!(
+            "  floor of the check itself: one exec of the healthcheck in the answering app   {:7.1} / {:7.1} ms   overhead beyond it p50 {:.1} ms",
+            percentile(&e, 0.5),
+            percentile(&e, 0.9),
+            percentile(&o, 0.5) - percentile(&e, 0.5)
+        );
+    }
     Ok(())
 }
 
@@ -555,6 +604,7 @@ async fn main() -> Result<()> {
             app: &app,
             direct: &direct,
             target_ms: 10.0,
+            healthcheck: None,
         },
     )
     .await?;
@@ -568,6 +618,7 @@ async fn main() -> Result<()> {
             app: &hc_app,
             direct: &hc_direct,
             target_ms: 20.0,
+            healthcheck: Some(&["/testapp", "healthcheck"]),
         },
     )
     .await?;
