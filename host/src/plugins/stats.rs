@@ -48,6 +48,21 @@ struct Cache {
     refreshing: HashSet<String>,
 }
 
+impl Cache {
+    /// Keeps a sample taken now.
+    fn store(&mut self, id: String, counters: CpuCounters, stats: ContainerStats) {
+        let at = Instant::now();
+        self.samples.insert(
+            id,
+            Sample {
+                at,
+                counters,
+                stats,
+            },
+        );
+    }
+}
+
 /// The sample cache of one host (shared by every plugin: the engine's
 /// figures do not depend on who asks).
 #[derive(Clone)]
@@ -105,14 +120,7 @@ impl StatsSampler {
             if let Ok((s, counters)) = sample {
                 let stats = sampled_stats(id.clone(), ContainerState::Running, &s, s.cpu_percent);
                 out.push(stats.clone());
-                cache.samples.insert(
-                    id,
-                    Sample {
-                        at: Instant::now(),
-                        counters,
-                        stats,
-                    },
-                );
+                cache.store(id, counters, stats);
             }
         }
         out
@@ -135,14 +143,7 @@ impl StatsSampler {
                 .get(&id)
                 .map_or(0.0, |prev| counters.percent_since(&prev.counters));
             let stats = sampled_stats(id.clone(), ContainerState::Running, &s, cpu);
-            cache.samples.insert(
-                id,
-                Sample {
-                    at: Instant::now(),
-                    counters,
-                    stats,
-                },
-            );
+            cache.store(id, counters, stats);
         }
     }
 
